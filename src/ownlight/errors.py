@@ -1,0 +1,118 @@
+"""Every error Ownlight shows a client, in one hierarchy.
+
+Each class knows its HTTP status and its OpenAI error ``type``/``code``, so the HTTP
+layer turns any of them into ``{"error": {"message", "type", "code", "param"}}`` with
+the status OpenAI's own API would use. Nothing else ever reaches a client.
+
+    OwnlightError
+    ├── InvalidRequest            400 invalid_request_error
+    │   └── ContextLengthExceeded 400 context_length_exceeded
+    ├── AuthenticationFailed      401 invalid_api_key
+    ├── PermissionDenied          403 permission_denied
+    ├── ModelNotFound             404 model_not_found
+    ├── NotFound                  404 not_found
+    ├── PayloadTooLarge           413 request_too_large
+    ├── RateLimited               429 rate_limit_exceeded
+    └── UpstreamError             502 upstream_error
+        ├── UpstreamUnavailable   503 upstream_unavailable
+        └── UpstreamTimeout       504 upstream_timeout
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OwnlightError(Exception):
+    """Base class: an error with a client-facing message, status and OpenAI type."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(OwnlightError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class AuthenticationFailed(OwnlightError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(OwnlightError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotFound(OwnlightError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(OwnlightError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(OwnlightError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(OwnlightError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(OwnlightError):
+    """A backend answered with an error or garbage. Safe to fail over."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """A backend could not be reached or is not loaded."""
+
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class ConfigError(Exception):
+    """The operator's configuration is wrong; raised at start-up, never to a client."""

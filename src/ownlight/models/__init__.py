@@ -1,0 +1,1 @@
+"""Ownlight models."""

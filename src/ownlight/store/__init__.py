@@ -1,0 +1,1 @@
+"""Ownlight's own state (keys, and later budgets and the audit ledger)."""

@@ -1,0 +1,90 @@
+"""The embedded state store: one SQLite file in WAL mode, with named append-only migrations.
+
+Several processes share the file (the server, and ``ownlight keys`` run by an
+operator), so every statement goes to the database and nothing is cached: a key
+revoked from the command line stops working on the very next request.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+Migration = Callable[[sqlite3.Connection], None]
+_MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    """Register a schema step. Steps run once each, in the order they are declared."""
+
+    def register(fn: Migration) -> Migration:
+        if any(existing == name for existing, _ in _MIGRATIONS):
+            raise ValueError(f"duplicate migration {name}")
+        _MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+@migration("001_api_keys")
+def _api_keys(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            tenant TEXT NOT NULL DEFAULT 'default',
+            groups TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )"""
+    )
+
+
+class StateStore:
+    """A thread-safe handle on the state database."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=10.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY)")
+            done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+            for name, step in _MIGRATIONS:
+                if name not in done:
+                    step(db)
+                    db.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run statements atomically; a failure rolls everything back."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
