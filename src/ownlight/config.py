@@ -155,6 +155,10 @@ class Config:
             merged[name] = value
         return Config(merged, self.models, self.source, self.sections)
 
+    def only_models(self, aliases: list[str]) -> Config:
+        models = {alias: self.models[alias] for alias in aliases}
+        return Config(self.values, models, self.source, self.sections)
+
     def with_models(self, extra: Mapping[str, ModelEntry]) -> Config:
         return Config(self.values, {**self.models, **extra}, self.source, self.sections)
 

@@ -1,1 +1,1 @@
-"""Ownlight api."""
+"""HTTP route modules. They translate HTTP to pipeline requests and back, nothing more."""

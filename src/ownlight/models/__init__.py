@@ -1,1 +1,1 @@
-"""Ownlight models."""
+"""Where model files come from: a path the operator gives, or an installed package."""

@@ -1,1 +1,1 @@
-"""Ownlight routing."""
+"""Deciding which backend serves a request: aliases now, policy and complexity next."""

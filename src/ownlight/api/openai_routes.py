@@ -1,0 +1,85 @@
+"""The OpenAI-compatible routes under /v1."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ownlight.backends.base import Operation
+from ownlight.errors import InvalidRequest, OwnlightError, PayloadTooLarge
+from ownlight.pipeline import GatewayRequest, new_request_id
+from ownlight.runtime import Runtime
+
+from .responses import error_response, internal_error, json_response, sse_response
+
+log = logging.getLogger("ownlight.api")
+
+
+def bearer_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def read_json(request: Request, limit: int) -> object:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+
+
+def pipeline_endpoint(operation: Operation):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        request_id = new_request_id()
+        headers = {"x-ownlight-request-id": request_id}
+        try:
+            body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+            result = await runtime.pipeline.handle(
+                GatewayRequest(operation, body, bearer_key(request), request.headers, request_id)
+            )
+        except OwnlightError as exc:
+            return error_response(exc, headers)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            return internal_error(request_id)
+        if result.stream is not None:
+            return sse_response(result.stream, result.headers)
+        return json_response(result.body, headers=result.headers)
+
+    return endpoint
+
+
+async def list_models(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        runtime.keys.authenticate(bearer_key(request))
+    except OwnlightError as exc:
+        return error_response(exc)
+    created = int(request.app.state.started)
+    data = [
+        {"id": alias, "object": "model", "created": created, "owned_by": "ownlight",
+         "backend": backend.kind, "ready": backend.ready}
+        for alias, backend in runtime.backends.items()
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+routes = [
+    Route("/v1/chat/completions", pipeline_endpoint(Operation.CHAT), methods=["POST"]),
+    Route("/v1/completions", pipeline_endpoint(Operation.COMPLETION), methods=["POST"]),
+    Route("/v1/embeddings", pipeline_endpoint(Operation.EMBEDDING), methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

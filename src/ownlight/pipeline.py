@@ -1,0 +1,204 @@
+"""The request path: every entry point (HTTP API, CLI, console) runs requests through here.
+
+    authenticate -> validate -> retrieve -> guard input -> classify -> route
+      -> protect egress -> call backend -> restore -> guard output -> record -> respond
+
+``Pipeline.handle`` reads top to bottom like DESIGN.md's diagram. Each stage is one
+method with a narrow job; stages that later issues fill are explicit pass-throughs.
+Streams are handled the same way: the call stage waits for the first chunk before
+anything is sent, so a backend that fails early still yields a clean HTTP error.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ownlight.auth import KeyStore, Principal
+from ownlight.backends.base import BackendCall, Json, Operation
+from ownlight.errors import OwnlightError, UpstreamError
+from ownlight.protocol import validate_body
+from ownlight.routing.aliases import AliasRouter
+from ownlight.routing.decision import RouteDecision, Target
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass
+class GatewayRequest:
+    """A request as it arrives, before anything is trusted."""
+
+    operation: Operation
+    body: Any
+    api_key: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = field(default_factory=new_request_id)
+
+
+@dataclass
+class GatewayResponse:
+    """An OpenAI body, or a stream of OpenAI chunks, plus the headers that explain it."""
+
+    headers: dict[str, str]
+    body: Json | None = None
+    stream: AsyncIterator[Json] | None = None
+
+
+@dataclass
+class RequestContext:
+    """What the stages learn about one request as it moves along."""
+
+    request: GatewayRequest
+    principal: Principal | None = None
+    payload: Json = field(default_factory=dict)
+    alias: str = ""
+    stream: bool = False
+    include_usage: bool = False
+    sensitivity: str = "unknown"
+    route: RouteDecision | None = None
+    usage: Json | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-ownlight-request-id": self.request.request_id}
+        if self.route is not None and self.route.served_by is not None:
+            headers["x-ownlight-route"] = self.route.served_by.label
+            headers["x-ownlight-route-reason"] = self.route.reason
+        return headers
+
+
+class Pipeline:
+    def __init__(self, keys: KeyStore, router: AliasRouter):
+        self.keys = keys
+        self.router = router
+
+    async def handle(
+        self, request: GatewayRequest, *, principal: Principal | None = None
+    ) -> GatewayResponse:
+        """Run one request. Trusted local entry points (the CLI) pass their principal."""
+        ctx = RequestContext(request)
+        ctx.principal = principal or self.authenticate(request)
+        self.validate(ctx)
+        await self.retrieve(ctx)
+        await self.guard_input(ctx)
+        await self.classify(ctx)
+        ctx.route = self.route(ctx)
+        result = await self.call_backend(ctx)
+        if isinstance(result, dict):
+            result = self.guard_output(ctx, self.restore(ctx, result))
+            self.record(ctx, result.get("usage"))
+            return GatewayResponse(ctx.headers(), body=result)
+        return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, result))
+
+    # -- stages, in order -------------------------------------------------------------
+
+    def authenticate(self, request: GatewayRequest) -> Principal:
+        """API key -> principal (name, groups, tenant). Unknown or revoked keys fail closed."""
+        return self.keys.authenticate(request.api_key)
+
+    def validate(self, ctx: RequestContext) -> None:
+        body = validate_body(ctx.request.operation, ctx.request.body)
+        ctx.payload = body
+        ctx.alias = body["model"]
+        ctx.stream = bool(body.get("stream"))
+        ctx.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    async def retrieve(self, ctx: RequestContext) -> None:
+        """Knowledge chunks the principal may read. Pass-through: issue #5 fills it."""
+
+    async def guard_input(self, ctx: RequestContext) -> None:
+        """Prompt-injection scan of user turns and chunks. Pass-through: the guard issue."""
+
+    async def classify(self, ctx: RequestContext) -> None:
+        """Sensitive spans -> sensitivity level. Pass-through: issue #4 fills it."""
+        ctx.sensitivity = "unknown"
+
+    def route(self, ctx: RequestContext) -> RouteDecision:
+        """Alias -> ordered targets. Issue #3 adds policy rules, complexity and budgets."""
+        return self.router.decide(ctx.alias, ctx.request.operation)
+
+    def protect_egress(self, ctx: RequestContext, target: Target) -> Json:
+        """Pseudonymize or refuse before data leaves the domain. Pass-through: issue #4."""
+        return ctx.payload
+
+    async def call_backend(self, ctx: RequestContext) -> Json | AsyncIterator[Json]:
+        """Try each target in order; fall over to the next on upstream trouble."""
+        assert ctx.route is not None
+        last_error: OwnlightError | None = None
+        for target in ctx.route.targets:
+            payload = self.protect_egress(ctx, target)
+            call = BackendCall(ctx.request.operation, payload, stream=ctx.stream)
+            try:
+                result = await target.backend.execute(call)
+                if not isinstance(result, dict):
+                    result = await _started(result)
+            except UpstreamError as exc:
+                last_error = exc
+                ctx.route.fallbacks.append(f"{target.label}: {exc.code}")
+                continue
+            ctx.route.served_by = target
+            return result
+        assert last_error is not None
+        raise last_error
+
+    def restore(self, ctx: RequestContext, body: Json) -> Json:
+        """Placeholders back to real values. Pass-through: issue #4 fills it."""
+        return body
+
+    def guard_output(self, ctx: RequestContext, body: Json) -> Json:
+        """Leak checks on the answer. Pass-through: the guard issue fills it."""
+        return body
+
+    def record(self, ctx: RequestContext, usage: Json | None) -> None:
+        """Audit entry and metrics. Pass-through: the audit issue fills it."""
+        ctx.usage = usage
+
+    # -- streams ----------------------------------------------------------------------
+
+    async def _finish_stream(
+        self, ctx: RequestContext, chunks: AsyncIterator[Json]
+    ) -> AsyncIterator[Json]:
+        """Run the after-call stages chunk by chunk; hide usage unless it was asked for."""
+        usage: Json | None = None
+        try:
+            async for chunk in chunks:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                if not chunk.get("choices") and chunk.get("usage") is not None:
+                    if ctx.include_usage:
+                        yield chunk
+                    continue
+                if not ctx.include_usage and "usage" in chunk:
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                yield self.guard_output(ctx, self.restore(ctx, chunk))
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            self.record(ctx, usage)
+
+
+async def _started(chunks: AsyncIterator[Json]) -> AsyncIterator[Json]:
+    """Wait for a stream's first chunk, so early failures raise before any byte is sent."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return _empty()
+    return _prepend(first, chunks)
+
+
+async def _empty() -> AsyncIterator[Json]:
+    return
+    yield
+
+
+async def _prepend(first: Json, rest: AsyncIterator[Json]) -> AsyncIterator[Json]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]

