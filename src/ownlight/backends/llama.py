@@ -206,6 +206,10 @@ class LlamaBackend(Backend):
                 param="messages",
             )
         emit(Piece(prompt_tokens=len(tokens)))
+        if sampling.seed is not None:
+            # A reused KV-cache prefix changes logits in the last bits, enough to change
+            # what a seeded sampler picks; a fresh evaluation makes seeds repeatable.
+            llm.reset()
         text_parts: list[str] = []
         finish: str | None = None
         stream = llm.create_completion(

@@ -1,0 +1,57 @@
+"""Shared fixtures: a hermetic data dir, real fake upstreams, a real running gateway."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ownlight.config import load_config
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway import RunningGateway
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own data dir and no OWNLIGHT_* settings from the developer."""
+    for name in list(os.environ):
+        if name.startswith("OWNLIGHT_") or name.startswith("OPENAI_"):
+            monkeypatch.delenv(name)
+    data_dir = tmp_path / "ownlight-data"
+    monkeypatch.setenv("OWNLIGHT_DATA_DIR", str(data_dir))
+    yield data_dir
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[object]:
+    """Start gateways from a TOML text; all are stopped at the end of the test."""
+    started: list[RunningGateway] = []
+
+    def start(toml: str = "", *, local: bool = False) -> RunningGateway:
+        path = tmp_path / f"ownlight-{len(started)}.toml"
+        data_dir = tmp_path / f"gw-data-{len(started)}"
+        path.write_text(f'data_dir = "{data_dir}"\n[local]\nenabled = {str(local).lower()}\n'
+                        + toml)
+        gateway = RunningGateway(load_config(path))
+        gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+def upstream_toml(alias: str, url: str, model: str = "fake-model", **extra: object) -> str:
+    lines = [f'[models.{alias}]', 'backend = "openai"', f'base_url = "{url}"', f'model = "{model}"']
+    lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {str(v).lower()}"
+              for k, v in extra.items()]
+    return "\n".join(lines).replace("'", '"') + "\n"

@@ -1,0 +1,154 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 with faults chosen per request.
+
+The requested ``model`` picks the behaviour, so one server covers every case:
+
+    fake-model     answers normally (chat, completions, embeddings, streams)
+    fake-slow      waits ``slow_seconds`` before answering
+    fake-500       answers 500
+    fake-429       answers 429
+    fake-cut       starts a stream, then drops the connection mid-answer
+    fake-context   answers 400 with a context-length message
+
+Every request body is kept in ``received`` so tests can assert what left Ownlight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeUpstream:
+    def __init__(self, reply: str = "Hello from upstream", slow_seconds: float = 3.0):
+        self.reply = reply
+        self.slow_seconds = slow_seconds
+        self.received: list[dict[str, Any]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def __enter__(self) -> FakeUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completion)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _fault(self, body: dict[str, Any]) -> web.StreamResponse | None:
+        model = body.get("model", "")
+        if model == "fake-slow":
+            await asyncio.sleep(self.slow_seconds)
+        if model == "fake-500":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        if model == "fake-429":
+            return web.json_response({"error": {"message": "slow down"}}, status=429)
+        if model == "fake-context":
+            return web.json_response(
+                {"error": {"message": "This model's maximum context length is 8 tokens"}},
+                status=400,
+            )
+        return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.received.append(body)
+        fault = await self._fault(body)
+        if fault is not None:
+            return fault
+        if body.get("stream"):
+            return await self._stream(request, body, chat=True)
+        return web.json_response({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": self.reply}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
+        })
+
+    async def _completion(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.received.append(body)
+        fault = await self._fault(body)
+        if fault is not None:
+            return fault
+        if body.get("stream"):
+            return await self._stream(request, body, chat=False)
+        return web.json_response({
+            "id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "text": self.reply, "finish_reason": "stop",
+                         "logprobs": None}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        })
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.received.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return web.json_response({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                     for i, _ in enumerate(inputs)],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        })
+
+    async def _stream(self, request: web.Request, body: dict[str, Any],
+                      chat: bool) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = self.reply.split(" ")
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            choice: dict[str, Any] = (
+                {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                if chat else {"index": 0, "text": piece, "finish_reason": None}
+            )
+            chunk = {"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
+                     "created": 1, "model": body["model"], "choices": [choice]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if body["model"] == "fake-cut" and i == 1:
+                assert request.transport is not None
+                request.transport.close()  # the connection drops mid-answer
+                return response
+            await asyncio.sleep(0.01)
+        final = {"index": 0, "delta": {}, "finish_reason": "stop"} if chat else {
+            "index": 0, "text": "", "finish_reason": "stop"}
+        await response.write(b"data: " + json.dumps(
+            {"id": "x", "object": "chat.completion.chunk", "created": 1,
+             "model": body["model"], "choices": [final]}).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"id": "x", "object": "chat.completion.chunk", "created": 1,
+                     "model": body["model"], "choices": [],
+                     "usage": {"prompt_tokens": 7, "completion_tokens": len(words),
+                               "total_tokens": 7 + len(words)}}
+            await response.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
