@@ -87,7 +87,7 @@ class OpenAICompatBackend(Backend):
             # Usage always travels back, so budgets and records can count it; the
             # gateway hides it from clients that did not ask.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            return self._stream(call.operation, body)
+            return await self._stream(call.operation, body)
         return await self._request(call.operation, body)
 
     async def _request(self, operation: Operation, body: Json) -> Json:
