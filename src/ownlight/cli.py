@@ -263,6 +263,50 @@ def keys_revoke(ctx: click.Context, ident: str) -> None:
     click.echo(f"revoked {count} key(s)")
 
 
+# -- route ------------------------------------------------------------------------------
+
+
+@main.group()
+def route() -> None:
+    """Inspect routing decisions."""
+
+
+@route.command("explain")
+@click.argument("prompt")
+@click.option("--key", required=True, envvar="OWNLIGHT_API_KEY",
+              help="The API key whose policy applies (or $OWNLIGHT_API_KEY).")
+@click.option("--model", "-m", default="auto", show_default=True, help="Alias asked for.")
+@click.option("--prefer", type=click.Choice(["local", "cloud"]),
+              help="Send x-ownlight-prefer, as a client would.")
+@click.option("--sensitivity", default="unknown", show_default=True,
+              help="Sensitivity level to assume (normally found by the privacy stage).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def route_explain(ctx: click.Context, prompt: str, key: str, model: str, prefer: str | None,
+                  sensitivity: str, as_json: bool) -> None:
+    """Show where PROMPT would go, and why, without calling any model."""
+    from ownlight.routing.router import RouteRequest
+
+    runtime = Runtime.build(_load(ctx))
+    try:
+        principal = runtime.keys.authenticate(key)
+        headers = {"x-ownlight-prefer": prefer} if prefer else {}
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+        decision = asyncio.run(runtime.pipeline.router.decide(
+            RouteRequest(principal, model, Operation.CHAT, body, headers, sensitivity)))
+    except OwnlightError as exc:
+        raise click.ClickException(f"{exc.status} {exc.code}: {exc.message}") from exc
+    view = {"principal": principal.name, "tenant": principal.tenant,
+            "groups": list(principal.groups), **decision.as_dict()}
+    view.pop("served_by")
+    view.pop("failures")
+    if as_json:
+        click.echo(json.dumps(view))
+        return
+    for name, value in view.items():
+        click.echo(f"{name:>9}: {value}")
+
+
 # -- models and config ------------------------------------------------------------------
 
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ownlight.auth import KeyStore, Principal
-from ownlight.backends.base import BackendCall, Json, Operation
-from ownlight.errors import OwnlightError, UpstreamError
+from ownlight.backends.base import BackendCall, BackendResult, Json, Operation
+from ownlight.errors import OwnlightError, RateLimited, UpstreamError
 from ownlight.protocol import validate_body
-from ownlight.routing.aliases import AliasRouter
+from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
+from ownlight.routing.health import HealthTracker
+from ownlight.routing.router import Router, RouteRequest
 
 
 def new_request_id() -> str:
@@ -68,14 +70,17 @@ class RequestContext:
         headers = {"x-ownlight-request-id": self.request.request_id}
         if self.route is not None and self.route.served_by is not None:
             headers["x-ownlight-route"] = self.route.served_by.label
-            headers["x-ownlight-route-reason"] = self.route.reason
+            headers["x-ownlight-route-reason"] = self.route.explain()
         return headers
 
 
 class Pipeline:
-    def __init__(self, keys: KeyStore, router: AliasRouter):
+    def __init__(self, keys: KeyStore, router: Router, budgets: BudgetBook,
+                 health: HealthTracker | None = None):
         self.keys = keys
         self.router = router
+        self.budgets = budgets
+        self.health = health or HealthTracker()
 
     async def handle(
         self, request: GatewayRequest, *, principal: Principal | None = None
@@ -87,7 +92,7 @@ class Pipeline:
         await self.retrieve(ctx)
         await self.guard_input(ctx)
         await self.classify(ctx)
-        ctx.route = self.route(ctx)
+        ctx.route = await self.route(ctx)
         result = await self.call_backend(ctx)
         if isinstance(result, dict):
             result = self.guard_output(ctx, self.restore(ctx, result))
@@ -118,33 +123,47 @@ class Pipeline:
         """Sensitive spans -> sensitivity level. Pass-through: issue #4 fills it."""
         ctx.sensitivity = "unknown"
 
-    def route(self, ctx: RequestContext) -> RouteDecision:
-        """Alias -> ordered targets. Issue #3 adds policy rules, complexity and budgets."""
-        return self.router.decide(ctx.alias, ctx.request.operation)
+    async def route(self, ctx: RequestContext) -> RouteDecision:
+        """Alias + policy + complexity + budgets -> ordered targets, with the reason."""
+        assert ctx.principal is not None
+        return await self.router.decide(RouteRequest(
+            ctx.principal, ctx.alias, ctx.request.operation, ctx.payload,
+            ctx.request.headers, ctx.sensitivity,
+        ))
 
     def protect_egress(self, ctx: RequestContext, target: Target) -> Json:
         """Pseudonymize or refuse before data leaves the domain. Pass-through: issue #4."""
         return ctx.payload
 
     async def call_backend(self, ctx: RequestContext) -> Json | AsyncIterator[Json]:
-        """Try each target in order; fall over to the next on upstream trouble."""
+        """Try each target in order (with retries and circuit breakers); fail over on trouble.
+
+        Only availability errors fail over; a stream fails over only before its first
+        chunk, which ``_attempt`` waits for, so nothing has reached the client yet.
+        """
         assert ctx.route is not None
         last_error: OwnlightError | None = None
         for target in ctx.route.targets:
-            payload = self.protect_egress(ctx, target)
-            call = BackendCall(ctx.request.operation, payload, stream=ctx.stream)
             try:
-                result = await target.backend.execute(call)
-                if not isinstance(result, dict):
-                    result = await _started(result)
-            except UpstreamError as exc:
+                result = await self.health.call(
+                    target.alias, target.health, lambda t=target: self._attempt(ctx, t)
+                )
+            except (UpstreamError, RateLimited) as exc:
                 last_error = exc
-                ctx.route.fallbacks.append(f"{target.label}: {exc.code}")
+                ctx.route.failures.append(f"{target.alias} {exc.code}")
                 continue
             ctx.route.served_by = target
             return result
         assert last_error is not None
         raise last_error
+
+    async def _attempt(self, ctx: RequestContext, target: Target) -> BackendResult:
+        payload = self.protect_egress(ctx, target)
+        call = BackendCall(ctx.request.operation, payload, stream=ctx.stream)
+        result = await target.backend.execute(call)
+        if isinstance(result, dict):
+            return result
+        return await _started(result)
 
     def restore(self, ctx: RequestContext, body: Json) -> Json:
         """Placeholders back to real values. Pass-through: issue #4 fills it."""
@@ -155,8 +174,11 @@ class Pipeline:
         return body
 
     def record(self, ctx: RequestContext, usage: Json | None) -> None:
-        """Audit entry and metrics. Pass-through: the audit issue fills it."""
+        """Spend against budgets. The audit ledger entry: the audit issue fills it."""
         ctx.usage = usage
+        served = ctx.route.served_by if ctx.route else None
+        if served is not None and not served.inside_domain and ctx.principal is not None:
+            self.budgets.charge(ctx.principal, served.price.cost(usage))
 
     # -- streams ----------------------------------------------------------------------
 

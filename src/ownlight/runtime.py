@@ -16,7 +16,9 @@ from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
 from ownlight.models.files import Progress
 from ownlight.pipeline import Pipeline
-from ownlight.routing.aliases import AliasRouter
+from ownlight.routing.budgets import BudgetBook, parse_budgets
+from ownlight.routing.router import Router
+from ownlight.routing.scoring import LazyScorer
 from ownlight.store.sqlite import StateStore
 
 log = logging.getLogger("ownlight")
@@ -32,6 +34,12 @@ def open_keys(config: Config) -> KeyStore:
     return KeyStore(StateStore(state_path(config)))
 
 
+def build_router(config: Config, backends: Mapping[str, Backend], store: StateStore) -> Router:
+    settings = config.section("routing")
+    budgets = BudgetBook(store, parse_budgets(settings.get("budgets") or []))
+    return Router(backends, settings, budgets, LazyScorer(settings.get("router_path")))
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -44,7 +52,8 @@ class Runtime:
     def build(cls, config: Config) -> Runtime:
         keys = open_keys(config)
         backends = build_backends(config.models, config)
-        return cls(config, keys, backends, Pipeline(keys, AliasRouter(backends)))
+        router = build_router(config, backends, keys.store)
+        return cls(config, keys, backends, Pipeline(keys, router, router.budgets))
 
     def prepare(self, progress: Progress | None = None) -> None:
         """Blocking one-time work (assembling model files), before the server starts."""

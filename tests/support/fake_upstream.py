@@ -9,6 +9,8 @@ The requested ``model`` picks the behaviour, so one server covers every case:
     fake-cut       starts a stream, then drops the connection mid-answer
     fake-context   answers 400 with a context-length message
 
+and any model named in ``failing`` answers 500 until it is removed (recovery tests).
+
 Every request body is kept in ``received`` so tests can assert what left Ownlight.
 """
 
@@ -35,6 +37,7 @@ class FakeUpstream:
         self.reply = reply
         self.slow_seconds = slow_seconds
         self.received: list[dict[str, Any]] = []
+        self.failing: set[str] = set()  # models that answer 500 until removed
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._loop = asyncio.new_event_loop()
@@ -64,6 +67,8 @@ class FakeUpstream:
 
     async def _fault(self, body: dict[str, Any]) -> web.StreamResponse | None:
         model = body.get("model", "")
+        if model in self.failing:
+            return web.json_response({"error": {"message": "down for now"}}, status=500)
         if model == "fake-slow":
             await asyncio.sleep(self.slow_seconds)
         if model == "fake-500":

@@ -74,6 +74,11 @@ async def list_models(request: Request) -> Response:
          "backend": backend.kind, "ready": backend.ready}
         for alias, backend in runtime.backends.items()
     ]
+    data += [
+        {"id": alias, "object": "model", "created": created, "owned_by": "ownlight",
+         "backend": "router", "targets": list(routed.targets)}
+        for alias, routed in runtime.pipeline.router.routed.items()
+    ]
     return json_response({"object": "list", "data": data})
 
 

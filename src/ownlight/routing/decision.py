@@ -5,11 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ownlight.backends.base import Backend
+from ownlight.routing.budgets import Price
+from ownlight.routing.health import HealthPolicy
 
 
 @dataclass(frozen=True)
 class Target:
     backend: Backend
+    price: Price = Price()
+    health: HealthPolicy = HealthPolicy()
+
+    @classmethod
+    def of(cls, backend: Backend) -> Target:
+        extra = backend.entry.extra
+        return cls(
+            backend,
+            Price(float(extra.get("price_in", 0.0)), float(extra.get("price_out", 0.0))),
+            HealthPolicy(
+                retries=int(extra.get("retries", 1)),
+                backoff=float(extra.get("backoff", 0.2)),
+                failures=int(extra.get("circuit_failures", 3)),
+                cooldown=float(extra.get("circuit_cooldown", 30.0)),
+            ),
+        )
+
+    @property
+    def alias(self) -> str:
+        return self.backend.entry.alias
 
     @property
     def label(self) -> str:
@@ -24,5 +46,22 @@ class Target:
 class RouteDecision:
     targets: list[Target]
     reason: str
+    action: str = "direct"
+    rule: str | None = None
+    score: float | None = None
     served_by: Target | None = None
-    fallbacks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        """The ``x-ownlight-route-reason`` header: the decision, then any fallback."""
+        if self.served_by is not None and self.targets and self.served_by is not self.targets[0]:
+            return f"fallback: {'; '.join(self.failures)} (planned: {self.reason})"
+        return self.reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action, "rule": self.rule, "score": self.score,
+            "reason": self.explain(), "targets": [t.label for t in self.targets],
+            "served_by": self.served_by.label if self.served_by else None,
+            "failures": list(self.failures),
+        }

@@ -1,0 +1,101 @@
+"""Keeping work going when a target fails: retries with backoff and circuit breakers.
+
+A target that fails ``failures`` times in a row is skipped for ``cooldown`` seconds;
+then one request is let through as a probe, and its outcome closes or re-opens the
+circuit. Only availability errors count (connection, timeout, 5xx, 429); a client's
+own bad request is not the target's fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ownlight.errors import OwnlightError, RateLimited, UpstreamError
+
+T = TypeVar("T")
+
+RETRYABLE = (UpstreamError, RateLimited)
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    retries: int = 1
+    backoff: float = 0.2
+    failures: int = 3
+    cooldown: float = 30.0
+
+
+@dataclass
+class Circuit:
+    policy: HealthPolicy
+    clock: Callable[[], float] = time.monotonic
+    consecutive_failures: int = 0
+    open_until: float = 0.0
+    probing: bool = field(default=False)
+
+    @property
+    def state(self) -> str:
+        if self.consecutive_failures < self.policy.failures:
+            return "closed"
+        return "half-open" if self.clock() >= self.open_until else "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.consecutive_failures = 0
+        self.probing = False
+
+    def failure(self) -> None:
+        self.consecutive_failures += 1
+        self.probing = False
+        if self.consecutive_failures >= self.policy.failures:
+            self.open_until = self.clock() + self.policy.cooldown
+
+
+class CircuitOpen(UpstreamError):
+    code = "circuit_open"
+
+
+class HealthTracker:
+    """One circuit per target alias, shared by all requests of a gateway."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.circuits: dict[str, Circuit] = {}
+
+    def circuit(self, alias: str, policy: HealthPolicy) -> Circuit:
+        if alias not in self.circuits:
+            self.circuits[alias] = Circuit(policy, self.clock)
+        return self.circuits[alias]
+
+    async def call(self, alias: str, policy: HealthPolicy,
+                   attempt: Callable[[], Awaitable[T]]) -> T:
+        circuit = self.circuit(alias, policy)
+        if not circuit.allow():
+            raise CircuitOpen(f"{alias} is cooling down after repeated failures")
+        for tries in range(policy.retries + 1):
+            try:
+                result = await attempt()
+            except RETRYABLE:
+                if tries < policy.retries and circuit.state == "closed":
+                    await asyncio.sleep(policy.backoff * (2**tries))
+                    continue
+                circuit.failure()
+                raise
+            except OwnlightError:
+                circuit.success()  # the target answered; the request was at fault
+                raise
+            circuit.success()
+            return result
+        raise AssertionError("unreachable")

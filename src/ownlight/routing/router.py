@@ -1,0 +1,212 @@
+"""The router: model alias + policy + complexity + budgets -> ordered targets.
+
+Every alias a client can name has a list of targets: a plain alias is its own single
+target; a routed alias (``[routing.aliases.auto] targets = ["local", "cloud"]``) has
+several, inside and outside the domain. Policy then decides which part of that list
+may serve the request, in this order of precedence:
+
+1. red line: a sensitivity level in ``routing.red_line`` never leaves the domain;
+2. the first matching rule (``local`` and ``deny`` are final, no header overrides them);
+3. ``x-ownlight-prefer: local|cloud``, when ``routing.allow_prefer`` lets the key choose;
+4. the complexity score against the alias's threshold;
+5. budgets: a cloud decision over budget goes local, or is refused with 429.
+
+A decision to stay local only ever lists inside-domain targets, so no fallback can
+carry such a request out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ownlight.auth import Principal
+from ownlight.backends.base import Backend, Json, Operation
+from ownlight.errors import (
+    ConfigError,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RateLimited,
+)
+from ownlight.routing.budgets import BudgetBook
+from ownlight.routing.decision import RouteDecision, Target
+from ownlight.routing.policy import Action, RequestFacts, Rule, first_match, parse_rules
+
+PREFER_HEADER = "x-ownlight-prefer"
+
+
+@dataclass(frozen=True)
+class RoutedAlias:
+    name: str
+    targets: tuple[str, ...]
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    principal: Principal
+    alias: str
+    operation: Operation
+    payload: Json
+    headers: Mapping[str, str]
+    sensitivity: str = "unknown"
+
+
+def prompt_text(operation: Operation, payload: Json) -> str:
+    """The text the complexity scorer reads: the last user turn, or the prompt."""
+    if operation is Operation.CHAT:
+        for message in reversed(payload.get("messages") or []):
+            if message.get("role") == "user":
+                return _text(message.get("content"))
+        return ""
+    return _text(payload.get("prompt") or payload.get("input"))
+
+
+def estimate_tokens(operation: Operation, payload: Json) -> int:
+    """About four bytes of UTF-8 per token; enough for policy thresholds, never billed."""
+    if operation is Operation.CHAT:
+        text = " ".join(_text(m.get("content")) for m in payload.get("messages") or [])
+    else:
+        text = _text(payload.get("prompt") or payload.get("input"))
+    return (len(text.encode()) + 3) // 4
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p.get("text", "") if isinstance(p, dict) else str(p) for p in content
+        )
+    return ""
+
+
+class Router:
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        settings: Mapping[str, Any],
+        budgets: BudgetBook,
+        scorer: Callable[[str], float] | None = None,
+    ):
+        self.backends = backends
+        self.budgets = budgets
+        self.scorer = scorer
+        self.rules: list[Rule] = parse_rules(settings.get("rules") or [])
+        self.red_line = tuple(settings.get("red_line", ("restricted",)))
+        self.allow_prefer = frozenset(settings.get("allow_prefer") or ())
+        self.routed = {
+            name: RoutedAlias(name, tuple(t["targets"]), float(t.get("threshold", 0.5)))
+            for name, t in (settings.get("aliases") or {}).items()
+        }
+        for routed in self.routed.values():
+            missing = [t for t in routed.targets if t not in backends]
+            if missing:
+                raise ConfigError(f"routing alias {routed.name!r} names unknown or disabled "
+                                  f"model(s): {', '.join(missing)}")
+
+    def aliases(self) -> list[str]:
+        return [*self.backends, *self.routed]
+
+    def candidates(self, alias: str, operation: Operation) -> tuple[list[Target], float]:
+        if alias in self.routed:
+            routed = self.routed[alias]
+            names, threshold = routed.targets, routed.threshold
+        elif alias in self.backends:
+            names, threshold = (alias,), 0.5
+        else:
+            raise ModelNotFound(
+                f"The model '{alias}' does not exist or you do not have access to it.",
+                param="model",
+            )
+        targets = [Target.of(self.backends[n]) for n in names
+                   if operation in self.backends[n].operations]
+        if not targets:
+            raise InvalidRequest(
+                f"The model '{alias}' does not support {operation.value} requests.",
+                param="model",
+            )
+        return targets, threshold
+
+    async def decide(self, request: RouteRequest) -> RouteDecision:
+        targets, threshold = self.candidates(request.alias, request.operation)
+        local = [t for t in targets if t.inside_domain]
+        cloud = [t for t in targets if not t.inside_domain]
+        facts = self._facts(request)
+
+        if request.sensitivity in self.red_line:
+            return self._local(local, request, f"red line: {request.sensitivity} data stays "
+                               "inside the domain", "local", "red-line")
+        rule = first_match(self.rules, facts)
+        action = rule.action if rule else Action.SCORE
+        reason = f"rule {rule.name}" if rule else ""
+        rule_name = rule.name if rule else None
+        if action is Action.DENY:
+            raise PermissionDenied(f"Routing policy '{rule_name}' does not allow this request.")
+        if action is Action.LOCAL:
+            return self._local(local, request, reason, "local", rule_name)
+        if facts.prefer in ("local", "cloud"):
+            action = Action(facts.prefer)
+            reason = f"header {PREFER_HEADER}={facts.prefer}"
+        score = None
+        if action is Action.SCORE:
+            if not (local and cloud):
+                decision = RouteDecision(targets, reason or f"model {request.alias}", "direct",
+                                         rule_name)
+                return decision
+            score = await asyncio.to_thread(lambda: facts.score)
+            action = Action.CLOUD if score > threshold else Action.LOCAL
+            sign = ">" if score > threshold else "<="
+            reason = f"complexity={score:.2f}{sign}{threshold:g}"
+        if action is Action.LOCAL:
+            decision = self._local(local, request, reason, "local", rule_name)
+        else:
+            decision = self._cloud(cloud, local, request, reason, rule_name)
+        decision.score = facts.score if facts.scored else None
+        return decision
+
+    def _facts(self, request: RouteRequest) -> RequestFacts:
+        principal = request.principal
+        prefer = (request.headers.get(PREFER_HEADER) or "").strip().lower() or None
+        if prefer and not (self.allow_prefer & set(_identities(principal))):
+            prefer = None  # the key may not choose; the header is ignored, not an error
+        text = prompt_text(request.operation, request.payload)
+        scorer = self.scorer
+        return RequestFacts(
+            user=principal.name, tenant=principal.tenant, groups=principal.groups,
+            model=request.alias, tokens=estimate_tokens(request.operation, request.payload),
+            prefer=prefer, sensitivity=request.sensitivity,
+            score_fn=(lambda: scorer(text)) if scorer else (lambda: 0.0),
+        )
+
+    def _local(self, local: list[Target], request: RouteRequest, reason: str, action: str,
+               rule: str | None) -> RouteDecision:
+        if not local:
+            raise PermissionDenied(
+                f"{reason or 'Policy'}: this request must stay inside the domain, and model "
+                f"'{request.alias}' has no target inside it. Nothing was sent.",
+                code="policy_local_only",
+            )
+        return RouteDecision(local, reason or "local", action, rule)
+
+    def _cloud(self, cloud: list[Target], local: list[Target], request: RouteRequest,
+               reason: str, rule: str | None) -> RouteDecision:
+        if not cloud:
+            return RouteDecision(local, f"{reason}; no cloud target, local", "local", rule)
+        paid = any(t.price.input_per_million or t.price.output_per_million for t in cloud)
+        over = self.budgets.exhausted(request.principal) if paid else None
+        if over is not None:
+            note = f"budget: {over.scope} {over.subject(request.principal)} reached its " \
+                   f"{over.period} limit of {over.limit_usd:g} USD"
+            if local:
+                return RouteDecision(local, f"{note}; local", "local", rule)
+            raise RateLimited(f"{note}. Try again next {over.period}, or ask for a local model.",
+                              code="budget_exceeded")
+        return RouteDecision([*cloud, *local], reason or "cloud", "cloud", rule)
+
+
+def _identities(principal: Principal) -> tuple[str, ...]:
+    return (*principal.identities, f"tenant:{principal.tenant}", "*")
