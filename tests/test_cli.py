@@ -61,3 +61,30 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
 def test_models_list(hermetic_env: Path) -> None:
     rows = json.loads(ownlight("models", "list", "--json").stdout)
     assert {r["alias"] for r in rows} == {"local", "local-embed"}
+
+
+def test_route_explain_without_calling_a_model(tmp_path: Path, hermetic_env: Path) -> None:
+    path = tmp_path / "ownlight.toml"
+    path.write_text(
+        '[local]\nenabled = false\n'
+        '[models.cloud]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        '[models.home]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'inside_domain = true\n'
+        '[routing.aliases.auto]\ntargets = ["cloud", "home"]\n'
+        '[[routing.rules]]\nname = "finance-home"\nwhen = { groups = ["finance"] }\n'
+        'action = "local"\n[[routing.rules]]\nname = "rest"\naction = "cloud"\n'
+    )
+    env = {"OWNLIGHT_CONFIG": str(path)}
+    key = ownlight("keys", "create", "--name", "fi", "--group", "finance", env=env)
+    key = key.stdout.strip().splitlines()[-1]
+    shown = ownlight("route", "explain", "What is our Q3 revenue?", "--key", key, "--json",
+                     env=env)
+    assert shown.returncode == 0, shown.stderr
+    decision = json.loads(shown.stdout)
+    assert decision["rule"] == "finance-home" and decision["targets"] == ["home/home"]
+    other = ownlight("keys", "create", "--name", "ed", env=env).stdout.strip().splitlines()[-1]
+    decision = json.loads(ownlight("route", "explain", "hi", "--key", other, "--json",
+                                   env=env).stdout)
+    assert decision["targets"] == ["cloud/cloud", "home/home"]
+    bad = ownlight("route", "explain", "hi", "--key", "ol-wrong", env=env)
+    assert bad.returncode != 0 and "401" in bad.stderr
