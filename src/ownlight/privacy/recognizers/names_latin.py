@@ -1,0 +1,117 @@
+"""Person names in Latin-script text (English and other European names) from name lists,
+capitalization and titles; no model, so it costs microseconds.
+
+Runs of capitalized words are judged as a whole: a run holding a known first or last name,
+or following a title (Mr, Dr, ...) or a name cue ("my name is"), is a PERSON. Runs that
+hold an unknown capitalized word the lists cannot judge are reported as *undecided*, which
+the detector hands to the NER model when one is configured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from ownlight.privacy.recognizers.wordlists import load
+from ownlight.privacy.spans import Span
+
+_WORD = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’\-]*")
+_PARTICLES = frozenset(
+    "van der von de den da di du le la del della dos das bin al ter ten y".split()
+)
+_TITLES = frozenset("mr mrs ms miss dr prof sir madam mx mister dame lord lady".split())
+_STRONG_CUE = re.compile(
+    r"(?:my name is|name is|names? ?:|i am|i'm|called|named|dear|hi|hello|thanks|thank you|"
+    r"regards|signed|sincerely|contact|customer|patient|employee|colleague|friend|partner|"
+    r"wife|husband|son|daughter|mother|father|brother|sister|mrs?\.?|ms\.?|dr\.?)[\s,:]*$",
+    re.I,
+)
+_WEAK_CUE = re.compile(r"(?:from|with|by|to|and|or|this is|told|asked|met|see|ask)[\s,:]*$", re.I)
+
+
+class LatinNameRecognizer:
+    name = "names_latin"
+
+    def __init__(self) -> None:
+        self.first = load("latin_first_names.txt")
+        self.last = load("latin_last_names.txt")
+        self.common = load("en_common_words.txt")
+
+    def find(self, text: str) -> Iterator[Span]:
+        spans, _ = self.analyze(text)
+        yield from spans
+
+    def analyze(self, text: str) -> tuple[list[Span], bool]:
+        """Spans found, and whether some capitalized run was left undecided."""
+        lower_text = not any(c.isupper() for c in text)
+        spans: list[Span] = []
+        undecided = False
+        for run in self._runs(text, lower_text):
+            verdict = self._judge(text, run, lower_text)
+            if verdict is None:
+                undecided = True
+            elif verdict:
+                spans.append(verdict)
+        return spans, undecided
+
+    def _runs(self, text: str, lower_text: bool) -> Iterator[list[re.Match[str]]]:
+        run: list[re.Match[str]] = []
+        for m in _WORD.finditer(text):
+            w = m.group()
+            if lower_text:
+                is_cap = w in self.first or (bool(run) and w not in self.common)
+            else:
+                is_cap = w[0].isupper()
+            particle = w in _PARTICLES and bool(run)
+            gap = text[run[-1].end() : m.start()] if run else ""
+            after_title = gap == ". " and run[-1].group().lower() in _TITLES if run else False
+            if (is_cap or particle) and (not run or gap in (" ", "-", " - ") or after_title):
+                run.append(m)
+                continue
+            if run:
+                yield run
+            run = [m] if is_cap else []
+        if run:
+            yield run
+
+    def _judge(self, text: str, run: list[re.Match[str]], lower_text: bool) -> Span | bool | None:
+        while run and run[-1].group() in _PARTICLES:
+            run = run[:-1]
+        # drop leading common words ("Dear", "Thanks") and titles, remembering a title
+        titled = False
+        while run and self._key(run[0]) in self.common | _TITLES:
+            titled = titled or self._key(run[0]) in _TITLES
+            run = run[1:]
+        while run and self._key(run[-1]) in self.common:
+            run = run[:-1]
+        if not run:
+            return False
+        keys = [self._key(m) for m in run]
+        first_hit = any(k in self.first for k in keys)
+        last_hit = any(k in self.last for k in keys)
+        start, end = run[0].start(), run[-1].end()
+        strong = titled or _STRONG_CUE.search(text, max(0, start - 24), start) is not None
+        cue = strong or _WEAK_CUE.search(text, max(0, start - 12), start) is not None
+        if any(w.isupper() and len(w) > 1 for w in (m.group() for m in run)) and not lower_text:
+            if not (first_hit and len(run) > 1):
+                return False  # acronyms and SHOUTED words
+        if len(run) >= 2 and (first_hit or (last_hit and cue)):
+            return Span(start, end, "PERSON", 0.8, self.name)
+        if len(run) == 1 and (first_hit or (last_hit and cue)):
+            sentence_start = _sentence_start(text, start)
+            if lower_text and not cue and not first_hit:
+                return False
+            score = 0.65 if (sentence_start and not cue) else 0.75
+            return Span(start, end, "PERSON", score, self.name)
+        if strong and not lower_text:
+            return Span(start, end, "PERSON", 0.6, self.name)
+        return None if not lower_text and not _sentence_start(text, start) else False
+
+    @staticmethod
+    def _key(m: re.Match[str]) -> str:
+        return m.group().lower().rstrip("'’s").rstrip("'’")
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip()
+    return not before or before[-1] in ".!?\n>\"'("

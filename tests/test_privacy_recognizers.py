@@ -1,0 +1,75 @@
+import pytest
+
+from ownlight.privacy.detector import Detector
+from ownlight.privacy.recognizers import checksums
+
+
+@pytest.mark.parametrize(
+    ("check", "valid", "invalid"),
+    [
+        (checksums.luhn, "4539289860169979", "4539289860169970"),
+        (checksums.iban, "GB82WEST12345698765432", "GB82WEST12345698765433"),
+        (checksums.cn_resident_id, "11010519491231002X", "110105194912310021"),
+        (checksums.my_number, "123456789018", "123456789012"),
+        (checksums.ru_inn, "7707083893", "7707083894"),
+        (checksums.ru_inn, "500100732259", "500100732258"),
+        (checksums.ru_snils, "112-233-445 95", "112-233-445 96"),
+        (checksums.us_ssn, "555-05-5515", "000-05-5515"),
+    ],
+)
+def test_checksums(check, valid, invalid):
+    assert check(valid)
+    assert not check(invalid)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector.from_settings({"deny": {"PROJECT": ["Nightingale"]}, "allow": ["Acme"]})
+
+
+@pytest.mark.parametrize(
+    ("text", "type_", "value"),
+    [
+        ("mail me at jane.doe@example.com", "EMAIL_ADDRESS", "jane.doe@example.com"),
+        ("邮箱user@example.cn。", "EMAIL_ADDRESS", "user@example.cn"),
+        ("card 4539 2898 6016 9979 ok", "CREDIT_CARD", "4539 2898 6016 9979"),
+        ("IBAN GB82WEST12345698765432", "IBAN_CODE", "GB82WEST12345698765432"),
+        ("host 10.218.6.131 down", "IP_ADDRESS", "10.218.6.131"),
+        ("身份证号11010519491231002X。", "NATIONAL_ID", "11010519491231002X"),
+        ("マイナンバーは123456789018です", "NATIONAL_ID", "123456789018"),
+        ("ИНН 7707083893", "NATIONAL_ID", "7707083893"),
+        ("СНИЛС 112-233-445 95", "NATIONAL_ID", "112-233-445 95"),
+        ("my ssn is 555-05-5515", "US_SSN", "555-05-5515"),
+        ("护照号码E12345678", "PASSPORT", "E12345678"),
+        ("手机13812345678。", "PHONE_NUMBER", "13812345678"),
+        ("call +1 415 555 2671 now", "PHONE_NUMBER", "+1 415 555 2671"),
+        ("key sk-proj-abcdefghijklmnopqrstuvwx1234", "SECRET",
+         "sk-proj-abcdefghijklmnopqrstuvwx1234"),
+        ("пароль: Qwerty_2024", "SECRET", "Qwerty_2024"),
+        ("Please ask Donald van der Voet today", "PERSON", "Donald van der Voet"),
+        ("请联系张伟先生", "PERSON", "张伟"),
+        ("田中太郎さんに連絡", "PERSON", "田中太郎"),
+        ("Позвоните Ивану Петровичу Сидорову", "PERSON", "Ивану Петровичу Сидорову"),
+        ("He lives at 29 Hornsey Road, London", "STREET_ADDRESS", "29 Hornsey Road, London"),
+        ("the Nightingale launch", "PROJECT", "Nightingale"),
+    ],
+)
+def test_detects(detector, text, type_, value):
+    found = {(s.type, text[s.start : s.end]) for s in detector.scan(text)}
+    assert (type_, value) in found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "订单号 2023112512345，金额 ¥12,800，2024-03-15 14:30。",
+        "注文番号 123456789012、合計 3,980円。",
+        "Заказ № 7707083893 на сумму 1 200 ₽ от 15.03.2024.",
+        "version 1.2.3.4 released, card 4539289860169970 invalid",
+        "ИНН 7707083894",
+        "Acme",
+        "周末高兴地去黄金海岸",
+    ],
+)
+def test_negatives(detector, text):
+    assert detector.scan(text) == []
