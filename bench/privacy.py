@@ -32,6 +32,7 @@ PRESIDIO_TYPES = {
     "IP_ADDRESS": "IP_ADDRESS", "US_DRIVER_LICENSE": "US_DRIVER_LICENSE",
     "US_PASSPORT": "PASSPORT", "US_ITIN": "NATIONAL_ID", "UK_NHS": "NATIONAL_ID",
     "US_BANK_NUMBER": "NATIONAL_ID", "MEDICAL_LICENSE": "NATIONAL_ID", "CRYPTO": "SECRET",
+    "LOCATION": "STREET_ADDRESS",  # Presidio has no street recognizer; credit its places
 }
 Spans = list[tuple[int, int, str]]
 

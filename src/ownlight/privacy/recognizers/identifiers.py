@@ -28,8 +28,10 @@ class _Rule:
     score_without: float | None = None  # score when no context word is present
 
 
-_EMAIL = re.compile(r"(?<![A-Za-z0-9_.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-                    r"\.[A-Za-z]{2,24}(?![A-Za-z])")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9_.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+    r"\.[A-Za-z]{2,24}(?![A-Za-z])"
+)
 
 _ID_CN = words_pattern(["身份证", "身份證", "证件号", "id card", "resident id", "公民身份号码"])
 _ID_JP = words_pattern(["マイナンバー", "個人番号", "my number", "mynumber"])
