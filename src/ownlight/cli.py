@@ -22,6 +22,7 @@ from ownlight.config import Config, effective_view, load_config, upstream_entry
 from ownlight.errors import ConfigError, OwnlightError
 from ownlight.models.files import Progress as ProgressFn
 from ownlight.pipeline import GatewayRequest
+from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.runtime import Runtime, open_keys
 
 err = Console(stderr=True)
@@ -371,6 +372,9 @@ def _toml(view: dict[str, Any], table: str = "") -> str:
 
 def _key(key: str) -> str:
     return key if key.replace("-", "").replace("_", "").isalnum() else json.dumps(key)
+
+
+main.add_command(privacy_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

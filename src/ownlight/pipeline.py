@@ -5,26 +5,34 @@
 
 ``Pipeline.handle`` reads top to bottom like DESIGN.md's diagram. Each stage is one
 method with a narrow job; stages that later issues fill are explicit pass-throughs.
-Streams are handled the same way: the call stage waits for the first chunk before
-anything is sent, so a backend that fails early still yields a clean HTTP error.
+Streams take the same path: the call stage waits for the first chunk before anything
+is sent, so a backend that fails early still yields a clean HTTP error (or a fallback),
+and the after-call stages run chunk by chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ownlight.audit.records import RequestLog, RequestRecord
 from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendCall, BackendResult, Json, Operation
-from ownlight.errors import OwnlightError, RateLimited, UpstreamError
+from ownlight.errors import InvalidRequest, OwnlightError, RateLimited, UpstreamError
+from ownlight.privacy.levels import LEVELS
+from ownlight.privacy.stage import Egress, Findings, PrivacyShield
 from ownlight.protocol import validate_body
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.health import HealthTracker
 from ownlight.routing.router import Router, RouteRequest
+
+# Scanning this much text inline would hold the event loop for more than a moment.
+INLINE_SCAN_CHARS = 4000
 
 
 def new_request_id() -> str:
@@ -62,6 +70,8 @@ class RequestContext:
     stream: bool = False
     include_usage: bool = False
     sensitivity: str = "unknown"
+    findings: Findings | None = None
+    egress: Egress | None = None
     route: RouteDecision | None = None
     usage: Json | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -71,34 +81,69 @@ class RequestContext:
         if self.route is not None and self.route.served_by is not None:
             headers["x-ownlight-route"] = self.route.served_by.label
             headers["x-ownlight-route-reason"] = self.route.explain()
+        if self.sensitivity != "unknown":
+            headers["x-ownlight-sensitivity"] = self.sensitivity
         return headers
 
 
 class Pipeline:
     def __init__(self, keys: KeyStore, router: Router, budgets: BudgetBook,
+                 privacy: PrivacyShield | None, log: RequestLog,
                  health: HealthTracker | None = None):
         self.keys = keys
         self.router = router
         self.budgets = budgets
+        self.privacy = privacy
+        self.log = log
         self.health = health or HealthTracker()
+        self._fallback_shield: PrivacyShield | None = None
 
     async def handle(
         self, request: GatewayRequest, *, principal: Principal | None = None
     ) -> GatewayResponse:
         """Run one request. Trusted local entry points (the CLI) pass their principal."""
-        ctx = RequestContext(request)
-        ctx.principal = principal or self.authenticate(request)
-        self.validate(ctx)
-        await self.retrieve(ctx)
-        await self.guard_input(ctx)
-        await self.classify(ctx)
-        ctx.route = await self.route(ctx)
-        result = await self.call_backend(ctx)
+        ctx = RequestContext(request, principal=principal)
+        try:
+            ctx.principal = principal or self.authenticate(request)
+            self.validate(ctx)
+            await self.retrieve(ctx)
+            await self.guard_input(ctx)
+            await self.classify(ctx)
+            ctx.route = await self.route(ctx)
+            result = await self.call_backend(ctx)
+        except OwnlightError as exc:
+            self.record(ctx, None, exc)
+            raise
         if isinstance(result, dict):
             result = self.guard_output(ctx, self.restore(ctx, result))
             self.record(ctx, result.get("usage"))
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, result))
+
+    def scan_texts(self, api_key: str | None, body: Any) -> Json:
+        """``POST /v1/privacy/scan``: spans and level for one or many texts, for a key."""
+        self.keys.authenticate(api_key)
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest("input must be a string or a non-empty list of strings",
+                                 param="input")
+        shield = self.privacy or self._default_shield()
+        findings = [shield.classify(Operation.COMPLETION, {"prompt": t}) for t in texts]
+        levels = [f.level for f in findings]
+        return {
+            "object": "list",
+            "data": [{"index": i, "level": f.level,
+                      "spans": [s.to_dict() | {"recognizer": s.recognizer} for s in f.spans[0]]}
+                     for i, f in enumerate(findings)],
+            "level": max(levels, key=LEVELS.index),
+        }
+
+    def _default_shield(self) -> PrivacyShield:
+        if self._fallback_shield is None:
+            self._fallback_shield = PrivacyShield()
+        return self._fallback_shield
 
     # -- stages, in order -------------------------------------------------------------
 
@@ -120,8 +165,16 @@ class Pipeline:
         """Prompt-injection scan of user turns and chunks. Pass-through: the guard issue."""
 
     async def classify(self, ctx: RequestContext) -> None:
-        """Sensitive spans -> sensitivity level. Pass-through: issue #4 fills it."""
-        ctx.sensitivity = "unknown"
+        """Sensitive spans in every text of the request -> its sensitivity level."""
+        if self.privacy is None:
+            return
+        privacy, operation, body = self.privacy, ctx.request.operation, ctx.payload
+        size = len(str(body.get("messages") or body.get("prompt") or body.get("input") or ""))
+        if size > INLINE_SCAN_CHARS:
+            ctx.findings = await asyncio.to_thread(privacy.classify, operation, body)
+        else:
+            ctx.findings = privacy.classify(operation, body)
+        ctx.sensitivity = ctx.findings.level
 
     async def route(self, ctx: RequestContext) -> RouteDecision:
         """Alias + policy + complexity + budgets -> ordered targets, with the reason."""
@@ -132,8 +185,12 @@ class Pipeline:
         ))
 
     def protect_egress(self, ctx: RequestContext, target: Target) -> Json:
-        """Pseudonymize or refuse before data leaves the domain. Pass-through: issue #4."""
-        return ctx.payload
+        """Outside the domain, sensitive values travel as placeholders (or are refused)."""
+        if target.inside_domain or self.privacy is None or ctx.findings is None:
+            return ctx.payload
+        if ctx.egress is None:
+            ctx.egress = self.privacy.egress()
+        return self.privacy.pseudonymize(ctx.payload, ctx.findings, ctx.egress)
 
     async def call_backend(self, ctx: RequestContext) -> Json | AsyncIterator[Json]:
         """Try each target in order (with retries and circuit breakers); fail over on trouble.
@@ -166,27 +223,58 @@ class Pipeline:
         return await _started(result)
 
     def restore(self, ctx: RequestContext, body: Json) -> Json:
-        """Placeholders back to real values. Pass-through: issue #4 fills it."""
-        return body
+        """Placeholders in the answer back to the real values, on our side only."""
+        if ctx.egress is None or not self._served_outside(ctx):
+            return body
+        if ctx.stream:
+            return ctx.egress.restore_chunk(body)
+        return ctx.egress.restore_body(body)
 
     def guard_output(self, ctx: RequestContext, body: Json) -> Json:
         """Leak checks on the answer. Pass-through: the guard issue fills it."""
         return body
 
-    def record(self, ctx: RequestContext, usage: Json | None) -> None:
-        """Spend against budgets. The audit ledger entry: the audit issue fills it."""
+    def record(self, ctx: RequestContext, usage: Json | None,
+               error: OwnlightError | None = None) -> None:
+        """Charge budgets and log the request: route, reason, types found (never values)."""
         ctx.usage = usage
         served = ctx.route.served_by if ctx.route else None
+        cost = 0.0
         if served is not None and not served.inside_domain and ctx.principal is not None:
-            self.budgets.charge(ctx.principal, served.price.cost(usage))
+            cost = served.price.cost(usage)
+            self.budgets.charge(ctx.principal, cost)
+        principal = ctx.principal
+        self.log.append(RequestRecord(
+            request_id=ctx.request.request_id,
+            operation=ctx.request.operation.value,
+            status=error.status if error else 200,
+            error_code=error.code if error else None,
+            principal=principal.name if principal else None,
+            tenant=principal.tenant if principal else None,
+            model=ctx.alias or None,
+            route=served.label if served else None,
+            reason=ctx.route.explain() if ctx.route else None,
+            inside_domain=served.inside_domain if served else None,
+            sensitivity=ctx.sensitivity,
+            found=ctx.findings.counts if ctx.findings else {},
+            pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
+            usage=usage,
+            cost_usd=cost,
+            latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+        ))
 
     # -- streams ----------------------------------------------------------------------
+
+    def _served_outside(self, ctx: RequestContext) -> bool:
+        served = ctx.route.served_by if ctx.route else None
+        return served is not None and not served.inside_domain
 
     async def _finish_stream(
         self, ctx: RequestContext, chunks: AsyncIterator[Json]
     ) -> AsyncIterator[Json]:
         """Run the after-call stages chunk by chunk; hide usage unless it was asked for."""
         usage: Json | None = None
+        error: OwnlightError | None = None
         try:
             async for chunk in chunks:
                 if chunk.get("usage"):
@@ -198,9 +286,12 @@ class Pipeline:
                 if not ctx.include_usage and "usage" in chunk:
                     chunk = {k: v for k, v in chunk.items() if k != "usage"}
                 yield self.guard_output(ctx, self.restore(ctx, chunk))
+        except OwnlightError as exc:
+            error = exc
+            raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
-            self.record(ctx, usage)
+            self.record(ctx, usage, error)
 
 
 async def _started(chunks: AsyncIterator[Json]) -> AsyncIterator[Json]:

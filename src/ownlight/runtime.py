@@ -11,11 +11,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ownlight.audit.records import RequestLog
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
 from ownlight.models.files import Progress
 from ownlight.pipeline import Pipeline
+from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, parse_budgets
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
@@ -32,6 +34,13 @@ def state_path(config: Config) -> str:
 
 def open_keys(config: Config) -> KeyStore:
     return KeyStore(StateStore(state_path(config)))
+
+
+def build_privacy(config: Config) -> PrivacyShield | None:
+    settings = dict(config.section("privacy"))
+    if not settings.pop("enabled", True):
+        return None
+    return PrivacyShield(settings)
 
 
 def build_router(config: Config, backends: Mapping[str, Backend], store: StateStore) -> Router:
@@ -53,7 +62,9 @@ class Runtime:
         keys = open_keys(config)
         backends = build_backends(config.models, config)
         router = build_router(config, backends, keys.store)
-        return cls(config, keys, backends, Pipeline(keys, router, router.budgets))
+        pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
+                            RequestLog(keys.store))
+        return cls(config, keys, backends, pipeline)
 
     def prepare(self, progress: Progress | None = None) -> None:
         """Blocking one-time work (assembling model files), before the server starts."""
@@ -79,6 +90,7 @@ class Runtime:
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()))
+        self.pipeline.log.close()
         self.keys.store.close()
 
     def readiness(self) -> dict[str, str]:

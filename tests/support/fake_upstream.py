@@ -8,6 +8,7 @@ The requested ``model`` picks the behaviour, so one server covers every case:
     fake-429       answers 429
     fake-cut       starts a stream, then drops the connection mid-answer
     fake-context   answers 400 with a context-length message
+    fake-echo      answers "You said: <last user message>", streamed 3 characters a chunk
 
 and any model named in ``failing`` answers 500 until it is removed (recovery tests).
 
@@ -82,6 +83,20 @@ class FakeUpstream:
             )
         return None
 
+    def _reply_for(self, body: dict[str, Any]) -> str:
+        if body.get("model") == "fake-echo":
+            users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+            last = users[-1]["content"] if users else body.get("prompt", "")
+            return f"You said: {last}"
+        return self.reply
+
+    def _pieces(self, body: dict[str, Any]) -> list[str]:
+        reply = self._reply_for(body)
+        if body.get("model") == "fake-echo":
+            return [reply[i : i + 3] for i in range(0, len(reply), 3)]
+        words = reply.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received.append(body)
@@ -94,7 +109,7 @@ class FakeUpstream:
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": self.reply}}],
+                         "message": {"role": "assistant", "content": self._reply_for(body)}}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
         })
 
@@ -109,7 +124,7 @@ class FakeUpstream:
         return web.json_response({
             "id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "text": self.reply, "finish_reason": "stop",
+            "choices": [{"index": 0, "text": self._reply_for(body), "finish_reason": "stop",
                          "logprobs": None}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
         })
@@ -129,9 +144,8 @@ class FakeUpstream:
                       chat: bool) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        words = self.reply.split(" ")
-        for i, word in enumerate(words):
-            piece = word if i == 0 else " " + word
+        words = self._pieces(body)
+        for i, piece in enumerate(words):
             choice: dict[str, Any] = (
                 {"index": 0, "delta": {"content": piece}, "finish_reason": None}
                 if chat else {"index": 0, "text": piece, "finish_reason": None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -82,9 +83,20 @@ async def list_models(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
+async def privacy_scan(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        result = await asyncio.to_thread(runtime.pipeline.scan_texts, bearer_key(request), body)
+    except OwnlightError as exc:
+        return error_response(exc)
+    return json_response(result)
+
+
 routes = [
     Route("/v1/chat/completions", pipeline_endpoint(Operation.CHAT), methods=["POST"]),
     Route("/v1/completions", pipeline_endpoint(Operation.COMPLETION), methods=["POST"]),
     Route("/v1/embeddings", pipeline_endpoint(Operation.EMBEDDING), methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/privacy/scan", privacy_scan, methods=["POST"]),
 ]

@@ -1,15 +1,32 @@
-"""`ownlight privacy scan` and `ownlight privacy redact`: the detector from the shell."""
+"""`ownlight privacy scan` and `ownlight privacy redact`: the detector from the shell.
+
+Both read the ``[privacy]`` table of the effective config, so deny lists, allow lists
+and level rules behave exactly as they do in the gateway.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
+from ownlight.config import load_config
+from ownlight.errors import ConfigError
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.levels import LevelPolicy
-from ownlight.privacy.vault import Vault
+from ownlight.privacy.vault import Blocked, Vault
+
+
+def _settings(ctx: click.Context) -> dict[str, Any]:
+    path = (ctx.find_root().obj or {}).get("config_path")
+    try:
+        settings = dict(load_config(path).section("privacy"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings.pop("enabled", None)
+    return settings
 
 
 @click.group("privacy")
@@ -18,10 +35,12 @@ def privacy_group() -> None:
 
 
 @privacy_group.command("scan")
-def scan() -> None:
+@click.pass_context
+def scan(ctx: click.Context) -> None:
     """Read JSON Lines {"id", "text"} on stdin; write {"id", "spans", "level"} per line."""
-    detector = Detector.default()
-    policy = LevelPolicy.from_settings()
+    settings = _settings(ctx)
+    detector = Detector.from_settings(settings)
+    policy = LevelPolicy.from_settings(settings)
     for n, line in enumerate(sys.stdin, 1):
         if not line.strip():
             continue
@@ -38,8 +57,14 @@ def scan() -> None:
 
 @privacy_group.command("redact")
 @click.argument("text", required=False)
-def redact(text: str | None) -> None:
+@click.pass_context
+def redact(ctx: click.Context, text: str | None) -> None:
     """Print TEXT (or stdin) with sensitive values replaced by placeholders."""
+    settings = _settings(ctx)
     if text is None:
         text = sys.stdin.read()
-    click.echo(Vault(Detector.default()).pseudonymize(text))
+    vault = Vault(Detector.from_settings(settings), actions=settings.get("actions"))
+    try:
+        click.echo(vault.pseudonymize(text))
+    except Blocked as exc:
+        raise click.ClickException(exc.message) from exc

@@ -1,0 +1,148 @@
+"""The request log: one row per request, refusals included, never a sensitive value.
+
+Rows are written by a background thread in small batches, so recording costs the
+request path a queue put, not a disk write. The hash-chained, tamper-evident
+ledger is the audit issue's work; it will build on these same records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ownlight.store.sqlite import StateStore, migration
+
+log = logging.getLogger("ownlight.audit")
+
+
+@migration("003_request_log")
+def _request_log(db: Any) -> None:
+    db.execute(
+        """CREATE TABLE request_log (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            principal TEXT,
+            tenant TEXT,
+            operation TEXT NOT NULL,
+            model TEXT,
+            route TEXT,
+            reason TEXT,
+            inside_domain INTEGER,
+            status INTEGER NOT NULL,
+            error_code TEXT,
+            sensitivity TEXT,
+            found TEXT NOT NULL DEFAULT '{}',
+            pseudonymized TEXT NOT NULL DEFAULT '{}',
+            usage TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            latency_ms REAL
+        )"""
+    )
+    db.execute("CREATE INDEX request_log_request ON request_log (request_id)")
+
+
+@dataclass
+class RequestRecord:
+    request_id: str
+    operation: str
+    status: int = 200
+    principal: str | None = None
+    tenant: str | None = None
+    model: str | None = None
+    route: str | None = None
+    reason: str | None = None
+    inside_domain: bool | None = None
+    error_code: str | None = None
+    sensitivity: str | None = None
+    found: dict[str, int] = field(default_factory=dict)
+    pseudonymized: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    cost_usd: float = 0.0
+    latency_ms: float | None = None
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+
+
+_COLUMNS = tuple(RequestRecord.__dataclass_fields__)
+_INSERT = (f"INSERT INTO request_log ({', '.join(_COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
+
+
+class RequestLog:
+    def __init__(self, store: StateStore, batch: int = 256):
+        self.store = store
+        self.batch = batch
+        self._queue: queue.SimpleQueue[RequestRecord | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer, name="request-log", daemon=True)
+        self._thread.start()
+
+    def append(self, record: RequestRecord) -> None:
+        self._queue.put(record)
+
+    def flush(self) -> None:
+        """Wait until everything appended so far is on disk."""
+        done = threading.Event()
+        self._queue.put(_Marker(done))  # type: ignore[arg-type]
+        done.wait(10)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(10)
+
+    def query(self, where: str = "1=1", params: tuple[object, ...] = ()) -> list[dict[str, Any]]:
+        rows = self.store.query(f"SELECT {', '.join(_COLUMNS)} FROM request_log WHERE {where}"
+                                " ORDER BY id", params)
+        out = []
+        for row in rows:
+            item = dict(zip(_COLUMNS, row, strict=True))
+            for key in ("found", "pseudonymized", "usage"):
+                item[key] = json.loads(str(item[key])) if item[key] is not None else None
+            out.append(item)
+        return out
+
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            pending: list[RequestRecord] = []
+            markers: list[_Marker] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, _Marker):
+                    markers.append(item)
+                else:
+                    pending.append(item)
+                if len(pending) >= self.batch or self._queue.empty():
+                    break
+                item = self._queue.get()
+            self._write(pending)
+            for marker in markers:
+                marker.done.set()
+            if stop:
+                return
+
+    def _write(self, records: list[RequestRecord]) -> None:
+        if not records:
+            return
+        rows = []
+        for record in records:
+            values = asdict(record)
+            for key in ("found", "pseudonymized", "usage"):
+                values[key] = json.dumps(values[key]) if values[key] is not None else None
+            rows.append(tuple(values[c] for c in _COLUMNS))
+        try:
+            with self.store.transaction() as db:
+                db.executemany(_INSERT, rows)
+        except Exception:  # the log must never take a request down
+            log.exception("could not write %d request records", len(rows))
+
+
+@dataclass
+class _Marker:
+    done: threading.Event

@@ -1,0 +1,153 @@
+"""The privacy shield in the request path: a real gateway, a real fake cloud upstream."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import upstream_toml
+from tests.support.fake_upstream import FakeUpstream
+
+CONTACT = ("Please email Maria Gonzalez at maria.gonzalez@example.com or call "
+           "+1 415 555 0132 about the contract.")
+ORIGINALS = ["Maria Gonzalez", "maria.gonzalez@example.com", "+1 415 555 0132"]
+CN_ID = "我的身份证号是11010519491231002X，请帮我查询。"
+SECRET = "Deploy with key sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD please"
+
+
+@pytest.fixture
+def cloud():
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def home():
+    with FakeUpstream(reply="answered at home") as upstream:
+        yield upstream
+
+
+def gateway_with(gateway_factory, cloud: FakeUpstream, home: FakeUpstream | None = None,
+                 extra: str = ""):
+    toml = upstream_toml("cloud", cloud.url, "fake-echo", inside_domain=False, retries=0)
+    if home is not None:
+        toml += upstream_toml("home", home.url, "fake-echo", inside_domain=True, retries=0)
+        toml += '[routing.aliases.auto]\ntargets = ["cloud", "home"]\n'
+        toml += '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
+    return gateway_factory(toml + extra)
+
+
+def ask(client: openai.OpenAI, text: str, model: str = "cloud", **kwargs: object):
+    return client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}], **kwargs)
+
+
+def test_cloud_sees_placeholders_and_the_client_sees_real_values(gateway_factory, cloud) -> None:
+    gateway = gateway_with(gateway_factory, cloud)
+    raw = ask(gateway.client(), CONTACT)
+    sent = cloud.received[-1]["messages"][-1]["content"]
+    assert all(value not in sent for value in ORIGINALS)
+    assert "<PERSON_1>" in sent and "<EMAIL_ADDRESS_1>" in sent and "<PHONE_NUMBER_1>" in sent
+    assert raw.parse().choices[0].message.content == f"You said: {CONTACT}"
+    assert raw.headers["x-ownlight-sensitivity"] == "confidential"
+
+
+def test_streamed_answers_are_restored_across_split_placeholders(gateway_factory, cloud) -> None:
+    gateway = gateway_with(gateway_factory, cloud)
+    raw = ask(gateway.client(), CONTACT, stream=True)
+    pieces = [c.choices[0].delta.content or "" for c in raw.parse() if c.choices]
+    assert "".join(pieces) == f"You said: {CONTACT}"
+    assert not any("<" in p for p in pieces)  # no half placeholder ever reached the client
+    assert all(value not in str(cloud.received) for value in ORIGINALS)
+
+
+def test_concurrent_requests_never_mix_their_values(gateway_factory, cloud) -> None:
+    gateway = gateway_with(gateway_factory, cloud)
+    client = gateway.client()
+    names = ["Maria Gonzalez", "John Smith", "Emily Clarke", "David Miller", "Sarah Johnson",
+             "James Wilson"]
+    answers: dict[str, str] = {}
+
+    def one(name: str) -> None:
+        text = f"Please write to {name} today."
+        stream = ask(client, text, stream=True).parse()
+        answers[name] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in names * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == {n: f"You said: Please write to {n} today." for n in names}
+    assert all(n not in str(cloud.received) for n in names)
+
+
+def test_red_line_refuses_403_and_never_connects(gateway_factory, cloud) -> None:
+    gateway = gateway_with(gateway_factory, cloud)
+    client = gateway.client()
+    for text in (CN_ID, SECRET):
+        for stream in (False, True):
+            with pytest.raises(openai.PermissionDeniedError) as caught:
+                ask(client, text, stream=stream)
+            assert caught.value.code == "policy_local_only"
+            assert "restricted" in caught.value.message
+    assert cloud.received == []
+    gateway.runtime.pipeline.log.flush()
+    refused = gateway.runtime.pipeline.log.query("status = 403")
+    assert len(refused) == 4
+    assert refused[0]["found"] == {"NATIONAL_ID": 1} and refused[0]["route"] is None
+    assert refused[0]["sensitivity"] == "restricted"
+
+
+def test_red_line_with_a_local_target_stays_home(gateway_factory, cloud, home) -> None:
+    gateway = gateway_with(gateway_factory, cloud, home)
+    raw = ask(gateway.client(), CN_ID, model="auto")
+    assert raw.headers["x-ownlight-route"] == "home/fake-echo"
+    assert raw.headers["x-ownlight-route-reason"].startswith("red line: restricted")
+    assert home.received[-1]["messages"][-1]["content"] == CN_ID  # at home, nothing hidden
+    assert cloud.received == []
+
+
+def test_blocked_types_are_refused(gateway_factory, cloud) -> None:
+    extra = '[privacy.actions]\nEMAIL_ADDRESS = "block"\n'
+    gateway = gateway_with(gateway_factory, cloud, extra=extra)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        ask(gateway.client(), CONTACT)
+    assert caught.value.code == "sensitive_data_blocked"
+    assert "maria" not in caught.value.message.lower()
+    assert cloud.received == []
+
+
+def test_audit_records_types_and_counts_never_values(gateway_factory, cloud) -> None:
+    gateway = gateway_with(gateway_factory, cloud)
+    ask(gateway.client(), CONTACT + " Maria Gonzalez agreed.")
+    log = gateway.runtime.pipeline.log
+    log.flush()
+    (row,) = log.query("status = 200")
+    assert row["found"] == {"PERSON": 2, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1}
+    assert row["pseudonymized"] == {"PERSON": 1, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1}
+    assert row["route"] == "cloud/fake-echo" and row["inside_domain"] == 0
+    stored = b"".join(p.read_bytes() for p in gateway.config.data_dir.glob("state.db*"))
+    assert all(value.encode() not in stored for value in ORIGINALS)
+
+
+def test_privacy_scan_endpoint(gateway_factory, cloud) -> None:
+    gateway = gateway_with(gateway_factory, cloud)
+    key = gateway.create_key()
+    response = httpx.post(gateway.url + "/v1/privacy/scan", json={"input": [CONTACT, CN_ID, "hi"]},
+                          headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [d["level"] for d in result["data"]] == ["confidential", "restricted", "public"]
+    assert result["level"] == "restricted"
+    types = [s["type"] for s in result["data"][0]["spans"]]
+    assert types == ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER"]
+    first = result["data"][0]["spans"][0]
+    assert CONTACT[first["start"]:first["end"]] == "Maria Gonzalez"
+    assert httpx.post(gateway.url + "/v1/privacy/scan", json={"input": "x"}).status_code == 401
+    bad = httpx.post(gateway.url + "/v1/privacy/scan", json={"input": 5},
+                     headers={"Authorization": f"Bearer {key}"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
