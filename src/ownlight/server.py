@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ownlight.api import openai_routes
+from ownlight.api import openai_routes, privacy_routes
 from ownlight.api.responses import json_response
 from ownlight.runtime import Runtime
 
@@ -66,6 +66,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *openai_routes.routes,
+            *privacy_routes.routes,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

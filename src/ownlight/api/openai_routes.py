@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ownlight.backends.base import Operation
-from ownlight.errors import InvalidRequest, OwnlightError, PayloadTooLarge
+from ownlight.errors import OwnlightError
 from ownlight.pipeline import GatewayRequest, new_request_id
 from ownlight.runtime import Runtime
 
+from .common import bearer_key, read_json
 from .responses import error_response, internal_error, json_response, sse_response
 
 log = logging.getLogger("ownlight.api")
-
-
-def bearer_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.headers.get("x-api-key") or None
-
-
-async def read_json(request: Request, limit: int) -> object:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
 
 
 def pipeline_endpoint(operation: Operation):  # type: ignore[no-untyped-def]
@@ -83,20 +61,9 @@ async def list_models(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-async def privacy_scan(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    try:
-        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
-        result = await asyncio.to_thread(runtime.pipeline.scan_texts, bearer_key(request), body)
-    except OwnlightError as exc:
-        return error_response(exc)
-    return json_response(result)
-
-
 routes = [
     Route("/v1/chat/completions", pipeline_endpoint(Operation.CHAT), methods=["POST"]),
     Route("/v1/completions", pipeline_endpoint(Operation.COMPLETION), methods=["POST"]),
     Route("/v1/embeddings", pipeline_endpoint(Operation.EMBEDDING), methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/privacy/scan", privacy_scan, methods=["POST"]),
 ]

@@ -1,0 +1,28 @@
+"""POST /v1/privacy/scan: the privacy shield's detector over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ownlight.errors import OwnlightError
+from ownlight.runtime import Runtime
+
+from .common import bearer_key, read_json
+from .responses import error_response, json_response
+
+
+async def privacy_scan(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        result = await asyncio.to_thread(runtime.pipeline.scan_texts, bearer_key(request), body)
+    except OwnlightError as exc:
+        return error_response(exc)
+    return json_response(result)
+
+
+routes = [Route("/v1/privacy/scan", privacy_scan, methods=["POST"])]
