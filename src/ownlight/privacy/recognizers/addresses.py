@@ -39,6 +39,24 @@ _STOP = frozenset(
 )
 _TOKEN = re.compile(r"[^\s,]+|\n|,")
 _MAX_TOKENS = 22
+# US military mail (USPS standard): "USNS Name / FPO AE 12345", "PSC 1234, Box 5678 / APO AA
+# 12345", "Unit 1234 Box 5678 / DPO AP 12345".
+_MILITARY = re.compile(
+    r"(?:\b(?:USNS|USNV|USS|USCGC) [^\W\d][^\n,]{1,40}|\bPSC \d{3,5}, Box \d{3,5}"
+    r"|\bUnit \d{3,5},? Box \d{3,5})[\s,]+[ADF]PO A[AEP] \d{5}\b"
+)
+# Continental order, street name then house number: "Gesäusestrasse 6", "Via Scala 50",
+# "ul. Posejdona 90", "Bem rakpart 79".
+_CONTINENTAL = re.compile(
+    r"(?<![\w-])(?:\d{1,5}[A-Za-z]? )?(?:(?i:via|viale|rue|calle|c/|carrer|rua|travessa|avenida|av\.|ul\.|ulica|"
+    r"piazza|strada|estrada|plaza|paseo|rambla|camino|chemin|boulevard|bd\.|allée|aleja|al\.)"
+    r" (?:[^\W\d][\w'’.-]* ){0,4}"
+    r"|[^\W\d][\w'’-]*(?i:straße|strasse|str\.|gatan|vägen|vej|katu|tie|gade|veien|vegen|weg|"
+    r"laan|straat|gracht|plein|allee|gasse|platz|utca|rakpart|körút|útja|ulice) "
+    r"(?:[^\W\d][\w'’.-]* )?)"
+    r"\d{1,5}[A-Za-z]?(?![\w/-])"
+)
+_PHONE_LINE = re.compile(r"[^\n]*?(?:\d[^\n]*?){7}|[^\n]*@")
 
 
 class AddressRecognizer:
@@ -63,8 +81,13 @@ class AddressRecognizer:
             if end - m.start() < 6:
                 continue
             last_end = end
-            score = 0.75 if (street or unit) else 0.6
+            score = 0.85 if (street or unit) else 0.6
             yield Span(m.start(), end, "STREET_ADDRESS", score, self.name)
+        for m in _MILITARY.finditer(text):
+            yield Span(m.start(), m.end(), "STREET_ADDRESS", 0.85, self.name)
+        for m in _CONTINENTAL.finditer(text):
+            end = self._extend(text, m.end()) if text[m.end() : m.end() + 1] == "\n" else m.end()
+            yield Span(m.start(), max(end, m.end()), "STREET_ADDRESS", 0.75, self.name)
 
     @staticmethod
     def _extend(text: str, start: int) -> int:
@@ -82,10 +105,14 @@ class AddressRecognizer:
                 newlines += 1
                 if newlines > 5 or text[t.end() : t.end() + 1] == "\n":
                     break
+                if _PHONE_LINE.match(text, t.end()):
+                    break  # a phone, fax or e-mail line closes an address block
                 continue
             if tok == "," or not any(c.isalnum() for c in tok):
                 continue
             word = tok.strip(".;:!?()\"'>").lower()
+            if word in _JOINERS and newlines and _capitalized_next(text, t.end()):
+                continue  # "Antigua and Barbuda", "Republic of Ireland"
             if "@" in tok or (word in _STOP and count > 1):
                 break
             ok = (
@@ -105,6 +132,14 @@ class AddressRecognizer:
                 end -= 1
                 break
         return end
+
+
+_JOINERS = frozenset({"and", "of", "the"})
+
+
+def _capitalized_next(text: str, pos: int) -> bool:
+    nxt = text[pos : pos + 3].lstrip(" ")
+    return bool(nxt) and nxt[0].isupper()
 
 
 def _followed_by_name(text: str, pos: int) -> bool:

@@ -19,6 +19,7 @@ _WORD = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’\-]*")
 _PARTICLES = frozenset(
     "van der von de den da di du le la del della dos das bin al ter ten y".split()
 )
+_POSSESSIVE = re.compile(r"['’]s?$")
 _TITLES = frozenset("mr mrs ms miss dr prof sir madam mx mister dame lord lady".split())
 _STRONG_CUE = re.compile(
     r"(?:my name is|name is|names? ?:|i am|i'm|called|named|dear|hi|hello|thanks|thank you|"
@@ -109,7 +110,8 @@ class LatinNameRecognizer:
 
     @staticmethod
     def _key(m: re.Match[str]) -> str:
-        return m.group().lower().rstrip("'’s").rstrip("'’")
+        """Lowercased word without a possessive ending ("Thomas's", "Jones'")."""
+        return _POSSESSIVE.sub("", m.group().lower())
 
 
 def _sentence_start(text: str, start: int) -> bool:
