@@ -48,7 +48,8 @@ _MILITARY = re.compile(
 # Continental order, street name then house number: "Gesäusestrasse 6", "Via Scala 50",
 # "ul. Posejdona 90", "Bem rakpart 79".
 _CONTINENTAL = re.compile(
-    r"(?<![\w-])(?:\d{1,5}[A-Za-z]? )?(?:(?i:via|viale|rue|calle|c/|carrer|rua|travessa|avenida|av\.|ul\.|ulica|"
+    r"(?<![\w-])(?:\d{1,5}[A-Za-z]? )?"
+    r"(?:(?i:via|viale|rue|calle|c/|carrer|rua|travessa|avenida|av\.|ul\.|ulica|"
     r"piazza|strada|estrada|plaza|paseo|rambla|camino|chemin|boulevard|bd\.|allée|aleja|al\.)"
     r" (?:[^\W\d][\w'’.-]* ){0,4}"
     r"|[^\W\d][\w'’-]*(?i:straße|strasse|str\.|gatan|vägen|vej|katu|tie|gade|veien|vegen|weg|"
