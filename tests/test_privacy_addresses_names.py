@@ -48,3 +48,47 @@ def test_names_ending_in_s(name):
     text = f"{name} will be talking in the conference"
     spans, _ = LatinNameRecognizer().analyze(text)
     assert [text[s.start : s.end] for s in spans] == [name]
+
+
+def test_possessive_ends_a_name():
+    text = "they sang verses from Kevin Lamovec's Cautionary Tales."
+    spans, _ = LatinNameRecognizer().analyze(text)
+    assert [text[s.start : s.end] for s in spans] == ["Kevin Lamovec's"]
+
+
+def test_known_surname_mid_sentence():
+    text = "Our 3 founders: Novosel, Robinson and Holmes."
+    spans, _ = LatinNameRecognizer().analyze(text)
+    assert {text[s.start : s.end] for s in spans} >= {"Novosel", "Holmes"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("office 001-748-088-2851x818 fax", "001-748-088-2851x818"),
+        ("call +1-743-438-6774x62406", "+1-743-438-6774x62406"),
+    ],
+)
+def test_north_american_layout(detector, text, value):
+    assert ("PHONE_NUMBER", value) in _found(detector, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("amex 3782 822463 10005 ok", "3782 822463 10005"),
+        ("diners 3056 930902 5904 ok", "3056 930902 5904"),
+        ("visa 4111-1111-1111-1111 ok", "4111-1111-1111-1111"),
+    ],
+)
+def test_card_groupings(detector, text, value):
+    assert ("CREDIT_CARD", value) in _found(detector, text)
+
+
+def test_card_failing_luhn_is_not_a_card(detector):
+    assert not any(s.type == "CREDIT_CARD" for s in detector.scan("amex 3782 822463 10006"))
+
+
+def test_street_then_number_not_split(detector):
+    text = "Pedestrians must enter on Corellistraat 178 St. the first months"
+    assert ("STREET_ADDRESS", "Corellistraat 178") in _found(detector, text)

@@ -57,6 +57,11 @@ _CONTINENTAL = re.compile(
     r"(?:[^\W\d][\w'’.-]* )?)"
     r"\d{1,5}[A-Za-z]?(?![\w/-])"
 )
+# Building number, street words, house number: "30 Kooli 11", "25 Rákóczi út 81", the shape
+# of a street line written in continental order after a building or PO number.
+_SANDWICH = re.compile(
+    r"\d{1,5}[A-Za-z]? (?:[^\W\d_][\w'’.-]*,? ){1,4}\d{1,5}[A-Za-z]?(?![\w/:-]|[.,]\d)"
+)
 _PHONE_LINE = re.compile(r"[^\n]*?(?:\d[^\n]*?){7}|[^\n]*@")
 
 
@@ -67,32 +72,40 @@ class AddressRecognizer:
         if not any(c.isdigit() for c in text):
             return
         last_end = -1
+        continental = list(_CONTINENTAL.finditer(text))
+        inner = {c.end() - len(c.group().rsplit(" ", 1)[-1]) for c in continental}
         for m in _NUMBER.finditer(text):
-            if m.start() < last_end:
-                continue
+            if m.start() < last_end or m.start() in inner:
+                continue  # the house number of "Corellistraat 178" starts nothing
             window = text[m.end() : m.end() + 60]
             street = _STREET_WORD.search(window.split("\n")[0][:45])
             cue = _CUE.search(text, max(0, m.start() - 40), m.start())
             unit = _UNIT_NEAR.match(window)
-            if not (street or cue or unit):
+            sandwich = _SANDWICH.match(text, m.start())
+            if sandwich and not (text[m.end() + 1].isupper() or not any(
+                    c.isupper() for c in text)):
+                sandwich = None
+            if not (street or cue or unit or sandwich):
                 continue
             if not street and not _followed_by_name(text, m.end()):
                 continue
-            end = self._extend(text, m.start())
+            end = max(self._extend(text, m.start(), sandwich.end() if sandwich else 0),
+                      sandwich.end() if sandwich else 0)
             if end - m.start() < 6:
                 continue
             last_end = end
-            score = 0.85 if (street or unit) else 0.6
+            score = 0.85 if (street or unit or sandwich) else 0.6
             yield Span(m.start(), end, "STREET_ADDRESS", score, self.name)
         for m in _MILITARY.finditer(text):
             yield Span(m.start(), m.end(), "STREET_ADDRESS", 0.85, self.name)
-        for m in _CONTINENTAL.finditer(text):
+        for m in continental:
             end = self._extend(text, m.end()) if text[m.end() : m.end() + 1] == "\n" else m.end()
             yield Span(m.start(), max(end, m.end()), "STREET_ADDRESS", 0.75, self.name)
 
     @staticmethod
-    def _extend(text: str, start: int) -> int:
-        """Walk tokens until one that cannot belong to an address."""
+    def _extend(text: str, start: int, settled: int = 0) -> int:
+        """Walk tokens until one that cannot belong to an address; tokens before ``settled``
+        are already known to belong (lowercase particles such as "du", "út")."""
         lower = not any(c.isupper() for c in text)
         end = start
         count = 0
@@ -109,7 +122,8 @@ class AddressRecognizer:
                 if _PHONE_LINE.match(text, t.end()):
                     break  # a phone, fax or e-mail line closes an address block
                 continue
-            if tok == "," or not any(c.isalnum() for c in tok):
+            if tok == "," or not any(c.isalnum() for c in tok) or t.end() <= settled:
+                end = max(end, t.end()) if t.end() <= settled else end
                 continue
             word = tok.strip(".;:!?()\"'>").lower()
             if word in _JOINERS and newlines and _capitalized_next(text, t.end()):

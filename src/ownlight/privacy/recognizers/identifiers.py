@@ -57,8 +57,9 @@ def _ip(value: str) -> bool:
 
 RULES: tuple[_Rule, ...] = (
     _Rule("EMAIL_ADDRESS", _EMAIL, _always, 0.95, score_without=0.95),
-    _Rule("CREDIT_CARD", re.compile(_ND + r"[2-6]\d{3}(?:[ -]?\d{4}){2}[ -]?\d{1,4}(?:[ -]?\d{3})?"
-                                    + _NDR), lambda v: checksums.luhn(checksums.digits(v)),
+    # 13-19 digits in groups of 3-6 (Amex 4-6-5, Diners 4-6-4, 4x4, 4x4+3), Luhn-checked.
+    _Rule("CREDIT_CARD", re.compile(_ND + r"[1-6]\d{3}(?:[ -]?\d{3,6}){2,4}" + _NDR),
+          lambda v: 13 <= len(checksums.digits(v)) <= 19 and checksums.luhn(checksums.digits(v)),
           0.95, score_without=0.95),
     _Rule("IBAN_CODE", re.compile(_L + r"[A-Za-z]{2}\d{2}(?:[A-Za-z0-9]{10,30}|(?: [A-Za-z0-9]{4})"
                                   r"{2,7}(?: [A-Za-z0-9]{1,3})?)" + _R), checksums.iban,

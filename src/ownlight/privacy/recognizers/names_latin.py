@@ -66,7 +66,9 @@ class LatinNameRecognizer:
             particle = w in _PARTICLES and bool(run)
             gap = text[run[-1].end() : m.start()] if run else ""
             after_title = gap == ". " and run[-1].group().lower() in _TITLES if run else False
-            if (is_cap or particle) and (not run or gap in (" ", "-", " - ") or after_title):
+            possessive = bool(run) and _POSSESSIVE.search(run[-1].group()) is not None
+            if (is_cap or particle) and not possessive and (
+                    not run or gap in (" ", "-", " - ") or after_title):
                 run.append(m)
                 continue
             if run:
@@ -98,7 +100,8 @@ class LatinNameRecognizer:
                 return False  # acronyms and SHOUTED words
         if len(run) >= 2 and (first_hit or (last_hit and cue)):
             return Span(start, end, "PERSON", 0.8, self.name)
-        if len(run) == 1 and (first_hit or (last_hit and cue)):
+        mid_sentence = not lower_text and not _sentence_start(text, start)
+        if len(run) == 1 and (first_hit or (last_hit and (cue or mid_sentence))):
             sentence_start = _sentence_start(text, start)
             if lower_text and not cue and not first_hit:
                 return False

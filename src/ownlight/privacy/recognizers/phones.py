@@ -20,6 +20,14 @@ _CANDIDATE = re.compile(
     r"(?<![A-Za-z0-9+.\-/])(?:\+|00)?\(?\d[\d ().\-\u2010-\u2015]{5,22}\d"
     r"(?:\s?(?:x|ext\.?|доб\.?)\s?\d{1,5})?(?![A-Za-z0-9/]|[-.]\d)"
 )
+_EXTENSION = re.compile(r"\s?(?:x|ext\.?|доб\.?)\s?\d{1,5}$")
+# North American layout written out in full (3-3-4 with separators, optional +1/001 and
+# extension): unmistakably a phone even when the area code is unassigned, as in test data
+# and in numbers made up for forms.
+_NANP_SHAPE = re.compile(
+    r"(?:\+1[-. ]?|001[-. ])?(?:\(\d{3}\) ?|\d{3}([-.]))\d{3}[-.]\d{4}"
+    r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
+)
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _CURRENCY = re.compile(r"[$¥€£₽￥]\s*$|(?:usd|eur|rmb|jpy|rub)\s*$", re.I)
 _PHONE_WORDS = words_pattern(
@@ -42,7 +50,7 @@ class PhoneRecognizer:
             start = m.start()
             if value.endswith(")") and "(" not in value:
                 value = value[:-1]
-            n = sum(c.isdigit() for c in value)
+            n = sum(c.isdigit() for c in _EXTENSION.sub("", value))
             if n < 7 or n > 15 or _DATE.fullmatch(value):
                 continue
             if _CURRENCY.search(text, max(0, start - 5), start):
@@ -53,7 +61,7 @@ class PhoneRecognizer:
             separated = not value.lstrip("+").isdigit()
             if not (separated or has_ctx or value.startswith("+") or self._mobile_like(value)):
                 continue
-            if self._valid(value):
+            if self._valid(_EXTENSION.sub("", value)) or _NANP_SHAPE.fullmatch(value):
                 score = 0.8 if (has_ctx or separated) else 0.6
                 yield Span(start, start + len(value), "PHONE_NUMBER", score, self.name)
 
