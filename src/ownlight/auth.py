@@ -76,7 +76,7 @@ class KeyStore:
         )
         return [
             KeyRecord(
-                int(r[0]), str(r[1]), str(r[2]), str(r[3]), tuple(json.loads(str(r[4]))),
+                int(str(r[0])), str(r[1]), str(r[2]), str(r[3]), tuple(json.loads(str(r[4]))),
                 str(r[5]), None if r[6] is None else str(r[6]),
             )
             for r in rows

@@ -334,7 +334,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         where = row["model"] or row["path"] or row["base_url"] or ""
         inside = "yes" if row["inside_domain"] else "no"
-        table.add_row(row["alias"], row["backend"], str(where), inside)
+        table.add_row(str(row["alias"]), str(row["backend"]), str(where), inside)
     Console().print(table)
 
 

