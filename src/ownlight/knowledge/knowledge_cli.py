@@ -1,0 +1,173 @@
+"""``ownlight ingest`` and ``ownlight search``: click commands the main CLI attaches.
+
+The index location comes from ``--data-dir`` (default: $OWNLIGHT_DATA_DIR or
+~/.ownlight); everything else goes through ``KnowledgeBase`` so the CLI and the HTTP
+API behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ownlight.auth import Principal
+from ownlight.errors import OwnlightError
+from ownlight.knowledge.base import KnowledgeBase, index_path
+
+
+def default_data_dir() -> str:
+    return os.environ.get("OWNLIGHT_DATA_DIR") or str(Path("~/.ownlight").expanduser())
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=default_data_dir,
+    show_default="$OWNLIGHT_DATA_DIR or ~/.ownlight",
+    help="Directory holding the knowledge index (knowledge.db).",
+)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_ingest(
+    index: Path,
+    path: str,
+    collection: str,
+    allow: tuple[str, ...],
+    owner: str | None,
+    prune: bool,
+    vectors: bool,
+    console: Console,
+) -> int:
+    """Ingest into the index at ``index``; returns the process exit code."""
+    with KnowledgeBase.open(index, vectors=vectors) as kb, _progress(console) as bar:
+        files = bar.add_task("files", total=None)
+
+        def on_file(done: int, total: int, _path: str) -> None:
+            bar.update(files, completed=done, total=total)
+
+        report = kb.ingest(path, collection, allow, owner=owner, prune=prune, progress=on_file)
+        bar.update(files, completed=report.files_seen, total=report.files_seen)
+        if vectors and kb.pending_vectors():
+            chunks = bar.add_task("vectors", total=kb.pending_vectors())
+            kb.embed_pending(
+                progress=lambda done, total: bar.update(chunks, completed=done, total=total)
+            )
+    for path_, error in report.failed:
+        console.print(f"[yellow]skipped[/] {path_}: {error}")
+    console.print(
+        f"{report.files_seen} files ({report.files_unchanged} unchanged): "
+        f"{report.documents_added} documents added, {report.documents_updated} updated, "
+        f"{report.documents_removed} removed, {len(report.failed)} files skipped"
+    )
+    return 0
+
+
+@click.command("ingest")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--collection", "-c", required=True, help="Collection to add the documents to.")
+@click.option(
+    "--allow", multiple=True, metavar="user:NAME|group:NAME|public",
+    help="Who may read these documents (repeatable). A JSON Lines row's own 'allow' wins.",
+)
+@click.option("--owner", default=None, help="User who may always read these documents.")
+@click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
+@click.option(
+    "--no-vectors", is_flag=True,
+    help="Index lexically only; vectors can be added by a later run.",
+)
+@data_dir_option
+def ingest_command(
+    path: str, collection: str, allow: tuple[str, ...], owner: str | None, prune: bool,
+    no_vectors: bool, data_dir: str,
+) -> None:
+    """Ingest a file, a directory (recursively) or a JSON Lines file into a collection.
+
+    Only new and changed files are processed. Documents are searchable lexically as
+    soon as their file is indexed; vectors follow and resume if interrupted.
+    """
+    console = Console(stderr=True)
+    if not allow and not owner:
+        console.print(
+            "[yellow]note[/]: no --allow and no --owner: documents without their own access"
+            " list will be readable by nobody (use --allow public to share them)."
+        )
+    try:
+        code = run_ingest(
+            index_path(data_dir), path, collection, allow, owner, prune, not no_vectors, console
+        )
+    except OwnlightError as exc:
+        raise click.ClickException(exc.message) from exc
+    sys.exit(code)
+
+
+def _search_one(
+    kb: KnowledgeBase, query: str, principal: Principal, collections: tuple[str, ...], k: int,
+    mode: str,
+) -> list[dict[str, object]]:
+    hits = kb.search(query, principal, collections, k=k, mode=mode)  # type: ignore[arg-type]
+    return [hit.to_dict() for hit in hits]
+
+
+@click.command("search")
+@click.argument("query", required=False)
+@click.option("--collection", "-c", "collections", multiple=True, required=True,
+              help="Collection to search (repeatable).")
+@click.option("--as", "user", required=True, help="Search as this user.")
+@click.option("--group", "groups", multiple=True, help="A group the user is in (repeatable).")
+@click.option("--tenant", default="default", show_default=True)
+@click.option("-k", "k", default=5, show_default=True, help="How many chunks to return.")
+@click.option("--mode", type=click.Choice(["hybrid", "lexical", "vector"]), default="hybrid",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@data_dir_option
+def search_command(
+    query: str | None, collections: tuple[str, ...], user: str, groups: tuple[str, ...],
+    tenant: str, k: int, mode: str, as_json: bool, data_dir: str,
+) -> None:
+    """Search collections as a user; without QUERY, read JSON Lines {"id","query"} on stdin."""
+    principal = Principal(key_id=0, name=user, tenant=tenant, groups=groups)
+    index = index_path(data_dir)
+    with KnowledgeBase.open(index, vectors=mode != "lexical") as kb:
+        if query is None:
+            for line in sys.stdin:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    results = _search_one(kb, str(row["query"]), principal, collections, k, mode)
+                    out = {"id": row.get("id"), "results": results}
+                except (ValueError, KeyError, TypeError) as exc:
+                    out = {"id": None, "error": f"bad input line: {exc}"}
+                click.echo(json.dumps(out, ensure_ascii=False))
+            return
+        results = _search_one(kb, query, principal, collections, k, mode)
+    if as_json:
+        click.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    console = Console()
+    if not results:
+        console.print("no results")
+    for rank, hit in enumerate(results, 1):
+        console.print(
+            f"[bold]{rank}. {hit['title']}[/]  [dim]{hit['document_id']}"
+            f" [{hit['start']}:{hit['end']}] score {hit['score']:.4f}[/]"
+        )
+        console.print(str(hit["text"])[:400], markup=False, highlight=False)
+        console.print()

@@ -1,0 +1,93 @@
+"""The interface between the knowledge base and its storage engine.
+
+The embedded engine is SQLite (FTS5 + sqlite-vec, ``sqlite_store.py``); a PostgreSQL +
+pgvector engine implements the same methods. Every read method takes the principal and
+the collections, so an engine cannot forget to filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ownlight.auth import Principal
+from ownlight.knowledge.types import Chunk, Hit
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A document ready to store: chunked, with its final access list and hash."""
+
+    key: str
+    title: str
+    metadata: dict[str, Any]
+    allow: tuple[str, ...]
+    content_hash: str
+    chunks: list[Chunk]
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+class KnowledgeStore(Protocol):
+    def source_hash(self, tenant: str, collection: str, source: str) -> str | None:
+        """The content hash recorded for a source (file) when it was last ingested."""
+        ...
+
+    def replace_source(
+        self,
+        tenant: str,
+        collection: str,
+        source: str,
+        source_hash: str,
+        owner: str | None,
+        documents: Sequence[PreparedDocument],
+    ) -> SourceChange:
+        """Atomically make the source's documents exactly ``documents``."""
+        ...
+
+    def prune(self, tenant: str, collection: str, root: str, keep: set[str]) -> int:
+        """Remove sources under ``root`` not in ``keep``; returns documents removed."""
+        ...
+
+    def pending_chunks(self, limit: int) -> list[tuple[int, str]]:
+        """Chunks still without a vector, oldest first: (chunk_id, text to embed)."""
+        ...
+
+    def count_pending(self) -> int: ...
+
+    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Save vectors for chunks that still exist (others were deleted meanwhile)."""
+        ...
+
+    def lexical(
+        self, match: str, principal: Principal, collections: Sequence[str], k: int
+    ) -> list[tuple[int, float]]:
+        """Best readable chunks for an FTS match expression: (chunk_id, score), best first."""
+        ...
+
+    def vector(
+        self, query: np.ndarray, principal: Principal, collections: Sequence[str], k: int
+    ) -> list[tuple[int, float]]:
+        """Nearest readable embedded chunks: (chunk_id, cosine similarity), best first."""
+        ...
+
+    def hits(
+        self, chunk_ids: Sequence[int], principal: Principal, collections: Sequence[str]
+    ) -> dict[int, Hit]:
+        """Details of readable chunks (score 0; the caller sets it)."""
+        ...
+
+    def grant(self, tenant: str, collection: str, identity: str) -> None: ...
+
+    def revoke(self, tenant: str, collection: str, identity: str) -> None: ...
+
+    def close(self) -> None: ...

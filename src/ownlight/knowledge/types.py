@@ -1,0 +1,59 @@
+"""The values that cross the knowledge base's boundary (loaders, store, search)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """One unit of access control and citation: a file, a mail, a JSON Lines row.
+
+    ``allow`` is None when the document has no list of its own (the ingest command's
+    ``--allow`` then applies); an empty tuple means nobody but the owner.
+    """
+
+    key: str
+    title: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    allow: tuple[str, ...] | None = None
+    #: Markdown-like text: lines starting with '#' are headings.
+    markdown: bool = False
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document's text; ``heading`` is the section it sits in."""
+
+    text: str
+    start: int
+    end: int
+    heading: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk the principal may read, ready to cite."""
+
+    document_id: str
+    title: str
+    collection: str
+    chunk_id: int
+    text: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "title": self.title,
+            "collection": self.collection,
+            "chunk_id": self.chunk_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": self.score,
+        }
