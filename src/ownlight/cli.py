@@ -119,7 +119,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
     uvicorn.run(
         create_app(runtime), host=config.host, port=config.port, loop="uvloop",
         http="httptools", access_log=bool(config.get("server.access_log")),
-        log_level="info", timeout_graceful_shutdown=5,
+        log_level="info", timeout_graceful_shutdown=5, proxy_headers=False,
     )
 
 

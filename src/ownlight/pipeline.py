@@ -13,8 +13,8 @@ and the after-call stages run chunk by chunk.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,7 +37,7 @@ INLINE_SCAN_CHARS = 4000
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    return "req_" + secrets.token_hex(16)
 
 
 @dataclass

@@ -63,7 +63,7 @@ class Runtime:
         backends = build_backends(config.models, config)
         router = build_router(config, backends, keys.store)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            RequestLog(keys.store))
+                            RequestLog(state_path(config)))
         return cls(config, keys, backends, pipeline)
 
     def prepare(self, progress: Progress | None = None) -> None:

@@ -1,19 +1,26 @@
 """The request log: one row per request, refusals included, never a sensitive value.
 
-Rows are written by a background thread in small batches, so recording costs the
-request path a queue put, not a disk write. The hash-chained, tamper-evident
-ledger is the audit issue's work; it will build on these same records.
+Rows are written by a background thread on its own connection, in batches gathered
+for a few milliseconds, so recording costs the request path a queue put — not a disk
+write, and never a wait on the lock other state queries (the key check) go through.
+The hash-chained, tamper-evident ledger is the audit issue's work; it will build on
+these same records.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import queue
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ownlight.store.sqlite import StateStore, migration
 
@@ -69,14 +76,17 @@ class RequestRecord:
 
 
 _COLUMNS = tuple(RequestRecord.__dataclass_fields__)
+_JSON_COLUMNS = ("found", "pseudonymized", "usage")
+_values = operator.attrgetter(*_COLUMNS)
 _INSERT = (f"INSERT INTO request_log ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 
 
 class RequestLog:
-    def __init__(self, store: StateStore, batch: int = 256):
-        self.store = store
+    def __init__(self, path: Path | str, batch: int = 512, gather_seconds: float = 0.02):
+        self.store = StateStore(path)  # a connection of its own, for the writer thread
         self.batch = batch
+        self.gather_seconds = gather_seconds
         self._queue: queue.SimpleQueue[RequestRecord | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="request-log", daemon=True)
         self._thread.start()
@@ -93,6 +103,7 @@ class RequestLog:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(10)
+        self.store.close()
 
     def query(self, where: str = "1=1", params: tuple[object, ...] = ()) -> list[dict[str, Any]]:
         rows = self.store.query(f"SELECT {', '.join(_COLUMNS)} FROM request_log WHERE {where}"
@@ -100,17 +111,18 @@ class RequestLog:
         out = []
         for row in rows:
             item = dict(zip(_COLUMNS, row, strict=True))
-            for key in ("found", "pseudonymized", "usage"):
+            for key in _JSON_COLUMNS:
                 item[key] = json.loads(str(item[key])) if item[key] is not None else None
             out.append(item)
         return out
 
     def _writer(self) -> None:
-        while True:
-            item = self._queue.get()
+        stop = False
+        while not stop:
             pending: list[RequestRecord] = []
             markers: list[_Marker] = []
-            stop = False
+            item = self._queue.get()
+            deadline = time.monotonic() + self.gather_seconds
             while True:
                 if item is None:
                     stop = True
@@ -118,24 +130,28 @@ class RequestLog:
                     markers.append(item)
                 else:
                     pending.append(item)
-                if len(pending) >= self.batch or self._queue.empty():
+                wait = deadline - time.monotonic()
+                if stop or markers or len(pending) >= self.batch or wait <= 0:
                     break
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
             self._write(pending)
             for marker in markers:
                 marker.done.set()
-            if stop:
-                return
 
     def _write(self, records: list[RequestRecord]) -> None:
         if not records:
             return
+        json_at = [_COLUMNS.index(c) for c in _JSON_COLUMNS]
         rows = []
         for record in records:
-            values = asdict(record)
-            for key in ("found", "pseudonymized", "usage"):
-                values[key] = json.dumps(values[key]) if values[key] is not None else None
-            rows.append(tuple(values[c] for c in _COLUMNS))
+            row = list(_values(record))
+            for i in json_at:
+                if row[i] is not None:
+                    row[i] = orjson.dumps(row[i]).decode()
+            rows.append(tuple(row))
         try:
             with self.store.transaction() as db:
                 db.executemany(_INSERT, rows)
