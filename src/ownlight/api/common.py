@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from starlette.requests import Request
+from starlette.types import Receive
 
 from ownlight.errors import InvalidRequest, PayloadTooLarge
 
 
-def bearer_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """``Authorization: Bearer KEY``, or ``x-api-key: KEY`` as Anthropic clients send it."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
+
+
+def bearer_key(request: Request) -> str | None:
+    return key_from_headers(request.headers)
+
+
+def parse_json(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """The request body from raw ASGI messages, refused early when over ``limit``."""
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("The client disconnected before sending its request.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def read_json(request: Request, limit: int) -> object:
@@ -23,7 +57,4 @@ async def read_json(request: Request, limit: int) -> object:
     raw = await request.body()
     if len(raw) > limit:
         raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+    return parse_json(raw)

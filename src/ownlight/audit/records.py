@@ -72,7 +72,7 @@ class RequestRecord:
     usage: dict[str, Any] | None = None
     cost_usd: float = 0.0
     latency_ms: float | None = None
-    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+    at: float = field(default_factory=time.time)  # written as ISO 8601 by the writer
 
 
 _COLUMNS = tuple(RequestRecord.__dataclass_fields__)
@@ -145,12 +145,14 @@ class RequestLog:
         if not records:
             return
         json_at = [_COLUMNS.index(c) for c in _JSON_COLUMNS]
+        at = _COLUMNS.index("at")
         rows = []
         for record in records:
             row = list(_values(record))
             for i in json_at:
                 if row[i] is not None:
                     row[i] = orjson.dumps(row[i]).decode()
+            row[at] = datetime.fromtimestamp(row[at], UTC).isoformat(timespec="milliseconds")
             rows.append(tuple(row))
         try:
             with self.store.transaction() as db:
