@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import apsw
+import pytest
 
 from ownlight.auth import Principal
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
@@ -187,3 +188,24 @@ def test_ingest_documents_from_memory(tmp_path: Path) -> None:
     assert kb.search("kiwis", READER, ["c"])[0].document_id == "u1"
     assert kb.ingest_documents("upload-1", [], "c").removed == 1
     assert kb.search("kiwis", READER, ["c"]) == []
+
+
+def test_common_terms_are_pruned_on_big_indexes_and_counts_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ownlight.knowledge import sqlite_store
+    from ownlight.knowledge.types import Document
+
+    monkeypatch.setattr(sqlite_store, "PRUNE_FROM_CHUNKS", 0)
+    monkeypatch.setattr(sqlite_store, "MIN_QUERY_TERMS", 1)
+    kb = open_kb(tmp_path / "k.db", vectors=False)
+    docs = [Document(f"d{i}", "t", f"common words {i}") for i in range(30)]
+    docs.append(Document("odd", "t", "common rare"))
+    kb.ingest_documents("s", docs, "c", allow=["public"])
+    store = kb.store
+    assert isinstance(store, sqlite_store.SQLiteKnowledgeStore)
+    assert store._query_terms(["common", "rare"]) == ["rare"]
+    assert kb.search("common rare", READER, ["c"], k=1)[0].document_id == "odd"
+    kb.ingest_documents("s", docs[:10], "c", allow=["public"])
+    df = dict(store.db.execute("SELECT term, df FROM term_df WHERE df > 0").fetchall())
+    assert df["common"] == 10 and "rare" not in df

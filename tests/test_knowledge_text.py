@@ -20,8 +20,9 @@ def test_words_are_lowercased_and_cyrillic_gets_a_prefix_term() -> None:
 
 
 def test_match_expression_quotes_user_input() -> None:
-    assert match_expression('a" OR b NEAR(') == '"a" OR "or" OR "b" OR "near"'
-    assert match_expression("  ...  ") is None
+    assert match_expression(terms('a" OR b NEAR(')) == '"a" OR "or" OR "b" OR "near"'
+    assert match_expression(['x"y']) == '"x""y"'
+    assert match_expression(terms("  ...  ")) is None
 
 
 def test_chunks_follow_headings_and_keep_exact_spans() -> None:

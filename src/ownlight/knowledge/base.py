@@ -144,8 +144,8 @@ class KnowledgeBase:
         rankings: list[list[tuple[int, float]]] = []
         weights: list[float] = []
         if mode in ("hybrid", "lexical"):
-            match = segment.match_expression(query)
-            rankings.append(self.store.lexical(match, principal, collections, n) if match else [])
+            terms = segment.terms(query)
+            rankings.append(self.store.lexical(terms, principal, collections, n))
             weights.append(FUSION_WEIGHTS[0])
         if mode in ("hybrid", "vector") and self.embedder is not None:
             vector = self.embedder.query(query)

@@ -58,15 +58,12 @@ def index_text(text: str) -> str:
     return " ".join(terms(text))
 
 
-def match_expression(query: str, max_terms: int = 64) -> str | None:
-    """An FTS5 MATCH expression that ORs the distinct query terms (None: nothing to find).
+def match_expression(query_terms: list[str], max_terms: int = 64) -> str | None:
+    """An FTS5 MATCH expression that ORs distinct terms (None: nothing to find).
 
     Every term is quoted, so user input can never be read as FTS5 syntax.
     """
-    seen: dict[str, None] = {}
-    for term in terms(query):
-        seen.setdefault(term, None)
-    if not seen:
+    unique = list(dict.fromkeys(query_terms))[:max_terms]
+    if not unique:
         return None
-    quoted = ['"' + term.replace('"', '""') + '"' for term in list(seen)[:max_terms]]
-    return " OR ".join(quoted)
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in unique)

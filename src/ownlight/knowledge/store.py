@@ -69,9 +69,9 @@ class KnowledgeStore(Protocol):
         ...
 
     def lexical(
-        self, match: str, principal: Principal, collections: Sequence[str], k: int
+        self, terms: Sequence[str], principal: Principal, collections: Sequence[str], k: int
     ) -> list[tuple[int, float]]:
-        """Best readable chunks for an FTS match expression: (chunk_id, score), best first."""
+        """Best readable chunks for query terms (``segment.terms``): (chunk_id, score)."""
         ...
 
     def vector(
