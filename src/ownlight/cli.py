@@ -20,9 +20,11 @@ from ownlight.auth import Principal
 from ownlight.backends.base import Operation
 from ownlight.config import Config, effective_view, load_config, upstream_entry
 from ownlight.errors import ConfigError, OwnlightError
+from ownlight.knowledge.knowledge_cli import ingest_command, search_command
 from ownlight.models.files import Progress as ProgressFn
 from ownlight.pipeline import GatewayRequest
 from ownlight.privacy.privacy_cli import privacy_group
+from ownlight.routing.router_cli import router_group
 from ownlight.runtime import Runtime, open_keys
 
 err = Console(stderr=True)
@@ -375,6 +377,9 @@ def _key(key: str) -> str:
 
 
 main.add_command(privacy_group)
+main.add_command(router_group)
+main.add_command(ingest_command)
+main.add_command(search_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,14 +1,13 @@
 """``ownlight ingest`` and ``ownlight search``: click commands the main CLI attaches.
 
-The index location comes from ``--data-dir`` (default: $OWNLIGHT_DATA_DIR or
-~/.ownlight); everything else goes through ``KnowledgeBase`` so the CLI and the HTTP
-API behave the same.
+The index location comes from ``--data-dir``, else the config's ``data_dir`` (which
+$OWNLIGHT_DATA_DIR overrides); everything else goes through ``KnowledgeBase`` so the CLI
+and the HTTP API behave the same.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,21 +16,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ownlight.auth import Principal
-from ownlight.errors import OwnlightError
+from ownlight.config import load_config
+from ownlight.errors import ConfigError, OwnlightError
 from ownlight.knowledge.base import KnowledgeBase, index_path
-
-
-def default_data_dir() -> str:
-    return os.environ.get("OWNLIGHT_DATA_DIR") or str(Path("~/.ownlight").expanduser())
-
 
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
-    default=default_data_dir,
-    show_default="$OWNLIGHT_DATA_DIR or ~/.ownlight",
+    default=None,
+    show_default="the config's data_dir",
     help="Directory holding the knowledge index (knowledge.db).",
 )
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    """``--data-dir``, else the data dir of the config ``ownlight --config`` names."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    root = click.get_current_context().find_root()
+    config_path = root.obj.get("config_path") if isinstance(root.obj, dict) else None
+    try:
+        return load_config(config_path).data_dir
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _progress(console: Console) -> Progress:
@@ -54,6 +61,7 @@ def run_ingest(
     prune: bool,
     vectors: bool,
     console: Console,
+    tenant: str = "default",
 ) -> int:
     """Ingest into the index at ``index``; returns the process exit code."""
     with KnowledgeBase.open(index, vectors=vectors) as kb, _progress(console) as bar:
@@ -62,7 +70,8 @@ def run_ingest(
         def on_file(done: int, total: int, _path: str) -> None:
             bar.update(files, completed=done, total=total)
 
-        report = kb.ingest(path, collection, allow, owner=owner, prune=prune, progress=on_file)
+        report = kb.ingest(path, collection, allow, owner=owner, tenant=tenant, prune=prune,
+                           progress=on_file)
         bar.update(files, completed=report.files_seen, total=report.files_seen)
         if vectors and kb.pending_vectors():
             chunks = bar.add_task("vectors", total=kb.pending_vectors())
@@ -87,6 +96,8 @@ def run_ingest(
     help="Who may read these documents (repeatable). A JSON Lines row's own 'allow' wins.",
 )
 @click.option("--owner", default=None, help="User who may always read these documents.")
+@click.option("--tenant", default="default", show_default=True,
+              help="Tenant the collection belongs to (keys of other tenants never see it).")
 @click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
 @click.option(
     "--no-vectors", is_flag=True,
@@ -94,8 +105,8 @@ def run_ingest(
 )
 @data_dir_option
 def ingest_command(
-    path: str, collection: str, allow: tuple[str, ...], owner: str | None, prune: bool,
-    no_vectors: bool, data_dir: str,
+    path: str, collection: str, allow: tuple[str, ...], owner: str | None, tenant: str,
+    prune: bool, no_vectors: bool, data_dir: str | None,
 ) -> None:
     """Ingest a file, a directory (recursively) or a JSON Lines file into a collection.
 
@@ -110,7 +121,8 @@ def ingest_command(
         )
     try:
         code = run_ingest(
-            index_path(data_dir), path, collection, allow, owner, prune, not no_vectors, console
+            index_path(resolve_data_dir(data_dir)), path, collection, allow, owner, prune,
+            not no_vectors, console, tenant,
         )
     except OwnlightError as exc:
         raise click.ClickException(exc.message) from exc
@@ -139,11 +151,11 @@ def _search_one(
 @data_dir_option
 def search_command(
     query: str | None, collections: tuple[str, ...], user: str, groups: tuple[str, ...],
-    tenant: str, k: int, mode: str, as_json: bool, data_dir: str,
+    tenant: str, k: int, mode: str, as_json: bool, data_dir: str | None,
 ) -> None:
     """Search collections as a user; without QUERY, read JSON Lines {"id","query"} on stdin."""
     principal = Principal(key_id=0, name=user, tenant=tenant, groups=groups)
-    index = index_path(data_dir)
+    index = index_path(resolve_data_dir(data_dir))
     with KnowledgeBase.open(index, vectors=mode != "lexical") as kb:
         if query is None:
             for line in sys.stdin:
