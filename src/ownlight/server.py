@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ownlight.api import openai_routes, privacy_routes
+from ownlight.api import knowledge_routes, openai_routes, privacy_routes
 from ownlight.api.responses import json_response
 from ownlight.runtime import Runtime
 
@@ -91,6 +91,7 @@ def create_app(runtime: Runtime) -> FastPath:
             Route("/readyz", readyz, methods=["GET"]),
             *openai_routes.routes,
             *privacy_routes.routes,
+            *knowledge_routes.routes,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

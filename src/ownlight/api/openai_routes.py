@@ -70,7 +70,8 @@ async def list_models(request: Request) -> Response:
     ]
     data += [
         {"id": alias, "object": "model", "created": created, "owned_by": "ownlight",
-         "backend": "router", "targets": list(routed.targets)}
+         "backend": "router", "targets": list(routed.targets),
+         **({"knowledge": list(routed.knowledge)} if routed.knowledge else {})}
         for alias, routed in runtime.pipeline.router.routed.items()
     ]
     return json_response({"object": "list", "data": data})

@@ -54,6 +54,11 @@ def _request_log(db: Any) -> None:
     db.execute("CREATE INDEX request_log_request ON request_log (request_id)")
 
 
+@migration("004_request_log_knowledge")
+def _request_log_knowledge(db: Any) -> None:
+    db.execute("ALTER TABLE request_log ADD COLUMN knowledge TEXT")
+
+
 @dataclass
 class RequestRecord:
     request_id: str
@@ -69,6 +74,7 @@ class RequestRecord:
     sensitivity: str | None = None
     found: dict[str, int] = field(default_factory=dict)
     pseudonymized: dict[str, int] = field(default_factory=dict)
+    knowledge: dict[str, Any] | None = None  # the documents a grounded answer drew on
     usage: dict[str, Any] | None = None
     cost_usd: float = 0.0
     latency_ms: float | None = None
@@ -76,7 +82,7 @@ class RequestRecord:
 
 
 _COLUMNS = tuple(RequestRecord.__dataclass_fields__)
-_JSON_COLUMNS = ("found", "pseudonymized", "usage")
+_JSON_COLUMNS = ("found", "pseudonymized", "knowledge", "usage")
 _values = operator.attrgetter(*_COLUMNS)
 _INSERT = (f"INSERT INTO request_log ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in _COLUMNS)})")

@@ -64,10 +64,9 @@ def _plain_message(message: dict[str, Any]) -> dict[str, str]:
 
 PLAIN = ChatTemplate(
     "plain",
-    "{% set ns = namespace(system=default_system) %}"
-    "{% for m in messages if m.role in ('system', 'developer') %}"
-    "{% set ns.system = m.content %}{% endfor %}"
-    "{{ ns.system }}\n\n{{ examples }}"
+    "{% set system = messages | selectattr('role', 'in', ['system', 'developer'])"
+    " | map(attribute='content') | join('\n\n') %}"
+    "{{ system or default_system }}\n\n{{ examples }}"
     "{% for m in messages if m.role not in ('system', 'developer') %}"
     "{{ 'User' if m.role == 'user' else 'Assistant' }}: {{ m.content }}\n"
     "{% endfor %}"

@@ -55,3 +55,55 @@ def build_citation_prompt(hits: Sequence[Hit], max_chars: int = 6000) -> Citatio
         blocks.append(f"[{len(kept)}] {hit.title}\n{hit.text}")
     system = INSTRUCTIONS + "\n\nSources:\n\n" + "\n\n".join(blocks)
     return CitationPrompt(system, citations(kept))
+
+
+def sources_footer(cited: Sequence[dict[str, Any]]) -> str:
+    """The numbered sources, appended to an answer so the message itself cites them."""
+    if not cited:
+        return ""
+    lines = [f"[{c['index']}] {c['title']} ({c['document_id']})" for c in cited]
+    return "\n\nSources:\n" + "\n".join(lines)
+
+
+def attach_citations(body: dict[str, Any], cited: list[dict[str, Any]], footer: bool) -> None:
+    """Add the ``citations`` field (and the sources footer) to a chat completion."""
+    body["citations"] = cited
+    if not footer:
+        return
+    for choice in body.get("choices") or []:
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            message["content"] += sources_footer(cited)
+
+
+class CitationStream:
+    """The same for a stream: ``citations`` on the first chunk, the footer before the end."""
+
+    def __init__(self, cited: list[dict[str, Any]], footer: bool):
+        self.cited = cited
+        self.footer = footer
+        self._first = True
+
+    def chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        if self._first:
+            chunk["citations"] = self.cited
+            self._first = False
+        if not self.footer:
+            return chunk
+        for choice in chunk.get("choices") or []:
+            if choice.get("finish_reason") is None:
+                continue
+            delta = choice.setdefault("delta", {})
+            if isinstance(delta, dict):
+                delta["content"] = (delta.get("content") or "") + sources_footer(self.cited)
+        return chunk
+
+
+def with_sources(payload: dict[str, Any], system: str) -> dict[str, Any]:
+    """A copy of a chat body with the sources as a system message after the client's own."""
+    messages = list(payload.get("messages") or [])
+    at = 0
+    while at < len(messages) and messages[at].get("role") in ("system", "developer"):
+        at += 1
+    messages.insert(at, {"role": "system", "content": system})
+    return {**payload, "messages": messages}

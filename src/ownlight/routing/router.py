@@ -43,6 +43,8 @@ class RoutedAlias:
     name: str
     targets: tuple[str, ...]
     threshold: float = 0.5
+    #: Collections every chat through this alias is grounded in (the knowledge base).
+    knowledge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,8 @@ class Router:
         self.red_line = tuple(settings.get("red_line", ("restricted",)))
         self.allow_prefer = frozenset(settings.get("allow_prefer") or ())
         self.routed = {
-            name: RoutedAlias(name, tuple(t["targets"]), float(t.get("threshold", 0.5)))
-            for name, t in (settings.get("aliases") or {}).items()
+            name: _routed_alias(name, table)
+            for name, table in (settings.get("aliases") or {}).items()
         }
         for routed in self.routed.values():
             missing = [t for t in routed.targets if t not in backends]
@@ -206,6 +208,17 @@ class Router:
             raise RateLimited(f"{note}. Try again next {over.period}, or ask for a local model.",
                               code="budget_exceeded")
         return RouteDecision([*cloud, *local], reason or "cloud", "cloud", rule)
+
+
+def _routed_alias(name: str, table: Mapping[str, Any]) -> RoutedAlias:
+    targets = table.get("targets")
+    knowledge = table.get("knowledge") or []
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        raise ConfigError(f"[routing.aliases.{name}] needs targets = [\"model\", ...]")
+    if not isinstance(knowledge, list) or not all(isinstance(c, str) for c in knowledge):
+        raise ConfigError(f"[routing.aliases.{name}] knowledge must be a list of collections")
+    return RoutedAlias(name, tuple(targets), float(table.get("threshold", 0.5)),
+                       tuple(knowledge))
 
 
 def _identities(principal: Principal) -> tuple[str, ...]:

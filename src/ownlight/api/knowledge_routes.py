@@ -1,0 +1,66 @@
+"""POST /v1/knowledge/search: the caller's key is the principal; the ACL is in the query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ownlight.errors import InvalidRequest, OwnlightError
+from ownlight.knowledge.service import MAX_K, MODES, KnowledgeService
+from ownlight.runtime import Runtime
+
+from .common import bearer_key, read_json
+from .responses import error_response, json_response
+
+
+def _search_args(body: Any, service: KnowledgeService) -> tuple[list[str], list[str], int, Any]:
+    """(queries, collections, k, mode) from ``{"query"|"queries", "collections", "k", "mode"}``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    queries = body.get("query", body.get("input"))
+    if isinstance(queries, str):
+        queries = [queries]
+    if (not isinstance(queries, list) or not queries
+            or not all(isinstance(q, str) and q.strip() for q in queries)):
+        raise InvalidRequest("query must be a non-empty string or list of strings",
+                             param="query")
+    collections = body.get("collections", body.get("collection"))
+    if isinstance(collections, str):
+        collections = [collections]
+    if (not isinstance(collections, list) or not collections
+            or not all(isinstance(c, str) and c for c in collections)):
+        raise InvalidRequest("collections must be a non-empty list of collection names",
+                             param="collections")
+    k = body.get("k", service.k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k must be an integer from 1 to {MAX_K}", param="k")
+    mode = body.get("mode", "hybrid")
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {', '.join(MODES)}", param="mode")
+    return queries, collections, k, mode
+
+
+async def knowledge_search(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        principal = runtime.keys.authenticate(bearer_key(request))
+        service = runtime.knowledge
+        if service is None:
+            raise InvalidRequest("The knowledge base is turned off on this server "
+                                 "(knowledge.enabled).")
+        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        queries, collections, k, mode = _search_args(body, service)
+        data = []
+        for index, query in enumerate(queries):
+            hits = await service.search(principal, query, collections, k, mode)
+            data.append({"index": index, "query": query,
+                         "results": [hit.to_dict() for hit in hits]})
+    except OwnlightError as exc:
+        return error_response(exc)
+    return json_response({"object": "list", "data": data})
+
+
+routes = [Route("/v1/knowledge/search", knowledge_search, methods=["POST"])]

