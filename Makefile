@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install serve test test-fast lint bench clean
+.PHONY: install serve test test-fast lint bench bench-overhead bench-router bench-privacy \
+	bench-retrieval clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +28,20 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
-bench: install
+# Each benchmark runs Ownlight and its peer in the same run and prints a ratio.
+bench: bench-overhead bench-router bench-privacy bench-retrieval
+
+bench-overhead: install
 	$(BIN)/python bench/overhead.py
+
+bench-router: install
+	$(BIN)/python bench/router.py
+
+bench-privacy: install
+	$(BIN)/python bench/privacy.py
+
+bench-retrieval: install
+	$(BIN)/python bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -38,7 +38,7 @@ from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore  # noqa: E402
 from ownlight.knowledge.store import PreparedDocument  # noqa: E402
 from ownlight.knowledge.types import Chunk  # noqa: E402
 
-EVAL_DIR = Path("/work/shared/eval/retrieval")
+EVAL_DIR = ROOT.parent / "shared" / "eval" / "retrieval"
 LANGS = ("en", "zh", "ru", "ja")
 READER = Principal(0, "bench", groups=("staff",))
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -65,6 +65,16 @@ def table_rows(name: str, per_lang: dict[str, list[tuple[float, float, float]]])
         h1, h5, mrr = (statistics.fmean(v[i] for v in values) for i in range(3))
         cells.append(f"{h5:.3f} / {h1:.3f} / {mrr:.3f}")
     return [f"| {name} | " + " | ".join(cells) + " |"]
+
+
+def ratio_line(ours: dict[str, list], peer: dict[str, list]) -> str:
+    """Ownlight / baseline on hit@1 and MRR@10, per language (above 1: Ownlight is better)."""
+    parts = []
+    for lang in LANGS:
+        a1, b1 = (statistics.fmean(v[0] for v in d[lang]) for d in (ours, peer))
+        a3, b3 = (statistics.fmean(v[2] for v in d[lang]) for d in (ours, peer))
+        parts.append(f"{lang} {a1 / b1:.3f}x / {a3 / b3:.3f}x")
+    return "ratio Ownlight hybrid / BM25 baseline (hit@1 / MRR@10): " + ", ".join(parts)
 
 
 # -- the BM25 baseline ---------------------------------------------------------------
@@ -261,6 +271,8 @@ def main() -> None:
             lines += table_rows("BM25 baseline (bm25s)", baseline)
         for mode in ("lexical", "vector", "hybrid"):
             lines += table_rows(f"Ownlight {mode}", quality[mode])
+        if baseline:
+            lines += ["", ratio_line(quality["hybrid"], baseline)]
         lines += ["", "| measurement | value |", "|---|---|"]
         for mode, note in (("hybrid", ""), ("lexical", ""), ("vector", ", query vector cached")):
             lines.append(

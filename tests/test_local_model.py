@@ -147,3 +147,31 @@ def test_one_shot_cli_chat(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
+
+
+def test_cli_ingest_then_chat_answers_with_cited_sources(tmp_path: Path) -> None:
+    """A user ingests a folder and asks about it: the answer cites only what they may read."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "keeper.md").write_text(
+        "# Keeper's log\n\nThe lamp of the harbour lighthouse is lit at six every evening.\n",
+        encoding="utf-8")
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "salary.txt").write_text("The lighthouse keeper's salary is secret.",
+                                        encoding="utf-8")
+    env = {**os.environ, "OWNLIGHT_DATA_DIR": str(tmp_path / "data")}
+
+    def ownlight(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "ownlight.cli", *args],
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    ownlight("ingest", str(folder), "--collection", "notes", "--allow", "public")
+    ownlight("ingest", str(private), "--collection", "notes", "--owner", "payroll-only")
+    result = ownlight("chat", "--knowledge", "notes", "When is the lighthouse lamp lit?",
+                      "--temperature", "0", "--max-tokens", "24")
+    footer = result.stdout.split("\n\nSources:\n", 1)[1].strip().splitlines()
+    assert len(footer) == 1 and footer[0].startswith("[1] Keeper's log (")
+    assert "salary.txt" not in result.stdout

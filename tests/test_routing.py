@@ -197,3 +197,26 @@ def test_spend_survives_a_restart(gateway_factory, home, cloud) -> None:
     reopened = BudgetBook(StateStore(gateway.config.data_dir / "state.db"),
                           [Budget("key", "pat", "month", 10.0)])
     assert reopened.spent(reopened.budgets[0], principal) == pytest.approx(0.7)
+
+
+def test_complexity_sends_hard_prompts_to_the_cloud_and_easy_ones_home(
+        gateway_factory, home, cloud) -> None:
+    """The packaged scorer, through the gateway: the threshold splits two real prompts."""
+    from ownlight.routing.complexity import ComplexityRouter
+
+    easy = "What is the capital of France?"
+    hard = ("Janet buys 3 boxes of 12 pencils at $1.25 each, sells 80% of the pencils at "
+            "$0.40 each and donates the rest. What percent of her spending does she recover?")
+    scorer = ComplexityRouter.load()
+    low, high = scorer.score(easy), scorer.score(hard)
+    assert low < high
+    threshold = round((low + high) / 2, 6)
+    toml = routed_toml(home, cloud).replace("threshold = 0.5", f"threshold = {threshold}")
+    client = gateway_factory(toml).client()
+    routes = {}
+    for prompt in (easy, hard):
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": prompt}])
+        routes[prompt] = (raw.headers["x-ownlight-route"], raw.headers["x-ownlight-route-reason"])
+    assert routes[easy] == ("home/fake-model", f"complexity={low:.2f}<={threshold:g}")
+    assert routes[hard] == ("cloud/fake-model", f"complexity={high:.2f}>{threshold:g}")

@@ -143,10 +143,16 @@ def _bootstrap_key(runtime: Runtime) -> None:
 @click.option("--max-tokens", type=int, default=256, show_default=True)
 @click.option("--temperature", type=float, default=0.7, show_default=True)
 @click.option("--system", help="System message.")
+@click.option("--knowledge", "-k", multiple=True, metavar="COLLECTION",
+              help="Ground answers in a collection you may read (repeatable).")
 @click.pass_context
 def chat(ctx: click.Context, question: str | None, model: str, max_tokens: int,
-         temperature: float, system: str | None) -> None:
-    """Chat with a model in the terminal; with QUESTION, answer once and exit."""
+         temperature: float, system: str | None, knowledge: tuple[str, ...]) -> None:
+    """Chat with a model in the terminal; with QUESTION, answer once and exit.
+
+    You chat as your login user (group ``operators``): with --knowledge, answers cite
+    the documents of those collections that this user may read.
+    """
     config = _load(ctx)
     if model not in config.models:
         raise click.ClickException(f"unknown model alias {model!r}")
@@ -158,8 +164,10 @@ def chat(ctx: click.Context, question: str | None, model: str, max_tokens: int,
         raise click.ClickException("; ".join(runtime.load_errors.values()))
     principal = Principal(0, getpass.getuser(), "default", ("operators",))
     messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-    asyncio.run(_chat_session(runtime, principal, model, messages, question,
-                              {"max_tokens": max_tokens, "temperature": temperature}))
+    options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
+    if knowledge:
+        options["knowledge"] = list(knowledge)
+    asyncio.run(_chat_session(runtime, principal, model, messages, question, options))
 
 
 async def _chat_session(runtime: Runtime, principal: Principal, model: str,
