@@ -17,17 +17,17 @@ from .responses import error_response, json_response
 
 
 def _search_args(body: Any, service: KnowledgeService) -> tuple[list[str], list[str], int, Any]:
-    """(queries, collections, k, mode) from ``{"query"|"queries", "collections", "k", "mode"}``."""
+    """(queries, collections, k, mode) from ``{"query", "collections", "k", "mode"}``."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    queries = body.get("query", body.get("input"))
+    queries = body.get("query")
     if isinstance(queries, str):
         queries = [queries]
     if (not isinstance(queries, list) or not queries
             or not all(isinstance(q, str) and q.strip() for q in queries)):
         raise InvalidRequest("query must be a non-empty string or list of strings",
                              param="query")
-    collections = body.get("collections", body.get("collection"))
+    collections = body.get("collections")
     if isinstance(collections, str):
         collections = [collections]
     if (not isinstance(collections, list) or not collections
