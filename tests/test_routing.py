@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import openai
 import pytest
 
+from ownlight.routing.training import load_rows
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream, free_port
 
 HI = [{"role": "user", "content": "hi"}]
+DEV_ROUTING = Path(__file__).resolve().parents[2] / "shared" / "eval" / "routing" / "dev.jsonl"
 
 
 @pytest.fixture
@@ -201,13 +204,13 @@ def test_spend_survives_a_restart(gateway_factory, home, cloud) -> None:
 
 def test_complexity_sends_hard_prompts_to_the_cloud_and_easy_ones_home(
         gateway_factory, home, cloud) -> None:
-    """The packaged scorer, through the gateway: the threshold splits two real prompts."""
+    """The packaged scorer, through the gateway: the threshold splits two dev prompts."""
     from ownlight.routing.complexity import ComplexityRouter
 
-    easy = "What is the capital of France?"
-    hard = ("Janet buys 3 boxes of 12 pencils at $1.25 each, sells 80% of the pencils at "
-            "$0.40 each and donates the rest. What percent of her spending does she recover?")
     scorer = ComplexityRouter.load()
+    rows = load_rows(DEV_ROUTING)[:300]
+    easy, hard = (row["prompt"] for row in (min(rows, key=lambda r: scorer.score(r["prompt"])),
+                                            max(rows, key=lambda r: scorer.score(r["prompt"]))))
     low, high = scorer.score(easy), scorer.score(hard)
     assert low < high
     threshold = round((low + high) / 2, 6)
