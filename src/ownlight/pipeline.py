@@ -1,7 +1,7 @@
 """The request path: every entry point (HTTP API, CLI, console) runs requests through here.
 
     authenticate -> validate -> retrieve -> guard input -> classify -> route
-      -> protect egress -> call backend -> restore -> guard output -> record -> respond
+      -> protect egress -> call backend -> restore -> guard output -> cite -> record -> respond
 
 ``Pipeline.handle`` reads top to bottom like DESIGN.md's diagram. Each stage is one
 method with a narrow job; stages that later issues fill are explicit pass-throughs.
