@@ -99,10 +99,9 @@ class Pipeline:
     def __init__(self, keys: KeyStore, router: Router, budgets: BudgetBook,
                  privacy: PrivacyShield | None, log: RequestLog,
                  health: HealthTracker | None = None,
-                 knowledge: KnowledgeService | None = None, sources_footer: bool = True):
+                 knowledge: KnowledgeService | None = None):
         self.keys = keys
         self.knowledge = knowledge
-        self.sources_footer = sources_footer
         self.router = router
         self.budgets = budgets
         self.privacy = privacy
@@ -271,8 +270,8 @@ class Pipeline:
 
     def cite(self, ctx: RequestContext, body: Json) -> Json:
         """A grounded answer carries its numbered sources: ``citations`` and the footer."""
-        if ctx.grounding is not None:
-            attach_citations(body, ctx.grounding.citations, self.sources_footer)
+        if ctx.grounding is not None and self.knowledge is not None:
+            attach_citations(body, ctx.grounding.citations, self.knowledge.sources_footer)
         return body
 
     def record(self, ctx: RequestContext, usage: Json | None,
@@ -317,8 +316,8 @@ class Pipeline:
         """Run the after-call stages chunk by chunk; hide usage unless it was asked for."""
         usage: Json | None = None
         error: OwnlightError | None = None
-        cite = (CitationStream(ctx.grounding.citations, self.sources_footer)
-                if ctx.grounding is not None else None)
+        cite = (CitationStream(ctx.grounding.citations, self.knowledge.sources_footer)
+                if ctx.grounding is not None and self.knowledge is not None else None)
         try:
             async for chunk in chunks:
                 if chunk.get("usage"):

@@ -56,7 +56,6 @@ class Runtime:
     keys: KeyStore
     backends: dict[str, Backend]
     pipeline: Pipeline
-    knowledge: KnowledgeService | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -65,11 +64,14 @@ class Runtime:
         keys = open_keys(config)
         backends = build_backends(config.models, config)
         router = build_router(config, backends, keys.store)
-        knowledge = KnowledgeService.from_config(config)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            RequestLog(state_path(config)), knowledge=knowledge,
-                            sources_footer=bool(config.get("knowledge.sources_footer")))
-        return cls(config, keys, backends, pipeline, knowledge)
+                            RequestLog(state_path(config)),
+                            knowledge=KnowledgeService.from_config(config))
+        return cls(config, keys, backends, pipeline)
+
+    @property
+    def knowledge(self) -> KnowledgeService | None:
+        return self.pipeline.knowledge
 
     def prepare(self, progress: Progress | None = None) -> None:
         """Blocking one-time work (assembling model files), before the server starts."""

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ownlight.errors import InvalidRequest, OwnlightError
-from ownlight.knowledge.service import MAX_K, MODES, KnowledgeService
+from ownlight.knowledge.service import MODES, KnowledgeService, chunk_count, collection_names
 from ownlight.runtime import Runtime
 
 from .common import bearer_key, read_json
@@ -27,16 +27,11 @@ def _search_args(body: Any, service: KnowledgeService) -> tuple[list[str], list[
             or not all(isinstance(q, str) and q.strip() for q in queries)):
         raise InvalidRequest("query must be a non-empty string or list of strings",
                              param="query")
-    collections = body.get("collections")
-    if isinstance(collections, str):
-        collections = [collections]
-    if (not isinstance(collections, list) or not collections
-            or not all(isinstance(c, str) and c for c in collections)):
-        raise InvalidRequest("collections must be a non-empty list of collection names",
+    collections = collection_names(body.get("collections"), "collections")
+    if not collections:
+        raise InvalidRequest("collections must name at least one collection",
                              param="collections")
-    k = body.get("k", service.k)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise InvalidRequest(f"k must be an integer from 1 to {MAX_K}", param="k")
+    k = chunk_count(body.get("k", service.k), "k")
     mode = body.get("mode", "hybrid")
     if mode not in MODES:
         raise InvalidRequest(f"mode must be one of {', '.join(MODES)}", param="mode")

@@ -43,6 +43,23 @@ class KnowledgeQuery:
     k: int
 
 
+def collection_names(raw: Any, param: str) -> list[str]:
+    """A collection name or a list of them, as a request gives it; 400 otherwise."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(c, str) and c for c in raw):
+        raise InvalidRequest(f"{param} must be a list of collection names", param=param)
+    return raw
+
+
+def chunk_count(raw: Any, param: str) -> int:
+    """How many chunks a request asks for: an integer from 1 to ``MAX_K``; 400 otherwise."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_K:
+        raise InvalidRequest(f"{param} must be an integer from 1 to {MAX_K}",
+                             param=param.split(".")[0])
+    return raw
+
+
 class LockedEmbedder:
     """One embedding model shared by queries and the background worker, one call at a time."""
 
@@ -72,8 +89,10 @@ class KnowledgeService:
         k: int = 5,
         max_context_chars: int = 6000,
         embed_batch: int = 4,
+        sources_footer: bool = True,
     ):
         self.path = Path(path)
+        self.sources_footer = sources_footer
         self.embedder = LockedEmbedder(embedder) if embedder is not None else None
         self.k = k
         self.max_context_chars = max_context_chars
@@ -93,6 +112,7 @@ class KnowledgeService:
             k=int(config.get("knowledge.k")),
             max_context_chars=int(config.get("knowledge.max_context_chars")),
             embed_batch=int(config.get("knowledge.embed_batch")) if vectors else 0,
+            sources_footer=bool(config.get("knowledge.sources_footer")),
         )
 
     def _open(self) -> KnowledgeBase:
@@ -141,15 +161,9 @@ class KnowledgeService:
             k = raw.get("k", k)
             raw = raw.get("collections")
         if raw is not None:
-            if isinstance(raw, str):
-                raw = [raw]
-            if not isinstance(raw, list) or not all(isinstance(c, str) and c for c in raw):
-                raise InvalidRequest("knowledge must be a list of collection names",
-                                     param="knowledge")
-            collections += [c for c in raw if c not in collections]
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise InvalidRequest(f"knowledge.k must be an integer from 1 to {MAX_K}",
-                                 param="knowledge")
+            named = collection_names(raw, "knowledge")
+            collections += [c for c in named if c not in collections]
+        k = chunk_count(k, "knowledge.k")
         return KnowledgeQuery(tuple(collections), k) if collections else None
 
     # -- background vectors ------------------------------------------------------
