@@ -95,10 +95,10 @@ def test_revoked_key_stops_working_at_once(gateway) -> None:
     [
         ({"model": "cloud"}, "messages"),
         ({"model": "cloud", "messages": "hi"}, "messages"),
-        ({"model": "cloud", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"model": "cloud", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"model": "cloud", "messages": [{"role": "user", "content": "x"}], "max_tokens": "5"},
          "max_tokens"),
-        ({"model": "cloud", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        ({"model": "cloud", "messages": [{"role": "user", "content": "x"}], "n": 200}, "n"),
         ({"model": "cloud", "messages": [{"role": "user", "content": "x"}], "temperature": 9},
          "temperature"),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),

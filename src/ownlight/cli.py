@@ -24,6 +24,7 @@ from ownlight.knowledge.knowledge_cli import ingest_command, search_command
 from ownlight.models.files import Progress as ProgressFn
 from ownlight.pipeline import GatewayRequest
 from ownlight.privacy.privacy_cli import privacy_group
+from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group
 from ownlight.runtime import Runtime, open_keys
 
@@ -200,7 +201,7 @@ async def _ask(runtime: Runtime, principal: Principal, model: str,
     body = {"model": model, "messages": messages, "stream": True, **sampling}
     try:
         response = await runtime.pipeline.handle(
-            GatewayRequest(Operation.CHAT, body, None), principal=principal
+            GatewayRequest(Operation.CHAT, body, None, wire.parse_request), principal=principal
         )
     except OwnlightError as exc:
         messages.pop()
@@ -208,8 +209,8 @@ async def _ask(runtime: Runtime, principal: Principal, model: str,
     parts: list[str] = []
     assert response.stream is not None
     async for chunk in response.stream:
-        for choice in chunk.get("choices", []):
-            piece = (choice.get("delta") or {}).get("content") or ""
+        for choice in chunk.choices:
+            piece = choice.text or ""
             if not parts:
                 piece = piece.lstrip()
             if piece:
@@ -302,9 +303,10 @@ def route_explain(ctx: click.Context, prompt: str, key: str, model: str, prefer:
     try:
         principal = runtime.keys.authenticate(key)
         headers = {"x-ownlight-prefer": prefer} if prefer else {}
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+        request = wire.parse_request(Operation.CHAT, {
+            "model": model, "messages": [{"role": "user", "content": prompt}]})
         decision = asyncio.run(runtime.pipeline.router.decide(
-            RouteRequest(principal, model, Operation.CHAT, body, headers, sensitivity)))
+            RouteRequest(principal, model, Operation.CHAT, request, headers, sensitivity)))
     except OwnlightError as exc:
         raise click.ClickException(f"{exc.status} {exc.code}: {exc.message}") from exc
     view = {"principal": principal.name, "tenant": principal.tenant,

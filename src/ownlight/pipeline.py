@@ -13,17 +13,24 @@ and the after-call stages run chunk by chunk.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from ownlight.audit.records import RequestLog, RequestRecord
 from ownlight.auth import KeyStore, Principal
-from ownlight.backends.base import BackendCall, BackendResult, Json, Operation
-from ownlight.errors import InvalidRequest, OwnlightError, RateLimited, UpstreamError
+from ownlight.backends.base import BackendResult, Json, Operation
+from ownlight.errors import (
+    InvalidRequest,
+    OwnlightError,
+    PermissionDenied,
+    RateLimited,
+    UpstreamError,
+)
 from ownlight.knowledge.citations import (
     CitationPrompt,
     CitationStream,
@@ -33,11 +40,16 @@ from ownlight.knowledge.citations import (
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.privacy.levels import LEVELS
 from ownlight.privacy.stage import Egress, Findings, PrivacyShield
-from ownlight.protocol import validate_body
+from ownlight.protocol.model import Chunk, Request, Response, Usage
+from ownlight.protocol.slots import Slot, last_user_text, text_slots
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.health import HealthTracker
-from ownlight.routing.router import Router, RouteRequest, prompt_text
+from ownlight.routing.router import UNSCANNED, Router, RouteRequest
+
+log = logging.getLogger("ownlight.pipeline")
+
+A = TypeVar("A", Response, Chunk)
 
 # Scanning this much text inline would hold the event loop for more than a moment.
 INLINE_SCAN_CHARS = 4000
@@ -47,36 +59,42 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(16)
 
 
+Parser = Callable[[Operation, Any], Request]
+
+
 @dataclass
 class GatewayRequest:
-    """A request as it arrives, before anything is trusted."""
+    """A request as it arrives, before anything is trusted.
+
+    ``parse`` is the front-end's translator from its wire JSON to the canonical
+    ``Request``; it runs after the key is checked, so strangers learn nothing.
+    """
 
     operation: Operation
     body: Any
     api_key: str | None
+    parse: Parser
     headers: Mapping[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=new_request_id)
 
 
 @dataclass
 class GatewayResponse:
-    """An OpenAI body, or a stream of OpenAI chunks, plus the headers that explain it."""
+    """A canonical answer, or a stream of canonical chunks, plus the headers explaining it."""
 
     headers: dict[str, str]
-    body: Json | None = None
-    stream: AsyncIterator[Json] | None = None
+    body: Response | None = None
+    stream: AsyncIterator[Chunk] | None = None
 
 
 @dataclass
 class RequestContext:
     """What the stages learn about one request as it moves along."""
 
-    request: GatewayRequest
+    incoming: GatewayRequest
     principal: Principal | None = None
-    payload: Json = field(default_factory=dict)
-    alias: str = ""
-    stream: bool = False
-    include_usage: bool = False
+    request: Request | None = None
+    slots: list[Slot] = field(default_factory=list)
     sensitivity: str = "unknown"
     findings: Findings | None = None
     egress: Egress | None = None
@@ -85,8 +103,24 @@ class RequestContext:
     grounding: CitationPrompt | None = None
     started: float = field(default_factory=time.perf_counter)
 
+    @property
+    def alias(self) -> str:
+        return self.request.model if self.request is not None else ""
+
+    @property
+    def operation(self) -> Operation:
+        return self.incoming.operation
+
+    @property
+    def stream(self) -> bool:
+        return self.request is not None and self.request.stream
+
+    @property
+    def include_usage(self) -> bool:
+        return self.request is not None and self.request.include_usage
+
     def headers(self) -> dict[str, str]:
-        headers = {"x-ownlight-request-id": self.request.request_id}
+        headers = {"x-ownlight-request-id": self.incoming.request_id}
         if self.route is not None and self.route.served_by is not None:
             headers["x-ownlight-route"] = self.route.served_by.label
             headers["x-ownlight-route-reason"] = self.route.explain()
@@ -125,9 +159,9 @@ class Pipeline:
         except OwnlightError as exc:
             self.record(ctx, None, exc)
             raise
-        if isinstance(result, dict):
+        if isinstance(result, Response):
             result = self.cite(ctx, self.guard_output(ctx, self.restore(ctx, result)))
-            self.record(ctx, result.get("usage"))
+            self.record(ctx, result.usage)
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, result))
 
@@ -141,13 +175,13 @@ class Pipeline:
             raise InvalidRequest("input must be a string or a non-empty list of strings",
                                  param="input")
         shield = self.privacy or self._default_shield()
-        findings = [shield.classify(Operation.COMPLETION, {"prompt": t}) for t in texts]
-        levels = [f.level for f in findings]
+        found = [shield.scan(t) for t in texts]
+        levels = [shield.level([spans]) for spans in found]
         return {
             "object": "list",
-            "data": [{"index": i, "level": f.level,
-                      "spans": [s.to_dict() | {"recognizer": s.recognizer} for s in f.spans[0]]}
-                     for i, f in enumerate(findings)],
+            "data": [{"index": i, "level": level,
+                      "spans": [s.to_dict() | {"recognizer": s.recognizer} for s in spans]}
+                     for i, (spans, level) in enumerate(zip(found, levels, strict=True))],
             "level": max(levels, key=LEVELS.index),
         }
 
@@ -163,11 +197,8 @@ class Pipeline:
         return self.keys.authenticate(request.api_key)
 
     def validate(self, ctx: RequestContext) -> None:
-        body = validate_body(ctx.request.operation, ctx.request.body)
-        ctx.payload = body
-        ctx.alias = body["model"]
-        ctx.stream = bool(body.get("stream"))
-        ctx.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        """Wire JSON -> the canonical request (a 400 naming the field when it is wrong)."""
+        ctx.request = ctx.incoming.parse(ctx.operation, ctx.incoming.body)
 
     async def retrieve(self, ctx: RequestContext) -> None:
         """Knowledge chunks the principal may read, as numbered sources in a system message.
@@ -176,55 +207,70 @@ class Pipeline:
         alias bound to them. The ACL is applied inside the search query, so the prompt
         (and the classify stage after this one) only ever sees readable text.
         """
-        raw = ctx.payload.get("knowledge")
+        assert ctx.request is not None and ctx.principal is not None
+        raw = ctx.request.knowledge
         routed = self.router.routed.get(ctx.alias)
         bound = routed.knowledge if routed is not None else ()
         if raw is None and not bound:
             return
-        if ctx.request.operation is not Operation.CHAT:
+        if ctx.operation is not Operation.CHAT:
             raise InvalidRequest("knowledge works with chat completions only", param="knowledge")
         if self.knowledge is None:
             raise InvalidRequest("The knowledge base is turned off on this server "
                                  "(knowledge.enabled).", param="knowledge")
         query = self.knowledge.parse(raw, bound)
-        ctx.payload = {k: v for k, v in ctx.payload.items() if k != "knowledge"}
-        question = prompt_text(Operation.CHAT, ctx.payload)
+        ctx.request.knowledge = None
+        question = last_user_text(ctx.request)
         if query is None or not question.strip():
             return
-        assert ctx.principal is not None
         ctx.grounding = await self.knowledge.ground(ctx.principal, question, query)
-        ctx.payload = with_sources(ctx.payload, ctx.grounding.system)
+        with_sources(ctx.request, ctx.grounding.system)
 
     async def guard_input(self, ctx: RequestContext) -> None:
         """Prompt-injection scan of user turns and chunks. Pass-through: the guard issue."""
 
     async def classify(self, ctx: RequestContext) -> None:
-        """Sensitive spans in every text of the request -> its sensitivity level."""
+        """Sensitive spans in every slot of the request -> its sensitivity level.
+
+        A detector that fails marks the request unscanned: it may still be served
+        inside the domain, but nothing of it may leave (fail closed).
+        """
+        assert ctx.request is not None
+        ctx.slots = text_slots(ctx.request)
         if self.privacy is None:
             return
-        privacy, operation, body = self.privacy, ctx.request.operation, ctx.payload
-        size = len(str(body.get("messages") or body.get("prompt") or body.get("input") or ""))
-        if size > INLINE_SCAN_CHARS:
-            ctx.findings = await asyncio.to_thread(privacy.classify, operation, body)
-        else:
-            ctx.findings = privacy.classify(operation, body)
+        privacy, slots = self.privacy, ctx.slots
+        try:
+            if sum(len(s.text) for s in slots) > INLINE_SCAN_CHARS:
+                ctx.findings = await asyncio.to_thread(privacy.classify_slots, slots)
+            else:
+                ctx.findings = privacy.classify_slots(slots)
+        except Exception:
+            log.exception("privacy scan failed for %s", ctx.incoming.request_id)
+            ctx.findings, ctx.sensitivity = None, UNSCANNED
+            return
         ctx.sensitivity = ctx.findings.level
 
     async def route(self, ctx: RequestContext) -> RouteDecision:
         """Alias + policy + complexity + budgets -> ordered targets, with the reason."""
-        assert ctx.principal is not None
+        assert ctx.principal is not None and ctx.request is not None
         return await self.router.decide(RouteRequest(
-            ctx.principal, ctx.alias, ctx.request.operation, ctx.payload,
-            ctx.request.headers, ctx.sensitivity,
+            ctx.principal, ctx.alias, ctx.operation, ctx.request,
+            ctx.incoming.headers, ctx.sensitivity, ctx.slots,
         ))
 
-    def protect_egress(self, ctx: RequestContext, target: Target) -> Json:
+    def protect_egress(self, ctx: RequestContext, target: Target) -> Request:
         """Outside the domain, sensitive values travel as placeholders (or are refused)."""
-        if target.inside_domain or self.privacy is None or ctx.findings is None:
-            return ctx.payload
+        assert ctx.request is not None
+        if target.inside_domain or self.privacy is None:
+            return ctx.request
+        if ctx.findings is None:
+            raise PermissionDenied(
+                "The privacy check of this request failed, so it may not leave the domain. "
+                "Nothing was sent.", code="privacy_check_failed")
         if ctx.egress is None:
-            ctx.egress = self.privacy.egress()
-        return self.privacy.pseudonymize(ctx.payload, ctx.findings, ctx.egress)
+            ctx.egress = self.privacy.egress(json_text=ctx.request.wants_json)
+        return self.privacy.pseudonymize(ctx.request, ctx.findings, ctx.egress)
 
     async def call_backend(self, ctx: RequestContext) -> Json | AsyncIterator[Json]:
         """Try each target in order (with retries and circuit breakers); fail over on trouble.
@@ -249,44 +295,44 @@ class Pipeline:
         raise last_error
 
     async def _attempt(self, ctx: RequestContext, target: Target) -> BackendResult:
-        payload = self.protect_egress(ctx, target)
-        call = BackendCall(ctx.request.operation, payload, stream=ctx.stream)
-        result = await target.backend.execute(call)
-        if isinstance(result, dict):
+        request = self.protect_egress(ctx, target)
+        result = await target.backend.execute(request)
+        if isinstance(result, Response):
             return result
         return await _started(result)
 
-    def restore(self, ctx: RequestContext, body: Json) -> Json:
+    def restore(self, ctx: RequestContext, answer: A) -> A:
         """Placeholders in the answer back to the real values, on our side only."""
         if ctx.egress is None or not self._served_outside(ctx):
-            return body
-        if ctx.stream:
-            return ctx.egress.restore_chunk(body)
-        return ctx.egress.restore_body(body)
+            return answer
+        if isinstance(answer, Chunk):
+            return ctx.egress.restore_chunk(answer)  # type: ignore[return-value]
+        return ctx.egress.restore_response(answer)  # type: ignore[arg-type,return-value]
 
-    def guard_output(self, ctx: RequestContext, body: Json) -> Json:
+    def guard_output(self, ctx: RequestContext, answer: A) -> A:
         """Leak checks on the answer. Pass-through: the guard issue fills it."""
-        return body
+        return answer
 
-    def cite(self, ctx: RequestContext, body: Json) -> Json:
+    def cite(self, ctx: RequestContext, response: Response) -> Response:
         """A grounded answer carries its numbered sources: ``citations`` and the footer."""
         if ctx.grounding is not None and self.knowledge is not None:
-            attach_citations(body, ctx.grounding.citations, self.knowledge.sources_footer)
-        return body
+            attach_citations(response, ctx.grounding.citations, self.knowledge.sources_footer)
+        return response
 
-    def record(self, ctx: RequestContext, usage: Json | None,
+    def record(self, ctx: RequestContext, usage: Usage | None,
                error: OwnlightError | None = None) -> None:
         """Charge budgets and log the request: route, reason, types found (never values)."""
-        ctx.usage = usage
+        ctx.usage = _usage_dict(usage)
+        usage_json = ctx.usage
         served = ctx.route.served_by if ctx.route else None
         cost = 0.0
         if served is not None and not served.inside_domain and ctx.principal is not None:
-            cost = served.price.cost(usage)
+            cost = served.price.cost(usage_json)
             self.budgets.charge(ctx.principal, cost)
         principal = ctx.principal
         self.log.append(RequestRecord(
-            request_id=ctx.request.request_id,
-            operation=ctx.request.operation.value,
+            request_id=ctx.incoming.request_id,
+            operation=ctx.operation.value,
             status=error.status if error else 200,
             error_code=error.code if error else None,
             principal=principal.name if principal else None,
@@ -299,7 +345,7 @@ class Pipeline:
             found=ctx.findings.counts if ctx.findings else {},
             knowledge=_knowledge_facts(ctx.grounding),
             pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
-            usage=usage,
+            usage=usage_json,
             cost_usd=cost,
             latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
         ))
@@ -311,23 +357,23 @@ class Pipeline:
         return served is not None and not served.inside_domain
 
     async def _finish_stream(
-        self, ctx: RequestContext, chunks: AsyncIterator[Json]
-    ) -> AsyncIterator[Json]:
+        self, ctx: RequestContext, chunks: AsyncIterator[Chunk]
+    ) -> AsyncIterator[Chunk]:
         """Run the after-call stages chunk by chunk; hide usage unless it was asked for."""
-        usage: Json | None = None
+        usage: Usage | None = None
         error: OwnlightError | None = None
         cite = (CitationStream(ctx.grounding.citations, self.knowledge.sources_footer)
                 if ctx.grounding is not None and self.knowledge is not None else None)
         try:
             async for chunk in chunks:
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                if not chunk.get("choices") and chunk.get("usage") is not None:
-                    if ctx.include_usage:
-                        yield chunk
-                    continue
-                if not ctx.include_usage and "usage" in chunk:
-                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                    if not chunk.choices:
+                        if ctx.include_usage:
+                            yield chunk
+                        continue
+                    if not ctx.include_usage:
+                        chunk.usage = None
                 chunk = self.guard_output(ctx, self.restore(ctx, chunk))
                 yield cite.chunk(chunk) if cite is not None else chunk
         except OwnlightError as exc:
@@ -338,6 +384,13 @@ class Pipeline:
             self.record(ctx, usage, error)
 
 
+def _usage_dict(usage: Usage | None) -> Json | None:
+    if usage is None:
+        return None
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
 def _knowledge_facts(grounding: CitationPrompt | None) -> Json | None:
     """What the request log keeps of a grounded request: which documents were sources."""
     if grounding is None:
@@ -345,7 +398,7 @@ def _knowledge_facts(grounding: CitationPrompt | None) -> Json | None:
     return {"documents": [(c["collection"], c["document_id"]) for c in grounding.citations]}
 
 
-async def _started(chunks: AsyncIterator[Json]) -> AsyncIterator[Json]:
+async def _started(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     """Wait for a stream's first chunk, so early failures raise before any byte is sent."""
     try:
         first = await anext(chunks)
@@ -354,12 +407,12 @@ async def _started(chunks: AsyncIterator[Json]) -> AsyncIterator[Json]:
     return _prepend(first, chunks)
 
 
-async def _empty() -> AsyncIterator[Json]:
+async def _empty() -> AsyncIterator[Chunk]:
     return
     yield
 
 
-async def _prepend(first: Json, rest: AsyncIterator[Json]) -> AsyncIterator[Json]:
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     try:
         yield first
         async for chunk in rest:

@@ -1,17 +1,24 @@
-"""The OpenAI-compatible routes under /v1."""
+"""The OpenAI-compatible front-end: Chat Completions, Completions, Embeddings, Models.
+
+Wire JSON becomes a canonical request (``ownlight.protocol.openai``), the pipeline
+runs it, and the canonical answer or stream is rendered back in OpenAI's shapes.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ownlight.backends.base import Operation
-from ownlight.errors import OwnlightError
+from ownlight.backends.base import Json, Operation
+from ownlight.errors import ModelNotFound, OwnlightError
 from ownlight.pipeline import GatewayRequest, new_request_id
+from ownlight.protocol import openai as wire
+from ownlight.protocol.model import Chunk
 from ownlight.runtime import Runtime
 
 from .common import bearer_key, key_from_headers, parse_json, read_body
@@ -44,7 +51,8 @@ class PipelineEndpoint:
         try:
             raw = await read_body(receive, headers, limit)
             result = await runtime.pipeline.handle(GatewayRequest(
-                self.operation, parse_json(raw), key_from_headers(headers), headers, request_id
+                self.operation, parse_json(raw), key_from_headers(headers), wire.parse_request,
+                headers, request_id,
             ))
         except OwnlightError as exc:
             return error_response(exc, {"x-ownlight-request-id": request_id})
@@ -52,16 +60,21 @@ class PipelineEndpoint:
             log.exception("request %s failed", request_id)
             return internal_error(request_id)
         if result.stream is not None:
-            return sse_response(result.stream, result.headers)
-        return json_response(result.body, headers=result.headers)
+            return sse_response(_rendered(result.stream), result.headers)
+        assert result.body is not None
+        return json_response(wire.render_response(result.body), headers=result.headers)
 
 
-async def list_models(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+async def _rendered(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Json]:
     try:
-        runtime.keys.authenticate(bearer_key(request))
-    except OwnlightError as exc:
-        return error_response(exc)
+        async for chunk in chunks:
+            yield wire.render_chunk(chunk)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _models(request: Request) -> list[Json]:
+    runtime: Runtime = request.app.state.runtime
     created = int(request.app.state.started)
     data = [
         {"id": alias, "object": "model", "created": created, "owned_by": "ownlight",
@@ -74,7 +87,31 @@ async def list_models(request: Request) -> Response:
          **({"knowledge": list(routed.knowledge)} if routed.knowledge else {})}
         for alias, routed in runtime.pipeline.router.routed.items()
     ]
-    return json_response({"object": "list", "data": data})
+    return data
+
+
+async def list_models(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        runtime.keys.authenticate(bearer_key(request))
+    except OwnlightError as exc:
+        return error_response(exc)
+    return json_response({"object": "list", "data": _models(request)})
+
+
+async def get_model(request: Request) -> Response:
+    """``GET /v1/models/{id}``: one alias, or 404 in OpenAI's shape."""
+    runtime: Runtime = request.app.state.runtime
+    model_id = request.path_params["model_id"]
+    try:
+        runtime.keys.authenticate(bearer_key(request))
+        found = next((m for m in _models(request) if m["id"] == model_id), None)
+        if found is None:
+            raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have "
+                                "access to it.", param="model")
+    except OwnlightError as exc:
+        return error_response(exc)
+    return json_response(found)
 
 
 PIPELINE_PATHS = {
@@ -87,4 +124,5 @@ routes = [
     Route(path, endpoint, methods=["POST"]) for path, endpoint in PIPELINE_PATHS.items()
 ] + [
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
 ]

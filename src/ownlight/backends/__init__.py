@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ownlight.backends.base import Backend, BackendCall, BackendResult, Operation
+from ownlight.backends.base import Backend, BackendResult, Operation
 
 KINDS: dict[str, str] = {
     "llama": "ownlight.backends.llama:LlamaBackend",
@@ -23,4 +23,4 @@ def backend_class(kind: str) -> type[Backend]:
     return cls
 
 
-__all__ = ["Backend", "BackendCall", "BackendResult", "Operation", "backend_class", "KINDS"]
+__all__ = ["Backend", "BackendResult", "Operation", "backend_class", "KINDS"]

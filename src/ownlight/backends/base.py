@@ -1,40 +1,25 @@
 """The one interface every backend implements.
 
-A backend receives an OpenAI-shaped request body (its ``model`` already mapped to the
-backend's own model name) and returns an OpenAI-shaped response body, or for a
-streaming call an async iterator of OpenAI-shaped chunks. Capabilities are class
-attributes, so the gateway asks a backend what it can do instead of branching on
-its kind. Closing a stream's iterator (client gone) must stop the work behind it.
+A backend receives a canonical ``Request`` (ownlight.protocol) and renders it in its
+own wire format; it returns a canonical ``Response``, or for a streaming request an
+async iterator of ``Chunk``s. Capabilities are class attributes, so the gateway asks a
+backend what it can do instead of branching on its kind. Closing a stream's iterator
+(client gone) must stop the work behind it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ownlight.config import Config, ModelEntry
 from ownlight.models.files import Progress
+from ownlight.protocol.model import Chunk, Json, Operation, Request, Response
 
-Json = dict[str, Any]
+BackendResult = Response | AsyncIterator[Chunk]
 
-
-class Operation(StrEnum):
-    CHAT = "chat"
-    COMPLETION = "completion"
-    EMBEDDING = "embedding"
-
-
-@dataclass
-class BackendCall:
-    operation: Operation
-    payload: Json
-    stream: bool = False
-
-
-BackendResult = Json | AsyncIterator[Json]
+__all__ = ["Backend", "BackendResult", "Json", "Operation"]
 
 
 class Backend(ABC):
@@ -71,5 +56,5 @@ class Backend(ABC):
         return True
 
     @abstractmethod
-    async def execute(self, call: BackendCall) -> BackendResult:
-        """Run one call: a response body, or an iterator of chunks when ``call.stream``."""
+    async def execute(self, request: Request) -> BackendResult:
+        """Run one request: a response, or an iterator of chunks when ``request.stream``."""

@@ -13,18 +13,23 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ownlight.backends.base import Backend, BackendCall, BackendResult, Json, Operation
-from ownlight.backends.templates import resolve_template
+from ownlight.backends import constrained
+from ownlight.backends.base import Backend, BackendResult, Operation
+from ownlight.backends.constrained import DecodingPlan
+from ownlight.backends.local_answer import LocalAnswer, Piece
+from ownlight.backends.logprobs import LogprobRecorder
+from ownlight.backends.templates import prompt_messages, resolve_template
 from ownlight.errors import ContextLengthExceeded, InvalidRequest, UpstreamUnavailable
 from ownlight.models.files import Progress, resolve_model_path
+from ownlight.protocol.model import Request
+from ownlight.protocol.model import Sampling as SamplingSettings
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -36,16 +41,10 @@ class Sampling:
     top_p: float
     stop: tuple[str, ...]
     seed: int | None
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One step of a generation, sent from the worker thread to the event loop."""
-
-    text: str = ""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
+    grammar: str | None = None  # GBNF: the answer must match it
+    top_logprobs: int | None = None  # None: no logprobs; 0: the chosen token's only
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 class _End:
@@ -114,23 +113,31 @@ class LlamaBackend(Backend):
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def execute(self, call: BackendCall) -> BackendResult:
-        if call.operation not in self.operations:
-            raise InvalidRequest(f"model {self.entry.alias!r} does not serve {call.operation}")
+    async def execute(self, request: Request) -> BackendResult:
+        if request.operation not in self.operations:
+            raise InvalidRequest(
+                f"model {self.entry.alias!r} does not serve {request.operation}")
         await self._ensure_loaded()
-        payload = call.payload
-        if call.operation is Operation.CHAT:
-            prompt = self.template.render(payload["messages"])
-            extra_stop = self.template.stop
+        plan = DecodingPlan("text")
+        if request.operation is Operation.CHAT:
+            plan = constrained.plan(request)
+            prompts = [self.template.render(prompt_messages(request, plan))]
+        elif request.prompts:
+            prompts = request.prompts
         else:
-            prompt = _prompt_text(payload.get("prompt"))
-            extra_stop = ()
-        sampling = _sampling(payload, extra_stop)
-        pieces = self._generate(prompt, sampling)
-        shape = _ChatShape if call.operation is Operation.CHAT else _CompletionShape
-        if call.stream:
-            return shape(self.model_name).stream(pieces)
-        return await shape(self.model_name).collect(pieces)
+            raise InvalidRequest("prompt must be text: local models do not read token arrays",
+                                 param="prompt")
+        # A grammar decides where a JSON answer ends; the transcript's stop strings
+        # could cut it short.
+        extra_stop = () if plan.constrained or request.operation is not Operation.CHAT \
+            else self.template.stop
+        s = request.sampling
+        jobs = [(prompt, _sampling(s, extra_stop, plan, i))
+                for prompt in prompts for i in range(s.n)]
+        answer = LocalAnswer(request.operation, self.model_name, plan)
+        if request.stream:
+            return answer.stream(jobs, self._generate)
+        return await answer.collect(jobs, self._generate)
 
     async def _ensure_loaded(self) -> None:
         if self._llm is not None:
@@ -212,6 +219,13 @@ class LlamaBackend(Backend):
             llm.reset()
         text_parts: list[str] = []
         finish: str | None = None
+        recorder = None
+        processors = None
+        if sampling.top_logprobs is not None:
+            from llama_cpp import LogitsProcessorList
+
+            recorder = LogprobRecorder(llm, sampling.top_logprobs)
+            processors = LogitsProcessorList([recorder])
         stream = llm.create_completion(
             prompt=tokens,
             max_tokens=max_tokens,
@@ -219,6 +233,10 @@ class LlamaBackend(Backend):
             top_p=sampling.top_p,
             stop=list(sampling.stop) or None,
             seed=sampling.seed,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            grammar=_grammar(sampling.grammar) if sampling.grammar else None,
+            logits_processor=processors,
             stream=True,
         )
         try:
@@ -229,7 +247,8 @@ class LlamaBackend(Backend):
                 choice = chunk["choices"][0]
                 if choice.get("text"):
                     text_parts.append(choice["text"])
-                    emit(Piece(text=choice["text"]))
+                    emit(Piece(text=choice["text"],
+                               logprobs=recorder.drain() if recorder else None))
                 finish = choice.get("finish_reason") or finish
         finally:
             stream.close()
@@ -237,159 +256,32 @@ class LlamaBackend(Backend):
         count = 0
         if generated:
             count = len(llm.tokenize(generated.encode(), add_bos=False, special=True))
-        emit(Piece(completion_tokens=count, finish_reason=finish or "stop"))
+        emit(Piece(completion_tokens=count, finish_reason=finish or "stop",
+                   logprobs=recorder.finish(generated) if recorder else None))
+
+
+@lru_cache(maxsize=64)
+def _grammar(source: str) -> Any:
+    """Compiled once per grammar: clients repeat the same tools and schemas."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(source, verbose=False)
 
 
 def _has_bos(prompt: str) -> bool:
     return prompt.startswith("<bos>")
 
 
-def _prompt_text(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        return prompt[0]
-    raise InvalidRequest("prompt must be a string (or a list of one string)", param="prompt")
-
-
-def _sampling(payload: Json, template_stop: tuple[str, ...]) -> Sampling:
-    stop = payload.get("stop")
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    temperature = payload.get("temperature")
-    top_p = payload.get("top_p")
+def _sampling(s: SamplingSettings, template_stop: tuple[str, ...], plan: DecodingPlan,
+              choice: int) -> Sampling:
     return Sampling(
-        max_tokens=payload.get("max_completion_tokens") or payload.get("max_tokens"),
-        temperature=0.7 if temperature is None else float(temperature),
-        top_p=1.0 if top_p is None else float(top_p),
-        stop=tuple(dict.fromkeys([*stops, *template_stop])),
-        seed=payload.get("seed"),
+        max_tokens=s.max_tokens,
+        temperature=0.7 if s.temperature is None else s.temperature,
+        top_p=1.0 if s.top_p is None else s.top_p,
+        stop=tuple(dict.fromkeys([*s.stop, *template_stop])),
+        seed=None if s.seed is None else s.seed + choice,  # n choices differ, repeatably
+        grammar=plan.grammar,
+        top_logprobs=(s.top_logprobs or 0) if s.logprobs else None,
+        presence_penalty=s.presence_penalty or 0.0,
+        frequency_penalty=s.frequency_penalty or 0.0,
     )
-
-
-class _Shape:
-    """Builds OpenAI response bodies and chunks from generation pieces."""
-
-    object_name = ""
-    chunk_object = ""
-    id_prefix = ""
-
-    def __init__(self, model: str):
-        self.model = model
-        self.id = f"{self.id_prefix}-{uuid.uuid4().hex[:24]}"
-        self.created = int(time.time())
-
-    def chunk(self, choices: list[Json], usage: Json | None = None) -> Json:
-        body: Json = {
-            "id": self.id,
-            "object": self.chunk_object,
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if usage is not None:
-            body["usage"] = usage
-        return body
-
-    def text_choice(self, text: str, finish: str | None) -> Json:
-        raise NotImplementedError
-
-    def first_chunk(self) -> Json | None:
-        return None
-
-    def opening(self, text: str) -> str:
-        """The first text of an answer, as a client should see it."""
-        return text
-
-    async def stream(self, pieces: AsyncIterator[Piece]) -> AsyncIterator[Json]:
-        prompt_tokens = 0
-        first = self.first_chunk()
-        started = False
-        try:
-            async for piece in pieces:
-                if piece.prompt_tokens is not None:
-                    prompt_tokens = piece.prompt_tokens
-                    if first is not None:
-                        yield first
-                text = piece.text if started else self.opening(piece.text)
-                if text:
-                    started = True
-                    yield self.chunk([self.text_choice(text, None)])
-                if piece.finish_reason is not None:
-                    yield self.chunk([self.text_choice("", _finish(piece.finish_reason))])
-                    yield self.chunk([], _usage(prompt_tokens, piece.completion_tokens or 0))
-        finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
-
-    async def collect(self, pieces: AsyncIterator[Piece]) -> Json:
-        texts: list[str] = []
-        prompt_tokens = completion_tokens = 0
-        finish = "stop"
-        async for piece in pieces:
-            if piece.prompt_tokens is not None:
-                prompt_tokens = piece.prompt_tokens
-            texts.append(piece.text)
-            if piece.finish_reason is not None:
-                finish = _finish(piece.finish_reason)
-                completion_tokens = piece.completion_tokens or 0
-        return {
-            "id": self.id,
-            "object": self.object_name,
-            "created": self.created,
-            "model": self.model,
-            "choices": [self.final_choice("".join(texts), finish)],
-            "usage": _usage(prompt_tokens, completion_tokens),
-        }
-
-    def final_choice(self, text: str, finish: str) -> Json:
-        raise NotImplementedError
-
-
-class _ChatShape(_Shape):
-    object_name = "chat.completion"
-    chunk_object = "chat.completion.chunk"
-    id_prefix = "chatcmpl"
-
-    def first_chunk(self) -> Json:
-        return self.chunk(
-            [{"index": 0, "delta": {"role": "assistant", "content": ""},
-              "logprobs": None, "finish_reason": None}]
-        )
-
-    def opening(self, text: str) -> str:
-        return text.lstrip()  # the transcript format puts a space after "Assistant:"
-
-    def text_choice(self, text: str, finish: str | None) -> Json:
-        delta = {"content": text} if text else {}
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-    def final_choice(self, text: str, finish: str) -> Json:
-        return {
-            "index": 0,
-            "message": {"role": "assistant", "content": text.strip(), "refusal": None},
-            "logprobs": None,
-            "finish_reason": finish,
-        }
-
-
-class _CompletionShape(_Shape):
-    object_name = "text_completion"
-    chunk_object = "text_completion"
-    id_prefix = "cmpl"
-
-    def text_choice(self, text: str, finish: str | None) -> Json:
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-
-    def final_choice(self, text: str, finish: str) -> Json:
-        return self.text_choice(text, finish)
-
-
-def _finish(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> Json:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }

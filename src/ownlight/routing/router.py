@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ownlight.auth import Principal
-from ownlight.backends.base import Backend, Json, Operation
+from ownlight.backends.base import Backend, Operation
 from ownlight.errors import (
     ConfigError,
     InvalidRequest,
@@ -31,11 +31,15 @@ from ownlight.errors import (
     PermissionDenied,
     RateLimited,
 )
+from ownlight.protocol.model import Request
+from ownlight.protocol.slots import Slot, estimate_tokens, last_user_text
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.policy import Action, RequestFacts, Rule, first_match, parse_rules
 
 PREFER_HEADER = "x-ownlight-prefer"
+#: The sensitivity of a request whose privacy scan failed: it never leaves the domain.
+UNSCANNED = "unscanned"
 
 
 @dataclass(frozen=True)
@@ -52,38 +56,10 @@ class RouteRequest:
     principal: Principal
     alias: str
     operation: Operation
-    payload: Json
+    request: Request
     headers: Mapping[str, str]
     sensitivity: str = "unknown"
-
-
-def prompt_text(operation: Operation, payload: Json) -> str:
-    """The text the complexity scorer reads: the last user turn, or the prompt."""
-    if operation is Operation.CHAT:
-        for message in reversed(payload.get("messages") or []):
-            if message.get("role") == "user":
-                return _text(message.get("content"))
-        return ""
-    return _text(payload.get("prompt") or payload.get("input"))
-
-
-def estimate_tokens(operation: Operation, payload: Json) -> int:
-    """About four bytes of UTF-8 per token; enough for policy thresholds, never billed."""
-    if operation is Operation.CHAT:
-        text = " ".join(_text(m.get("content")) for m in payload.get("messages") or [])
-    else:
-        text = _text(payload.get("prompt") or payload.get("input"))
-    return (len(text.encode()) + 3) // 4
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") if isinstance(p, dict) else str(p) for p in content
-        )
-    return ""
+    slots: list[Slot] | None = None  # the request's text slots, when already enumerated
 
 
 class Router:
@@ -139,7 +115,7 @@ class Router:
         cloud = [t for t in targets if not t.inside_domain]
         facts = self._facts(request)
 
-        if request.sensitivity in self.red_line:
+        if request.sensitivity in self.red_line or request.sensitivity == UNSCANNED:
             return self._local(local, request, f"red line: {request.sensitivity} data stays "
                                "inside the domain", "local", "red-line")
         rule = first_match(self.rules, facts)
@@ -175,11 +151,11 @@ class Router:
         prefer = (request.headers.get(PREFER_HEADER) or "").strip().lower() or None
         if prefer and not (self.allow_prefer & set(_identities(principal))):
             prefer = None  # the key may not choose; the header is ignored, not an error
-        text = prompt_text(request.operation, request.payload)
+        text = last_user_text(request.request)
         scorer = self.scorer
         return RequestFacts(
             user=principal.name, tenant=principal.tenant, groups=principal.groups,
-            model=request.alias, tokens=estimate_tokens(request.operation, request.payload),
+            model=request.alias, tokens=estimate_tokens(request.request, request.slots),
             prefer=prefer, sensitivity=request.sensitivity,
             score_fn=(lambda: scorer(text)) if scorer else (lambda: 0.0),
         )
