@@ -691,8 +691,8 @@ def _problem(model: type[BaseModel], prefix: tuple[str, ...], error: Any,
         return _unknown(name, near, known=known) + suffix
     if error["type"] == "missing":
         info = _field_at(model, loc)
-        help = f" ({info.description})" if info and info.description else ""
-        return f"missing setting {name}{help}{suffix}"
+        what = f" ({info.description})" if info and info.description else ""
+        return f"missing setting {name}{what}{suffix}"
     message = str(error["msg"]).removeprefix("Value error, ")
     got = repr(error["input"])
     got = got if len(got) <= 60 else got[:57] + "..."

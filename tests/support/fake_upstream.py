@@ -9,6 +9,9 @@ The requested ``model`` picks the behaviour, so one server covers every case:
     fake-cut       starts a stream, then drops the connection mid-answer
     fake-context   answers 400 with a context-length message
     fake-echo      answers "You said: <last user message>", streamed 3 characters a chunk
+    fake-tools     calls the first tool offered with {"text": <last user message>, "tool": <its
+                   description>}; streamed, the arguments come 3 characters a chunk
+    fake-json      answers the JSON text {"echo": <last user message>}, streamed 3 at a time
 
 and any model named in ``failing`` answers 500 until it is removed (recovery tests).
 
@@ -83,16 +86,33 @@ class FakeUpstream:
             )
         return None
 
+    @staticmethod
+    def _last_user(body: dict[str, Any]) -> str:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        if not users:
+            return str(body.get("prompt", ""))
+        content = users[-1]["content"]
+        if isinstance(content, list):
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return str(content)
+
     def _reply_for(self, body: dict[str, Any]) -> str:
         if body.get("model") == "fake-echo":
-            users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-            last = users[-1]["content"] if users else body.get("prompt", "")
-            return f"You said: {last}"
+            return f"You said: {self._last_user(body)}"
+        if body.get("model") == "fake-json":
+            return json.dumps({"echo": self._last_user(body)})
         return self.reply
+
+    def _tool_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        tool = body["tools"][0]["function"]
+        arguments = json.dumps({"text": self._last_user(body),
+                                "tool": tool.get("description", "")})
+        return {"id": "call_fake1", "type": "function",
+                "function": {"name": tool["name"], "arguments": arguments}}
 
     def _pieces(self, body: dict[str, Any]) -> list[str]:
         reply = self._reply_for(body)
-        if body.get("model") == "fake-echo":
+        if body.get("model") in ("fake-echo", "fake-json"):
             return [reply[i : i + 3] for i in range(0, len(reply), 3)]
         words = reply.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
@@ -103,15 +123,47 @@ class FakeUpstream:
         fault = await self._fault(body)
         if fault is not None:
             return fault
-        if body.get("stream"):
-            return await self._stream(request, body, chat=True)
+        if body.get("model") == "fake-tools" and body.get("tools"):
+            if body.get("stream"):
+                return await self._stream_tool_call(request, body)
+            message = {"role": "assistant", "content": None,
+                       "tool_calls": [self._tool_call(body)]}
+            finish = "tool_calls"
+        else:
+            if body.get("stream"):
+                return await self._stream(request, body, chat=True)
+            message = {"role": "assistant", "content": self._reply_for(body)}
+            finish = "stop"
         return web.json_response({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": self._reply_for(body)}}],
+            "choices": [{"index": i, "finish_reason": finish, "message": message}
+                        for i in range(int(body.get("n") or 1))],
             "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
         })
+
+    async def _stream_tool_call(self, request: web.Request,
+                                body: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        call = self._tool_call(body)
+        arguments = call["function"]["arguments"]
+        deltas = [{"index": 0, "id": call["id"], "type": "function",
+                   "function": {"name": call["function"]["name"], "arguments": ""}}]
+        deltas += [{"index": 0, "function": {"arguments": arguments[i : i + 3]}}
+                   for i in range(0, len(arguments), 3)]
+        for delta in deltas:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 1,
+                     "model": body["model"],
+                     "choices": [{"index": 0, "delta": {"tool_calls": [delta]},
+                                  "finish_reason": None}]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        end = {"id": "x", "object": "chat.completion.chunk", "created": 1,
+               "model": body["model"],
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+        await response.write(b"data: " + json.dumps(end).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

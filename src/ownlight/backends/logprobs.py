@@ -39,12 +39,16 @@ class LogprobRecorder:
         return out
 
     def finish(self, generated: str) -> list[TokenLogprob]:
-        """The rest, including the final token, once the generation is over."""
-        if self._pending is not None and generated:
-            ids = self.llm.tokenize(generated.encode(), add_bos=False, special=True)
-            if ids:
-                self._done.append(self._entry(self._pending, int(ids[-1])))
-            self._pending = None
+        """The rest, including the final token, once the generation is over.
+
+        Tokens of a stop string were decoded but are not part of the answer: dropped.
+        """
+        ids = self.llm.tokenize(generated.encode(), add_bos=False, special=True) \
+            if generated else []
+        if self._pending is not None and ids and len(self._done) < len(ids):
+            self._done.append(self._entry(self._pending, int(ids[-1])))
+        self._pending = None
+        del self._done[max(len(ids), self._drained):]
         return self.drain()
 
     def _entry(self, logprobs: np.ndarray, token: int) -> TokenLogprob:

@@ -1,0 +1,177 @@
+"""The privacy shield sees every slot of a chat request, not only message text.
+
+Driven with the openai SDK against a real gateway and a recording fake cloud upstream:
+tool-call arguments, tool results, tool definitions, participant names, ``user``,
+``stop``, ``metadata``, image URLs and fields Ownlight does not model must never carry
+a raw value out; red-line values anywhere are refused with nothing sent; and values
+come back real in text, tool calls and JSON outputs, streamed or not.
+"""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from ownlight.privacy.stage import PrivacyShield
+from tests.conftest import upstream_toml
+from tests.support.fake_upstream import FakeUpstream
+
+EMAIL = "maria.gonzalez@example.com"
+PERSON = "Maria Gonzalez"
+PHONE = "+1 415 555 0132"
+SSN = "536-22-1234"
+CARD = "4111 1111 1111 1111"
+TOOLS = [{"type": "function", "function": {
+    "name": "send_mail", "description": f"Send mail; copies go to audit@{EMAIL.split('@')[1]}",
+    "parameters": {"type": "object", "properties": {
+        "text": {"type": "string"},
+        "to": {"type": "string", "enum": [EMAIL, "ops@example.org"]}}}}}]
+
+
+@pytest.fixture
+def cloud():
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+def start(gateway_factory, cloud: FakeUpstream, model: str = "fake-tools"):
+    return gateway_factory(upstream_toml("cloud", cloud.url, model, retries=0))
+
+
+def sent(cloud: FakeUpstream) -> str:
+    return json.dumps(cloud.received, ensure_ascii=False)
+
+
+def history(value: str) -> list[dict[str, object]]:
+    """A conversation whose earlier tool call and tool result carry ``value``."""
+    arguments = json.dumps({"to": value, "text": f"call {PHONE}"})
+    return [
+        {"role": "user", "content": "Mail the contract."},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "send_mail", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": f"sent to {value}"},
+        {"role": "user", "content": "Thanks. Now mail it again."},
+    ]
+
+
+def test_every_slot_leaves_as_placeholders(gateway_factory, cloud) -> None:
+    client = start(gateway_factory, cloud).client()
+    messages = history(EMAIL)
+    messages.insert(0, {"role": "system", "content": f"You assist {PERSON}."})
+    messages[-1] = {"role": "user", "name": "maria_gonzalez", "content": [
+        {"type": "text", "text": f"Also call {PHONE}."},
+        {"type": "image_url", "image_url": {"url": f"https://img.example.com/?owner={EMAIL}"}}]}
+    client.chat.completions.create(
+        model="cloud", messages=messages, tools=TOOLS, user=EMAIL, stop=[EMAIL],
+        metadata={"owner": PERSON}, extra_body={"vendor_note": {"contact": EMAIL}})
+    body = sent(cloud)
+    for value in (EMAIL, PERSON, PHONE):
+        assert value not in body, value
+    assert "<EMAIL_ADDRESS_1>" in body and "<PHONE_NUMBER_1>" in body
+    forwarded = cloud.received[-1]
+    assert json.loads(forwarded["messages"][2]["tool_calls"][0]["function"]["arguments"])[
+        "to"] == "<EMAIL_ADDRESS_1>"  # arguments stay valid JSON, same placeholder
+    assert forwarded["vendor_note"] == {"contact": "<EMAIL_ADDRESS_1>"}
+    assert forwarded["tools"][0]["function"]["parameters"]["properties"]["to"]["enum"][0] \
+        == "<EMAIL_ADDRESS_1>"
+
+
+@pytest.mark.parametrize("value", [SSN, CARD])
+def test_red_line_values_in_tool_calls_are_refused_with_nothing_sent(
+        gateway_factory, cloud, value: str) -> None:
+    client = start(gateway_factory, cloud).client()
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        client.chat.completions.create(model="cloud", messages=history(value), tools=TOOLS)
+    assert caught.value.body["code"] == "policy_local_only"  # type: ignore[index]
+    assert cloud.received == []
+
+
+def test_red_line_in_a_tool_result_or_metadata_is_refused(gateway_factory, cloud) -> None:
+    client = start(gateway_factory, cloud).client()
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="cloud", messages=[
+            {"role": "user", "content": "hi"}], metadata={"ssn": SSN})
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="cloud", messages=[
+            {"role": "user", "content": "look up the card"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                  "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": f"card on file: {CARD}"}])
+    assert cloud.received == []
+
+
+def test_tool_calls_come_back_with_real_values(gateway_factory, cloud) -> None:
+    client = start(gateway_factory, cloud).client()
+    prompt = f"Write to {EMAIL} about {PERSON}."
+    reply = client.chat.completions.create(
+        model="cloud", messages=[{"role": "user", "content": prompt}], tools=TOOLS)
+    call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "send_mail"
+    arguments = json.loads(call.function.arguments)
+    assert arguments["text"] == prompt
+    assert arguments["tool"] == TOOLS[0]["function"]["description"]  # type: ignore[index]
+    assert EMAIL not in sent(cloud) and PERSON not in sent(cloud)
+
+
+def test_streamed_tool_call_arguments_are_restored(gateway_factory, cloud) -> None:
+    client = start(gateway_factory, cloud).client()
+    prompt = f'Write to {EMAIL} about "{PERSON}".'  # quotes must stay escaped in JSON
+    stream = client.chat.completions.create(
+        model="cloud", messages=[{"role": "user", "content": prompt}], tools=TOOLS,
+        stream=True)
+    pieces: list[str] = []
+    finish = None
+    for chunk in stream:
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or []:
+                pieces.append(call.function.arguments or "")  # type: ignore[union-attr]
+            finish = choice.finish_reason or finish
+    assert finish == "tool_calls"
+    assert json.loads("".join(pieces))["text"] == prompt
+    assert not any("<EMAIL" in p or "<PERSON" in p for p in pieces)
+    assert EMAIL not in sent(cloud)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_outputs_stay_valid_when_restored(gateway_factory, cloud, stream: bool) -> None:
+    client = start(gateway_factory, cloud, "fake-json").client()
+    prompt = f'Mail {EMAIL}, signed "{PERSON}"\\n'
+    kwargs = {"model": "cloud", "messages": [{"role": "user", "content": prompt}],
+              "response_format": {"type": "json_object"}}
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in
+                       client.chat.completions.create(stream=True, **kwargs)  # type: ignore
+                       if c.choices)
+    else:
+        text = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore
+    assert json.loads(text or "") == {"echo": prompt}
+    assert EMAIL not in sent(cloud)
+
+
+def test_a_failing_detector_fails_closed(gateway_factory, cloud, monkeypatch) -> None:
+    gateway = start(gateway_factory, cloud, "fake-echo")
+
+    def broken(self: PrivacyShield, slots: object) -> None:
+        raise RuntimeError("recognizer crashed")
+
+    monkeypatch.setattr(PrivacyShield, "classify_slots", broken)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        gateway.client().chat.completions.create(
+            model="cloud", messages=[{"role": "user", "content": "hello"}])
+    assert caught.value.status_code == 403
+    assert cloud.received == []
+    gateway.runtime.pipeline.log.flush()
+    refused = gateway.runtime.pipeline.log.query("status = 403")
+    assert refused and refused[-1]["sensitivity"] == "unscanned"
+
+
+def test_n_choices_are_honoured_and_restored(gateway_factory, cloud) -> None:
+    client = start(gateway_factory, cloud, "fake-echo").client()
+    reply = client.chat.completions.create(
+        model="cloud", messages=[{"role": "user", "content": f"Hi {PERSON}"}], n=3)
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert all(c.message.content == f"You said: Hi {PERSON}" for c in reply.choices)
+    assert cloud.received[-1]["n"] == 3
