@@ -36,6 +36,43 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _tool(name: str, description: str, properties: dict[str, str]) -> dict[str, object]:
+    return {"type": "function", "function": {
+        "name": name, "description": description,
+        "parameters": {"type": "object", "required": list(properties),
+                       "properties": {k: {"type": "string", "description": v}
+                                      for k, v in properties.items()}}}}
+
+
+# What an agent sends on its third turn: three tools, a tool call and its result, one of
+# them carrying an e-mail address, so the privacy shield scans every slot and
+# pseudonymizes on the way out.
+TOOLS_BODY = {
+    "model": "fake",
+    "tools": [
+        _tool("search_orders", "Find a customer's orders by status and date range.",
+              {"customer": "Customer e-mail", "status": "open or shipped", "since": "ISO date"}),
+        _tool("send_mail", "Send an e-mail to a customer.",
+              {"to": "Recipient address", "subject": "Subject line", "body": "Plain text"}),
+        _tool("create_ticket", "Open a support ticket for follow-up.",
+              {"title": "Short title", "priority": "low, normal or high"}),
+    ],
+    "messages": [
+        {"role": "system", "content": "You are the support assistant of an online shop."},
+        {"role": "user", "content": "Which orders of mine are still open?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {
+                "name": "search_orders",
+                "arguments": '{"customer": "jane.doe@example.com", "status": "open", '
+                             '"since": "2026-01-01"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1",
+         "content": '[{"order": "A-1042", "status": "open", "items": 3}]'},
+        {"role": "user", "content": "Please mail me a summary of that order."},
+    ],
+}
+BODIES = {"plain": BODY, "tools": TOOLS_BODY}
 REPLY = {
     "id": "chatcmpl-bench",
     "object": "chat.completion",
@@ -193,6 +230,7 @@ class Target:
     name: str
     url: str
     key: str
+    body: str = "plain"  # which of BODIES it is loaded with
 
 
 def ownlight_command() -> list[str]:
@@ -299,8 +337,9 @@ class Result:
 
 
 def wrk_script(workdir: Path, target: Target) -> Path:
-    path = workdir / f"{target.name.lower()}.lua"
-    body = json.dumps(json.dumps(BODY, separators=(",", ":")))  # a quoted Lua string
+    path = workdir / f"{target.name.lower()}-{target.body}.lua"
+    # a quoted Lua string
+    body = json.dumps(json.dumps(BODIES[target.body], separators=(",", ":")))
     path.write_text(WRK_SCRIPT.format(body=body, key=target.key))
     return path
 
@@ -338,15 +377,21 @@ def measure(workdir: Path, target: Target, connections: int, seconds: float,
     script = wrk_script(workdir, target)
     run_wrk(target.url, script, connections, warmup)
     result = parse_wrk(run_wrk(target.url, script, connections, seconds))
-    print(f"  {target.name:<9} c={connections:<3} p50 {result.p50_ms:7.3f} ms  "
+    print(f"  {target.name:<9} {target.body:<6} c={connections:<3} p50 {result.p50_ms:7.3f} ms  "
           f"p99 {result.p99_ms:7.3f} ms  {result.rps:9.0f} req/s  errors {result.errors}"
           f"  (load {load()})", file=sys.stderr)
     return result
 
 
 def measure_all(workdir: Path, target: Target, counts: Sequence[int],
-                args: argparse.Namespace) -> dict[int, Result]:
-    return {c: measure(workdir, target, c, args.duration, args.warmup) for c in counts}
+                args: argparse.Namespace) -> dict[Row, Result]:
+    """Every connection count with the plain request; the tool-bearing one at 1 connection."""
+    rows: dict[Row, Result] = {}
+    for body in BODIES:
+        loaded = Target(target.name, target.url, target.key, body)
+        for c in counts if body == "plain" else [1]:
+            rows[(body, c)] = measure(workdir, loaded, c, args.duration, args.warmup)
+    return rows
 
 
 def load() -> str:
@@ -356,24 +401,25 @@ def load() -> str:
 # -- report ------------------------------------------------------------------------------
 
 
-Results = dict[str, dict[int, Result]]  # target name -> connections -> result
+Row = tuple[str, int]  # (request body, connections)
+Results = dict[str, dict[Row, Result]]  # target name -> row -> result
 
 
 def table(results: Results) -> str:
     """The README's markdown table; LiteLLM columns only when it was measured."""
     lite_by = results.get("LiteLLM")
-    head = ["connections", "upstream p50 / p99 ms", "upstream req/s",
+    head = ["request", "connections", "upstream p50 / p99 ms", "upstream req/s",
             "Ownlight p50 / p99 ms", "Ownlight req/s", "added p50 ms", "Ownlight / upstream"]
     if lite_by:
         head += ["LiteLLM p50 / p99 ms", "LiteLLM req/s", "Ownlight / LiteLLM"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for connections, up in results["upstream"].items():
-        own = results["Ownlight"][connections]
-        cells = [str(connections), f"{up.p50_ms:.3f} / {up.p99_ms:.3f}", f"{up.rps:,.0f}",
+    for row, up in results["upstream"].items():
+        own = results["Ownlight"][row]
+        cells = [row[0], str(row[1]), f"{up.p50_ms:.3f} / {up.p99_ms:.3f}", f"{up.rps:,.0f}",
                  f"{own.p50_ms:.3f} / {own.p99_ms:.3f}", f"{own.rps:,.0f}",
                  f"{own.p50_ms - up.p50_ms:.3f}", f"{own.rps / up.rps:.1%}"]
         if lite_by:
-            lite = lite_by[connections]
+            lite = lite_by[row]
             cells += [f"{lite.p50_ms:.3f} / {lite.p99_ms:.3f}", f"{lite.rps:,.0f}",
                       f"{own.rps / lite.rps:.1f}x"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -381,15 +427,16 @@ def table(results: Results) -> str:
 
 
 def verdict(results: Results) -> list[str]:
-    """The issue's targets: added p50 < 1 ms at 1 connection, > 1,500 req/s at 32."""
+    """The targets: added p50 < 1 ms at 1 connection (plain and tools), > 1,500 req/s at 32."""
     notes = []
     up, own = results["upstream"], results["Ownlight"]
-    if 1 in own:
-        added = own[1].p50_ms - up[1].p50_ms
-        notes.append(f"added p50 at 1 connection: {added:.3f} ms "
-                     f"({'meets' if added < 1 else 'misses'} the < 1 ms target)")
-    if 32 in own:
-        rps = own[32].rps
+    for body in BODIES:
+        if (body, 1) in own:
+            added = own[(body, 1)].p50_ms - up[(body, 1)].p50_ms
+            notes.append(f"added p50 at 1 connection, {body} request: {added:.3f} ms "
+                         f"({'meets' if added < 1 else 'misses'} the < 1 ms target)")
+    if ("plain", 32) in own:
+        rps = own[("plain", 32)].rps
         notes.append(f"Ownlight at 32 connections: {rps:,.0f} req/s "
                      f"({'meets' if rps > 1500 else 'misses'} the > 1,500 req/s target)")
     failed = sum(r.errors for by in results.values() for r in by.values())
