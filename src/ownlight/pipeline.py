@@ -272,7 +272,7 @@ class Pipeline:
             ctx.egress = self.privacy.egress(json_text=ctx.request.wants_json)
         return self.privacy.pseudonymize(ctx.request, ctx.findings, ctx.egress)
 
-    async def call_backend(self, ctx: RequestContext) -> Json | AsyncIterator[Json]:
+    async def call_backend(self, ctx: RequestContext) -> BackendResult:
         """Try each target in order (with retries and circuit breakers); fail over on trouble.
 
         Only availability errors fail over; a stream fails over only before its first

@@ -22,6 +22,7 @@ from ownlight.protocol.model import (
     Operation,
     Response,
     TokenLogprob,
+    ToolCall,
     ToolCallDelta,
     Usage,
 )
@@ -122,7 +123,7 @@ class LocalAnswer:
                 yield self._chunk([self._text_delta(index, mode, text, piece.logprobs)])
             if piece.finish_reason is not None:
                 self._count(prompt, piece)
-                calls = []
+                calls: list[ToolCall] = []
                 if held:
                     content, calls = parse_output(self.plan, "".join(held).strip())
                     if calls:

@@ -206,11 +206,11 @@ def _turn(message: Any, where: str) -> Turn:
         if role == "tool" and not isinstance(call_id, str):
             raise InvalidRequest(f"Missing required parameter: '{where}.tool_call_id'.",
                                  param=f"{where}.tool_call_id")
-        parts = _content(content, f"{where}.content", role)
-        result = ToolResult(call_id if isinstance(call_id, str) else "", parts,
+        result = ToolResult(call_id if isinstance(call_id, str) else "",
+                            _content(content, f"{where}.content", role),
                             name if role == "function" else None)
         return Turn("tool", [result], None if role == "function" else name, extra)
-    parts: list[Part] = _content(content, f"{where}.content", role)  # type: ignore[assignment]
+    parts: list[Part] = list(_content(content, f"{where}.content", role))
     if role == "assistant":
         calls = _opt(message, "tool_calls", list, where) or []
         parts += [_tool_call(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(calls)]
