@@ -18,13 +18,13 @@ a grammar can. From the canonical request this module builds a ``DecodingPlan``:
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
 from ownlight.protocol.model import Request, ToolCall, ToolSpec
-from ownlight.protocol.schema import closed
+from ownlight.protocol.schema import closed, validate_instance
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -37,6 +37,8 @@ class DecodingPlan:
     mode: Mode
     grammar: str | None = None  # GBNF source
     tool: str | None = None  # the named tool, for mode "tool"
+    #: What the answer must satisfy: tool name -> its parameters, "" -> the answer itself.
+    schemas: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def constrained(self) -> bool:
@@ -47,15 +49,16 @@ class DecodingPlan:
 def plan(request: Request) -> DecodingPlan:
     choice = request.tool_choice
     if request.tools_active:
+        schemas = {t.name: t.parameters or ANY_OBJECT for t in request.tools}
         if choice is not None and choice.mode == "function":
             tool = next(t for t in request.tools if t.name == choice.name)
-            return DecodingPlan("tool", _gbnf(_parameters(tool)), tool.name)
+            return DecodingPlan("tool", _gbnf(_parameters(tool)), tool.name, schemas)
         if choice is not None and choice.mode == "required":
-            return DecodingPlan("any_tool", _gbnf(_call_schema(request.tools)))
-        return DecodingPlan("auto", _auto_grammar(request.tools))
+            return DecodingPlan("any_tool", _gbnf(_call_schema(request.tools)), None, schemas)
+        return DecodingPlan("auto", _auto_grammar(request.tools), None, schemas)
     fmt = request.response_format
     if fmt is not None and fmt.type == "json_schema" and fmt.schema:
-        return DecodingPlan("json", _gbnf(closed(fmt.schema)))
+        return DecodingPlan("json", _gbnf(closed(fmt.schema)), None, {"": fmt.schema})
     if fmt is not None and fmt.is_json:
         from llama_cpp.llama_grammar import JSON_GBNF
 
@@ -104,6 +107,26 @@ def parse_output(plan: DecodingPlan, text: str) -> tuple[str | None, list[ToolCa
             if calls:
                 return None, calls
     return text, []
+
+
+def violation(plan: DecodingPlan, content: str | None, calls: list[ToolCall]) -> str | None:
+    """Why a finished answer breaks its schema, or None.
+
+    The grammar enforces structure, types, enums and string lengths; a few keywords
+    (numeric bounds beyond small integer ranges, patterns, formats) it cannot, so the
+    answer is checked against the client's own schema as well.
+    """
+    try:
+        for call in calls:
+            problem = validate_instance(plan.schemas.get(call.name, ANY_OBJECT),
+                                        orjson.loads(call.arguments))
+            if problem:
+                return f"{call.name}: {problem}"
+        if "" in plan.schemas and content is not None:
+            return validate_instance(plan.schemas[""], orjson.loads(content))
+    except orjson.JSONDecodeError:
+        return "not JSON"
+    return None
 
 
 def starts_tool_call(plan: DecodingPlan, text_so_far: str) -> bool | None:

@@ -8,13 +8,20 @@ are decoded; a call the model chose among several is sent whole once it is compl
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ownlight.backends.constrained import DecodingPlan, call_id, parse_output, starts_tool_call
+from ownlight.backends.constrained import (
+    DecodingPlan,
+    call_id,
+    parse_output,
+    starts_tool_call,
+    violation,
+)
 from ownlight.protocol.model import (
     Choice,
     ChoiceDelta,
@@ -40,6 +47,10 @@ class Piece:
 
 
 Job = tuple[str, Any]  # (prompt, the backend's sampling settings)
+
+# A whole answer that breaks its schema in a way the grammar could not prevent is
+# decoded again, with another seed, this many times in all.
+ATTEMPTS = 3
 Generate = Callable[[str, Any], AsyncIterator[Piece]]
 
 
@@ -57,19 +68,29 @@ class LocalAnswer:
     async def collect(self, jobs: Sequence[Job], generate: Generate) -> Response:
         choices = []
         for index, (prompt, sampling) in enumerate(jobs):
-            texts: list[str] = []
-            logprobs: list[TokenLogprob] | None = None
-            finish = "stop"
-            async for piece in generate(prompt, sampling):
-                self._count(prompt, piece)
-                texts.append(piece.text)
-                if piece.logprobs is not None:
-                    logprobs = (logprobs or []) + piece.logprobs
-                if piece.finish_reason is not None:
-                    finish = piece.finish_reason
-            choices.append(self._choice(index, "".join(texts), finish, logprobs))
+            for attempt in range(ATTEMPTS):
+                choice = await self._generate_choice(index, prompt,
+                                                     _reseeded(sampling, attempt), generate)
+                if not self.plan.schemas or choice.finish_reason == "length" or violation(
+                        self.plan, choice.text, choice.tool_calls) is None:
+                    break
+            choices.append(choice)
         return Response(self.operation, self.model, self.id, self.created, choices,
                         usage=self.usage)
+
+    async def _generate_choice(self, index: int, prompt: str, sampling: Any,
+                               generate: Generate) -> Choice:
+        texts: list[str] = []
+        logprobs: list[TokenLogprob] | None = None
+        finish = "stop"
+        async for piece in generate(prompt, sampling):
+            self._count(prompt, piece)
+            texts.append(piece.text)
+            if piece.logprobs is not None:
+                logprobs = (logprobs or []) + piece.logprobs
+            if piece.finish_reason is not None:
+                finish = piece.finish_reason
+        return self._choice(index, "".join(texts), finish, logprobs)
 
     def _choice(self, index: int, text: str, finish: str,
                 logprobs: list[TokenLogprob] | None) -> Choice:
@@ -151,6 +172,15 @@ class LocalAnswer:
             self.usage.prompt_tokens += piece.prompt_tokens
         if piece.completion_tokens is not None:
             self.usage.completion_tokens += piece.completion_tokens
+
+
+def _reseeded(sampling: Any, attempt: int) -> Any:
+    """The same settings with another seed (and some temperature) for a retry."""
+    if attempt == 0 or not dataclasses.is_dataclass(sampling):
+        return sampling
+    seed = (getattr(sampling, "seed", None) or 0) + 7919 * attempt
+    temperature = max(float(getattr(sampling, "temperature", 0.7)), 0.7)
+    return dataclasses.replace(sampling, seed=seed, temperature=temperature)  # type: ignore
 
 
 def _finish(reason: str, tool_calls: bool) -> str:
