@@ -14,8 +14,7 @@ import httpx
 import openai
 import pytest
 
-from ownlight.config import load_config
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import gateway_from
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +23,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("local")
-    path = root / "ownlight.toml"
-    path.write_text(f'data_dir = "{root}"\n[local]\nqueue_limit = 8\n')
-    running = RunningGateway(load_config(path))
-    running.start()
-    yield running
-    running.stop()
+    with gateway_from(tmp_path_factory.mktemp("local"), "[local]\nqueue_limit = 8\n") as running:
+        yield running
 
 
 def test_chat_answers_from_the_embedded_model(gateway) -> None:

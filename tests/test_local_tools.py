@@ -14,6 +14,8 @@ import httpx
 import jsonschema
 import pytest
 
+from tests.support.gateway import gateway_from
+
 pytestmark = pytest.mark.slow
 
 WEATHER = {"type": "function", "function": {
@@ -33,16 +35,9 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    from ownlight.config import load_config
-    from tests.support.gateway import RunningGateway
-
-    root = tmp_path_factory.mktemp("local-tools")
-    path = root / "ownlight.toml"
-    path.write_text(f'data_dir = "{root / "data"}"\n[knowledge]\nenabled = false\n')
-    gateway = RunningGateway(load_config(path))
-    gateway.start()
-    yield gateway
-    gateway.stop()
+    with gateway_from(tmp_path_factory.mktemp("local-tools"),
+                      "[knowledge]\nenabled = false\n") as gateway:
+        yield gateway
 
 
 def assert_valid_call(call, names: set[str]) -> dict:

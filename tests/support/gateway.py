@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import uvicorn
 from openai import OpenAI
 
-from ownlight.config import Config
+from ownlight.config import Config, load_config
 from ownlight.runtime import Runtime
 from ownlight.server import create_app
 from tests.support.fake_upstream import free_port
@@ -57,3 +60,16 @@ class RunningGateway:
                         max_retries=0, **kwargs)  # type: ignore[arg-type]
         self._clients.append(client)
         return client
+
+
+@contextlib.contextmanager
+def gateway_from(root: Path, toml: str = "") -> Iterator[RunningGateway]:
+    """A gateway from ``toml`` with its data under ``root``: module-scoped fixtures use it."""
+    path = root / "ownlight.toml"
+    path.write_text(f'data_dir = "{root / "data"}"\n' + toml)
+    gateway = RunningGateway(load_config(path))
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
