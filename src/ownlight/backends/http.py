@@ -1,0 +1,186 @@
+"""What every backend that talks to an upstream over HTTP shares.
+
+One pooled ``aiohttp`` session per upstream (measured faster than httpx under
+concurrency, see bench/overhead.py), a JSON POST, a server-sent-event reader, and the
+translation of upstream trouble into Ownlight errors with the status a client expects
+(502/503/504), passing on the upstream's own message for a 400 (the client's mistake).
+Subclasses say only how their wire protocol looks: ``OpenAICompatBackend`` and
+``AnthropicBackend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ownlight.backends.base import Backend, Json
+from ownlight.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    OwnlightError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+
+class HttpBackend(Backend):
+    """A backend whose model lives behind an HTTP API at ``base_url``."""
+
+    def __init__(self, entry: Any, config: Any, session: aiohttp.ClientSession | None = None):
+        super().__init__(entry, config)
+        if not entry.base_url:
+            raise ValueError(f"[models.{entry.alias}] needs base_url")
+        self.base_url = entry.base_url.rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+        total = entry.timeout or float(config.get("upstream.timeout"))
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=float(config.get("upstream.connect_timeout")),
+            sock_read=total,
+        )
+        self.headers = {"Content-Type": "application/json", **self.auth_headers()}
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that carry the upstream key (and protocol version)."""
+        return {}
+
+    @property
+    def model_name(self) -> str:
+        return self.entry.model or self.entry.alias
+
+    async def start(self) -> None:
+        self.session()
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=int(self.config.get("upstream.max_connections")),
+                keepalive_timeout=30,
+                ttl_dns_cache=300,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                skip_auto_headers=("User-Agent",),
+            )
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    async def post_json(self, path: str, body: Json) -> Json:
+        """POST a body, return the parsed JSON answer (or raise the matching error)."""
+        name = self.entry.alias
+        try:
+            async with self.session().post(
+                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                timeout=self._timeout,
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise upstream_error(name, response.status, raw)
+        except OwnlightError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream {name!r} timed out") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnavailable(f"upstream {name!r} is unreachable") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"upstream {name!r} failed: {exc}") from exc
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"upstream {name!r} sent invalid JSON") from exc
+        if not isinstance(parsed, dict):
+            raise UpstreamError(f"upstream {name!r} sent an unexpected body")
+        return parsed
+
+    async def post_stream(self, path: str, body: Json) -> aiohttp.ClientResponse:
+        """Open a streamed POST; errors before the first byte surface as HTTP errors."""
+        name = self.entry.alias
+        try:
+            return await self.session().post(
+                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                timeout=self._timeout,
+            )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream {name!r} timed out") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnavailable(f"upstream {name!r} is unreachable") from exc
+
+    async def sse_data(self, response: aiohttp.ClientResponse,
+                       end: bytes | None = b"[DONE]") -> AsyncIterator[Json]:
+        """The JSON of each ``data:`` line; the stream must end with ``end`` (or normally).
+
+        A finished stream returns its connection to the pool; an abandoned one (client
+        gone, upstream broken) is closed so the upstream stops generating.
+        """
+        name = self.entry.alias
+        done = False
+        try:
+            if response.status >= 400:
+                raise upstream_error(name, response.status, await response.read())
+            async for line in response.content:
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if end is not None and data == end:
+                    done = True
+                    break
+                event = orjson.loads(data)
+                if not isinstance(event, dict):
+                    raise UpstreamError(f"upstream {name!r} sent an unexpected event")
+                yield event
+            if end is None:
+                done = True
+            if not done:
+                raise UpstreamError(f"upstream {name!r} ended the stream early")
+        except OwnlightError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream {name!r} timed out") from exc
+        except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise UpstreamError(f"upstream {name!r} broke the stream") from exc
+        finally:
+            if done:
+                response.release()
+            else:
+                response.close()
+
+
+def error_message(parsed: Any) -> str | None:
+    """The message of an OpenAI- or Anthropic-shaped error body."""
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+    return None
+
+
+def upstream_error(alias: str, status: int, raw: bytes) -> OwnlightError:
+    try:
+        message = error_message(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        message = None
+    detail = f"upstream {alias!r} answered {status}" + (f": {message}" if message else "")
+    if status in (400, 422):
+        if message and "context" in message.lower():
+            return ContextLengthExceeded(message)
+        return InvalidRequest(message or detail)
+    if status == 429:
+        return RateLimited(detail)
+    if status in (502, 503, 529):
+        return UpstreamUnavailable(detail)
+    if status == 504:
+        return UpstreamTimeout(detail)
+    return UpstreamError(detail)

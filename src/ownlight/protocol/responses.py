@@ -1,0 +1,481 @@
+"""The OpenAI Responses API: wire JSON <-> canonical model (front-end side).
+
+``input`` items become canonical turns (messages, ``function_call`` and
+``function_call_output`` items), and a canonical answer becomes a ``response`` object
+with ``output`` items, or the documented event stream (``response.created`` ...
+``response.completed``, each with a ``sequence_number``). Turns are also written back
+as input items (``turns_to_items``): that is how stored responses keep a conversation
+for ``previous_response_id`` and answer ``GET /v1/responses/{id}/input_items``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ownlight.errors import InvalidRequest, OwnlightError
+from ownlight.protocol.model import (
+    Choice,
+    Chunk,
+    ImagePart,
+    Json,
+    OpaquePart,
+    Operation,
+    Part,
+    Request,
+    Response,
+    ResponseFormat,
+    Sampling,
+    TextPart,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    ToolSpec,
+    Turn,
+    Usage,
+)
+from ownlight.protocol.openai import TOOL_NAME
+from ownlight.protocol.schema import check_schema
+
+MODELLED = {"model", "input", "instructions", "tools", "tool_choice", "text",
+            "max_output_tokens", "temperature", "top_p", "metadata", "stream", "store",
+            "previous_response_id", "user", "parallel_tool_calls", "knowledge", "truncation",
+            "include", "stream_options", "top_logprobs"}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+@dataclass
+class ResponsesCall:
+    """What the front-end keeps beside the canonical request: storage and echo fields."""
+
+    request: Request
+    store: bool
+    previous_response_id: str | None
+    items: list[Json]  # this request's own input, as items
+    echo: Json  # fields a response object repeats back
+
+
+# == parsing ===========================================================================
+
+
+def parse_call(body: Any) -> ResponsesCall:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    items = _input_items(body.get("input"))
+    request = Request(Operation.CHAT, model)
+    request.extra = {k: v for k, v in body.items() if k not in MODELLED}
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise InvalidRequest("instructions must be a string", param="instructions")
+    request.instructions = instructions
+    request.turns = items_to_turns(items)
+    request.tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(body, "tools"))]
+    request.tool_choice = _tool_choice(body.get("tool_choice"), request.tools)
+    parallel = body.get("parallel_tool_calls")
+    request.parallel_tool_calls = parallel if isinstance(parallel, bool) else None
+    request.response_format = _format((body.get("text") or {}).get("format")
+                                      if isinstance(body.get("text"), dict) else None)
+    max_tokens = body.get("max_output_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool)
+                                   or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise InvalidRequest("max_output_tokens must be a positive integer",
+                             param="max_output_tokens")
+    top = body.get("top_logprobs")
+    request.sampling = Sampling(max_tokens=max_tokens,
+                                temperature=_number(body, "temperature", 2),
+                                top_p=_number(body, "top_p", 1),
+                                logprobs=isinstance(top, int) and top > 0,
+                                top_logprobs=top if isinstance(top, int) else None)
+    request.stream = body.get("stream") is True
+    request.include_usage = True
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(isinstance(v, str)
+                                                     for v in metadata.values()):
+            raise InvalidRequest("metadata must map strings to strings", param="metadata")
+        request.metadata = metadata
+    user = body.get("user")
+    request.user = user if isinstance(user, str) else None
+    request.knowledge = body.get("knowledge")
+    previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise InvalidRequest("previous_response_id must be a string",
+                             param="previous_response_id")
+    echo = {k: body.get(k) for k in ("instructions", "metadata", "temperature", "top_p",
+                                     "max_output_tokens", "tool_choice", "tools", "user")}
+    echo["text"] = body.get("text") or {"format": {"type": "text"}}
+    echo["parallel_tool_calls"] = parallel if isinstance(parallel, bool) else True
+    return ResponsesCall(request, body.get("store", True) is not False, previous, items, echo)
+
+
+def _input_items(raw: Any) -> list[Json]:
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": raw}]}]
+    if not isinstance(raw, list):
+        raise InvalidRequest("input must be a string or a list of items", param="input")
+    items = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"input[{i}] must be an object", param=f"input[{i}]")
+        item = dict(item)
+        item.setdefault("type", "message")
+        if item["type"] == "message" and isinstance(item.get("content"), str):
+            kind = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": kind, "text": item["content"]}]
+        items.append(item)
+    items_to_turns(items)  # checks every item now, naming the bad one
+    return items
+
+
+def items_to_turns(items: list[Json]) -> list[Turn]:
+    """Input items (this request's, or a stored conversation's) as canonical turns."""
+    turns: list[Turn] = []
+    for i, item in enumerate(items):
+        at = f"input[{i}]"
+        kind = item.get("type")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise InvalidRequest(f"{at}.role must be user, assistant, system or developer",
+                                     param=f"{at}.role")
+            parts = [_part(p, f"{at}.content[{j}]")
+                     for j, p in enumerate(item.get("content") or [])]
+            _add(turns, Turn(role, parts))
+        elif kind == "function_call":
+            call = ToolCall(_str(item, "call_id", at), _str(item, "name", at),
+                            _str(item, "arguments", at))
+            if turns and turns[-1].role == "assistant":
+                turns[-1].parts.append(call)  # parallel calls share one assistant turn
+            else:
+                turns.append(Turn("assistant", [call]))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else orjson.dumps(output).decode()
+            turns.append(Turn("tool", [ToolResult(_str(item, "call_id", at),
+                                                  [TextPart(text)])]))
+        elif isinstance(kind, str):
+            turns.append(Turn("user", [OpaquePart(item)]))  # reasoning etc.: kept, scanned
+        else:
+            raise InvalidRequest(f"{at}.type is required", param=f"{at}.type")
+    return turns
+
+
+def _add(turns: list[Turn], turn: Turn) -> None:
+    turns.append(turn)
+
+
+def _part(part: Any, at: str) -> Part:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind in ("input_text", "output_text", "text"):
+        if not isinstance(part.get("text"), str):
+            raise InvalidRequest(f"{at}.text must be a string", param=f"{at}.text")
+        return TextPart(part["text"])
+    if kind == "input_image" and isinstance(part.get("image_url"), str):
+        return ImagePart(part["image_url"], part.get("detail"))
+    if isinstance(kind, str):
+        return OpaquePart(part)
+    raise InvalidRequest(f"{at} must be a content part with a type", param=at)
+
+
+def _str(item: Json, key: str, at: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{at}.{key} must be a string", param=f"{at}.{key}")
+    return value
+
+
+def _tool(tool: Any, where: str) -> ToolSpec:
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        raise InvalidRequest(f"{where}: only tools of type 'function' are supported",
+                             param=f"{where}.type")
+    name = tool.get("name")
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        raise InvalidRequest(f"{where}.name must match {TOOL_NAME.pattern}",
+                             param=f"{where}.name")
+    parameters = tool.get("parameters")
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            raise InvalidRequest(f"{where}.parameters must be an object",
+                                 param=f"{where}.parameters")
+        check_schema(parameters, f"{where}.parameters")
+    description = tool.get("description")
+    strict = tool.get("strict")
+    return ToolSpec(name, description if isinstance(description, str) else None, parameters,
+                    strict if isinstance(strict, bool) else None)
+
+
+def _tool_choice(raw: Any, tools: list[ToolSpec]) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ToolChoice(raw)
+    if isinstance(raw, dict) and raw.get("type") == "function" and isinstance(
+            raw.get("name"), str):
+        if raw["name"] not in {t.name for t in tools}:
+            raise InvalidRequest(f"tool_choice names {raw['name']!r}, which is not in tools",
+                                 param="tool_choice")
+        return ToolChoice("function", raw["name"])
+    raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or "
+                         '{"type": "function", "name": ...}', param="tool_choice")
+
+
+def _format(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind in ("text", "json_object"):
+        return ResponseFormat(kind)
+    if kind == "json_schema":
+        schema = raw.get("schema")
+        if not isinstance(schema, dict) or not isinstance(raw.get("name"), str):
+            raise InvalidRequest("text.format needs a name and a schema", param="text.format")
+        check_schema(schema, "text.format.schema")
+        return ResponseFormat("json_schema", schema, raw["name"], raw.get("description"),
+                              raw.get("strict"))
+    raise InvalidRequest("text.format.type must be text, json_object or json_schema",
+                         param="text.format.type")
+
+
+def _list(body: Json, key: str) -> list[Any]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{key} must be an array", param=key)
+    return value
+
+
+def _number(body: Json, key: str, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+        raise InvalidRequest(f"{key} must be a number between 0 and {high:g}", param=key)
+    return float(value)
+
+
+# == rendering ===========================================================================
+
+
+def output_items(choice: Choice) -> list[Json]:
+    """The ``output`` of a response: a message with its text, then function calls."""
+    items: list[Json] = []
+    if choice.text:
+        items.append(_message_item(new_id("msg"), choice.text, "completed"))
+    for call in choice.tool_calls:
+        items.append({"type": "function_call", "id": new_id("fc"), "call_id": call.id,
+                      "name": call.name, "arguments": call.arguments, "status": "completed"})
+    return items
+
+
+def _message_item(item_id: str, text: str, status: str) -> Json:
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def response_object(response_id: str, model: str, created: float, status: str,
+                    output: list[Json], usage: Usage | None, call: ResponsesCall,
+                    finish: str | None = None, extra: Json | None = None) -> Json:
+    incomplete = {"reason": "max_output_tokens"} if finish == "length" else None
+    body: Json = {
+        "id": response_id, "object": "response", "created_at": int(created),
+        "status": "incomplete" if incomplete and status == "completed" else status,
+        "error": None, "incomplete_details": incomplete, "model": model, "output": output,
+        "previous_response_id": call.previous_response_id, "store": call.store,
+        "reasoning": {"effort": None, "summary": None}, "truncation": "disabled",
+        **call.echo,
+        "tool_choice": call.echo.get("tool_choice") or "auto",
+        "tools": call.echo.get("tools") or [],
+        "usage": _usage(usage) if usage is not None else None,
+    }
+    body.update(extra or {})
+    return body
+
+
+def render_response(response: Response, call: ResponsesCall, response_id: str) -> Json:
+    choice = response.choices[0] if response.choices else Choice(0, "")
+    return response_object(response_id, response.model, response.created, "completed",
+                           output_items(choice), response.usage, call, choice.finish_reason,
+                           response.extra)
+
+
+def _usage(u: Usage) -> Json:
+    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": u.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": u.total_tokens}
+
+
+def turns_to_items(turns: list[Turn]) -> list[Json]:
+    """Canonical turns as Responses input items (what a stored conversation keeps)."""
+    items: list[Json] = []
+    for turn in turns:
+        content = []
+        for part in turn.parts:
+            if isinstance(part, TextPart):
+                kind = "output_text" if turn.role == "assistant" else "input_text"
+                content.append({"type": kind, "text": part.text})
+            elif isinstance(part, ImagePart):
+                content.append({"type": "input_image", "image_url": part.url,
+                                "detail": part.detail or "auto"})
+            elif isinstance(part, ToolCall):
+                items.append({"type": "function_call", "call_id": part.id, "name": part.name,
+                              "arguments": part.arguments})
+            elif isinstance(part, ToolResult):
+                items.append({"type": "function_call_output", "call_id": part.call_id,
+                              "output": "".join(p.text for p in part.parts
+                                                if isinstance(p, TextPart))})
+            elif isinstance(part, OpaquePart):
+                items.append(part.data)
+        if content:
+            items.append({"type": "message", "role": turn.role, "content": content})
+    return items
+
+
+def output_to_items(output: list[Json]) -> list[Json]:
+    """A response's output items as input items for the next turn."""
+    items = []
+    for item in output:
+        if item.get("type") == "message":
+            items.append({"type": "message", "role": "assistant",
+                          "content": [{"type": "output_text", "text": c.get("text", "")}
+                                      for c in item.get("content") or []]})
+        elif item.get("type") == "function_call":
+            items.append({"type": "function_call", "call_id": item["call_id"],
+                          "name": item["name"], "arguments": item["arguments"]})
+    return items
+
+
+@dataclass
+class EventWriter:
+    """Canonical chunks as the Responses API's event stream (one writer per stream)."""
+
+    call: ResponsesCall
+    response_id: str
+    model: str
+    created: float = field(default_factory=time.time)
+    sequence: int = 0
+    output: list[Json] = field(default_factory=list)
+    _text: Json | None = None  # the open message item
+    _tools: dict[int, Json] = field(default_factory=dict)  # tool call index -> its item
+    _finish: str | None = None
+    usage: Usage | None = None
+    final: Json | None = None  # the completed response object, once written
+
+    def start(self) -> Iterator[Json]:
+        snapshot = self._object("in_progress", [])
+        yield self._event("response.created", response=snapshot)
+        yield self._event("response.in_progress", response=snapshot)
+
+    def events(self, chunk: Chunk) -> Iterator[Json]:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for delta in chunk.choices:
+            if delta.index != 0:
+                continue
+            if delta.text:
+                yield from self._text_delta(delta.text)
+            for piece in delta.tool_calls:
+                item = self._tools.get(piece.index)
+                if item is None:
+                    item = {"type": "function_call", "id": new_id("fc"),
+                            "call_id": piece.id or new_id("call"), "name": piece.name or "",
+                            "arguments": "", "status": "in_progress"}
+                    self._tools[piece.index] = item
+                    yield from self._add(item)
+                if piece.arguments:
+                    item["arguments"] += piece.arguments
+                    yield self._event("response.function_call_arguments.delta",
+                                      item_id=item["id"], output_index=self._index(item),
+                                      delta=piece.arguments)
+            if delta.finish_reason is not None:
+                self._finish = delta.finish_reason
+
+    def close(self, extra: Json | None = None) -> Iterator[Json]:
+        if self._text is not None:
+            text = self._text["content"][0]["text"]
+            where = {"item_id": self._text["id"], "output_index": self._index(self._text),
+                     "content_index": 0}
+            yield self._event("response.output_text.done", **where, text=text)
+            yield self._event("response.content_part.done", **where,
+                              part=self._text["content"][0])
+            self._text["status"] = "completed"
+            yield self._event("response.output_item.done", output_index=where["output_index"],
+                              item=self._text)
+        for item in self._tools.values():
+            yield self._event("response.function_call_arguments.done", item_id=item["id"],
+                              output_index=self._index(item), arguments=item["arguments"])
+            item["status"] = "completed"
+            yield self._event("response.output_item.done", output_index=self._index(item),
+                              item=item)
+        self.final = self._object("completed", self.output, extra)
+        kind = "response.incomplete" if self.final["status"] == "incomplete" \
+            else "response.completed"
+        yield self._event(kind, response=self.final)
+
+    def _text_delta(self, text: str) -> Iterator[Json]:
+        if self._text is None:
+            self._text = _message_item(new_id("msg"), "", "in_progress")
+            part = self._text["content"][0]
+            self._text["content"] = []
+            yield from self._add(self._text)
+            self._text["content"].append(part)
+            yield self._event("response.content_part.added", item_id=self._text["id"],
+                              output_index=self._index(self._text), content_index=0,
+                              part={"type": "output_text", "text": "", "annotations": []})
+        self._text["content"][0]["text"] += text
+        yield self._event("response.output_text.delta", item_id=self._text["id"],
+                          output_index=self._index(self._text), content_index=0, delta=text)
+
+    def _add(self, item: Json) -> Iterator[Json]:
+        self.output.append(item)
+        yield self._event("response.output_item.added", output_index=len(self.output) - 1,
+                          item=item)
+
+    def _index(self, item: Json) -> int:
+        return next(i for i, x in enumerate(self.output) if x is item)
+
+    def _object(self, status: str, output: list[Json], extra: Json | None = None) -> Json:
+        return response_object(self.response_id, self.model, self.created, status,
+                               orjson.loads(orjson.dumps(output)), self.usage, self.call,
+                               self._finish, extra)
+
+    def _event(self, kind: str, **fields: Any) -> Json:
+        event = {"type": kind, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        return orjson.loads(orjson.dumps(event))  # a snapshot: items change afterwards
+
+
+async def render_stream(chunks: AsyncIterator[Chunk], writer: EventWriter,
+                        extra: Json | None = None) -> AsyncIterator[Json]:
+    """The whole event stream; a failure after the start becomes ``response.failed``."""
+    for event in writer.start():
+        yield event
+    try:
+        async for chunk in chunks:
+            if chunk.model:
+                writer.model = chunk.model
+            if chunk.extra.get("citations"):
+                extra = {**(extra or {}), "citations": chunk.extra["citations"]}
+            for event in writer.events(chunk):
+                yield event
+    except OwnlightError as exc:
+        failed = writer._object("failed", writer.output)
+        failed["error"] = {"code": exc.code, "message": exc.message}
+        yield writer._event("response.failed", response=failed)
+        return
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    for event in writer.close(extra):
+        yield event
