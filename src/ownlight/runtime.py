@@ -22,6 +22,7 @@ from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, parse_budgets
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
+from ownlight.store.responses import ResponseStore
 from ownlight.store.sqlite import StateStore
 
 log = logging.getLogger("ownlight")
@@ -56,6 +57,7 @@ class Runtime:
     keys: KeyStore
     backends: dict[str, Backend]
     pipeline: Pipeline
+    responses: ResponseStore
     load_errors: dict[str, str] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -67,7 +69,7 @@ class Runtime:
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
                             RequestLog(state_path(config)),
                             knowledge=KnowledgeService.from_config(config))
-        return cls(config, keys, backends, pipeline)
+        return cls(config, keys, backends, pipeline, ResponseStore(keys.store))
 
     @property
     def knowledge(self) -> KnowledgeService | None:

@@ -14,11 +14,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ownlight.api import knowledge_routes, openai_routes, privacy_routes
+from ownlight.api import (
+    anthropic_routes,
+    knowledge_routes,
+    openai_responses_routes,
+    openai_routes,
+    privacy_routes,
+)
 from ownlight.api.responses import json_response
 from ownlight.runtime import Runtime
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+# Every pipeline POST, whatever its protocol: the hot path dispatches these directly.
+PIPELINE_PATHS = {
+    **openai_routes.PIPELINE_PATHS,
+    **openai_responses_routes.PIPELINE_PATHS,
+    **anthropic_routes.PIPELINE_PATHS,
+}
 
 
 async def healthz(request: Request) -> Response:
@@ -62,7 +75,7 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = openai_routes.PIPELINE_PATHS.get(scope["path"])
+            endpoint = PIPELINE_PATHS.get(scope["path"])
             if endpoint is not None:
                 response = await endpoint.respond(self.runtime, scope, receive)
                 await response(scope, receive, send)
@@ -90,6 +103,7 @@ def create_app(runtime: Runtime) -> FastPath:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *openai_routes.routes,
+            *openai_responses_routes.routes,
             *privacy_routes.routes,
             *knowledge_routes.routes,
         ],

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import orjson
 from starlette.requests import Request
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from ownlight.errors import InvalidRequest, PayloadTooLarge
 
@@ -58,3 +58,7 @@ async def read_json(request: Request, limit: int) -> object:
     if len(raw) > limit:
         raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
     return parse_json(raw)
+
+
+def scope_headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

@@ -61,3 +61,28 @@ async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     yield b"data: [DONE]\n\n"
+
+
+def event_stream_response(events: AsyncIterator[dict[str, Any]], headers: Mapping[str, str],
+                          failure: dict[str, Any]) -> Response:
+    """Named server-sent events (``event: TYPE`` then ``data: JSON``), as the Responses and
+    Messages APIs send them; ``failure`` is the event sent if the server itself fails."""
+    return StreamingResponse(
+        _named_sse(events, failure),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+async def _named_sse(events: AsyncIterator[dict[str, Any]],
+                     failure: dict[str, Any]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) \
+                + b"\n\n"
+    except Exception:
+        log.exception("stream failed")
+        yield b"event: " + str(failure["type"]).encode() + b"\ndata: " + orjson.dumps(failure) \
+            + b"\n\n"
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

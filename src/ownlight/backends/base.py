@@ -55,6 +55,10 @@ class Backend(ABC):
     def ready(self) -> bool:
         return True
 
+    async def count_tokens(self, request: Request) -> int | None:
+        """Exact prompt tokens of a request, where the backend can count them cheaply."""
+        return None
+
     @abstractmethod
     async def execute(self, request: Request) -> BackendResult:
         """Run one request: a response, or an iterator of chunks when ``request.stream``."""

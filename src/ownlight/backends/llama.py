@@ -139,6 +139,14 @@ class LlamaBackend(Backend):
             return answer.stream(jobs, self._generate)
         return await answer.collect(jobs, self._generate)
 
+    async def count_tokens(self, request: Request) -> int | None:
+        """The prompt as this model would read it, tokenized (the vocabulary is read-only,
+        so this need not wait behind generations on the model's thread)."""
+        await self._ensure_loaded()
+        prompt = self.template.render(prompt_messages(request, constrained.plan(request)))
+        return len(self._llm.tokenize(prompt.encode(), add_bos=not _has_bos(prompt),
+                                      special=True))
+
     async def _ensure_loaded(self) -> None:
         if self._llm is not None:
             return
