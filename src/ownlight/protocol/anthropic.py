@@ -43,6 +43,8 @@ from ownlight.protocol.model import (
 from ownlight.protocol.schema import check_schema
 
 DEFAULT_MAX_TOKENS = 4096
+# Block types Ownlight does not model but passes to an Anthropic upstream as they are.
+BLOCK_TYPES = frozenset({"thinking", "redacted_thinking", "document", "search_result"})
 MODELLED = {"model", "system", "messages", "tools", "tool_choice", "stop_sequences",
             "max_tokens", "temperature", "top_p", "metadata", "stream", "knowledge"}
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -70,7 +72,7 @@ def parse_request(operation: Operation, body: Any) -> Request:
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Field required", param="messages")
-    request = Request(Operation.CHAT, model)
+    request = Request(Operation.CHAT, model, protocol="anthropic")
     request.extra = {k: v for k, v in body.items() if k not in MODELLED}
     request.instructions = _system(body.get("system"))
     for i, message in enumerate(messages):
@@ -235,7 +237,8 @@ def render_request(r: Request) -> Json:
     """The Messages body for an Anthropic upstream (``model`` set by the backend)."""
     if r.sampling.n != 1:
         raise InvalidRequest("n must be 1 for an Anthropic model", param="n")
-    body: Json = {**r.extra, "model": r.model,
+    extra = r.extra if r.protocol == "anthropic" else {}
+    body: Json = {**extra, "model": r.model,
                   "max_tokens": r.sampling.max_tokens or DEFAULT_MAX_TOKENS}
     system = [r.instructions or ""] + [t.text() for t in r.turns
                                        if t.role in ("system", "developer")]
@@ -300,8 +303,7 @@ def _render_part(part: Part) -> Json | None:
     if isinstance(part, ToolResult):
         content = [b for b in (_render_part(p) for p in part.parts) if b is not None]
         return {"type": "tool_result", "tool_use_id": part.call_id, "content": content}
-    return part.data if part.data.get("type") not in ("refusal", "input_audio", "file") \
-        else None
+    return part.data if part.data.get("type") in BLOCK_TYPES else None
 
 
 def _render_image(part: ImagePart) -> Json:

@@ -170,6 +170,9 @@ class Request:
     dimensions: int | None = None
     knowledge: Any = None  # Ownlight's own field: collections to ground the answer in
     extra: Json = field(default_factory=dict)
+    #: The wire protocol it came in ("openai", "openai.responses", "anthropic"): ``extra``
+    #: and ``Turn.extra`` only travel to an upstream that speaks the same one.
+    protocol: str = "openai"
 
     @property
     def wants_json(self) -> bool:

@@ -45,6 +45,8 @@ from ownlight.protocol.schema import check_schema
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 MAX_N = 128
+# Content part types Ownlight does not model but passes to an upstream as they are.
+PART_TYPES = frozenset({"input_audio", "file", "refusal"})
 
 # Top-level fields each operation models; anything else is ``extra``.
 _COMMON = {"model", "stream", "stream_options", "user", "metadata", "knowledge"}
@@ -354,7 +356,7 @@ def _number(body: Json, key: str, low: float, high: float) -> float | None:
 
 def render_request(r: Request) -> Json:
     """The wire body for an OpenAI-compatible upstream (``model`` set by the backend)."""
-    body: Json = {**r.extra, "model": r.model}
+    body: Json = {**(r.extra if r.protocol == "openai" else {}), "model": r.model}
     if r.operation is Operation.EMBEDDING:
         body["input"] = r.inputs
         _put(body, "encoding_format", r.encoding_format)
@@ -363,7 +365,11 @@ def render_request(r: Request) -> Json:
         return body
     if r.operation is Operation.CHAT:
         messages = [{"role": "system", "content": r.instructions}] if r.instructions else []
-        body["messages"] = messages + [_render_turn(t) for t in r.turns]
+        rendered = [_render_turn(t, r.protocol == "openai") for t in r.turns]
+        # A turn of only parts this protocol cannot carry (another's reasoning items) is left out.
+        body["messages"] = messages + [m for m in rendered
+                                       if m.get("content") not in ([], "") or m.get("tool_calls")
+                                       or m.get("role") == "tool"]
         if r.tools:
             body["tools"] = [_render_tool(t) for t in r.tools]
         if r.tool_choice is not None:
@@ -400,8 +406,8 @@ def _put(body: Json, key: str, value: Any) -> None:
         body[key] = value
 
 
-def _render_turn(turn: Turn) -> Json:
-    message: Json = dict(turn.extra)
+def _render_turn(turn: Turn, own_extra: bool) -> Json:
+    message: Json = dict(turn.extra) if own_extra else {}
     if turn.role == "tool":
         result = next(p for p in turn.parts if isinstance(p, ToolResult))
         if not result.call_id and result.name:
@@ -414,7 +420,8 @@ def _render_turn(turn: Turn) -> Json:
             message["name"] = turn.name
         return message
     message["role"] = turn.role
-    content = [p for p in turn.parts if not isinstance(p, ToolCall)]
+    content = [p for p in turn.parts if not isinstance(p, ToolCall) and not (
+        isinstance(p, OpaquePart) and p.data.get("type") not in PART_TYPES)]
     calls = turn.tool_calls
     message["content"] = _render_content(content, flat=turn.role != "user") if content or \
         not calls else None
@@ -438,7 +445,7 @@ def _render_content(parts: list[Any], flat: bool) -> str | list[Json]:
         elif isinstance(p, ImagePart):
             image = {"url": p.url} | ({"detail": p.detail} if p.detail else {})
             out.append({"type": "image_url", "image_url": image})
-        elif isinstance(p, OpaquePart):
+        elif isinstance(p, OpaquePart) and p.data.get("type") in PART_TYPES:
             out.append(p.data)
     return out
 

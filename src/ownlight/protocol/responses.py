@@ -73,7 +73,7 @@ def parse_call(body: Any) -> ResponsesCall:
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     items = _input_items(body.get("input"))
-    request = Request(Operation.CHAT, model)
+    request = Request(Operation.CHAT, model, protocol="openai.responses")
     request.extra = {k: v for k, v in body.items() if k not in MODELLED}
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
