@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -530,7 +529,7 @@ def test_openai_tools_through_an_anthropic_upstream(claude_gateway, fake_claude,
         "name": "send_mail", "description": "Send an e-mail; copies go to <EMAIL_ADDRESS_1>",
         "input_schema": {"type": "object", "properties": {
             "text": {"type": "string"},
-            "to": {"type": "string", "enum": ["<EMAIL_ADDRESS_1>", "ops@example.org"]}},
+            "to": {"type": "string", "enum": ["<EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_2>"]}},
             "required": ["text"]}}]
     assert_proper_messages_bodies(fake_claude, key)
 
@@ -597,10 +596,6 @@ def test_upstream_failures_are_5xx_for_an_openai_client(claude_gateway, fake_cla
             model=alias, messages=[{"role": "user", "content": "hi"}], stream=stream)
         list(reply) if stream else None  # type: ignore[call-overload]
     assert caught.value.status_code == status
-    assert caught.value.body["type"] in ("upstream_error",)  # type: ignore[index]
+    assert caught.value.body["type"] == "upstream_error"  # type: ignore[index]
     assert len(fake_claude.received) == 1  # retries = 0: asked once, and it did arrive
 
-
-def test_gateway_from_is_usable_for_module_fixtures(tmp_path: Path) -> None:
-    """Guard for the slow fixture above: ``gateway_from`` must stay importable here."""
-    assert callable(gateway_from) and tmp_path.exists()

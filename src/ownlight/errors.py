@@ -13,6 +13,7 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── NotFound                  404 not_found
     ├── PayloadTooLarge           413 request_too_large
     ├── RateLimited               429 rate_limit_exceeded
+    ├── ClientDisconnected        499 client_closed_request (recorded, never sent)
     └── UpstreamError             502 upstream_error
         ├── UpstreamUnavailable   503 upstream_unavailable
         └── UpstreamTimeout       504 upstream_timeout
@@ -92,6 +93,19 @@ class RateLimited(OwnlightError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after  # seconds, from the upstream's Retry-After
+
+
+class ClientDisconnected(OwnlightError):
+    """The client went away before its answer: the work stops, the record says so."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
 
 
 class UpstreamError(OwnlightError):

@@ -25,6 +25,7 @@ from ownlight.audit.records import RequestLog, RequestRecord
 from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendResult, Json, Operation
 from ownlight.errors import (
+    ClientDisconnected,
     InvalidRequest,
     OwnlightError,
     PermissionDenied,
@@ -158,6 +159,9 @@ class Pipeline:
             result = await self.call_backend(ctx)
         except OwnlightError as exc:
             self.record(ctx, None, exc)
+            raise
+        except asyncio.CancelledError:
+            self.record(ctx, None, ClientDisconnected("client disconnected"))
             raise
         if isinstance(result, Response):
             result = self.cite(ctx, self.guard_output(ctx, self.restore(ctx, result)))

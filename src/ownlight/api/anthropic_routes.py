@@ -19,7 +19,7 @@ from ownlight.protocol import anthropic as wire
 from ownlight.protocol.slots import estimate_tokens
 from ownlight.runtime import Runtime
 
-from .common import key_from_headers, parse_json, read_body, scope_headers
+from .common import authenticated_body, until_disconnect
 from .responses import event_stream_response, json_response
 
 log = logging.getLogger("ownlight.api")
@@ -34,13 +34,13 @@ def anthropic_error(error: OwnlightError, request_id: str) -> Response:
 class MessagesEndpoint:
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         request_id = new_request_id()
-        headers = scope_headers(scope)
         limit = int(runtime.config.get("server.max_body_bytes"))
         try:
-            body = parse_json(await read_body(receive, headers, limit))
-            result = await runtime.pipeline.handle(GatewayRequest(
-                Operation.CHAT, body, key_from_headers(headers), wire.parse_request, headers,
-                request_id))
+            principal, key, headers, body = await authenticated_body(
+                runtime.keys, scope, receive, limit)
+            result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
+                Operation.CHAT, body, key, wire.parse_request, headers, request_id,
+            ), principal=principal))
         except OwnlightError as exc:
             return anthropic_error(exc, request_id)
         except Exception:
@@ -60,11 +60,9 @@ class CountTokensEndpoint:
 
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         request_id = new_request_id()
-        headers = scope_headers(scope)
         limit = int(runtime.config.get("server.max_body_bytes"))
         try:
-            body = parse_json(await read_body(receive, headers, limit))
-            runtime.keys.authenticate(key_from_headers(headers))
+            _, _, _, body = await authenticated_body(runtime.keys, scope, receive, limit)
             if isinstance(body, dict):
                 body = {"max_tokens": 1, **body}  # count_tokens takes no max_tokens
             request = wire.parse_request(Operation.CHAT, body)

@@ -1,22 +1,41 @@
-"""What every route module needs: the caller's key and a size-checked JSON body."""
+"""What every route module needs: the caller's key, then a size- and depth-checked body.
+
+The key is read and checked before the body (cheap, and a stranger learns nothing
+about what a body should look like). The key-header rule: ``Authorization``, when
+present, decides (``Bearer KEY``; anything else is refused); ``x-api-key`` is read only
+when there is no ``Authorization`` header, as Anthropic clients send it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
-from ownlight.errors import InvalidRequest, PayloadTooLarge
+from ownlight.auth import KeyStore, Principal
+from ownlight.errors import ClientDisconnected, InvalidRequest, PayloadTooLarge
+
+T = TypeVar("T")
+
+
+# Deeper JSON than this is refused when parsed: nothing a client sends needs it, and
+# forwarding it would hit encoders' recursion limits later.
+MAX_JSON_DEPTH = 64
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """``Authorization: Bearer KEY``, or ``x-api-key: KEY`` as Anthropic clients send it."""
-    scheme, _, value = headers.get("authorization", "").partition(" ")
+    """The presented key, by the key-header rule above (a malformed header stays wrong)."""
+    auth = headers.get("authorization")
+    if auth is None:
+        return headers.get("x-api-key") or None
+    scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return headers.get("x-api-key") or None
+    return auth  # never rescued by x-api-key: it fails the lookup like a wrong key
 
 
 def bearer_key(request: Request) -> str | None:
@@ -25,9 +44,30 @@ def bearer_key(request: Request) -> str | None:
 
 def parse_json(raw: bytes) -> object:
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+    if _too_deep(body):
+        raise InvalidRequest(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+    return body
+
+
+def _too_deep(body: object) -> bool:
+    """Depth check without recursion: a stack of (container, depth)."""
+    stack = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
 
 
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
@@ -51,14 +91,49 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
 
 
 async def read_json(request: Request, limit: int) -> object:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
-    return parse_json(raw)
+    return parse_json(await read_body(request.receive, request.headers, limit))
 
 
 def scope_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def authenticated_body(keys: KeyStore, scope: Scope, receive: Receive,
+                             limit: int) -> tuple[Principal, str | None, dict[str, str], object]:
+    """(principal, key, headers, parsed body): the key first, then the body."""
+    headers = scope_headers(scope)
+    key = key_from_headers(headers)
+    principal = keys.authenticate(key)
+    body = parse_json(await read_body(receive, headers, limit))
+    return principal, key, headers, body
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first.
+
+    A non-streamed answer is only sent at the end, so without this a generation would
+    go on for a client that is gone, delaying everyone queued behind it. (Streams notice
+    the disconnect themselves when a write fails.)
+    """
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
+    raise ClientDisconnected("The client disconnected before the answer was ready.")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -24,7 +24,7 @@ from ownlight.protocol import responses as wire
 from ownlight.protocol.responses import ResponsesCall
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, key_from_headers, parse_json, read_body, scope_headers
+from .common import authenticated_body, bearer_key, until_disconnect
 from .responses import error_response, event_stream_response, internal_error, json_response
 
 log = logging.getLogger("ownlight.api")
@@ -37,21 +37,19 @@ class ResponsesEndpoint:
 
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         request_id = new_request_id()
-        headers = scope_headers(scope)
         limit = int(runtime.config.get("server.max_body_bytes"))
         try:
-            body = parse_json(await read_body(receive, headers, limit))
-            key = key_from_headers(headers)
-            principal = runtime.keys.authenticate(key)
+            principal, key, headers, body = await authenticated_body(
+                runtime.keys, scope, receive, limit)
             call = wire.parse_call(body)
             context: list[Json] = []
             if call.previous_response_id:
                 previous, earlier = runtime.responses.get(principal, call.previous_response_id)
                 context = earlier + wire.output_to_items(previous.get("output") or [])
                 call.request.turns = wire.items_to_turns(context) + call.request.turns
-            result = await runtime.pipeline.handle(GatewayRequest(
+            result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
                 Operation.CHAT, body, key, lambda _op, _body: call.request, headers, request_id,
-            ), principal=principal)
+            ), principal=principal))
         except OwnlightError as exc:
             return error_response(exc, {"x-ownlight-request-id": request_id})
         except Exception:

@@ -21,7 +21,7 @@ from ownlight.protocol import openai as wire
 from ownlight.protocol.model import Chunk
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, key_from_headers, parse_json, read_body
+from .common import authenticated_body, bearer_key, until_disconnect
 from .responses import error_response, internal_error, json_response, sse_response
 
 log = logging.getLogger("ownlight.api")
@@ -46,14 +46,13 @@ class PipelineEndpoint:
 
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         request_id = new_request_id()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         limit = int(runtime.config.get("server.max_body_bytes"))
         try:
-            raw = await read_body(receive, headers, limit)
-            result = await runtime.pipeline.handle(GatewayRequest(
-                self.operation, parse_json(raw), key_from_headers(headers), wire.parse_request,
-                headers, request_id,
-            ))
+            principal, key, headers, body = await authenticated_body(
+                runtime.keys, scope, receive, limit)
+            result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
+                self.operation, body, key, wire.parse_request, headers, request_id,
+            ), principal=principal))
         except OwnlightError as exc:
             return error_response(exc, {"x-ownlight-request-id": request_id})
         except Exception:

@@ -18,8 +18,10 @@ from .responses import error_response, json_response
 async def privacy_scan(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
+        key = bearer_key(request)
+        runtime.keys.authenticate(key)  # before the body: strangers learn nothing
         body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
-        result = await asyncio.to_thread(runtime.pipeline.scan_texts, bearer_key(request), body)
+        result = await asyncio.to_thread(runtime.pipeline.scan_texts, key, body)
     except OwnlightError as exc:
         return error_response(exc)
     return json_response(result)
