@@ -51,12 +51,12 @@ def test_rrf_rewards_agreement() -> None:
 def test_citation_prompt_numbers_sources() -> None:
     hits = [
         Hit("doc-a", "Handbook", "hr", 7, "Leave is 25 days.", 0, 17, 0.03),
-        Hit("doc-b", "Policy", "hr", 9, "Ask your manager.", 5, 22, 0.02),
+        Hit("doc-b", "Policy", "hr", 9, "Ask your manager.", 5, 22, 0.02, chunk=3),
     ]
     prompt = build_citation_prompt(hits)
     assert "[1] Handbook\nLeave is 25 days." in prompt.system
     assert "[2] Policy" in prompt.system
     assert prompt.citations[1] == {
         "index": 2, "document_id": "doc-b", "title": "Policy", "collection": "hr",
-        "chunk_id": 9, "start": 5, "end": 22,
+        "chunk": 3, "start": 5, "end": 22,
     }

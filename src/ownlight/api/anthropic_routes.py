@@ -20,7 +20,7 @@ from ownlight.protocol.slots import estimate_tokens
 from ownlight.runtime import Runtime
 
 from .common import authenticated_body, until_disconnect
-from .responses import event_stream_response, json_response
+from .responses import error_headers, event_stream_response, json_response
 
 log = logging.getLogger("ownlight.api")
 FAILURE = {"type": "error", "error": {"type": "api_error", "message": "internal error"}}
@@ -28,7 +28,8 @@ FAILURE = {"type": "error", "error": {"type": "api_error", "message": "internal 
 
 def anthropic_error(error: OwnlightError, request_id: str) -> Response:
     return json_response(wire.error_body(error), error.status,
-                         {"x-ownlight-request-id": request_id, "request-id": request_id})
+                         {"x-ownlight-request-id": request_id, "request-id": request_id,
+                          **error_headers(error)})
 
 
 class MessagesEndpoint:

@@ -9,7 +9,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ownlight.errors import InvalidRequest, OwnlightError
-from ownlight.knowledge.service import MODES, KnowledgeService, chunk_count, collection_names
+from ownlight.knowledge.service import (
+    MAX_QUERY_CHARS,
+    MODES,
+    KnowledgeService,
+    chunk_count,
+    collection_names,
+)
 from ownlight.runtime import Runtime
 
 from .common import bearer_key, read_json
@@ -26,6 +32,9 @@ def _search_args(body: Any, service: KnowledgeService) -> tuple[list[str], list[
     if (not isinstance(queries, list) or not queries
             or not all(isinstance(q, str) and q.strip() for q in queries)):
         raise InvalidRequest("query must be a non-empty string or list of strings",
+                             param="query")
+    if any(len(q) > MAX_QUERY_CHARS for q in queries):
+        raise InvalidRequest(f"a query may hold at most {MAX_QUERY_CHARS} characters",
                              param="query")
     collections = collection_names(body.get("collections"), "collections")
     if not collections:

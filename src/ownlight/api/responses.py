@@ -23,7 +23,16 @@ def json_response(
 
 
 def error_response(error: OwnlightError, headers: Mapping[str, str] | None = None) -> Response:
-    return json_response(error.to_dict(), error.status, headers)
+    return json_response(error.to_dict(), error.status, {**(headers or {}),
+                                                         **error_headers(error)})
+
+
+def error_headers(error: OwnlightError) -> dict[str, str]:
+    """``Retry-After`` on a 429 whose upstream said when to come back."""
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is None:
+        return {}
+    return {"retry-after": str(max(1, round(retry_after)))}
 
 
 def internal_error(request_id: str) -> Response:

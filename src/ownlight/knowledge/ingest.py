@@ -8,6 +8,7 @@ indexed lexically at once; vectors follow in ``embed_pending`` batches.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -97,7 +98,8 @@ def ingest_path(
             if store.source_hash(tenant, collection, source) == digest:
                 report.files_unchanged += 1
             else:
-                documents = [prepare(doc, default_allow) for doc in load(file)]
+                documents = [prepare(_relative(doc, file, root), default_allow)
+                             for doc in load(file)]
                 change = store.replace_source(
                     tenant, collection, source, digest, owner, documents
                 )
@@ -113,6 +115,15 @@ def ingest_path(
             tenant, collection, str(root), {str(f) for f in files}
         )
     return report
+
+
+def _relative(doc: Document, file: Path, root: Path) -> Document:
+    """A document id names the file relative to the ingested root, never the server's
+    absolute path (ingesting one file: its name)."""
+    name = file.relative_to(root).as_posix() if root.is_dir() else file.name
+    if doc.key.startswith(str(file)):
+        return dataclasses.replace(doc, key=name + doc.key[len(str(file)):])
+    return doc
 
 
 def embed_pending(

@@ -31,6 +31,10 @@ log = logging.getLogger("ownlight.knowledge")
 
 MODES: tuple[Mode, ...] = ("hybrid", "lexical", "vector")
 MAX_K = 50
+#: Longest search query accepted: a search is a question, and lexical search time
+#: grows with its terms (a grounded chat's question is cut to this instead).
+MAX_QUERY_CHARS = 2000
+
 #: Seconds the background embedder sleeps when nothing is pending (or after an error).
 IDLE_SECONDS = 2.0
 
@@ -143,7 +147,8 @@ class KnowledgeService:
     async def ground(self, principal: Principal, question: str,
                      request: KnowledgeQuery) -> CitationPrompt:
         """The numbered sources for a question, as a system prompt and a citation list."""
-        hits = await self.search(principal, question, request.collections, request.k)
+        hits = await self.search(principal, question[:MAX_QUERY_CHARS], request.collections,
+                                 request.k)
         return build_citation_prompt(hits, self.max_context_chars)
 
     def parse(self, raw: Any, bound: Sequence[str] = ()) -> KnowledgeQuery | None:

@@ -379,7 +379,7 @@ class SQLiteKnowledgeStore:
             return {}
         sql = (
             f"WITH readable AS ({READABLE_CLASSES_SQL})"
-            ' SELECT ch.id, d.key, d.title, c.name, ch.text, ch.start, ch."end"'
+            ' SELECT ch.id, d.key, d.title, c.name, ch.text, ch.start, ch."end", ch.ord'
             " FROM chunks ch JOIN documents d ON d.id = ch.document_id"
             " JOIN collections c ON c.id = d.collection_id"
             " WHERE ch.id IN (SELECT value FROM json_each(:ids))"
@@ -388,6 +388,6 @@ class SQLiteKnowledgeStore:
         params = {**self._access(principal, collections), "ids": json.dumps(list(chunk_ids))}
         return {
             int(r[0]): Hit(str(r[1]), str(r[2]), str(r[3]), int(r[0]), str(r[4]), int(r[5]),
-                           int(r[6]), 0.0)
+                           int(r[6]), 0.0, int(r[7]))
             for r in self.db.execute(sql, params)
         }

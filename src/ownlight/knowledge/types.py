@@ -40,18 +40,19 @@ class Hit:
     document_id: str
     title: str
     collection: str
-    chunk_id: int
+    chunk_id: int  # the index's own row id: ranks and fuses, never shown (it counts chunks)
     text: str
     start: int
     end: int
     score: float
+    chunk: int = 0  # the chunk's place in its document: what clients see
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "document_id": self.document_id,
             "title": self.title,
             "collection": self.collection,
-            "chunk_id": self.chunk_id,
+            "chunk": self.chunk,
             "text": self.text,
             "start": self.start,
             "end": self.end,

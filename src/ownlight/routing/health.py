@@ -19,6 +19,9 @@ from ownlight.errors import OwnlightError, RateLimited, UpstreamError
 T = TypeVar("T")
 
 RETRYABLE = (UpstreamError, RateLimited)
+# An upstream's Retry-After is honoured before a retry, up to this many seconds; a
+# longer wait is not worth holding the client for: the 429 goes back with the header.
+MAX_RETRY_AFTER = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,14 @@ class HealthTracker:
         for tries in range(policy.retries + 1):
             try:
                 result = await attempt()
-            except RETRYABLE:
-                if tries < policy.retries and circuit.state == "closed":
-                    await asyncio.sleep(policy.backoff * (2**tries))
+            except RETRYABLE as exc:
+                wait = policy.backoff * (2**tries)
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    wait = max(wait, retry_after)
+                if tries < policy.retries and circuit.state == "closed" \
+                        and wait <= MAX_RETRY_AFTER:
+                    await asyncio.sleep(wait)
                     continue
                 circuit.failure()
                 raise
