@@ -28,6 +28,11 @@ class Principal:
     groups: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def is_admin(self) -> bool:
+        """Admin keys are those in the ``admin`` group (the first key Ownlight makes is one)."""
+        return "admin" in self.groups
+
+    @property
     def identities(self) -> tuple[str, ...]:
         """The access-list entries this principal matches: user:NAME, group:G, public."""
         return (f"user:{self.name}", *(f"group:{g}" for g in self.groups), "public")

@@ -144,7 +144,15 @@ class LocalSettings(Table):
 
 class UpstreamSettings(Table):
     timeout: float = setting(
-        60.0, "Seconds to wait for an upstream's answer (per alias: `models.NAME.timeout`).")
+        60.0, "Seconds one attempt waits for an upstream's next bytes (per alias: "
+              "`models.NAME.timeout`).")
+    deadline: float = setting(
+        120.0, "Most seconds a request may spend waiting for its answer, across retries and "
+               "fallbacks, before a 504 (a stream must start within it; per alias: "
+               "`models.NAME.deadline`).")
+    idle_timeout: float = setting(
+        30.0, "Most seconds between two events of a streamed upstream answer before it is "
+              "cut with an error (per alias: `models.NAME.idle_timeout`).")
     connect_timeout: float = setting(5.0, "Seconds to wait for an upstream connection.")
     max_connections: int = setting(256, "Pooled connections per upstream.")
 
@@ -255,6 +263,10 @@ class ModelSettings(Table):
     n_ctx: int = setting(4096, "Context window of an embedded model, in tokens.")
     timeout: float | None = setting(
         None, "Seconds to wait for this upstream; unset: `upstream.timeout`.")
+    deadline: float | None = setting(
+        None, "Deadline of a request to this alias; unset: `upstream.deadline`.")
+    idle_timeout: float | None = setting(
+        None, "Longest pause in this upstream's streams; unset: `upstream.idle_timeout`.")
     inside_domain: bool | None = setting(
         None, "True when data sent to this backend stays inside the domain; unset: false for "
               "openai and anthropic, true otherwise.")

@@ -128,5 +128,11 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
+def clip(value: object, limit: int = 80) -> str:
+    """A client's value as an error message may echo it: short, whatever was sent."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
 class ConfigError(Exception):
     """The operator's configuration is wrong; raised at start-up, never to a client."""

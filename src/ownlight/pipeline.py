@@ -31,6 +31,7 @@ from ownlight.errors import (
     PermissionDenied,
     RateLimited,
     UpstreamError,
+    UpstreamTimeout,
 )
 from ownlight.knowledge.citations import (
     CitationPrompt,
@@ -134,8 +135,10 @@ class Pipeline:
     def __init__(self, keys: KeyStore, router: Router, budgets: BudgetBook,
                  privacy: PrivacyShield | None, log: RequestLog,
                  health: HealthTracker | None = None,
-                 knowledge: KnowledgeService | None = None):
+                 knowledge: KnowledgeService | None = None,
+                 deadline: float = 120.0):
         self.keys = keys
+        self.deadline = deadline
         self.knowledge = knowledge
         self.router = router
         self.budgets = budgets
@@ -283,17 +286,33 @@ class Pipeline:
         chunk, which ``_attempt`` waits for, so nothing has reached the client yet.
         """
         assert ctx.route is not None
+        deadline = self.deadline_for(ctx.alias)
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._call_targets(ctx, ctx.route)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"No answer within the deadline of {deadline:g} s (upstream.deadline); "
+                "retries and fallbacks included.", code="deadline_exceeded") from None
+
+    def deadline_for(self, alias: str) -> float:
+        """The alias's own ``deadline``, else ``upstream.deadline``."""
+        backend = self.router.backends.get(alias)
+        own = backend.entry.extra.get("deadline") if backend is not None else None
+        return float(own) if own is not None else self.deadline
+
+    async def _call_targets(self, ctx: RequestContext, route: RouteDecision) -> BackendResult:
         last_error: OwnlightError | None = None
-        for target in ctx.route.targets:
+        for target in route.targets:
             try:
                 result = await self.health.call(
                     target.alias, target.health, partial(self._attempt, ctx, target)
                 )
             except (UpstreamError, RateLimited) as exc:
                 last_error = exc
-                ctx.route.failures.append(f"{target.alias} {exc.code}")
+                route.failures.append(f"{target.alias} {exc.code}")
                 continue
-            ctx.route.served_by = target
+            route.served_by = target
             return result
         assert last_error is not None
         raise last_error

@@ -68,7 +68,8 @@ class Runtime:
         router = build_router(config, backends, keys.store)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
                             RequestLog(state_path(config)),
-                            knowledge=KnowledgeService.from_config(config))
+                            knowledge=KnowledgeService.from_config(config),
+                            deadline=float(config.get("upstream.deadline")))
         return cls(config, keys, backends, pipeline, ResponseStore(keys.store))
 
     @property

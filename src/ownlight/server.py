@@ -21,7 +21,9 @@ from ownlight.api import (
     openai_routes,
     privacy_routes,
 )
-from ownlight.api.responses import json_response
+from ownlight.api.common import bearer_key
+from ownlight.api.responses import error_response, json_response
+from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -40,11 +42,24 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: every configured model is loaded (503 while one is loading or broken)."""
+    """Readiness: every configured model is loaded (503 while one is loading or broken).
+
+    Anyone may ask whether the gateway is ready; which models exist and why one failed
+    (file paths included) is for an admin key only.
+    """
     runtime: Runtime = request.app.state.runtime
     models = runtime.readiness()
     ready = all(state == "ready" for state in models.values())
-    return json_response({"ready": ready, "models": models}, 200 if ready else 503)
+    body: dict[str, object] = {"ready": ready}
+    key = bearer_key(request)
+    if key is not None:
+        try:
+            principal = runtime.keys.authenticate(key)
+        except OwnlightError as exc:
+            return error_response(exc)
+        if principal.is_admin:
+            body["models"] = models
+    return json_response(body, 200 if ready else 503)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -41,7 +41,7 @@ class RunningGateway:
             time.sleep(0.02)
         while httpx.get(self.url + "/readyz").status_code != 200:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway not ready: {httpx.get(self.url + '/readyz').text}")
+                raise RuntimeError(f"gateway not ready: {self.runtime.readiness()}")
             time.sleep(0.1)
 
     def stop(self) -> None:

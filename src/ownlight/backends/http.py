@@ -10,6 +10,8 @@ Subclasses say only how their wire protocol looks: ``OpenAICompatBackend`` and
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -26,6 +28,8 @@ from ownlight.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+
+log = logging.getLogger("ownlight.upstream")
 
 
 class HttpBackend(Backend):
@@ -45,6 +49,9 @@ class HttpBackend(Backend):
             sock_read=total,
         )
         self.headers = {"Content-Type": "application/json", **self.auth_headers()}
+        idle = entry.extra.get("idle_timeout")
+        self.idle_timeout = float(idle if idle is not None
+                                  else config.get("upstream.idle_timeout"))
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that carry the upstream key (and protocol version)."""
@@ -94,7 +101,10 @@ class HttpBackend(Backend):
         except aiohttp.ClientConnectionError as exc:
             raise UpstreamUnavailable(f"upstream {name!r} is unreachable") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream {name!r} failed: {exc}") from exc
+            # The library's words (byte counts, internals) go to the log, not the client.
+            log.warning("upstream %s failed: %r", name, exc)
+            raise UpstreamError(f"upstream {name!r} closed the connection before its answer "
+                                "was complete") from exc
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -129,7 +139,16 @@ class HttpBackend(Backend):
             if response.status >= 400:
                 raise upstream_error(name, response.status, await response.read(),
                                      response.headers)
-            async for line in response.content:
+            while True:
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        line = await response.content.readline()
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"upstream {name!r} sent nothing for {self.idle_timeout:g} s "
+                        "(upstream.idle_timeout)") from None
+                if not line:
+                    break
                 if not line.startswith(b"data:"):
                     continue
                 data = line[5:].strip()
@@ -149,7 +168,8 @@ class HttpBackend(Backend):
         except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream {name!r} timed out") from exc
         except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
-            raise UpstreamError(f"upstream {name!r} broke the stream") from exc
+            log.warning("upstream %s broke its stream: %r", name, exc)
+            raise UpstreamError(f"upstream {name!r} broke off its answer mid-stream") from exc
         finally:
             if done:
                 response.release()

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ownlight.errors import InvalidRequest, OwnlightError, UpstreamError
+from ownlight.errors import InvalidRequest, OwnlightError, UpstreamError, clip
 from ownlight.protocol.model import (
     Choice,
     ChoiceDelta,
@@ -39,6 +39,7 @@ from ownlight.protocol.model import (
     ToolSpec,
     Turn,
     Usage,
+    checked_model,
 )
 from ownlight.protocol.schema import check_schema
 
@@ -63,9 +64,7 @@ def parse_request(operation: Operation, body: Any) -> Request:
     """A Messages body as a canonical chat request; raises ``InvalidRequest`` naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("model: Field required", param="model")
+    model = checked_model(body.get("model"))
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InvalidRequest("max_tokens: a positive integer is required", param="max_tokens")
@@ -205,7 +204,7 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> tuple[ToolChoice | None, bo
         return ToolChoice("required"), parallel
     if kind == "tool" and isinstance(raw.get("name"), str):
         if raw["name"] not in {t.name for t in tools}:
-            raise InvalidRequest(f"tool_choice.name: no tool named {raw['name']!r}",
+            raise InvalidRequest(f"tool_choice.name: no tool named {clip(raw['name'])}",
                                  param="tool_choice.name")
         return ToolChoice("function", raw["name"]), parallel
     raise InvalidRequest("tool_choice.type: one of auto, any, tool, none is expected",

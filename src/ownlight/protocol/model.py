@@ -17,6 +17,21 @@ from typing import Any, Literal
 
 Json = dict[str, Any]
 
+#: Longest model name accepted: nothing longer is echoed in errors or kept in records.
+MAX_MODEL_CHARS = 256
+
+
+def checked_model(value: Any, param: str = "model") -> str:
+    """The requested model name, or a 400 that does not echo it."""
+    from ownlight.errors import InvalidRequest
+
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    if len(value) > MAX_MODEL_CHARS:
+        raise InvalidRequest(f"{param} may hold at most {MAX_MODEL_CHARS} characters.",
+                             param=param)
+    return value
+
 
 class Operation(StrEnum):
     CHAT = "chat"

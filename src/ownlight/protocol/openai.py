@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any, TypeVar
 
-from ownlight.errors import InvalidRequest
+from ownlight.errors import InvalidRequest, clip
 from ownlight.protocol.model import (
     Choice,
     ChoiceDelta,
@@ -39,6 +39,7 @@ from ownlight.protocol.model import (
     ToolSpec,
     Turn,
     Usage,
+    checked_model,
 )
 from ownlight.protocol.schema import check_schema
 
@@ -70,10 +71,7 @@ def parse_request(operation: Operation, body: Any) -> Request:
     """Check a wire body and translate it; raises ``InvalidRequest`` naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
-    request = Request(operation, model)
+    request = Request(operation, checked_model(body.get("model")))
     request.extra = {k: v for k, v in body.items() if k not in MODELLED[operation]}
     if operation is Operation.EMBEDDING:
         _embedding_fields(body, request)
@@ -254,7 +252,7 @@ def _content(content: Any, where: str, role: str) -> list[TextPart | ImagePart |
         elif role == "user" and kind in ("input_audio", "file"):
             parts.append(OpaquePart(part))
         else:
-            raise InvalidRequest(f"{at}: content parts of type {kind!r} are not allowed in "
+            raise InvalidRequest(f"{at}: content parts of type {clip(kind)} are not allowed in "
                                  f"{role} messages", param=f"{at}.type")
     return parts
 
@@ -296,7 +294,7 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> ToolChoice | None:
             (raw.get("function") or {}).get("name"), str):
         choice = ToolChoice("function", raw["function"]["name"])
         if choice.name not in {t.name for t in tools}:
-            raise InvalidRequest(f"tool_choice names {choice.name!r}, which is not in tools",
+            raise InvalidRequest(f"tool_choice names {clip(choice.name)}, which is not in tools",
                                  param="tool_choice")
     else:
         raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or "

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ownlight.errors import InvalidRequest, OwnlightError
+from ownlight.errors import InvalidRequest, OwnlightError, clip
 from ownlight.protocol.model import (
     Choice,
     Chunk,
@@ -38,6 +38,7 @@ from ownlight.protocol.model import (
     ToolSpec,
     Turn,
     Usage,
+    checked_model,
 )
 from ownlight.protocol.openai import TOOL_NAME
 from ownlight.protocol.schema import check_schema
@@ -69,9 +70,7 @@ class ResponsesCall:
 def parse_call(body: Any) -> ResponsesCall:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    model = checked_model(body.get("model"))
     items = _input_items(body.get("input"))
     request = Request(Operation.CHAT, model, protocol="openai.responses")
     request.extra = {k: v for k, v in body.items() if k not in MODELLED}
@@ -224,7 +223,7 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> ToolChoice | None:
     if isinstance(raw, dict) and raw.get("type") == "function" and isinstance(
             raw.get("name"), str):
         if raw["name"] not in {t.name for t in tools}:
-            raise InvalidRequest(f"tool_choice names {raw['name']!r}, which is not in tools",
+            raise InvalidRequest(f"tool_choice names {clip(raw['name'])}, which is not in tools",
                                  param="tool_choice")
         return ToolChoice("function", raw["name"])
     raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or "
