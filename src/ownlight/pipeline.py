@@ -26,6 +26,7 @@ from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendResult, Json, Operation
 from ownlight.errors import (
     ClientDisconnected,
+    ContextLengthExceeded,
     InvalidRequest,
     OwnlightError,
     PermissionDenied,
@@ -155,6 +156,7 @@ class Pipeline:
         try:
             ctx.principal = principal or self.authenticate(request)
             self.validate(ctx)
+            self.precheck(ctx)
             await self.retrieve(ctx)
             await self.guard_input(ctx)
             await self.classify(ctx)
@@ -206,6 +208,20 @@ class Pipeline:
     def validate(self, ctx: RequestContext) -> None:
         """Wire JSON -> the canonical request (a 400 naming the field when it is wrong)."""
         ctx.request = ctx.incoming.parse(ctx.operation, ctx.incoming.body)
+
+    def precheck(self, ctx: RequestContext) -> None:
+        """Refuse at once a prompt no target could read, before scanning or tokenizing it
+        (a 5 MB prompt for a 4,096-token model would otherwise cost seconds to refuse)."""
+        assert ctx.request is not None
+        targets, _ = self.router.candidates(ctx.alias, ctx.operation)
+        limits = [t.backend.max_prompt_chars for t in targets]
+        if any(limit is None for limit in limits):
+            return
+        size = sum(len(slot.text) for slot in text_slots(ctx.request))
+        if size > max(limit for limit in limits if limit is not None):
+            raise ContextLengthExceeded(
+                f"This prompt ({size} characters) is longer than model '{ctx.alias}' can "
+                "read. Please reduce the prompt.", param="messages")
 
     async def retrieve(self, ctx: RequestContext) -> None:
         """Knowledge chunks the principal may read, as numbered sources in a system message.

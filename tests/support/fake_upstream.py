@@ -12,6 +12,10 @@ The requested ``model`` picks the behaviour, so one server covers every case:
     fake-tools     calls the first tool offered with {"text": <last user message>, "tool": <its
                    description>}; streamed, the arguments come 3 characters a chunk
     fake-json      answers the JSON text {"echo": <last user message>}, streamed 3 at a time
+    fake-hang      never answers
+    fake-trickle   answers one byte every 0.2 s (a stream: one event, then the same trickle)
+    fake-429-wait  answers 429 with Retry-After: 2
+    fake-short     promises a 1,157-byte body, sends 20 bytes and closes
 
 and any model named in ``failing`` answers 500 until it is removed (recovery tests).
 
@@ -65,12 +69,29 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completion)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Handlers that hang on purpose must not hold the shutdown.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
-    async def _fault(self, body: dict[str, Any]) -> web.StreamResponse | None:
+    async def _fault(self, request: web.Request,
+                     body: dict[str, Any]) -> web.StreamResponse | None:
         model = body.get("model", "")
+        if model == "fake-hang":
+            await asyncio.sleep(3600)
+        if model == "fake-trickle":
+            return await self._trickle(request, body)
+        if model == "fake-429-wait":
+            return web.json_response({"error": {"message": "slow down"}}, status=429,
+                                     headers={"Retry-After": "2"})
+        if model == "fake-short":
+            response = web.StreamResponse(headers={"Content-Type": "application/json",
+                                                   "Content-Length": "1157"})
+            await response.prepare(request)
+            await response.write(b'{"id": "chatcmpl-sho')
+            assert request.transport is not None
+            request.transport.close()
+            return response
         if model in self.failing:
             return web.json_response({"error": {"message": "down for now"}}, status=500)
         if model == "fake-slow":
@@ -85,6 +106,22 @@ class FakeUpstream:
                 status=400,
             )
         return None
+
+    async def _trickle(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        stream = bool(body.get("stream"))
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream" if stream else "application/json"})
+        await response.prepare(request)
+        if stream:
+            first = {"id": "x", "object": "chat.completion.chunk", "created": 1,
+                     "model": body["model"],
+                     "choices": [{"index": 0, "delta": {"content": "Hel"},
+                                  "finish_reason": None}]}
+            await response.write(b"data: " + json.dumps(first).encode() + b"\n\n")
+        for byte in b'{"id": "chatcmpl-trickle", "choices": []}' * 100:
+            await response.write(bytes([byte]))
+            await asyncio.sleep(0.2)
+        return response
 
     @staticmethod
     def _last_user(body: dict[str, Any]) -> str:
@@ -120,7 +157,7 @@ class FakeUpstream:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received.append(body)
-        fault = await self._fault(body)
+        fault = await self._fault(request, body)
         if fault is not None:
             return fault
         if body.get("model") == "fake-tools" and body.get("tools"):
@@ -168,7 +205,7 @@ class FakeUpstream:
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received.append(body)
-        fault = await self._fault(body)
+        fault = await self._fault(request, body)
         if fault is not None:
             return fault
         if body.get("stream"):

@@ -55,6 +55,11 @@ class Backend(ABC):
     def ready(self) -> bool:
         return True
 
+    @property
+    def max_prompt_chars(self) -> int | None:
+        """Characters beyond which no prompt can fit this model (None: unknown)."""
+        return None
+
     async def count_tokens(self, request: Request) -> int | None:
         """Exact prompt tokens of a request, where the backend can count them cheaply."""
         return None

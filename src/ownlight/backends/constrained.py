@@ -79,9 +79,13 @@ def _call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
 
 
 def _gbnf(schema: dict[str, Any]) -> str:
+    """The grammar for a schema. llama-cpp-python's converter lets raw control characters
+    (a newline) into strings, which JSON forbids; its ``char`` rule is tightened here as
+    llama.cpp's own converter has it."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return str(json_schema_to_gbnf(orjson.dumps(schema).decode()))
+    grammar = str(json_schema_to_gbnf(orjson.dumps(schema).decode()))
+    return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]', 1)
 
 
 def _auto_grammar(tools: list[ToolSpec]) -> str:
@@ -116,6 +120,8 @@ def violation(plan: DecodingPlan, content: str | None, calls: list[ToolCall]) ->
     (numeric bounds beyond small integer ranges, patterns, formats) it cannot, so the
     answer is checked against the client's own schema as well.
     """
+    if plan.mode in ("tool", "any_tool") and not calls:
+        return "no complete tool call"
     try:
         for call in calls:
             problem = validate_instance(plan.schemas.get(call.name, ANY_OBJECT),

@@ -139,6 +139,11 @@ class LlamaBackend(Backend):
             return answer.stream(jobs, self._generate)
         return await answer.collect(jobs, self._generate)
 
+    @property
+    def max_prompt_chars(self) -> int:
+        """No text averages more than 32 characters a token: longer cannot fit n_ctx."""
+        return self.n_ctx * 32
+
     async def count_tokens(self, request: Request) -> int | None:
         """The prompt as this model would read it, tokenized (the vocabulary is read-only,
         so this need not wait behind generations on the model's thread)."""
