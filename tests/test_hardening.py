@@ -123,7 +123,7 @@ def test_local_generation_stops_when_its_client_leaves(gateway_factory) -> None:
                    headers={"Authorization": f"Bearer {key}"},
                    json={"model": "local", "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 600,
                          "temperature": 0})
-    log = gateway.runtime.pipeline.log
+    log = gateway.runtime.pipeline.ledger
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         log.flush()
@@ -140,8 +140,8 @@ def test_a_huge_prompt_for_the_embedded_model_is_refused_at_once(gateway_factory
     response = post(gateway, "/v1/chat/completions", body, gateway.create_key())
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_length_exceeded"
-    gateway.runtime.pipeline.log.flush()
-    refused = gateway.runtime.pipeline.log.query("status = 400")[-1]
+    gateway.runtime.pipeline.ledger.flush()
+    refused = gateway.runtime.pipeline.ledger.query("status = 400")[-1]
     assert refused["found"] == {}  # refused before the privacy scan ran
 
 
@@ -225,8 +225,8 @@ def test_a_huge_model_name_is_neither_echoed_nor_stored(gateway_factory, cloud) 
     response = post(gateway, "/v1/chat/completions", {"model": "m" * 1_000_000, "messages": HI},
                     gateway.create_key())
     assert response.status_code == 400 and len(response.content) < 1000
-    gateway.runtime.pipeline.log.flush()
-    assert all(len(r["model"] or "") <= 256 for r in gateway.runtime.pipeline.log.query())
+    gateway.runtime.pipeline.ledger.flush()
+    assert all(len(r["model"] or "") <= 256 for r in gateway.runtime.pipeline.ledger.query())
 
 
 # 14 ------------------------------------------------------------------------------------

@@ -207,9 +207,9 @@ def test_request_log_names_the_source_documents(gateway, cloud) -> None:
     client.chat.completions.create(
         model="cloud", messages=[{"role": "user", "content": secret("fin")}],
         extra_body={"knowledge": ["notes"]})
-    log = gateway.runtime.pipeline.log
+    log = gateway.runtime.pipeline.ledger
     log.flush()
-    (row,) = log.query("knowledge IS NOT NULL")
+    (row,) = log.query("json_extract(record, '$.knowledge') IS NOT NULL")
     assert row["knowledge"]["documents"][0] == ["notes", "fin"]
     assert secret("fin") not in json.dumps(row)
 

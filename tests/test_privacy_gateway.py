@@ -95,8 +95,8 @@ def test_red_line_refuses_403_and_never_connects(gateway_factory, cloud) -> None
             assert caught.value.code == "policy_local_only"
             assert "restricted" in caught.value.message
     assert cloud.received == []
-    gateway.runtime.pipeline.log.flush()
-    refused = gateway.runtime.pipeline.log.query("status = 403")
+    gateway.runtime.pipeline.ledger.flush()
+    refused = gateway.runtime.pipeline.ledger.query("status = 403")
     assert len(refused) == 4
     assert refused[0]["found"] == {"NATIONAL_ID": 1} and refused[0]["route"] is None
     assert refused[0]["sensitivity"] == "restricted"
@@ -124,7 +124,7 @@ def test_blocked_types_are_refused(gateway_factory, cloud) -> None:
 def test_audit_records_types_and_counts_never_values(gateway_factory, cloud) -> None:
     gateway = gateway_with(gateway_factory, cloud)
     ask(gateway.client(), CONTACT + " Maria Gonzalez agreed.")
-    log = gateway.runtime.pipeline.log
+    log = gateway.runtime.pipeline.ledger
     log.flush()
     (row,) = log.query("status = 200")
     assert row["found"] == {"PERSON": 2, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1}

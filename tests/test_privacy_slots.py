@@ -163,8 +163,8 @@ def test_a_failing_detector_fails_closed(gateway_factory, cloud, monkeypatch) ->
             model="cloud", messages=[{"role": "user", "content": "hello"}])
     assert caught.value.status_code == 403
     assert cloud.received == []
-    gateway.runtime.pipeline.log.flush()
-    refused = gateway.runtime.pipeline.log.query("status = 403")
+    gateway.runtime.pipeline.ledger.flush()
+    refused = gateway.runtime.pipeline.ledger.query("status = 403")
     assert refused and refused[-1]["sensitivity"] == "unscanned"
 
 

@@ -157,6 +157,14 @@ class UpstreamSettings(Table):
     max_connections: int = setting(256, "Pooled connections per upstream.")
 
 
+class AuditSettings(Table):
+    bodies: Literal["none", "hashed", "full"] = setting(
+        "hashed", "What the ledger keeps of prompts and answers: none, a salted hash (proves "
+                  "content without revealing it), or the full text.")
+    checkpoint_every: int = setting(
+        1000, "Records between checkpoints (head hash and count) kept in the ledger; 0 never.")
+
+
 class KnowledgeSettings(Table):
     enabled: bool = setting(
         True, "Serve the knowledge base: /v1/knowledge/search and chat grounded in sources.")
@@ -312,6 +320,7 @@ class Settings(Table):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     privacy: PrivacySettings = PrivacySettings()
     routing: RoutingSettings = RoutingSettings()
+    audit: AuditSettings = AuditSettings()
 
 
 class Document(Settings):

@@ -14,6 +14,7 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── PayloadTooLarge           413 request_too_large
     ├── RateLimited               429 rate_limit_exceeded
     ├── ClientDisconnected        499 client_closed_request (recorded, never sent)
+    ├── AuditUnavailable          503 audit_unavailable (nothing sent, nothing answered)
     └── UpstreamError             502 upstream_error
         ├── UpstreamUnavailable   503 upstream_unavailable
         └── UpstreamTimeout       504 upstream_timeout
@@ -106,6 +107,14 @@ class ClientDisconnected(OwnlightError):
     status = 499
     type = "invalid_request_error"
     code = "client_closed_request"
+
+
+class AuditUnavailable(OwnlightError):
+    """The audit ledger could not make a record durable: fail closed."""
+
+    status = 503
+    type = "server_error"
+    code = "audit_unavailable"
 
 
 class UpstreamError(OwnlightError):

@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from ownlight.audit.records import RequestLog, RequestRecord
+from ownlight.audit.ledger import (
+    AuditUnavailableError,
+    EgressRecord,
+    Ledger,
+    RequestRecord,
+    salted_hash,
+)
+from ownlight.audit.metrics import Metrics
 from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendResult, Json, Operation
 from ownlight.errors import (
+    AuditUnavailable,
     ClientDisconnected,
     ContextLengthExceeded,
     InvalidRequest,
@@ -79,6 +87,7 @@ class GatewayRequest:
     parse: Parser
     headers: Mapping[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=new_request_id)
+    endpoint: str = ""  # the route it came in on, for the record and the metrics
 
 
 @dataclass
@@ -105,6 +114,7 @@ class RequestContext:
     usage: Json | None = None
     grounding: CitationPrompt | None = None
     started: float = field(default_factory=time.perf_counter)
+    answer: list[str] = field(default_factory=list)  # kept only when audit.bodies asks
 
     @property
     def alias(self) -> str:
@@ -134,17 +144,18 @@ class RequestContext:
 
 class Pipeline:
     def __init__(self, keys: KeyStore, router: Router, budgets: BudgetBook,
-                 privacy: PrivacyShield | None, log: RequestLog,
+                 privacy: PrivacyShield | None, ledger: Ledger,
                  health: HealthTracker | None = None,
                  knowledge: KnowledgeService | None = None,
-                 deadline: float = 120.0):
+                 deadline: float = 120.0, metrics: Metrics | None = None):
         self.keys = keys
+        self.metrics = metrics or Metrics()
         self.deadline = deadline
         self.knowledge = knowledge
         self.router = router
         self.budgets = budgets
         self.privacy = privacy
-        self.log = log
+        self.ledger = ledger
         self.health = health or HealthTracker()
         self._fallback_shield: PrivacyShield | None = None
 
@@ -163,14 +174,19 @@ class Pipeline:
             ctx.route = await self.route(ctx)
             result = await self.call_backend(ctx)
         except OwnlightError as exc:
-            self.record(ctx, None, exc)
+            await self.commit(self.record(ctx, None, exc), failing=True)
             raise
         except asyncio.CancelledError:
-            self.record(ctx, None, ClientDisconnected("client disconnected"))
+            self.ledger.append(self.record(ctx, None, ClientDisconnected("client gone")))
+            raise
+        except Exception:
+            self.ledger.append(self.record(ctx, None, OwnlightError("internal error")))
             raise
         if isinstance(result, Response):
             result = self.cite(ctx, self.guard_output(ctx, self.restore(ctx, result)))
-            self.record(ctx, result.usage)
+            if self.ledger.bodies != "none":
+                ctx.answer = [_answer_text(result)]
+            await self.commit(self.record(ctx, result.usage))
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, result))
 
@@ -335,6 +351,8 @@ class Pipeline:
 
     async def _attempt(self, ctx: RequestContext, target: Target) -> BackendResult:
         request = self.protect_egress(ctx, target)
+        if not target.inside_domain:
+            await self.record_egress(ctx, target, request)
         result = await target.backend.execute(request)
         if isinstance(result, Response):
             return result
@@ -358,9 +376,39 @@ class Pipeline:
             attach_citations(response, ctx.grounding.citations, self.knowledge.sources_footer)
         return response
 
+    async def record_egress(self, ctx: RequestContext, target: Target, request: Request) -> None:
+        """What is about to leave, durable in the ledger before the first byte is sent;
+        if it cannot be written, nothing is sent."""
+        slots = ctx.slots if request is ctx.request else text_slots(request)
+        payload = "\n".join(slot.text for slot in slots)
+        principal = ctx.principal
+        record = EgressRecord(
+            request_id=ctx.incoming.request_id, target=target.label,
+            principal=principal.name if principal else None,
+            tenant=principal.tenant if principal else None,
+            pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
+            payload_sha256=salted_hash(self.ledger.salt, payload),
+            payload_bytes=len(payload.encode()))
+        try:
+            await self.ledger.write(record)
+        except AuditUnavailableError:
+            raise AuditUnavailable("The audit ledger could not record this request, so "
+                                   "nothing was sent outside the domain.") from None
+        self.metrics.observe_egress(target.label, record.payload_bytes)
+
+    async def commit(self, record: RequestRecord, failing: bool = False) -> None:
+        """The request's record, durable before its answer is sent (fail closed)."""
+        try:
+            await self.ledger.write(record)
+        except AuditUnavailableError:
+            if failing:  # already answering with an error: that error stands
+                log.error("request %s failed and could not be recorded", record.request_id)
+                return
+            raise AuditUnavailable("The audit ledger could not record this request.") from None
+
     def record(self, ctx: RequestContext, usage: Usage | None,
-               error: OwnlightError | None = None) -> None:
-        """Charge budgets and log the request: route, reason, types found (never values)."""
+               error: OwnlightError | None = None) -> RequestRecord:
+        """Charge budgets and describe the request: route, reason, types found (no values)."""
         ctx.usage = _usage_dict(usage)
         usage_json = ctx.usage
         served = ctx.route.served_by if ctx.route else None
@@ -369,9 +417,12 @@ class Pipeline:
             cost = served.price.cost(usage_json)
             self.budgets.charge(ctx.principal, cost)
         principal = ctx.principal
-        self.log.append(RequestRecord(
+        seconds = time.perf_counter() - ctx.started
+        record = RequestRecord(
             request_id=ctx.incoming.request_id,
             operation=ctx.operation.value,
+            endpoint=ctx.incoming.endpoint or ctx.operation.value,
+            groups=list(principal.groups) if principal else [],
             status=error.status if error else 200,
             error_code=error.code if error else None,
             principal=principal.name if principal else None,
@@ -386,8 +437,12 @@ class Pipeline:
             pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
             usage=usage_json,
             cost_usd=cost,
-            latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
-        ))
+            latency_ms=round(seconds * 1000, 3),
+            prompt=self.ledger.seal("\n".join(s.text for s in ctx.slots)),
+            answer=self.ledger.seal("".join(ctx.answer)),
+        )
+        self.metrics.observe(record, seconds)
+        return record
 
     # -- streams ----------------------------------------------------------------------
 
@@ -403,8 +458,14 @@ class Pipeline:
         error: OwnlightError | None = None
         cite = (CitationStream(ctx.grounding.citations, self.knowledge.sources_footer)
                 if ctx.grounding is not None and self.knowledge is not None else None)
+        keep = self.ledger.bodies != "none"
+        first = True
         try:
             async for chunk in chunks:
+                if first and chunk.choices:
+                    first = False
+                    self.metrics.first_token.labels(ctx.incoming.endpoint or "chat").observe(
+                        time.perf_counter() - ctx.started)
                 if chunk.usage is not None:
                     usage = chunk.usage
                     if not chunk.choices:
@@ -414,13 +475,28 @@ class Pipeline:
                     if not ctx.include_usage:
                         chunk.usage = None
                 chunk = self.guard_output(ctx, self.restore(ctx, chunk))
+                if keep:
+                    ctx.answer += [_chunk_text(chunk)]
                 yield cite.chunk(chunk) if cite is not None else chunk
         except OwnlightError as exc:
             error = exc
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
-            self.record(ctx, usage, error)
+            await self.commit(self.record(ctx, usage, error), failing=error is not None)
+
+
+def _answer_text(response: Response) -> str:
+    parts = []
+    for choice in response.choices:
+        parts.append(choice.text or "")
+        parts += [f"{c.name}({c.arguments})" for c in choice.tool_calls]
+    return "\n".join(p for p in parts if p)
+
+
+def _chunk_text(chunk: Chunk) -> str:
+    return "".join((d.text or "") + "".join(t.arguments for t in d.tool_calls)
+                   for d in chunk.choices)
 
 
 def _usage_dict(usage: Usage | None) -> Json | None:

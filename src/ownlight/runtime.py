@@ -11,7 +11,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ownlight.audit.records import RequestLog
+from ownlight.audit.ledger import Ledger
+from ownlight.audit.metrics import Metrics
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
@@ -36,6 +37,12 @@ def state_path(config: Config) -> str:
 
 def open_keys(config: Config) -> KeyStore:
     return KeyStore(StateStore(state_path(config)))
+
+
+def open_ledger(config: Config) -> Ledger:
+    audit = config.section("audit")
+    return Ledger(state_path(config), bodies=audit.get("bodies", "hashed"),
+                  checkpoint_every=int(audit.get("checkpoint_every", 1000)))
 
 
 def build_privacy(config: Config) -> PrivacyShield | None:
@@ -67,10 +74,22 @@ class Runtime:
         backends = build_backends(config.models, config)
         router = build_router(config, backends, keys.store)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            RequestLog(state_path(config)),
+                            open_ledger(config),
                             knowledge=KnowledgeService.from_config(config),
-                            deadline=float(config.get("upstream.deadline")))
-        return cls(config, keys, backends, pipeline, ResponseStore(keys.store))
+                            deadline=float(config.get("upstream.deadline")),
+                            metrics=Metrics())
+        runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store))
+        pipeline.metrics.watch(runtime.state)
+        return runtime
+
+    def state(self) -> dict[str, dict[str, object]]:
+        """What the metrics' gauges show: circuits, model load state, queue lengths."""
+        return {
+            "circuits": {a: c.state for a, c in self.pipeline.health.circuits.items()},
+            "models": dict(self.readiness()),
+            "queues": {a: b.queue_length for a, b in self.backends.items()
+                       if b.queue_length is not None},
+        }
 
     @property
     def knowledge(self) -> KnowledgeService | None:
@@ -110,7 +129,7 @@ class Runtime:
         await asyncio.gather(*(b.close() for b in self.backends.values()))
         if self.knowledge is not None:
             self.knowledge.close()
-        self.pipeline.log.close()
+        self.pipeline.ledger.close()
         self.keys.store.close()
 
     def readiness(self) -> dict[str, str]:

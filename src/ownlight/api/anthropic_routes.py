@@ -41,6 +41,7 @@ class MessagesEndpoint:
                 runtime.keys, scope, receive, limit)
             result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
                 Operation.CHAT, body, key, wire.parse_request, headers, request_id,
+                endpoint="/v1/messages",
             ), principal=principal))
         except OwnlightError as exc:
             return anthropic_error(exc, request_id)

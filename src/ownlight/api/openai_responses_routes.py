@@ -49,6 +49,7 @@ class ResponsesEndpoint:
                 call.request.turns = wire.items_to_turns(context) + call.request.turns
             result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
                 Operation.CHAT, body, key, lambda _op, _body: call.request, headers, request_id,
+                endpoint="/v1/responses",
             ), principal=principal))
         except OwnlightError as exc:
             return error_response(exc, {"x-ownlight-request-id": request_id})

@@ -52,6 +52,7 @@ class PipelineEndpoint:
                 runtime.keys, scope, receive, limit)
             result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
                 self.operation, body, key, wire.parse_request, headers, request_id,
+                endpoint=scope["path"],
             ), principal=principal))
         except OwnlightError as exc:
             return error_response(exc, {"x-ownlight-request-id": request_id})

@@ -56,6 +56,11 @@ class Backend(ABC):
         return True
 
     @property
+    def queue_length(self) -> int | None:
+        """Requests waiting for this backend, where it queues them itself."""
+        return None
+
+    @property
     def max_prompt_chars(self) -> int | None:
         """Characters beyond which no prompt can fit this model (None: unknown)."""
         return None

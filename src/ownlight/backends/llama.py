@@ -140,6 +140,10 @@ class LlamaBackend(Backend):
         return await answer.collect(jobs, self._generate)
 
     @property
+    def queue_length(self) -> int:
+        return self._waiting
+
+    @property
     def max_prompt_chars(self) -> int:
         """No text averages more than 32 characters a token: longer cannot fit n_ctx."""
         return self.n_ctx * 32

@@ -21,20 +21,7 @@ from typing import Any
 
 from ownlight.auth import Principal
 from ownlight.errors import ConfigError
-from ownlight.store.sqlite import StateStore, migration
-
-
-@migration("002_spend")
-def _spend(db: Any) -> None:
-    db.execute(
-        """CREATE TABLE spend (
-            scope TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            period TEXT NOT NULL,
-            usd REAL NOT NULL DEFAULT 0,
-            PRIMARY KEY (scope, subject, period)
-        )"""
-    )
+from ownlight.store.sqlite import StateStore
 
 
 @dataclass(frozen=True)

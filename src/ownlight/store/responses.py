@@ -10,7 +10,6 @@ target goes through the privacy shield again like any other request.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import orjson
@@ -18,21 +17,7 @@ import orjson
 from ownlight.auth import Principal
 from ownlight.errors import NotFound
 from ownlight.protocol.model import Json
-from ownlight.store.sqlite import StateStore, migration
-
-
-@migration("005_responses")
-def _responses(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE responses (
-            id TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            principal TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            body TEXT NOT NULL,
-            context TEXT NOT NULL
-        )"""
-    )
+from ownlight.store.sqlite import StateStore
 
 
 class ResponseStore:

@@ -1,4 +1,4 @@
-"""The embedded state store: one SQLite file in WAL mode, with named append-only migrations.
+"""The embedded state store: one SQLite file in WAL mode, with ordered append-only migrations.
 
 Several processes share the file (the server, and ``ownlight keys`` run by an
 operator), so every statement goes to the database and nothing is cached: a key
@@ -9,40 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-Migration = Callable[[sqlite3.Connection], None]
-_MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(name: str) -> Callable[[Migration], Migration]:
-    """Register a schema step. Steps run once each, in the order they are declared."""
-
-    def register(fn: Migration) -> Migration:
-        if any(existing == name for existing, _ in _MIGRATIONS):
-            raise ValueError(f"duplicate migration {name}")
-        _MIGRATIONS.append((name, fn))
-        return fn
-
-    return register
-
-
-@migration("001_api_keys")
-def _api_keys(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE api_keys (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            prefix TEXT NOT NULL,
-            key_hash TEXT NOT NULL UNIQUE,
-            tenant TEXT NOT NULL DEFAULT 'default',
-            groups TEXT NOT NULL DEFAULT '[]',
-            created_at TEXT NOT NULL,
-            revoked_at TEXT
-        )"""
-    )
+from ownlight.store.migrations import STATE_MIGRATIONS
 
 
 class StateStore:
@@ -64,7 +35,7 @@ class StateStore:
         with self.transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY)")
             done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-            for name, step in _MIGRATIONS:
+            for name, step in STATE_MIGRATIONS:
                 if name not in done:
                     step(db)
                     db.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))

@@ -1,0 +1,99 @@
+"""Live metrics in Prometheus' text format, for the people who run the gateway.
+
+Counters and histograms are updated as requests are recorded (one call per request,
+from the record stage); gauges that describe state (circuit breakers, model load,
+queue length) are read when Prometheus scrapes. Each runtime has its own registry,
+so several gateways in one process (the tests) never mix their numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ownlight.audit.ledger import RequestRecord
+
+CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("ownlight_requests", "Requests by endpoint, target and status.",
+                                ["endpoint", "target", "status"], registry=r)
+        self.latency = Histogram("ownlight_request_seconds", "Whole request time.",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.first_token = Histogram("ownlight_time_to_first_token_seconds",
+                                     "Time to the first streamed token.", ["endpoint"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("ownlight_tokens", "Tokens in and out, by target.",
+                              ["direction", "target"], registry=r)
+        self.egress = Counter("ownlight_egress_requests", "Requests sent outside the domain.",
+                              ["target"], registry=r)
+        self.egress_bytes = Counter("ownlight_egress_bytes",
+                                    "Text bytes sent outside the domain.", ["target"],
+                                    registry=r)
+        self.pseudonymized = Counter("ownlight_pseudonymized_entities",
+                                     "Sensitive values pseudonymized on the way out, by type.",
+                                     ["type"], registry=r)
+        self.refusals = Counter("ownlight_refusals",
+                                "Requests refused by policy: red line, budget, guard.",
+                                ["reason"], registry=r)
+
+    def watch(self, read_state: Callable[[], Mapping[str, Any]]) -> None:
+        """Gauges read at scrape time from ``read_state()``."""
+        self.registry.register(_StateCollector(read_state))
+
+    def observe(self, record: RequestRecord, seconds: float) -> None:
+        target = record.route or "-"
+        self.requests.labels(record.endpoint, target, str(record.status)).inc()
+        self.latency.labels(record.endpoint).observe(seconds)
+        usage = record.usage or {}
+        self.tokens.labels("input", target).inc(usage.get("prompt_tokens") or 0)
+        self.tokens.labels("output", target).inc(usage.get("completion_tokens") or 0)
+        for kind, count in record.pseudonymized.items():
+            self.pseudonymized.labels(kind).inc(count)
+        if record.error_code in ("policy_local_only", "privacy_check_failed",
+                                 "sensitive_data_blocked"):
+            self.refusals.labels("privacy").inc()
+        elif record.error_code == "budget_exceeded":
+            self.refusals.labels("budget").inc()
+        elif record.error_code == "injection_blocked":
+            self.refusals.labels("guard").inc()
+
+    def observe_egress(self, target: str, size: int) -> None:
+        self.egress.labels(target).inc()
+        self.egress_bytes.labels(target).inc(size)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, read_state: Callable[[], Mapping[str, Any]]):
+        self.read_state = read_state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.read_state()
+        circuits = GaugeMetricFamily("ownlight_circuit_state",
+                                     "Circuit breaker per target: 0 closed, 1 half-open, 2 open.",
+                                     labels=["target"])
+        for target, value in state.get("circuits", {}).items():
+            circuits.add_metric([target], CIRCUIT_STATES.get(value, 0))
+        yield circuits
+        ready = GaugeMetricFamily("ownlight_model_ready", "1 when a model is loaded.",
+                                  labels=["model"])
+        for model, value in state.get("models", {}).items():
+            ready.add_metric([model], 1 if value == "ready" else 0)
+        yield ready
+        waiting = GaugeMetricFamily("ownlight_queue_length",
+                                    "Requests waiting for an embedded model.", labels=["model"])
+        for model, value in state.get("queues", {}).items():
+            waiting.add_metric([model], value)
+        yield waiting

@@ -1,0 +1,123 @@
+"""Every schema step of the state database, in the one order they are applied.
+
+Append-only: a step, once released, is never edited or reordered; a change of schema is
+a new step at the end. ``StateStore`` applies the steps a database has not seen yet, in
+this order, at start-up, each in its own transaction with its record in ``_migrations``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _api_keys(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            tenant TEXT NOT NULL DEFAULT 'default',
+            groups TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )"""
+    )
+
+
+def _spend(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE spend (
+            scope TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            period TEXT NOT NULL,
+            usd REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, subject, period)
+        )"""
+    )
+
+
+def _request_log(db: sqlite3.Connection) -> None:
+    """The first request log; the audit ledger (step 006) replaced it. Kept for history."""
+    db.execute(
+        """CREATE TABLE request_log (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            principal TEXT,
+            tenant TEXT,
+            operation TEXT NOT NULL,
+            model TEXT,
+            route TEXT,
+            reason TEXT,
+            inside_domain INTEGER,
+            status INTEGER NOT NULL,
+            error_code TEXT,
+            sensitivity TEXT,
+            found TEXT NOT NULL DEFAULT '{}',
+            pseudonymized TEXT NOT NULL DEFAULT '{}',
+            usage TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            latency_ms REAL
+        )"""
+    )
+    db.execute("CREATE INDEX request_log_request ON request_log (request_id)")
+
+
+def _request_log_knowledge(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE request_log ADD COLUMN knowledge TEXT")
+
+
+def _responses(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            body TEXT NOT NULL,
+            context TEXT NOT NULL
+        )"""
+    )
+
+
+def _audit_log(db: sqlite3.Connection) -> None:
+    """The hash-chained ledger: each record's canonical JSON holds its seq and the hash
+    of the record before it; the other columns are indexes over that JSON."""
+    db.execute(
+        """CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            request_id TEXT,
+            principal TEXT,
+            tenant TEXT,
+            target TEXT,
+            inside_domain INTEGER,
+            status INTEGER,
+            record TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX audit_log_at ON audit_log (at)")
+    db.execute("CREATE INDEX audit_log_request ON audit_log (request_id)")
+    db.execute(
+        """CREATE TABLE audit_checkpoints (
+            count INTEGER PRIMARY KEY,
+            head TEXT NOT NULL,
+            at TEXT NOT NULL
+        )"""
+    )
+
+
+STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
+    ("001_api_keys", _api_keys),
+    ("002_spend", _spend),
+    ("003_request_log", _request_log),
+    ("004_request_log_knowledge", _request_log_knowledge),
+    ("005_responses", _responses),
+    ("006_audit_log", _audit_log),
+)
