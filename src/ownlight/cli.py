@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
+from ownlight.audit.audit_cli import audit_group
+from ownlight.audit.ledger import AdminRecord, record_admin_act
 from ownlight.auth import Principal
 from ownlight.backends.base import Operation
 from ownlight.config import Config, effective_view, load_config, upstream_entry
@@ -26,7 +28,7 @@ from ownlight.pipeline import GatewayRequest
 from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group
-from ownlight.runtime import Runtime, open_keys
+from ownlight.runtime import Runtime, open_keys, state_path
 
 err = Console(stderr=True)
 
@@ -130,7 +132,10 @@ def _bootstrap_key(runtime: Runtime) -> None:
     """On a brand-new install, make the first key so the operator can call the API."""
     if runtime.keys.list():
         return
-    key, _ = runtime.keys.create("admin", groups=("admin",))
+    key, record = runtime.keys.create("admin", groups=("admin",))
+    runtime.pipeline.ledger.write_sync(AdminRecord(
+        "key.create", "admin", "ownlight serve", details={"key_id": record.id,
+                                                          "groups": ["admin"]}))
     err.print("No API keys existed; created one for [bold]admin[/] (shown only now):")
     click.echo(key)
 
@@ -237,8 +242,10 @@ def keys() -> None:
 def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: str,
                 as_json: bool) -> None:
     """Make a key. It is printed once, alone on the last line; only its hash is kept."""
-    store = open_keys(_load(ctx))
-    key, record = store.create(name, groups, tenant)
+    config = _load(ctx)
+    key, record = open_keys(config).create(name, groups, tenant)
+    record_admin_act(state_path(config), AdminRecord(
+        "key.create", name, "cli", tenant, {"key_id": record.id, "groups": list(groups)}))
     if as_json:
         click.echo(json.dumps({"id": record.id, "name": name, "groups": list(groups),
                                "tenant": tenant, "key": key}))
@@ -269,9 +276,12 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, ident: str) -> None:
     """Revoke a key by id, name or prefix. Takes effect on the next request."""
-    count = open_keys(_load(ctx)).revoke(ident)
+    config = _load(ctx)
+    count = open_keys(config).revoke(ident)
     if not count:
         raise click.ClickException(f"no active key matches {ident!r}")
+    record_admin_act(state_path(config), AdminRecord("key.revoke", ident, "cli",
+                                                     details={"count": count}))
     click.echo(f"revoked {count} key(s)")
 
 
@@ -386,6 +396,7 @@ def _key(key: str) -> str:
     return key if key.replace("-", "").replace("_", "").isalnum() else json.dumps(key)
 
 
+main.add_command(audit_group)
 main.add_command(privacy_group)
 main.add_command(router_group)
 main.add_command(ingest_command)

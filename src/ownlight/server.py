@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ownlight.api import (
+    admin_routes,
     anthropic_routes,
     knowledge_routes,
     openai_responses_routes,
@@ -121,6 +122,7 @@ def create_app(runtime: Runtime) -> FastPath:
             *openai_responses_routes.routes,
             *privacy_routes.routes,
             *knowledge_routes.routes,
+            *admin_routes.routes,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

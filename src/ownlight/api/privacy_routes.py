@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ownlight.api.knowledge_routes import record_read
 from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
 
@@ -19,9 +21,12 @@ async def privacy_scan(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
         key = bearer_key(request)
-        runtime.keys.authenticate(key)  # before the body: strangers learn nothing
+        principal = runtime.keys.authenticate(key)  # before the body: strangers learn nothing
         body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
         result = await asyncio.to_thread(runtime.pipeline.scan_texts, key, body)
+        await record_read(runtime, principal, "/v1/privacy/scan", {
+            "texts": len(result["data"]), "level": result["level"],
+            "found": dict(Counter(s["type"] for d in result["data"] for s in d["spans"]))})
     except OwnlightError as exc:
         return error_response(exc)
     return json_response(result)

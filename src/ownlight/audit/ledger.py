@@ -380,3 +380,12 @@ def _rows(store: StateStore) -> Iterator[tuple[Any, ...]]:
 def head(store: StateStore) -> tuple[str, int]:
     row = store.query("SELECT hash, seq FROM audit_log ORDER BY seq DESC LIMIT 1")
     return (str(row[0][0]), int(str(row[0][1]))) if row else (GENESIS, 0)
+
+
+def record_admin_act(state_db: Path | str, record: AdminRecord) -> None:
+    """One admin act from a short-lived process (the CLI), durable before it returns."""
+    ledger = Ledger(state_db)
+    try:
+        ledger.write_sync(record)
+    finally:
+        ledger.close()

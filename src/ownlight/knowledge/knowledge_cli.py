@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ownlight.audit.ledger import AdminRecord, record_admin_act
 from ownlight.auth import Principal
 from ownlight.config import load_config
 from ownlight.errors import ConfigError, OwnlightError
@@ -119,13 +120,18 @@ def ingest_command(
             "[yellow]note[/]: no --allow and no --owner: documents without their own access"
             " list will be readable by nobody (use --allow public to share them)."
         )
+    root = resolve_data_dir(data_dir)
     try:
         code = run_ingest(
-            index_path(resolve_data_dir(data_dir)), path, collection, allow, owner, prune,
+            index_path(root), path, collection, allow, owner, prune,
             not no_vectors, console, tenant,
         )
     except OwnlightError as exc:
         raise click.ClickException(exc.message) from exc
+    record_admin_act(root / "state.db", AdminRecord(
+        "knowledge.ingest", collection, "cli", tenant,
+        {"path": Path(path).name, "allow": list(allow), "owner": owner, "prune": prune,
+         "exit": code}))
     sys.exit(code)
 
 

@@ -1,0 +1,72 @@
+"""Admin-only routes: the audit ledger over HTTP and the Prometheus metrics.
+
+An admin key is a key in the ``admin`` group; any other key gets 403, no key 401.
+Prometheus scrapes ``/metrics`` with that key as a bearer token (its scrape config's
+``authorization`` section).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ownlight.audit.audit_cli import select, since_iso
+from ownlight.auth import Principal
+from ownlight.errors import InvalidRequest, OwnlightError, PermissionDenied
+from ownlight.runtime import Runtime
+
+from .common import bearer_key
+from .responses import error_response, json_response
+
+MAX_RECORDS = 1000
+
+
+def admin(request: Request) -> Principal:
+    runtime: Runtime = request.app.state.runtime
+    principal = runtime.keys.authenticate(bearer_key(request))
+    if not principal.is_admin:
+        raise PermissionDenied("This route needs an admin key.", code="admin_only")
+    return principal
+
+
+async def audit_records(request: Request) -> Response:
+    """``GET /v1/admin/audit?since=30d&principal=&target=&outside=true&status=&kind=&limit=``"""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        admin(request)
+        q = request.query_params
+        status = q.get("status")
+        limit = int(q.get("limit", "100"))
+        if not 1 <= limit <= MAX_RECORDS or (status is not None and not status.isdigit()):
+            raise InvalidRequest(f"limit must be 1..{MAX_RECORDS} and status a number")
+        try:
+            since, until = since_iso(q.get("since")), since_iso(q.get("until"))
+        except Exception as exc:
+            raise InvalidRequest(str(exc), param="since") from None
+        records = select(runtime.pipeline.ledger.store, since=since, until=until,
+                         principal=q.get("principal"), target=q.get("target"),
+                         outside=q.get("outside") in ("1", "true"),
+                         status=int(status) if status else None, kind=q.get("kind"),
+                         limit=limit)
+    except (OwnlightError, ValueError) as exc:
+        if isinstance(exc, ValueError):
+            exc = InvalidRequest("limit must be a number", param="limit")
+        return error_response(exc)
+    return json_response({"object": "list", "data": records})
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        admin(request)
+    except OwnlightError as exc:
+        return error_response(exc)
+    return Response(runtime.pipeline.metrics.render(),
+                    media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+routes = [
+    Route("/v1/admin/audit", audit_records, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
