@@ -339,7 +339,12 @@ def verify(store: StateStore, checkpoint: tuple[str, int] | None = None) -> Verd
                            f"record {seq} was changed: its content does not match its hash", seq)
         body = orjson.loads(text)
         columns = dict(zip(("seq", "at", *_COLUMNS), row[:-2], strict=True))
-        if body.get("seq") != seq or body.get("at") != columns["at"] or any(
+        if isinstance(body.get("seq"), int) and body["seq"] != seq:
+            how = "inserted" if body["seq"] < seq else "deleted"
+            return Verdict(False, seq - 1, head,
+                           f"record {seq} holds record {body['seq']}: a record was {how} "
+                           "before it", seq)
+        if body.get("at") != columns["at"] or any(
                 _column(body, c) != columns[c] for c in _COLUMNS):
             return Verdict(False, seq - 1, head,
                            f"record {seq} was changed: its columns disagree with its content", seq)
