@@ -242,21 +242,31 @@ def ownlight_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def ownlight(workdir: Path, upstream: str) -> Iterator[Target]:
-    """``ownlight serve --no-local --upstream fake=...`` with its own data dir, one worker."""
-    data_dir = workdir / "ownlight-data"
+def ownlight(workdir: Path, upstream: str, name: str = "Ownlight",
+             source: Path | None = None) -> Iterator[Target]:
+    """``ownlight serve --no-local --upstream fake=...`` with its own data dir, one worker.
+
+    ``source``: another checkout's ``src`` to run instead (the ``--baseline`` revision),
+    with this environment's dependencies.
+    """
+    data_dir = workdir / f"{name.lower().replace('@', '-')}-data"
     env = {**os.environ, "OWNLIGHT_DATA_DIR": str(data_dir)}
     env.pop("OWNLIGHT_CONFIG", None)
-    created = subprocess.run([*ownlight_command(), "keys", "create", "--name", "bench"],
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    prefix = ownlight_command() if source is None else [sys.executable, "-m", "ownlight.cli"]
+    created = subprocess.run([*prefix, "keys", "create", "--name", "bench"],
                              env=env, check=True, capture_output=True, text=True, timeout=60)
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
     cmd = [*ownlight_command(), "serve", "--no-local", "--upstream", f"fake={upstream}",
            "--port", str(port)]
-    log = workdir / "ownlight.log"
+    if source is not None:  # the console script would import the installed checkout
+        cmd = [sys.executable, "-m", "ownlight.cli", *cmd[len(ownlight_command()):]]
+    log = workdir / f"{name.lower().replace('@', '-')}.log"
     with running(cmd, log, env) as proc:
         wait_http(f"http://{HOST}:{port}/readyz", proc, log, timeout=60)
-        target = Target("Ownlight", f"http://{HOST}:{port}/v1/chat/completions", key)
+        target = Target(name, f"http://{HOST}:{port}/v1/chat/completions", key)
         post_once(target.url, target.key)
         yield target
 
@@ -271,6 +281,20 @@ model_list:
 general_settings:
   master_key: {key}
 """
+
+
+@contextlib.contextmanager
+def worktree(rev: str, workdir: Path) -> Iterator[Path]:
+    """A checkout of ``rev`` (git worktree), removed afterwards; yields its ``src``."""
+    root = Path(__file__).resolve().parents[1]
+    path = workdir / "baseline"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(path), rev],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield path / "src"
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(path)],
+                       capture_output=True, timeout=120)
 
 
 def litellm_binary(install_timeout: float) -> Path:
@@ -408,10 +432,13 @@ Results = dict[str, dict[Row, Result]]  # target name -> row -> result
 def table(results: Results) -> str:
     """The README's markdown table; LiteLLM columns only when it was measured."""
     lite_by = results.get("LiteLLM")
+    base_name = next((n for n in results if n.startswith("Ownlight@")), None)
     head = ["request", "connections", "upstream p50 / p99 ms", "upstream req/s",
             "Ownlight p50 / p99 ms", "Ownlight req/s", "added p50 ms", "Ownlight / upstream"]
     if lite_by:
         head += ["LiteLLM p50 / p99 ms", "LiteLLM req/s", "Ownlight / LiteLLM"]
+    if base_name:
+        head += [f"{base_name} p50 ms", f"{base_name} req/s", "Ownlight / baseline req/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, up in results["upstream"].items():
         own = results["Ownlight"][row]
@@ -422,6 +449,9 @@ def table(results: Results) -> str:
             lite = lite_by[row]
             cells += [f"{lite.p50_ms:.3f} / {lite.p99_ms:.3f}", f"{lite.rps:,.0f}",
                       f"{own.rps / lite.rps:.1f}x"]
+        if base_name:
+            base = results[base_name][row]
+            cells += [f"{base.p50_ms:.3f}", f"{base.rps:,.0f}", f"{own.rps / base.rps:.1%}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -457,6 +487,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-litellm", action="store_true",
                         help="also measure LiteLLM's proxy (installed into a venv under /tmp)")
     parser.add_argument("--litellm-install-timeout", type=float, default=900.0)
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure Ownlight at git revision REV (a worktree under /tmp), "
+                             "e.g. the commit before a change, to see what the change costs")
     return parser.parse_args(argv)
 
 
@@ -479,6 +512,11 @@ def run(args: argparse.Namespace, counts: Sequence[int]) -> Results:
             results["upstream"] = measure_all(workdir, direct, counts, args)
             with ownlight(workdir, upstream) as target:
                 results["Ownlight"] = measure_all(workdir, target, counts, args)
+            if args.baseline:
+                with worktree(args.baseline, workdir) as source:
+                    name = f"Ownlight@{args.baseline[:10]}"
+                    with ownlight(workdir, upstream, name, source) as target:
+                        results[name] = measure_all(workdir, target, counts, args)
             if args.peer_litellm:
                 try:
                     with litellm(workdir, upstream, args.litellm_install_timeout) as target:

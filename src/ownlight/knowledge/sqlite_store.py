@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS chunk_vectors (chunk_id INTEGER PRIMARY KEY, v BLOB N
 CREATE TABLE IF NOT EXISTS term_df (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 """
 
+#: Every schema step of a knowledge index, in the one order they are applied; append-only
+#: (the first step's statements say IF NOT EXISTS, so indexes made before this list
+#: existed take it as done).
+KNOWLEDGE_MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("001_schema", _SCHEMA),
+)
+
 #: On a big index, query terms found in more than this share of chunks are left out of
 #: the OR query: they barely change BM25 (low IDF) but make FTS5 score most of the
 #: index (a Japanese query's kana unigrams: 300 ms -> 20 ms at 100,000 chunks).
@@ -101,8 +108,17 @@ class SQLiteKnowledgeStore:
         self.db.setbusytimeout(30_000)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply the steps of ``KNOWLEDGE_MIGRATIONS`` this file has not seen, in order."""
         with self.db:
-            self.db.execute(_SCHEMA)
+            self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY)")
+            done = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+            for name, script in KNOWLEDGE_MIGRATIONS:
+                if name not in done:
+                    self.db.execute(script)
+                    self.db.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
 
     def close(self) -> None:
         self.db.close()
