@@ -25,7 +25,7 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from ownlight.audit.ledger import GENESIS, Ledger, canonical, verify
+from ownlight.audit.ledger import GENESIS, Journal, Ledger, canonical, verify
 from ownlight.cli import main
 from ownlight.store.sqlite import StateStore
 from tests.conftest import upstream_toml
@@ -198,6 +198,8 @@ def test_every_answered_request_survives_kill_9(cloud, tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
     assert len(answered) > 50
+    Ledger(data / "state.db").close()  # what a restart does: chain what the journal kept
+    assert not list(data.glob("audit.journal.*"))
     store = StateStore(data / "state.db")
     recorded = {str(r[0]) for r in store.query(
         "SELECT request_id FROM audit_log WHERE kind = 'request' AND status = 200")}
@@ -229,10 +231,10 @@ def test_egress_is_refused_when_its_record_cannot_be_written(gateway_factory, cl
     gateway = start(gateway_factory, cloud)
     client = gateway.client()
 
-    def broken(self: Ledger, records: object) -> list[int]:
-        raise sqlite3.OperationalError("disk I/O error")
+    def broken(self: Journal, line: bytes) -> None:
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Ledger, "_append", broken)
+    monkeypatch.setattr(Journal, "put", broken)
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="cloud", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 503
@@ -310,3 +312,23 @@ def test_egress_report_and_admin_acts_from_the_cli(gateway_factory, cloud) -> No
                                           env=env).output)
     assert [json.loads(line)["seq"] for line in exported.splitlines()] == \
         [r["seq"] for r in everything]
+
+
+def test_a_dead_process_journal_is_chained_once(tmp_path: Path) -> None:
+    from ownlight.audit.ledger import AdminRecord, _plain
+
+    db = tmp_path / "state.db"
+    ledger = Ledger(db)
+    chained = _plain(AdminRecord("key.create", "before-the-crash", "cli"))
+    ledger._append([chained])  # chained, but the journal was not emptied before the kill
+    ledger.close()
+    lost = _plain(AdminRecord("key.revoke", "only-in-the-journal", "cli"))
+    dead_pid = 2**22 + 12345  # above pid_max: no such process
+    (tmp_path / f"audit.journal.{dead_pid}").write_bytes(
+        b"".join(json.dumps(r).encode() + b"\n" for r in (chained, lost)))
+    Ledger(db).close()
+    subjects = [json.loads(str(r[0]))["subject"] for r in StateStore(db).query(
+        "SELECT record FROM audit_log ORDER BY seq")]
+    assert subjects == ["before-the-crash", "only-in-the-journal"]
+    assert not (tmp_path / f"audit.journal.{dead_pid}").exists()
+    assert verify(StateStore(db)).ok

@@ -19,7 +19,7 @@ extend one chain without forking it.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,29 +115,76 @@ Record = RequestRecord | EgressRecord | AdminRecord
 
 
 class _Waiter:
-    """How the writer tells a caller its record is durable (or why it is not)."""
+    """How the writer tells a synchronous caller its record is chained (or why not)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None):
-        self.loop = loop
-        self.future: asyncio.Future[int] | None = loop.create_future() if loop else None
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.seq = 0
         self.error: BaseException | None = None
 
     def done(self, seq: int | None, error: BaseException | None = None) -> None:
         self.seq, self.error = seq or 0, error
-        if self.loop is not None and self.future is not None:
-            self.loop.call_soon_threadsafe(self._settle)
         self.event.set()
 
-    def _settle(self) -> None:
-        assert self.future is not None
-        if self.future.done():
-            return
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        else:
-            self.future.set_result(self.seq)
+
+class Journal:
+    """This process's records, each made durable by one ``write()`` before it is chained.
+
+    Appending a line to a file is a single system call on the request path; once it
+    returns, the record survives the process being killed. The writer thread chains
+    journaled records into SQLite in batches and empties the journal whenever
+    everything in it is chained. A journal left by a process that died is replayed into
+    the chain by the next ledger opened on the same data dir (records already chained,
+    by ``uid``, are skipped).
+    """
+
+    PREFIX = "audit.journal."
+
+    def __init__(self, directory: Path):
+        self.path = directory / f"{self.PREFIX}{os.getpid()}"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.lock = threading.Lock()
+        self.pending = 0
+
+    def put(self, line: bytes) -> None:
+        with self.lock:
+            os.write(self.fd, line)
+            self.pending += 1
+
+    def chained(self, count: int) -> None:
+        with self.lock:
+            self.pending -= count
+            if self.pending == 0:
+                os.ftruncate(self.fd, 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        with contextlib.suppress(OSError):
+            if self.path.stat().st_size == 0:
+                self.path.unlink()
+
+    @classmethod
+    def orphans(cls, directory: Path) -> list[Path]:
+        """Journals of processes that are gone."""
+        found = []
+        for path in directory.glob(cls.PREFIX + "*"):
+            pid = path.name[len(cls.PREFIX):]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                found.append(path)
+        return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+Item = tuple[dict[str, Any], _Waiter | None, bool]  # (record, waiter, journaled)
 
 
 class Ledger:
@@ -150,43 +197,58 @@ class Ledger:
         self.bodies = bodies
         self.checkpoint_every = checkpoint_every
         self.salt = salt if salt is not None else load_salt(self.path.parent)
-        self._queue: queue.SimpleQueue[tuple[Record, _Waiter | None] | None] = \
-            queue.SimpleQueue()
+        self.recover()
+        self.journal = Journal(self.path.parent)
+        self._queue: queue.SimpleQueue[Item | _Barrier | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="audit-ledger", daemon=True)
         self._thread.start()
 
     # -- writing ----------------------------------------------------------------------
 
-    async def write(self, record: Record) -> int:
-        """Append and wait until the record is durable; returns its seq."""
-        waiter = _Waiter(asyncio.get_running_loop())
-        self._queue.put((record, waiter))
-        assert waiter.future is not None
-        return await asyncio.shield(waiter.future)
+    async def write(self, record: Record) -> None:
+        """Make the record durable (journaled) now; it joins the chain moments later.
+
+        Raises ``AuditUnavailableError`` when it cannot be made durable: callers fail
+        closed. Async so that callers read the same whatever the durable step costs.
+        """
+        self.put(record)
+
+    def put(self, record: Record) -> None:
+        body = _plain(record)
+        try:
+            self.journal.put(orjson.dumps(body) + b"\n")
+        except OSError as exc:
+            log.error("could not journal an audit record: %s", exc)
+            raise AuditUnavailableError(str(exc)) from exc
+        self._queue.put((body, None, True))
 
     def write_sync(self, record: Record, timeout: float = 10.0) -> int:
-        """The same from synchronous code (the CLI, admin acts)."""
-        waiter = _Waiter(None)
-        self._queue.put((record, waiter))
+        """Append and wait until the record is in the chain (the CLI, admin acts)."""
+        waiter = _Waiter()
+        self._queue.put((_plain(record), waiter, False))
         if not waiter.event.wait(timeout):
-            raise TimeoutError("the audit ledger did not answer")
+            raise AuditUnavailableError("the audit ledger did not answer")
         if waiter.error is not None:
             raise waiter.error
         return waiter.seq
 
     def append(self, record: Record) -> None:
-        """Append without waiting (a request already failing, or cancelled)."""
-        self._queue.put((record, None))
+        """Append without raising (a request already failing, or cancelled)."""
+        try:
+            self.put(record)
+        except AuditUnavailableError:
+            pass
 
     def flush(self) -> None:
-        """Wait until everything appended so far is on disk."""
+        """Wait until everything appended so far is in the chain."""
         done = threading.Event()
-        self._queue.put((_Barrier(done), None))  # type: ignore[arg-type]
+        self._queue.put(_Barrier(done))
         done.wait(10)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(10)
+        self.journal.close()
         self.store.close()
 
     def seal(self, text: str) -> Any:
@@ -197,17 +259,27 @@ class Ledger:
             return text
         return {"hmac_sha256": salted_hash(self.salt, text)}
 
+    def recover(self) -> None:
+        """Chain what dead processes journaled but never chained, then drop their journals."""
+        for path in Journal.orphans(self.path.parent):
+            records = [orjson.loads(line) for line in path.read_bytes().splitlines()
+                       if line.strip()]
+            if records:
+                self._append(records, replay=True)
+                log.warning("recovered %d audit records from %s", len(records), path.name)
+            path.unlink()
+
     def _writer(self) -> None:
         stop = False
         while not stop:
             item = self._queue.get()
-            batch: list[tuple[Record, _Waiter | None]] = []
+            batch: list[Item] = []
             barriers: list[_Barrier] = []
             while True:
                 if item is None:
                     stop = True
-                elif isinstance(item[0], _Barrier):
-                    barriers.append(item[0])
+                elif isinstance(item, _Barrier):
+                    barriers.append(item)
                 else:
                     batch.append(item)
                 if stop or len(batch) >= 512:
@@ -216,41 +288,54 @@ class Ledger:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._commit(batch)
+            self._commit(batch, stop)
             for barrier in barriers:
                 barrier.done.set()
 
-    def _commit(self, batch: list[tuple[Record, _Waiter | None]]) -> None:
-        if not batch:
-            return
-        try:
-            seqs = self._append([record for record, _ in batch])
-        except Exception as exc:  # callers that wait fail closed; the rest is logged
-            log.exception("could not write %d audit records", len(batch))
-            for _, waiter in batch:
+    def _commit(self, batch: list[Item], stopping: bool) -> None:
+        """Chain a batch; journaled records are retried until they are (never lost)."""
+        while batch:
+            try:
+                seqs = self._append([body for body, _, _ in batch])
+            except Exception as exc:
+                log.exception("could not chain %d audit records", len(batch))
+                for _, waiter, _ in batch:
+                    if waiter is not None:
+                        waiter.done(None, AuditUnavailableError(str(exc)))
+                batch = [item for item in batch if item[2]]
+                if stopping:
+                    return  # still journaled: the next ledger recovers them
+                time.sleep(0.5)
+                continue
+            for (_, waiter, _), seq in zip(batch, seqs, strict=True):
                 if waiter is not None:
-                    waiter.done(None, AuditUnavailableError(str(exc)))
+                    waiter.done(seq)
+            journaled = sum(1 for item in batch if item[2])
+            if journaled:
+                self.journal.chained(journaled)
             return
-        for (_, waiter), seq in zip(batch, seqs, strict=True):
-            if waiter is not None:
-                waiter.done(seq)
 
-    def _append(self, records: list[Record]) -> list[int]:
+    def _append(self, records: list[dict[str, Any]], replay: bool = False) -> list[int]:
         seqs = []
         with self.store.transaction() as db:
             row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
                              ).fetchone()
             seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
             for record in records:
+                if replay and db.execute("SELECT 1 FROM audit_log WHERE uid = ?",
+                                         (record.get("uid"),)).fetchone():
+                    seqs.append(0)
+                    continue  # chained before its process died
                 seq += 1
                 body = _body(record, seq, prev)
                 text = canonical(body)
                 digest = hashlib.sha256(text.encode()).hexdigest()
                 db.execute(
                     "INSERT INTO audit_log (seq, at, kind, request_id, principal, tenant, "
-                    "target, inside_domain, status, record, hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, body["at"], *(_column(body, c) for c in _COLUMNS), text, digest))
+                    "target, inside_domain, status, record, hash, uid) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, body["at"], *(_column(body, c) for c in _COLUMNS), text, digest,
+                     body.get("uid")))
                 if self.checkpoint_every and seq % self.checkpoint_every == 0:
                     db.execute("INSERT OR REPLACE INTO audit_checkpoints VALUES (?, ?, ?)",
                                (seq, digest, body["at"]))
@@ -280,12 +365,21 @@ class AuditUnavailableError(RuntimeError):
     """The ledger could not make a record durable."""
 
 
-def _body(record: Record, seq: int, prev: str) -> dict[str, Any]:
-    body = asdict(record)
-    body["at"] = datetime.fromtimestamp(body["at"], UTC).isoformat(timespec="milliseconds")
-    body["seq"], body["prev"] = seq, prev
+def _plain(record: Record) -> dict[str, Any]:
+    """A record as a plain dict (its fields are not changed after it is made), with a
+    unique ``uid`` so a replayed journal never chains it twice."""
+    body = dict(vars(record))
     if isinstance(record, RequestRecord):
         body["target"] = record.route
+    body["uid"] = secrets.token_hex(12)
+    return body
+
+
+def _body(record: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
+    body = dict(record)
+    if isinstance(body["at"], int | float):
+        body["at"] = datetime.fromtimestamp(body["at"], UTC).isoformat(timespec="milliseconds")
+    body["seq"], body["prev"] = seq, prev
     return body
 
 

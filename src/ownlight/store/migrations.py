@@ -113,6 +113,12 @@ def _audit_log(db: sqlite3.Connection) -> None:
     )
 
 
+def _audit_uid(db: sqlite3.Connection) -> None:
+    """Each record's unique id, so a journal replayed after a crash never chains twice."""
+    db.execute("ALTER TABLE audit_log ADD COLUMN uid TEXT")
+    db.execute("CREATE UNIQUE INDEX audit_log_uid ON audit_log (uid)")
+
+
 STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_api_keys", _api_keys),
     ("002_spend", _spend),
@@ -120,4 +126,5 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("004_request_log_knowledge", _request_log_knowledge),
     ("005_responses", _responses),
     ("006_audit_log", _audit_log),
+    ("007_audit_uid", _audit_uid),
 )
