@@ -179,7 +179,10 @@ def egress_report(store: StateStore, since: str | None) -> dict[str, Any]:
         if r["kind"] == "egress":
             row = sent[(r["target"], r.get("principal") or "")]
             row["bytes"] += r.get("payload_bytes") or 0
-        elif r["kind"] == "request" and r.get("inside_domain") is False:
+        for folded in r.get("egress") or []:  # egress chained with its request's record
+            row = sent[(folded["target"], r.get("principal") or "")]
+            row["bytes"] += folded.get("payload_bytes") or 0
+        if r["kind"] == "request" and r.get("inside_domain") is False:
             row = sent[(r["target"], r.get("principal") or "")]
             row["requests"] += 1
             row["tokens"] += sum((r.get("usage") or {}).get(k) or 0
