@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install serve test test-fast lint bench bench-overhead bench-router bench-privacy \
-	bench-retrieval clean
+	bench-retrieval bench-guard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff check src tests bench
 
 # Each benchmark runs Ownlight and its peer in the same run and prints a ratio.
-bench: bench-overhead bench-router bench-privacy bench-retrieval
+bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard
 
 bench-overhead: install
 	$(BIN)/python bench/overhead.py
@@ -42,6 +42,9 @@ bench-privacy: install
 
 bench-retrieval: install
 	$(BIN)/python bench/retrieval.py
+
+bench-guard: install
+	$(BIN)/python bench/guard.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -22,6 +22,7 @@ from ownlight.auth import Principal
 from ownlight.backends.base import Operation
 from ownlight.config import Config, effective_view, load_config, upstream_entry
 from ownlight.errors import ConfigError, OwnlightError
+from ownlight.guard.guard_cli import guard_group
 from ownlight.knowledge.knowledge_cli import ingest_command, search_command
 from ownlight.models.files import Progress as ProgressFn
 from ownlight.pipeline import GatewayRequest
@@ -397,6 +398,7 @@ def _key(key: str) -> str:
 
 
 main.add_command(audit_group)
+main.add_command(guard_group)
 main.add_command(privacy_group)
 main.add_command(router_group)
 main.add_command(ingest_command)

@@ -157,6 +157,22 @@ class UpstreamSettings(Table):
     max_connections: int = setting(256, "Pooled connections per upstream.")
 
 
+class GuardSettings(Table):
+    enabled: bool = setting(True, "Scan user input and untrusted content for prompt injection.")
+    threshold: float | None = setting(
+        None, "Score from which a text counts as an injection; unset: the shipped model's.")
+    input_action: Literal["flag", "block", "isolate"] = setting(
+        "flag", "For a user turn that scores as an injection: flag (record only), block "
+                "(400), or isolate (quote it to the model as data).")
+    untrusted_action: Literal["drop", "quote"] = setting(
+        "quote", "For a tool result or retrieved chunk that scores as an injection: quote it "
+                 "to the model as inert data with a warning, or drop it (withhold it; a chunk "
+                 "is left out of the sources).")
+    tenants: dict[str, Literal["flag", "block", "isolate"]] = setting(
+        {}, "input_action per tenant, e.g. { acme = \"block\" }.")
+    model_path: str | None = setting(None, "Guard weights to use instead of the packaged ones.")
+
+
 class AuditSettings(Table):
     bodies: Literal["none", "hashed", "full"] = setting(
         "hashed", "What the ledger keeps of prompts and answers: none, a salted hash (proves "
@@ -321,6 +337,7 @@ class Settings(Table):
     privacy: PrivacySettings = PrivacySettings()
     routing: RoutingSettings = RoutingSettings()
     audit: AuditSettings = AuditSettings()
+    guard: GuardSettings = GuardSettings()
 
 
 class Document(Settings):

@@ -42,6 +42,7 @@ from ownlight.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from ownlight.guard.stage import GuardFacts, InjectionGuard
 from ownlight.knowledge.citations import (
     CitationPrompt,
     CitationStream,
@@ -49,9 +50,17 @@ from ownlight.knowledge.citations import (
     with_sources,
 )
 from ownlight.knowledge.service import KnowledgeService
+from ownlight.knowledge.types import Hit
 from ownlight.privacy.levels import LEVELS
 from ownlight.privacy.stage import Egress, Findings, PrivacyShield
-from ownlight.protocol.model import Chunk, Request, Response, Usage
+from ownlight.protocol.model import (
+    Chunk,
+    Request,
+    Response,
+    TextPart,
+    ToolResult,
+    Usage,
+)
 from ownlight.protocol.slots import Slot, last_user_text, text_slots
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
@@ -115,6 +124,7 @@ class RequestContext:
     grounding: CitationPrompt | None = None
     started: float = field(default_factory=time.perf_counter)
     answer: list[str] = field(default_factory=list)  # kept only when audit.bodies asks
+    guard: GuardFacts | None = None
 
     @property
     def alias(self) -> str:
@@ -139,6 +149,12 @@ class RequestContext:
             headers["x-ownlight-route-reason"] = self.route.explain()
         if self.sensitivity != "unknown":
             headers["x-ownlight-sensitivity"] = self.sensitivity
+        if self.guard is not None and (self.guard.untrusted or self.guard.input_flagged):
+            g = self.guard
+            headers["x-ownlight-guard"] = (
+                f"untrusted={g.tool_results_flagged + g.chunks_flagged + g.chunks_withheld}; "
+                f"chunks_withheld={g.chunks_withheld}; "
+                f"input={'flagged' if g.input_flagged else 'ok'}")
         return headers
 
 
@@ -147,8 +163,10 @@ class Pipeline:
                  privacy: PrivacyShield | None, ledger: Ledger,
                  health: HealthTracker | None = None,
                  knowledge: KnowledgeService | None = None,
-                 deadline: float = 120.0, metrics: Metrics | None = None):
+                 deadline: float = 120.0, metrics: Metrics | None = None,
+                 guard: InjectionGuard | None = None):
         self.keys = keys
+        self.guard = guard
         self.metrics = metrics or Metrics()
         self.deadline = deadline
         self.knowledge = knowledge
@@ -262,11 +280,63 @@ class Pipeline:
         question = last_user_text(ctx.request)
         if query is None or not question.strip():
             return
-        ctx.grounding = await self.knowledge.ground(ctx.principal, question, query)
+        screen = self._screen_chunks(ctx) if self.guard is not None else None
+        ctx.grounding = await self.knowledge.ground(ctx.principal, question, query, screen)
         with_sources(ctx.request, ctx.grounding.system)
 
+    def _screen_chunks(self, ctx: RequestContext) -> Callable[[Hit], bool]:
+        """Retrieved chunks that score as injections are left out of the sources."""
+        guard = self.guard
+        assert guard is not None
+        facts = ctx.guard = ctx.guard or GuardFacts()
+
+        def keep(hit: Hit) -> bool:
+            if guard.scan(hit.text).injection:
+                facts.documents.append([hit.collection, hit.document_id])
+                if guard.untrusted_action == "drop":
+                    facts.chunks_withheld += 1
+                    return False
+                facts.chunks_flagged += 1
+            return True
+
+        return keep
+
     async def guard_input(self, ctx: RequestContext) -> None:
-        """Prompt-injection scan of user turns and chunks. Pass-through: the guard issue."""
+        """Prompt-injection scan: tool results (untrusted) and the newest user turn.
+
+        Untrusted content that scores as an injection is withheld or quoted inert; the
+        user turn is flagged, blocked or isolated as ``guard.input_action`` says.
+        """
+        if self.guard is None or ctx.request is None or ctx.operation is not Operation.CHAT:
+            return
+        request, guard = ctx.request, self.guard
+        facts = ctx.guard = ctx.guard or GuardFacts()
+        results = [p for turn in request.turns for p in turn.parts if isinstance(p, ToolResult)]
+        texts = ["".join(q.text for q in r.parts if isinstance(q, TextPart)) for r in results]
+        user = next((t for t in reversed(request.turns) if t.role == "user"), None)
+        user_text = user.text() if user is not None else ""
+        size = sum(map(len, texts)) + len(user_text)
+        scan = guard.scan
+        verdicts = (await asyncio.to_thread(lambda: [scan(t) for t in [*texts, user_text]])
+                    if size > INLINE_SCAN_CHARS else [scan(t) for t in [*texts, user_text]])
+        for result, text, verdict in zip(results, texts, verdicts, strict=False):
+            if text and verdict.injection:
+                facts.tool_results_flagged += 1
+                result.parts = [TextPart(guard.neutralise(text))]
+        verdict = verdicts[-1]
+        facts.input_score = round(verdict.score, 4) if user_text else None
+        if not (user_text and verdict.injection):
+            return
+        facts.input_flagged = True
+        facts.action = guard.action_for(ctx.principal)
+        if facts.action == "block":
+            raise InvalidRequest(
+                "This request looks like a prompt injection (an attempt to override the "
+                "assistant's instructions), and this key's policy blocks those.",
+                code="injection_blocked")
+        if facts.action == "isolate" and user is not None:
+            user.parts = [TextPart(guard.isolate(user_text))] + [
+                p for p in user.parts if not isinstance(p, TextPart)]
 
     async def classify(self, ctx: RequestContext) -> None:
         """Sensitive spans in every slot of the request -> its sensitivity level.
@@ -434,6 +504,7 @@ class Pipeline:
             sensitivity=ctx.sensitivity,
             found=ctx.findings.counts if ctx.findings else {},
             knowledge=_knowledge_facts(ctx.grounding),
+            injection=ctx.guard.to_dict() if ctx.guard is not None else None,
             pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
             usage=usage_json,
             cost_usd=cost,

@@ -16,6 +16,7 @@ from ownlight.audit.metrics import Metrics
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
+from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
 from ownlight.pipeline import Pipeline
@@ -43,6 +44,13 @@ def open_ledger(config: Config) -> Ledger:
     audit = config.section("audit")
     return Ledger(state_path(config), bodies=audit.get("bodies", "hashed"),
                   checkpoint_every=int(audit.get("checkpoint_every", 1000)))
+
+
+def build_guard(config: Config) -> InjectionGuard | None:
+    settings = dict(config.section("guard"))
+    if not settings.pop("enabled", True):
+        return None
+    return InjectionGuard(settings)
 
 
 def build_privacy(config: Config) -> PrivacyShield | None:
@@ -77,7 +85,7 @@ class Runtime:
                             open_ledger(config),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=float(config.get("upstream.deadline")),
-                            metrics=Metrics())
+                            metrics=Metrics(), guard=build_guard(config))
         runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store))
         pipeline.metrics.watch(runtime.state)
         return runtime

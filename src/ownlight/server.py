@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from ownlight.api import (
     admin_routes,
     anthropic_routes,
+    guard_routes,
     knowledge_routes,
     openai_responses_routes,
     openai_routes,
@@ -123,6 +124,7 @@ def create_app(runtime: Runtime) -> FastPath:
             *privacy_routes.routes,
             *knowledge_routes.routes,
             *admin_routes.routes,
+            *guard_routes.routes,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

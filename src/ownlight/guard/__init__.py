@@ -1,1 +1,1 @@
-"""Ownlight guard."""
+"""The injection guard: is this text trying to take over the assistant?"""

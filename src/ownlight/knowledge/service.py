@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,11 +144,16 @@ class KnowledgeService:
                      k: int, mode: Mode = "hybrid") -> list[Hit]:
         return await asyncio.to_thread(self.search_sync, principal, query, collections, k, mode)
 
-    async def ground(self, principal: Principal, question: str,
-                     request: KnowledgeQuery) -> CitationPrompt:
-        """The numbered sources for a question, as a system prompt and a citation list."""
+    async def ground(self, principal: Principal, question: str, request: KnowledgeQuery,
+                     screen: Callable[[Hit], bool] | None = None) -> CitationPrompt:
+        """The numbered sources for a question, as a system prompt and a citation list.
+
+        ``screen`` (the injection guard) may leave a chunk out of the sources.
+        """
         hits = await self.search(principal, question[:MAX_QUERY_CHARS], request.collections,
                                  request.k)
+        if screen is not None:
+            hits = await asyncio.to_thread(lambda: [hit for hit in hits if screen(hit)])
         return build_citation_prompt(hits, self.max_context_chars)
 
     def parse(self, raw: Any, bound: Sequence[str] = ()) -> KnowledgeQuery | None:

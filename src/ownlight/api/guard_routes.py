@@ -1,0 +1,51 @@
+"""POST /v1/guard/scan: the injection guard's verdict on one or many texts."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ownlight.errors import InvalidRequest, OwnlightError
+from ownlight.guard.stage import InjectionGuard
+from ownlight.runtime import Runtime
+
+from .common import bearer_key, read_json
+from .knowledge_routes import record_read
+from .responses import error_response, json_response
+
+MAX_TEXTS = 256
+
+
+async def guard_scan(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        principal = runtime.keys.authenticate(bearer_key(request))
+        guard = runtime.pipeline.guard or _default()
+        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if (not isinstance(texts, list) or not texts or len(texts) > MAX_TEXTS
+                or not all(isinstance(t, str) for t in texts)):
+            raise InvalidRequest(f"input must be a string or a list of 1..{MAX_TEXTS} strings",
+                                 param="input")
+        verdicts = await asyncio.to_thread(lambda: [guard.scan(t) for t in texts])
+        data = [{"index": i, **v.to_dict()} for i, v in enumerate(verdicts)]
+        await record_read(runtime, principal, "/v1/guard/scan", {
+            "texts": len(data), "injections": sum(v.injection for v in verdicts)})
+    except OwnlightError as exc:
+        return error_response(exc)
+    return json_response({"object": "list", "data": data, "threshold": guard.threshold})
+
+
+@cache
+def _default() -> InjectionGuard:
+    """The packaged guard, for a server whose guard is turned off in the pipeline."""
+    return InjectionGuard()
+
+
+routes = [Route("/v1/guard/scan", guard_scan, methods=["POST"])]

@@ -1,0 +1,151 @@
+"""What the injection guard looks at in a text: hashed n-grams and structural signals.
+
+Pure stdlib and fast (a few milliseconds per thousand characters), so every retrieved
+chunk and tool result can be scanned. Text is NFKC-normalised and stripped of invisible
+characters first, so zero-width tricks cannot hide a phrase from the n-grams; the tricks
+themselves are signals. CJK text has no spaces, so character n-grams run over the whole
+window, not word by word.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import unicodedata
+import zlib
+from dataclasses import dataclass
+
+BUCKETS = 1 << 18
+# Structural signals enter the model scaled up, so regularisation (tuned for thousands of
+# n-gram features) does not shrink the few of them away; chosen by dev cross-validation.
+SIGNAL_SCALE = 1.0
+WINDOW = 600  # characters per scored window; a long document is scored window by window
+STEP = 400
+
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad"
+                        "\U000e0000-\U000e007f]")
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_URL = re.compile(r"https?://[^\s)\"'>]+", re.IGNORECASE)
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*https?://[^)\s]*[?&=][^)\s]*\)", re.IGNORECASE)
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+_ROLE = re.compile(
+    r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(system|"
+    r"instruction|assistant)\b|^\s*(system|assistant|developer)\s*[:：]|<start_of_turn>",
+    re.IGNORECASE | re.MULTILINE)
+# Phrase families an instruction to the assistant is made of, in the four languages
+# Ownlight serves: what it overrides, whom it addresses, what it makes the model become,
+# where it sends data. Each family is one signal; the n-grams learn the rest.
+_CUES = {
+    "override": re.compile(
+        r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instruction|prompt|rule|"
+        r"previous|above|prior|guideline)|\bnew (instructions|rules|task)\b|from now on|"
+        r"忽略|无视|無視|忘记|忘掉|之前的(指令|指示|设定)|以前の指示|指示を無視|新的指令|"
+        r"新しい指示|从现在开始|今から|игнорир|забудь|не обращай внимания|"
+        r"(предыдущие|прежние) (инструкции|указания)|новые инструкции|с этого момента",
+        re.IGNORECASE),
+    "addressed": re.compile(
+        r"\b(ai|assistant|chatbot|language model|llm)\b\s*[:,]|\bnote to (the )?(ai|assistant)|"
+        r"\bif you are an? (ai|assistant|language model)|"
+        r"(ai|人工智能|智能)?助手[：:，,]|给AI|致AI|AIアシスタント|アシスタントへ|ＡＩへ|AIへ|"
+        r"(ии|ассистент|нейросеть|языковая модель)\s*[:,]|для (ии|ассистента)",
+        re.IGNORECASE),
+    "persona": re.compile(
+        r"\byou are (now|no longer)\b|\bact as\b|\bpretend (to be|you are)|\bDAN\b|"
+        r"developer mode|jailbreak|do anything now|你现在是|扮演|开发者模式|越狱|"
+        r"あなたは(今|これから)|開発者モード|脱獄|ты теперь|притворись|режим разработчика|"
+        r"джейлбрейк", re.IGNORECASE),
+    "reveal": re.compile(
+        r"\b(reveal|print|show|output|repeat)\b.{0,30}\b(system prompt|instructions|hidden|"
+        r"secret|password|api key)|system prompt|系统提示|提示词|システムプロンプト|"
+        r"(раскрой|покажи|выведи).{0,30}(промпт|инструкц|пароль|ключ)|системн\w* (промпт|"
+        r"инструкц)", re.IGNORECASE),
+    "exfiltrate": re.compile(
+        r"\b(send|forward|email|upload|post|transfer)\b.{0,60}\b(to|at)\b.{0,40}(@|https?://)|"
+        r"(发送|转发|上传|发到).{0,40}(@|https?://|邮箱)|(送信|転送|アップロード).{0,40}"
+        r"(@|https?://)|(@|https?://).{0,60}(に送|へ送|に転送)|"
+        r"(отправ|перешл|загрузи).{0,60}(@|https?://)|curl .{0,80}\|\s*(sh|bash)",
+        re.IGNORECASE),
+}
+
+_LATIN = re.compile(r"[a-zA-Z]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+
+SIGNALS = ("invisible", "homoglyph", "base64_instruction", "role_marker", "exfil_image",
+           "urls", *(f"cue_{name}" for name in _CUES), "cue_families")
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str
+    signals: dict[str, float]
+
+
+def normalise(text: str) -> tuple[str, int]:
+    """NFKC text without invisible characters, and how many there were."""
+    invisible = len(_INVISIBLE.findall(text))
+    return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)), invisible
+
+
+def windows(text: str) -> list[Window]:
+    """The text in overlapping windows, each with its structural signals."""
+    clean, invisible = normalise(text)
+    spans = [clean[i : i + WINDOW] for i in range(0, max(len(clean) - WINDOW, 0) + 1, STEP)]
+    if len(clean) > WINDOW and (len(clean) - WINDOW) % STEP:
+        spans.append(clean[-WINDOW:])
+    return [Window(span, signals(span, invisible)) for span in spans or [""]]
+
+
+def signals(text: str, invisible: int = 0) -> dict[str, float]:
+    cues = {f"cue_{name}": float(bool(pattern.search(text))) for name, pattern in _CUES.items()}
+    return {
+        "invisible": min(invisible, 10) / 10,
+        "homoglyph": float(any(_LATIN.search(w) and _CYRILLIC.search(w)
+                               for w in text.split())),
+        "base64_instruction": float(_hidden_instruction(text)),
+        "role_marker": float(bool(_ROLE.search(text))),
+        "exfil_image": float(bool(_MD_IMAGE.search(text))),
+        "urls": min(len(_URL.findall(text)), 3) / 3,
+        **cues,
+        # Several families in one window (override + reveal, addressed + exfiltrate) is
+        # what an instruction to the assistant looks like; one alone is ordinary text.
+        "cue_families": min(max(sum(cues.values()) - 1, 0), 3) / 3,
+    }
+
+
+def _hidden_instruction(text: str) -> bool:
+    """A base64 blob that decodes to words (an instruction smuggled past a reader)."""
+    for blob in _BASE64.findall(text)[:5]:
+        try:
+            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
+            plain = decoded.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if sum(ch.isalpha() or ch.isspace() for ch in plain) > 0.8 * len(plain) >= 12:
+            return True
+    return False
+
+
+def hashed(text: str, buckets: int = BUCKETS) -> dict[int, float]:
+    """Sublinear counts of word uni/bigrams and character 2-4-grams, hashed (crc32)."""
+    lower = text.lower()
+    counts: dict[str, int] = {}
+    words = _WORD.findall(lower)
+    for i, word in enumerate(words):
+        key = "w" + word
+        counts[key] = counts.get(key, 0) + 1
+        if i:
+            key = "b" + words[i - 1] + " " + word
+            counts[key] = counts.get(key, 0) + 1
+    squeezed = " ".join(lower.split())
+    for n in (2, 3, 4):
+        for j in range(len(squeezed) - n + 1):
+            key = "c" + squeezed[j : j + n]
+            counts[key] = counts.get(key, 0) + 1
+    out: dict[int, float] = {}
+    for key, count in counts.items():
+        index = zlib.crc32(key.encode()) % buckets
+        out[index] = out.get(index, 0.0) + 1.0 + math.log(count)
+    norm = math.sqrt(sum(v * v for v in out.values())) or 1.0
+    return {k: v / norm for k, v in out.items()}

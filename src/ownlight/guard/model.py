@@ -1,0 +1,88 @@
+"""The guard's scorer: a logistic model over hashed n-grams and structural signals.
+
+``score`` is the highest window score of a text, so one injected line in a long e-mail
+is not diluted by the rest of it. ``reasons`` name the structural signals that fired
+and whether the n-gram model alone says injection. The weights ship in the package
+(``data/guard/guard.npz``), trained by ``ownlight guard train`` on the dev sets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, hashed, windows
+
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    reasons: tuple[str, ...] = ()
+    threshold: float = DEFAULT_THRESHOLD
+
+    @property
+    def injection(self) -> bool:
+        return self.score >= self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": round(self.score, 4), "label": "injection" if self.injection
+                else "benign", "reasons": list(self.reasons)}
+
+
+@dataclass
+class GuardModel:
+    weights: np.ndarray  # BUCKETS n-gram weights
+    signal_weights: np.ndarray  # one per SIGNALS
+    bias: float
+    threshold: float = DEFAULT_THRESHOLD
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def logit(self, grams: dict[int, float], signals: dict[str, float]) -> tuple[float, float]:
+        """(the whole logit, the n-gram part)."""
+        text_part = sum(self.weights[i] * v for i, v in grams.items())
+        signal_part = SIGNAL_SCALE * sum(
+            w * signals[name] for w, name in zip(self.signal_weights, SIGNALS, strict=True))
+        return float(self.bias + text_part + signal_part), float(text_part)
+
+    def scan(self, text: str, threshold: float | None = None) -> Verdict:
+        best, best_reasons = 0.0, ()
+        for window in windows(text):
+            logit, text_part = self.logit(hashed(window.text), window.signals)
+            score = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
+            if score >= best:
+                fired = [name for name in SIGNALS if window.signals[name] > 0]
+                if text_part + self.bias > 0:
+                    fired.append("classifier")
+                best, best_reasons = score, tuple(fired)
+        return Verdict(best, best_reasons, self.threshold if threshold is None else threshold)
+
+    def save(self, path: Path) -> None:
+        nonzero = np.flatnonzero(self.weights)
+        np.savez_compressed(path, index=nonzero.astype(np.int32),
+                            value=self.weights[nonzero].astype(np.float32),
+                            signals=self.signal_weights.astype(np.float32),
+                            bias=np.float32(self.bias), threshold=np.float32(self.threshold))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> GuardModel:
+        if path is None:
+            return _packaged()
+        with np.load(path) as data:
+            weights = np.zeros(BUCKETS, dtype=np.float32)
+            weights[data["index"]] = data["value"]
+            return cls(weights, data["signals"].astype(np.float32), float(data["bias"]),
+                       float(data["threshold"]))
+
+
+@lru_cache(maxsize=1)
+def _packaged() -> GuardModel:
+    with resources.as_file(resources.files("ownlight") / "data" / "guard" / "guard.npz") as p:
+        return GuardModel.load(Path(p))
