@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ownlight.errors import InvalidRequest, OwnlightError, UpstreamError, clip
+from ownlight.protocol.fields import bounded_number, optional_list
 from ownlight.protocol.model import (
     Choice,
     ChoiceDelta,
@@ -76,15 +77,16 @@ def parse_request(operation: Operation, body: Any) -> Request:
     request.instructions = _system(body.get("system"))
     for i, message in enumerate(messages):
         request.turns += _turns(message, f"messages.{i}")
-    request.tools = [_tool(t, f"tools.{i}") for i, t in enumerate(_list(body, "tools"))]
+    request.tools = [_tool(t, f"tools.{i}") for i, t in enumerate(optional_list(body, "tools"))]
     request.tool_choice, request.parallel_tool_calls = _tool_choice(body.get("tool_choice"),
                                                                     request.tools)
-    stops = _list(body, "stop_sequences")
+    stops = optional_list(body, "stop_sequences")
     if not all(isinstance(s, str) for s in stops):
         raise InvalidRequest("stop_sequences: a list of strings is expected",
                              param="stop_sequences")
-    request.sampling = Sampling(max_tokens=max_tokens, temperature=_number(body, "temperature", 1),
-                                top_p=_number(body, "top_p", 1), stop=list(stops))
+    request.sampling = Sampling(max_tokens=max_tokens,
+                                temperature=bounded_number(body, "temperature", 0, 1),
+                                top_p=bounded_number(body, "top_p", 0, 1), stop=list(stops))
     request.stream = body.get("stream") is True
     request.include_usage = True
     metadata = body.get("metadata")
@@ -211,22 +213,6 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> tuple[ToolChoice | None, bo
                          param="tool_choice")
 
 
-def _list(body: Json, key: str) -> list[Any]:
-    value = body.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{key}: a list is expected", param=key)
-    return value
-
-
-def _number(body: Json, key: str, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
-        raise InvalidRequest(f"{key}: a number between 0 and {high:g} is expected", param=key)
-    return float(value)
 
 
 # == rendering a request for an Anthropic upstream =======================================

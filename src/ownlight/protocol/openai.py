@@ -16,6 +16,7 @@ import time
 from typing import Any, TypeVar
 
 from ownlight.errors import InvalidRequest, clip
+from ownlight.protocol.fields import bounded_number
 from ownlight.protocol.model import (
     Choice,
     ChoiceDelta,
@@ -116,13 +117,13 @@ def _common_fields(body: Json, r: Request) -> None:
         raise InvalidRequest(f"n must be between 1 and {MAX_N}", param="n")
     r.sampling = Sampling(
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
+        temperature=bounded_number(body, "temperature", 0, 2),
+        top_p=bounded_number(body, "top_p", 0, 1),
         stop=stops,
         seed=_opt(body, "seed", int),
         n=n or 1,
-        presence_penalty=_number(body, "presence_penalty", -2, 2),
-        frequency_penalty=_number(body, "frequency_penalty", -2, 2),
+        presence_penalty=bounded_number(body, "presence_penalty", -2, 2),
+        frequency_penalty=bounded_number(body, "frequency_penalty", -2, 2),
     )
 
 
@@ -339,14 +340,6 @@ def _opt(body: Json, key: str, kind: type[T], where: str = "") -> T | None:
 _KINDS: dict[type, str] = {bool: "a boolean", int: "an integer", str: "a string",
                            dict: "an object", list: "an array"}
 
-
-def _number(body: Json, key: str, low: float, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise InvalidRequest(f"{key} must be a number between {low:g} and {high:g}", param=key)
-    return float(value)
 
 
 # == rendering a request for an upstream ==================================================

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ownlight.errors import InvalidRequest, OwnlightError, clip
+from ownlight.protocol.fields import bounded_number, optional_list
 from ownlight.protocol.model import (
     Choice,
     Chunk,
@@ -79,7 +80,7 @@ def parse_call(body: Any) -> ResponsesCall:
         raise InvalidRequest("instructions must be a string", param="instructions")
     request.instructions = instructions
     request.turns = items_to_turns(items)
-    request.tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(body, "tools"))]
+    request.tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(optional_list(body, "tools"))]
     request.tool_choice = _tool_choice(body.get("tool_choice"), request.tools)
     parallel = body.get("parallel_tool_calls")
     request.parallel_tool_calls = parallel if isinstance(parallel, bool) else None
@@ -92,8 +93,8 @@ def parse_call(body: Any) -> ResponsesCall:
                              param="max_output_tokens")
     top = body.get("top_logprobs")
     request.sampling = Sampling(max_tokens=max_tokens,
-                                temperature=_number(body, "temperature", 2),
-                                top_p=_number(body, "top_p", 1),
+                                temperature=bounded_number(body, "temperature", 0, 2),
+                                top_p=bounded_number(body, "top_p", 0, 1),
                                 logprobs=isinstance(top, int) and top > 0,
                                 top_logprobs=top if isinstance(top, int) else None)
     request.stream = body.get("stream") is True
@@ -247,22 +248,6 @@ def _format(raw: Any) -> ResponseFormat | None:
                          param="text.format.type")
 
 
-def _list(body: Json, key: str) -> list[Any]:
-    value = body.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{key} must be an array", param=key)
-    return value
-
-
-def _number(body: Json, key: str, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
-        raise InvalidRequest(f"{key} must be a number between 0 and {high:g}", param=key)
-    return float(value)
 
 
 # == rendering ===========================================================================
