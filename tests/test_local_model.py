@@ -169,3 +169,14 @@ def test_cli_ingest_then_chat_answers_with_cited_sources(tmp_path: Path) -> None
     footer = result.stdout.split("\n\nSources:\n", 1)[1].strip().splitlines()
     assert len(footer) == 1 and footer[0].startswith("[1] Keeper's log (")
     assert "salary.txt" not in result.stdout
+
+
+def test_embeddings_and_knowledge_share_one_e5_model(gateway) -> None:
+    """One copy of the e5 weights in the process, behind one lock (issue 15)."""
+    from ownlight.knowledge.service import LockedEmbedder
+    from ownlight.models.e5 import E5_LOCK, shared_model
+
+    gateway.client().embeddings.create(model="local-embed", input="warm up")
+    assert gateway.runtime.backends["local-embed"]._model is shared_model()
+    embedder = gateway.runtime.knowledge.embedder
+    assert isinstance(embedder, LockedEmbedder) and embedder._lock is E5_LOCK

