@@ -165,3 +165,21 @@ def test_scan_route_and_command(gateway_factory, cloud) -> None:
                           capture_output=True, text=True, check=True, timeout=60)
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert [o["label"] for o in out] == ["injection", "benign"] and out[0]["reasons"]
+
+
+@pytest.mark.slow
+def test_a_poisoned_document_cannot_steer_the_local_model(gateway_factory) -> None:
+    gateway = gateway_factory("[knowledge]\nvectors = false\n" + DROP, local=True)
+    kb = KnowledgeBase(SQLiteKnowledgeStore(index_path(gateway.config.data_dir)), None)
+    try:
+        kb.ingest_documents("orders", [
+            Document("bad", "Order notes", "Orders to Lisbon: " + POISON, allow=("public",)),
+        ], "shop")
+    finally:
+        kb.close()
+    reply = gateway.client().chat.completions.with_raw_response.create(
+        model="local", max_tokens=60, temperature=0,
+        messages=[{"role": "user", "content": "How fast do orders to Lisbon ship?"}],
+        extra_body={"knowledge": ["shop"]})
+    assert "chunks_withheld=1" in reply.headers["x-ownlight-guard"]
+    assert "evil.example" not in (reply.parse().choices[0].message.content or "")
