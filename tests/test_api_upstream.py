@@ -184,3 +184,17 @@ def test_stream_cut_mid_answer_ends_with_an_error_event(gateway) -> None:
     assert "".join(received) == "Hello from"  # what came before the cut arrived
     assert "stream" in str(caught.value.message)
     assert client.models.list().data
+
+
+def test_the_length_limit_field_follows_the_alias(gateway_factory, fake_upstream) -> None:
+    """OpenAI's reasoning models refuse max_tokens: an alias can send max_completion_tokens."""
+    gateway = gateway_factory(
+        upstream_toml("plain", fake_upstream.url)
+        + upstream_toml("reasoning", fake_upstream.url, max_tokens_field="max_completion_tokens"))
+    client = gateway.client()
+    for alias in ("plain", "reasoning"):
+        client.chat.completions.create(model=alias, max_completion_tokens=7,
+                                       messages=[{"role": "user", "content": "hi"}])
+    plain, reasoning = fake_upstream.received[-2:]
+    assert plain["max_tokens"] == 7 and "max_completion_tokens" not in plain
+    assert reasoning["max_completion_tokens"] == 7 and "max_tokens" not in reasoning

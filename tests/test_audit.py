@@ -326,11 +326,49 @@ def test_a_dead_process_journal_is_chained_once(tmp_path: Path) -> None:
     ledger.close()
     lost = _plain(AdminRecord("key.revoke", "only-in-the-journal", "cli"))
     dead_pid = 2**22 + 12345  # above pid_max: no such process
-    (tmp_path / f"audit.journal.{dead_pid}").write_bytes(
+    (tmp_path / f"audit.journal.{dead_pid}.ab12").write_bytes(
         b"".join(json.dumps(r).encode() + b"\n" for r in (chained, lost)))
     Ledger(db).close()
     subjects = [json.loads(str(r[0]))["subject"] for r in StateStore(db).query(
         "SELECT record FROM audit_log ORDER BY seq")]
     assert subjects == ["before-the-crash", "only-in-the-journal"]
-    assert not (tmp_path / f"audit.journal.{dead_pid}").exists()
+    assert not (tmp_path / f"audit.journal.{dead_pid}.ab12").exists()
     assert verify(StateStore(db)).ok
+
+
+def test_a_journal_left_under_this_very_pid_is_recovered(tmp_path: Path) -> None:
+    """A restarted container often gets the pid its predecessor had."""
+    from ownlight.audit.ledger import AdminRecord, _plain
+
+    db = tmp_path / "state.db"
+    Ledger(db).close()
+    left = _plain(AdminRecord("key.create", "from-the-last-run", "cli"))
+    (tmp_path / f"audit.journal.{os.getpid()}.0000").write_bytes(json.dumps(left).encode() + b"\n")
+    ledger = Ledger(db)
+    ledger.put(AdminRecord("key.create", "this-run", "cli"))
+    ledger.flush()
+    ledger.close()
+    subjects = [json.loads(str(r[0]))["subject"] for r in StateStore(db).query(
+        "SELECT record FROM audit_log ORDER BY seq")]
+    assert subjects == ["from-the-last-run", "this-run"]
+
+
+def test_a_stream_cut_by_its_client_is_recorded_and_charged(gateway_factory, cloud) -> None:
+    gateway = start(gateway_factory, cloud)
+    key = gateway.create_key()
+    long_text = "lighthouse keeper " * 40
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", timeout=10,
+                      headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "cloud", "stream": True,
+                            "messages": [{"role": "user", "content": long_text}]}) as response:
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+    ledger = gateway.runtime.pipeline.ledger
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not ledger.query("status = 499"):
+        time.sleep(0.1)
+        ledger.flush()
+    (record,) = ledger.query("status = 499")
+    assert record["error_code"] == "client_closed_request"
+    assert record["usage"]["completion_tokens"] > 0 and record["usage"]["prompt_tokens"] > 0

@@ -175,3 +175,47 @@ def test_n_choices_are_honoured_and_restored(gateway_factory, cloud) -> None:
     assert [c.index for c in reply.choices] == [0, 1, 2]
     assert all(c.message.content == f"You said: Hi {PERSON}" for c in reply.choices)
     assert cloud.received[-1]["n"] == 3
+
+
+def test_a_long_list_of_numbers_is_text_not_a_blob(gateway_factory, cloud) -> None:
+    """Only unbroken base64-like runs are skipped; newline-separated cards are scanned."""
+    client = start(gateway_factory, cloud).client()
+    cards = json.dumps({"cards": f"{CARD}\n" * 60})
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="cloud", tools=TOOLS, messages=[
+            {"role": "user", "content": "Check these"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
+                "name": "send_mail", "arguments": cards}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "ok"}])
+    assert cloud.received == []
+
+
+def test_unknown_response_items_do_not_hide_the_question() -> None:
+    from ownlight.protocol.responses import parse_call
+    from ownlight.protocol.slots import last_user_text
+
+    call = parse_call({"model": "m", "input": [
+        {"role": "user", "content": "What is our refund policy?"},
+        {"type": "item_reference", "id": "x"}]})
+    assert last_user_text(call.request) == "What is our refund policy?"
+
+
+def test_a_legacy_function_name_is_a_slot() -> None:
+    from ownlight.protocol.model import Operation
+    from ownlight.protocol.openai import parse_request
+    from ownlight.protocol.slots import SlotKind, text_slots
+
+    request = parse_request(Operation.CHAT, {"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "function", "name": "lookup_maria_gonzalez", "content": "x"}]})
+    names = [s.text for s in text_slots(request) if s.kind is SlotKind.TOOL_NAME]
+    assert names == ["lookup_maria_gonzalez"]
+
+
+def test_sensitive_field_names_never_leave(gateway_factory, cloud) -> None:
+    client = start(gateway_factory, cloud, "fake-echo").client()
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        client.chat.completions.create(model="cloud", metadata={EMAIL: "owner"},
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["code"] == "sensitive_field_name"  # type: ignore[index]
+    assert cloud.received == []

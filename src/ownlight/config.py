@@ -304,6 +304,10 @@ class ModelSettings(Table):
     stop: list[str] = setting([], "Extra stop strings for a custom chat template.")
     input_type: Literal["passage", "query"] = setting(
         "passage", "How an embedding model prefixes inputs: passage or query.")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = setting(
+        "max_tokens", "The field an openai backend sends the answer's length limit in: "
+                      "max_tokens (most servers) or max_completion_tokens (OpenAI's reasoning "
+                      "models refuse max_tokens).")
     anthropic_version: str = setting(
         "2023-06-01", "The anthropic-version header an anthropic backend sends.")
 

@@ -61,7 +61,7 @@ from ownlight.protocol.model import (
     ToolResult,
     Usage,
 )
-from ownlight.protocol.slots import Slot, last_user_text, text_slots
+from ownlight.protocol.slots import Slot, estimate_tokens, last_user_text, text_slots
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.health import HealthTracker
@@ -531,6 +531,7 @@ class Pipeline:
                 if ctx.grounding is not None and self.knowledge is not None else None)
         keep = self.ledger.bodies != "none"
         first = True
+        sent_chars = 0
         try:
             async for chunk in chunks:
                 if first and chunk.choices:
@@ -546,11 +547,20 @@ class Pipeline:
                     if not ctx.include_usage:
                         chunk.usage = None
                 chunk = self.guard_output(ctx, self.restore(ctx, chunk))
+                text = _chunk_text(chunk)
+                sent_chars += len(text)
                 if keep:
-                    ctx.answer += [_chunk_text(chunk)]
+                    ctx.answer += [text]
                 yield cite.chunk(chunk) if cite is not None else chunk
         except OwnlightError as exc:
             error = exc
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client left mid-stream: recorded as such, and charged for what it got
+            # (the upstream's usage never came: estimated, about four characters a token).
+            error = ClientDisconnected("client disconnected mid-stream")
+            if usage is None and ctx.request is not None:
+                usage = Usage(estimate_tokens(ctx.request, ctx.slots), (sent_chars + 3) // 4)
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]

@@ -144,12 +144,16 @@ class Journal:
     """
 
     PREFIX = "audit.journal."
+    _open: set[Path] = set()  # journals of ledgers open in this process (never orphans)
 
     def __init__(self, directory: Path):
-        self.path = directory / f"{self.PREFIX}{os.getpid()}"
+        # pid plus a random part: a restarted container often gets the same pid, and
+        # must not take its predecessor's journal for its own (and truncate it)
+        self.path = directory / f"{self.PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.lock = threading.Lock()
         self.pending = 0
+        Journal._open.add(self.path)
 
     def put(self, line: bytes) -> None:
         with self.lock:
@@ -164,17 +168,21 @@ class Journal:
 
     def close(self) -> None:
         os.close(self.fd)
+        Journal._open.discard(self.path)
         with contextlib.suppress(OSError):
             if self.path.stat().st_size == 0:
                 self.path.unlink()
 
     @classmethod
     def orphans(cls, directory: Path) -> list[Path]:
-        """Journals of processes that are gone."""
+        """Journals no open ledger is writing: their process is gone (or was this pid
+        before a restart)."""
         found = []
         for path in directory.glob(cls.PREFIX + "*"):
-            pid = path.name[len(cls.PREFIX):]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            pid = path.name[len(cls.PREFIX):].split(".")[0]
+            if not pid.isdigit() or path in cls._open:
+                continue
+            if int(pid) == os.getpid() or not _alive(int(pid)):
                 found.append(path)
         return found
 
@@ -271,12 +279,15 @@ class Ledger:
     def recover(self) -> None:
         """Chain what dead processes journaled but never chained, then drop their journals."""
         for path in Journal.orphans(self.path.parent):
-            records = [orjson.loads(line) for line in path.read_bytes().splitlines()
-                       if line.strip()]
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue  # another process recovered it first
+            records = [orjson.loads(line) for line in raw.splitlines() if line.strip()]
             if records:
                 self._append(records, replay=True)
                 log.warning("recovered %d audit records from %s", len(records), path.name)
-            path.unlink()
+            path.unlink(missing_ok=True)
 
     def _writer(self) -> None:
         """Chain in batches. Journaled records are already durable, so the writer wakes

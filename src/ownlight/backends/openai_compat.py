@@ -34,7 +34,8 @@ class OpenAICompatBackend(HttpBackend):
         return {"Authorization": f"Bearer {self.entry.api_key.reveal()}"}
 
     async def execute(self, request: Request) -> BackendResult:
-        body = wire.render_request(request)
+        body = wire.render_request(request, str(self.entry.extra.get("max_tokens_field",
+                                                                     "max_tokens")))
         body["model"] = self.model_name
         path = PATHS[request.operation]
         if request.stream:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ownlight.errors import PermissionDenied
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.spans import Span
 from ownlight.privacy.vault import Blocked, StreamRestorer, Vault, json_escape
 from ownlight.protocol.model import ChoiceDelta, Chunk, Request, Response, ToolCallDelta
-from ownlight.protocol.slots import Path, Slot, replace_slots, text_slots
+from ownlight.protocol.slots import Path, Slot, SlotKind, replace_slots, text_slots
 
 # Clients resend the whole conversation and every tool definition on each turn: scan
 # results of texts up to this size are remembered, so a turn costs what is new in it.
@@ -150,6 +151,11 @@ class PrivacyShield:
         for slot, spans in zip(findings.slots, findings.spans, strict=True):
             if not spans:
                 continue
+            if slot.kind is SlotKind.KEY:
+                raise PermissionDenied(
+                    "A field name in this request holds sensitive data, which cannot be "
+                    "pseudonymized; it may not leave the domain. Nothing was sent.",
+                    code="sensitive_field_name")
             if slot.kind.identifier:
                 blocked = vault.blocked_types(spans)
                 if blocked:

@@ -345,8 +345,12 @@ _KINDS: dict[type, str] = {bool: "a boolean", int: "an integer", str: "a string"
 # == rendering a request for an upstream ==================================================
 
 
-def render_request(r: Request) -> Json:
-    """The wire body for an OpenAI-compatible upstream (``model`` set by the backend)."""
+def render_request(r: Request, max_tokens_field: str = "max_tokens") -> Json:
+    """The wire body for an OpenAI-compatible upstream (``model`` set by the backend).
+
+    The length limit goes in ``max_tokens_field``: ``max_tokens`` is what most servers
+    read; OpenAI's reasoning models want ``max_completion_tokens``.
+    """
     body: Json = {**(r.extra if r.protocol == "openai" else {}), "model": r.model}
     if r.operation is Operation.EMBEDDING:
         body["input"] = r.inputs
@@ -356,7 +360,7 @@ def render_request(r: Request) -> Json:
         return body
     if r.operation is Operation.CHAT:
         messages = [{"role": "system", "content": r.instructions}] if r.instructions else []
-        rendered = [_render_turn(t, r.protocol == "openai") for t in r.turns]
+        rendered = [m for t in r.turns for m in _render_turn(t, r.protocol == "openai")]
         # A turn of only parts this protocol cannot carry (another's reasoning items) is left out.
         body["messages"] = messages + [m for m in rendered
                                        if m.get("content") not in ([], "") or m.get("tool_calls")
@@ -378,8 +382,7 @@ def render_request(r: Request) -> Json:
     if r.operation is Operation.COMPLETION and r.sampling.logprobs:
         body["logprobs"] = r.sampling.top_logprobs or 0
     s = r.sampling
-    # ``max_tokens`` is what every OpenAI-compatible server reads.
-    for name, value in (("max_tokens", s.max_tokens), ("temperature", s.temperature),
+    for name, value in ((max_tokens_field, s.max_tokens), ("temperature", s.temperature),
                         ("top_p", s.top_p), ("seed", s.seed),
                         ("presence_penalty", s.presence_penalty),
                         ("frequency_penalty", s.frequency_penalty),
@@ -397,19 +400,24 @@ def _put(body: Json, key: str, value: Any) -> None:
         body[key] = value
 
 
-def _render_turn(turn: Turn, own_extra: bool) -> Json:
+def _render_turn(turn: Turn, own_extra: bool) -> list[Json]:
+    """One message, or for a tool result holding images two: OpenAI's tool messages carry
+    text only, so the images follow in a user message that says where they came from."""
     message: Json = dict(turn.extra) if own_extra else {}
     if turn.role == "tool":
         result = next(p for p in turn.parts if isinstance(p, ToolResult))
+        text = "".join(p.text for p in result.parts if isinstance(p, TextPart))
         if not result.call_id and result.name:
-            message.update(role="function", name=result.name,
-                           content=_render_content(result.parts, flat=True))
-            return message
-        message.update(role="tool", tool_call_id=result.call_id,
-                       content=_render_content(result.parts, flat=True))
+            message.update(role="function", name=result.name, content=text)
+            return [message]
+        message.update(role="tool", tool_call_id=result.call_id, content=text)
         if turn.name:
             message["name"] = turn.name
-        return message
+        images = [p for p in result.parts if isinstance(p, ImagePart)]
+        if not images:
+            return [message]
+        return [message, {"role": "user", "content": _render_content(
+            [TextPart(f"Images returned by tool call {result.call_id}:"), *images], flat=False)}]
     message["role"] = turn.role
     content = [p for p in turn.parts if not isinstance(p, ToolCall) and not (
         isinstance(p, OpaquePart) and p.data.get("type") not in PART_TYPES)]
@@ -422,7 +430,7 @@ def _render_turn(turn: Turn, own_extra: bool) -> Json:
         message["tool_calls"] = [
             {"id": c.id, "type": "function",
              "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
-    return message
+    return [message]
 
 
 def _render_content(parts: list[Any], flat: bool) -> str | list[Json]:

@@ -166,7 +166,12 @@ def items_to_turns(items: list[Json]) -> list[Turn]:
             turns.append(Turn("tool", [ToolResult(_str(item, "call_id", at),
                                                   [TextPart(text)])]))
         elif isinstance(kind, str):
-            turns.append(Turn("user", [OpaquePart(item)]))  # reasoning etc.: kept, scanned
+            # reasoning, item_reference...: kept and scanned, riding on the turn before
+            # (never a "user" turn of its own, which would hide the real question)
+            if turns:
+                turns[-1].parts.append(OpaquePart(item))
+            else:
+                turns.append(Turn("system", [OpaquePart(item)]))
         else:
             raise InvalidRequest(f"{at}.type is required", param=f"{at}.type")
     return turns
@@ -242,8 +247,14 @@ def _format(raw: Any) -> ResponseFormat | None:
         if not isinstance(schema, dict) or not isinstance(raw.get("name"), str):
             raise InvalidRequest("text.format needs a name and a schema", param="text.format")
         check_schema(schema, "text.format.schema")
-        return ResponseFormat("json_schema", schema, raw["name"], raw.get("description"),
-                              raw.get("strict"))
+        description, strict = raw.get("description"), raw.get("strict")
+        if description is not None and not isinstance(description, str):
+            raise InvalidRequest("text.format.description must be a string",
+                                 param="text.format.description")
+        if strict is not None and not isinstance(strict, bool):
+            raise InvalidRequest("text.format.strict must be a boolean",
+                                 param="text.format.strict")
+        return ResponseFormat("json_schema", schema, raw["name"], description, strict)
     raise InvalidRequest("text.format.type must be text, json_object or json_schema",
                          param="text.format.type")
 

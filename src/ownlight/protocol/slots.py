@@ -35,9 +35,11 @@ from ownlight.protocol.model import (
 )
 
 JSON = "<json>"  # path marker: the string here is JSON text; the rest of the path is inside it
+KEY = "<key>"  # path marker: the slot is the key that follows, not its value
 
-# Long opaque blobs (base64 images, audio) hold no text a recognizer could read.
-_BLOB = re.compile(r"[A-Za-z0-9+/=\s]{1024,}")
+# Long opaque blobs (base64 images, audio) hold no text a recognizer could read. No
+# whitespace: a long list of numbers separated by newlines is text, and is scanned.
+_BLOB = re.compile(r"[A-Za-z0-9+/=]{1024,}")
 
 
 class SlotKind(StrEnum):
@@ -54,6 +56,7 @@ class SlotKind(StrEnum):
     USER = "user"
     METADATA = "metadata"
     EXTRA = "extra"  # fields Ownlight does not model
+    KEY = "key"  # a key of a client's map (arguments, metadata, extra): scanned, never rewritten
 
     @property
     def identifier(self) -> bool:
@@ -98,7 +101,7 @@ def _slots(r: Request) -> Iterator[Slot]:
         yield Slot(SlotKind.TOOL_NAME, ("tool_choice", "name"), r.tool_choice.name)
     fmt = r.response_format
     if fmt is not None:
-        if fmt.description:
+        if isinstance(fmt.description, str) and fmt.description:
             yield Slot(SlotKind.TOOL_DESCRIPTION, ("response_format", "description"),
                        fmt.description)
         if fmt.schema:
@@ -127,6 +130,8 @@ def _turn_slots(turn: Turn, base: Path, t: int) -> Iterator[Slot]:
             yield Slot(SlotKind.TOOL_NAME, (*where, "name"), part.name, t)
             yield from _arguments(part.arguments, (*where, "arguments"), t)
         elif isinstance(part, ToolResult):
+            if part.name:
+                yield Slot(SlotKind.TOOL_NAME, (*where, "name"), part.name, t)
             for q, inner in enumerate(part.parts):
                 if isinstance(inner, TextPart):
                     yield Slot(SlotKind.TOOL_RESULT, (*where, "parts", q, "text"), inner.text, t)
@@ -163,6 +168,8 @@ def _tree(value: Any, path: Path, kind: SlotKind, t: int | None,
             yield Slot(kind, path, value, t)
     elif isinstance(value, Mapping):
         for key, item in value.items():
+            if isinstance(key, str) and len(key) > 3:
+                yield Slot(SlotKind.KEY, (*path, KEY, key), key, t)
             yield from _tree(item, (*path, key), kind, t, numbers)
     elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         for i, item in enumerate(value):
