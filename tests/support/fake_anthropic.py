@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 from aiohttp import web
 
-from tests.support.fake_upstream import free_port
+from tests.support.loopback import LoopbackServer
 
 Json = dict[str, Any]
 
@@ -40,35 +39,20 @@ def error(status: int, kind: str, message: str) -> web.Response:
                              status=status)
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[Json] = []
         self.headers: list[dict[str, str]] = []
-        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
         self._ids = 0
 
     def __enter__(self) -> FakeAnthropic:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        super().__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     # -- requests -----------------------------------------------------------------------
 

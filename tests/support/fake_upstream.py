@@ -26,53 +26,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from typing import Any
 
 from aiohttp import web
 
+from tests.support.loopback import LoopbackServer, free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["FakeUpstream", "free_port"]
 
 
-class FakeUpstream:
+class FakeUpstream(LoopbackServer):
     def __init__(self, reply: str = "Hello from upstream", slow_seconds: float = 3.0):
+        super().__init__()
         self.reply = reply
         self.slow_seconds = slow_seconds
         self.received: list[dict[str, Any]] = []
         self.failing: set[str] = set()  # models that answer 500 until removed
-        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     def __enter__(self) -> FakeUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        super().__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completion)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        # Handlers that hang on purpose must not hold the shutdown.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _fault(self, request: web.Request,
                      body: dict[str, Any]) -> web.StreamResponse | None:

@@ -7,6 +7,7 @@ Prometheus scrapes ``/metrics`` with that key as a bearer token (its scrape conf
 
 from __future__ import annotations
 
+import click
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,22 +37,22 @@ async def audit_records(request: Request) -> Response:
     try:
         admin(request)
         q = request.query_params
-        status = q.get("status")
-        limit = int(q.get("limit", "100"))
-        if not 1 <= limit <= MAX_RECORDS or (status is not None and not status.isdigit()):
-            raise InvalidRequest(f"limit must be 1..{MAX_RECORDS} and status a number")
+        status, limit = q.get("status"), q.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_RECORDS:
+            raise InvalidRequest(f"limit must be a number from 1 to {MAX_RECORDS}",
+                                 param="limit")
+        if status is not None and not status.isdigit():
+            raise InvalidRequest("status must be a number", param="status")
         try:
             since, until = since_iso(q.get("since")), since_iso(q.get("until"))
-        except Exception as exc:
-            raise InvalidRequest(str(exc), param="since") from None
+        except click.BadParameter as exc:
+            raise InvalidRequest(exc.message, param="since") from None
         records = select(runtime.pipeline.ledger.store, since=since, until=until,
                          principal=q.get("principal"), target=q.get("target"),
                          outside=q.get("outside") in ("1", "true"),
                          status=int(status) if status else None, kind=q.get("kind"),
-                         limit=limit)
-    except (OwnlightError, ValueError) as exc:
-        if isinstance(exc, ValueError):
-            exc = InvalidRequest("limit must be a number", param="limit")
+                         limit=int(limit))
+    except OwnlightError as exc:
         return error_response(exc)
     return json_response({"object": "list", "data": records})
 

@@ -16,8 +16,16 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
+from ownlight.audit.ledger import AuditUnavailableError, RequestRecord
 from ownlight.auth import KeyStore, Principal
-from ownlight.errors import ClientDisconnected, InvalidRequest, PayloadTooLarge
+from ownlight.errors import (
+    AuditUnavailable,
+    ClientDisconnected,
+    InvalidRequest,
+    PayloadTooLarge,
+)
+from ownlight.pipeline import new_request_id
+from ownlight.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -137,3 +145,16 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def record_read(runtime: Runtime, principal: Principal, endpoint: str,
+                      facts: dict[str, object]) -> None:
+    """A search or a scan is in the ledger (documents read, never the text) before it is
+    answered, like every request."""
+    record = RequestRecord(new_request_id(), "search", endpoint, principal=principal.name,
+                           tenant=principal.tenant, groups=list(principal.groups),
+                           knowledge=facts)
+    try:
+        await runtime.pipeline.ledger.write(record)
+    except AuditUnavailableError:
+        raise AuditUnavailable("The audit ledger could not record this request.") from None

@@ -13,8 +13,7 @@ from ownlight.errors import InvalidRequest, OwnlightError
 from ownlight.guard.stage import InjectionGuard
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, read_json
-from .knowledge_routes import record_read
+from .common import bearer_key, read_json, record_read
 from .responses import error_response, json_response
 
 MAX_TEXTS = 256

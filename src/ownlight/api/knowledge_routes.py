@@ -8,9 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ownlight.audit.ledger import AuditUnavailableError, RequestRecord
-from ownlight.auth import Principal
-from ownlight.errors import AuditUnavailable, InvalidRequest, OwnlightError
+from ownlight.errors import InvalidRequest, OwnlightError
 from ownlight.knowledge.service import (
     MAX_QUERY_CHARS,
     MODES,
@@ -18,10 +16,9 @@ from ownlight.knowledge.service import (
     chunk_count,
     collection_names,
 )
-from ownlight.pipeline import new_request_id
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, read_json
+from .common import bearer_key, read_json, record_read
 from .responses import error_response, json_response
 
 
@@ -72,19 +69,6 @@ async def knowledge_search(request: Request) -> Response:
     except OwnlightError as exc:
         return error_response(exc)
     return json_response({"object": "list", "data": data})
-
-
-async def record_read(runtime: Runtime, principal: Principal, endpoint: str,
-                      facts: dict[str, object]) -> None:
-    """A search or a scan is in the ledger (documents read, never the text) before it is
-    answered, like every request."""
-    record = RequestRecord(new_request_id(), "search", endpoint, principal=principal.name,
-                           tenant=principal.tenant, groups=list(principal.groups),
-                           knowledge=facts)
-    try:
-        await runtime.pipeline.ledger.write(record)
-    except AuditUnavailableError:
-        raise AuditUnavailable("The audit ledger could not record this request.") from None
 
 
 routes = [Route("/v1/knowledge/search", knowledge_search, methods=["POST"])]

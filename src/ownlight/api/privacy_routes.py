@@ -9,21 +9,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ownlight.api.knowledge_routes import record_read
 from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, read_json
+from .common import bearer_key, read_json, record_read
 from .responses import error_response, json_response
 
 
 async def privacy_scan(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        key = bearer_key(request)
-        principal = runtime.keys.authenticate(key)  # before the body: strangers learn nothing
+        principal = runtime.keys.authenticate(bearer_key(request))  # before the body
         body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
-        result = await asyncio.to_thread(runtime.pipeline.scan_texts, key, body)
+        result = await asyncio.to_thread(runtime.pipeline.scan_texts, body)
         await record_read(runtime, principal, "/v1/privacy/scan", {
             "texts": len(result["data"]), "level": result["level"],
             "found": dict(Counter(s["type"] for d in result["data"] for s in d["spans"]))})

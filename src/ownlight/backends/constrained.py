@@ -135,7 +135,7 @@ def violation(plan: DecodingPlan, content: str | None, calls: list[ToolCall]) ->
     return None
 
 
-def starts_tool_call(plan: DecodingPlan, text_so_far: str) -> bool | None:
+def starts_tool_call(text_so_far: str) -> bool | None:
     """In ``auto`` mode: True once the answer is a tool call, False once it is text."""
     head = text_so_far.lstrip(" ")
     if not head:

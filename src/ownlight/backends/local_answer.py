@@ -131,7 +131,7 @@ class LocalAnswer:
                 held.append(text)
                 text = ""
                 if streaming is None:
-                    decided = starts_tool_call(self.plan, "".join(held))
+                    decided = starts_tool_call("".join(held))
                     if decided is False:
                         streaming, text = True, "".join(held)
                         held.clear()

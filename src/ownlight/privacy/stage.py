@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from ownlight.errors import PermissionDenied
@@ -24,10 +23,7 @@ from ownlight.privacy.spans import Span
 from ownlight.privacy.vault import Blocked, StreamRestorer, Vault, json_escape
 from ownlight.protocol.model import ChoiceDelta, Chunk, Request, Response, ToolCallDelta
 from ownlight.protocol.slots import Path, Slot, SlotKind, replace_slots, text_slots
-
-# Clients resend the whole conversation and every tool definition on each turn: scan
-# results of texts up to this size are remembered, so a turn costs what is new in it.
-CACHED_TEXT_CHARS = 4000
+from ownlight.textcache import cache_short_texts
 
 
 @dataclass
@@ -119,14 +115,10 @@ class PrivacyShield:
         self.detector = Detector.from_settings(settings)
         self.levels = LevelPolicy.from_settings(settings)
         self.actions = dict(settings.get("actions") or {})
-        self._cached_scan = lru_cache(maxsize=4096)(self.detector.scan)
+        self._scan = cache_short_texts(self.detector.scan)
 
     def scan(self, text: str) -> list[Span]:
-        if not text.strip():
-            return []
-        if len(text) <= CACHED_TEXT_CHARS:
-            return self._cached_scan(text)
-        return self.detector.scan(text)
+        return self._scan(text) if text.strip() else []
 
     def classify(self, request: Request) -> Findings:
         """Every slot of the request scanned; the level over all of them."""

@@ -221,9 +221,6 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-
-
 @dataclass(slots=True)
 class Choice:
     index: int = 0

@@ -444,7 +444,7 @@ def _render_content(parts: list[Any], flat: bool) -> str | list[Json]:
         elif isinstance(p, ImagePart):
             image = {"url": p.url} | ({"detail": p.detail} if p.detail else {})
             out.append({"type": "image_url", "image_url": image})
-        elif isinstance(p, OpaquePart) and p.data.get("type") in PART_TYPES:
+        elif isinstance(p, OpaquePart):  # only PART_TYPES reach here (_render_turn)
             out.append(p.data)
     return out
 

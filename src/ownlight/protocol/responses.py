@@ -3,9 +3,9 @@
 ``input`` items become canonical turns (messages, ``function_call`` and
 ``function_call_output`` items), and a canonical answer becomes a ``response`` object
 with ``output`` items, or the documented event stream (``response.created`` ...
-``response.completed``, each with a ``sequence_number``). Turns are also written back
-as input items (``turns_to_items``): that is how stored responses keep a conversation
-for ``previous_response_id`` and answer ``GET /v1/responses/{id}/input_items``.
+``response.completed``, each with a ``sequence_number``). A stored response keeps its
+input items and output (``output_to_items``): that is how ``previous_response_id``
+continues a conversation and ``GET /v1/responses/{id}/input_items`` answers.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def items_to_turns(items: list[Json]) -> list[Turn]:
                                      param=f"{at}.role")
             parts = [_part(p, f"{at}.content[{j}]")
                      for j, p in enumerate(item.get("content") or [])]
-            _add(turns, Turn(role, parts))
+            turns.append(Turn(role, parts))
         elif kind == "function_call":
             call = ToolCall(_str(item, "call_id", at), _str(item, "name", at),
                             _str(item, "arguments", at))
@@ -175,10 +175,6 @@ def items_to_turns(items: list[Json]) -> list[Turn]:
         else:
             raise InvalidRequest(f"{at}.type is required", param=f"{at}.type")
     return turns
-
-
-def _add(turns: list[Turn], turn: Turn) -> None:
-    turns.append(turn)
 
 
 def _part(part: Any, at: str) -> Part:
@@ -310,32 +306,6 @@ def _usage(u: Usage) -> Json:
     return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": u.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": u.total_tokens}
-
-
-def turns_to_items(turns: list[Turn]) -> list[Json]:
-    """Canonical turns as Responses input items (what a stored conversation keeps)."""
-    items: list[Json] = []
-    for turn in turns:
-        content = []
-        for part in turn.parts:
-            if isinstance(part, TextPart):
-                kind = "output_text" if turn.role == "assistant" else "input_text"
-                content.append({"type": kind, "text": part.text})
-            elif isinstance(part, ImagePart):
-                content.append({"type": "input_image", "image_url": part.url,
-                                "detail": part.detail or "auto"})
-            elif isinstance(part, ToolCall):
-                items.append({"type": "function_call", "call_id": part.id, "name": part.name,
-                              "arguments": part.arguments})
-            elif isinstance(part, ToolResult):
-                items.append({"type": "function_call_output", "call_id": part.call_id,
-                              "output": "".join(p.text for p in part.parts
-                                                if isinstance(p, TextPart))})
-            elif isinstance(part, OpaquePart):
-                items.append(part.data)
-        if content:
-            items.append({"type": "message", "role": turn.role, "content": content})
-    return items
 
 
 def output_to_items(output: list[Json]) -> list[Json]:
