@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install serve test test-fast lint bench bench-overhead bench-router bench-privacy \
+.PHONY: install serve test test-fast lint typecheck bench bench-overhead bench-router bench-privacy \
 	bench-retrieval bench-guard clean
 
 $(BIN)/.installed: pyproject.toml
@@ -19,7 +19,7 @@ install: $(BIN)/.installed
 serve: install
 	$(BIN)/ownlight serve
 
-test: install lint
+test: install lint typecheck
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -27,6 +27,9 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check src tests bench
+
+typecheck: install
+	$(BIN)/mypy src/ownlight
 
 # Each benchmark runs Ownlight and its peer in the same run and prints a ratio.
 bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard

@@ -23,7 +23,7 @@ from ownlight.api import (
     openai_routes,
     privacy_routes,
 )
-from ownlight.api.common import bearer_key
+from ownlight.api.common import PipelineRoute, bearer_key
 from ownlight.api.responses import error_response, json_response
 from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
@@ -31,7 +31,7 @@ from ownlight.runtime import Runtime
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 # Every pipeline POST, whatever its protocol: the hot path dispatches these directly.
-PIPELINE_PATHS = {
+PIPELINE_PATHS: dict[str, PipelineRoute] = {
     **openai_routes.PIPELINE_PATHS,
     **openai_responses_routes.PIPELINE_PATHS,
     **anthropic_routes.PIPELINE_PATHS,

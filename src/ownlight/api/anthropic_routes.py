@@ -19,7 +19,7 @@ from ownlight.protocol import anthropic as wire
 from ownlight.protocol.slots import estimate_tokens
 from ownlight.runtime import Runtime
 
-from .common import authenticated_body, until_disconnect
+from .common import PipelineRoute, authenticated_body, until_disconnect
 from .responses import error_headers, event_stream_response, json_response
 
 log = logging.getLogger("ownlight.api")
@@ -77,7 +77,7 @@ class CountTokensEndpoint:
         return json_response({"input_tokens": count}, headers={"x-ownlight-request-id": request_id})
 
 
-PIPELINE_PATHS = {
+PIPELINE_PATHS: dict[str, PipelineRoute] = {
     "/v1/messages": MessagesEndpoint(),
     "/v1/messages/count_tokens": CountTokensEndpoint(),
 }

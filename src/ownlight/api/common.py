@@ -9,11 +9,12 @@ when there is no ``Authorization`` header, as Anthropic clients send it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
-from typing import TypeVar
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Protocol, TypeVar
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from ownlight.audit.ledger import AuditUnavailableError, RequestRecord
@@ -28,6 +29,12 @@ from ownlight.pipeline import new_request_id
 from ownlight.runtime import Runtime
 
 T = TypeVar("T")
+
+
+class PipelineRoute(Protocol):
+    """A hot route the server dispatches to directly (see server.FastPath)."""
+
+    async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response: ...
 
 
 # Deeper JSON than this is refused when parsed: nothing a client sends needs it, and
@@ -65,6 +72,7 @@ def _too_deep(body: object) -> bool:
     stack = [(body, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[object]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -512,7 +512,7 @@ def verify(store: StateStore, checkpoint: tuple[str, int] | None = None) -> Verd
         prev = head = digest
         expected += 1
     count = expected - 1
-    marks = [(str(h), int(n)) for n, h in store.query(
+    marks = [(str(h), int(str(n))) for n, h in store.query(
         "SELECT count, head FROM audit_checkpoints ORDER BY count")]
     if checkpoint is not None:
         marks.append(checkpoint)
@@ -520,8 +520,8 @@ def verify(store: StateStore, checkpoint: tuple[str, int] | None = None) -> Verd
         if mark_count > count:
             return Verdict(False, count, head, f"records after {count} were deleted: a "
                            f"checkpoint says there were at least {mark_count}", count + 1)
-        row = store.query("SELECT hash FROM audit_log WHERE seq = ?", (mark_count,))
-        if not row or str(row[0][0]) != mark_head:
+        marked = store.query("SELECT hash FROM audit_log WHERE seq = ?", (mark_count,))
+        if not marked or str(marked[0][0]) != mark_head:
             return Verdict(False, count, head, f"record {mark_count} differs from its "
                            "checkpoint: the chain was rewritten from there or before", mark_count)
     return Verdict(True, count, head)

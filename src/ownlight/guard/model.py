@@ -53,7 +53,7 @@ class GuardModel:
         return float(self.bias + text_part + signal_part), float(text_part)
 
     def scan(self, text: str, threshold: float | None = None) -> Verdict:
-        best, best_reasons = 0.0, ()
+        best, best_reasons = 0.0, tuple[str, ...]()
         for window in windows(text):
             logit, text_part = self.logit(hashed(window.text), window.signals)
             score = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))

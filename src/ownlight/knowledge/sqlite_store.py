@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import apsw
 import numpy as np
@@ -123,6 +124,12 @@ class SQLiteKnowledgeStore:
     def close(self) -> None:
         self.db.close()
 
+    def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """The first column of the first row of a query that always yields one."""
+        row = self.db.execute(sql, params).fetchone()
+        assert row is not None
+        return row[0]
+
     # -- writing ---------------------------------------------------------------
 
     def _collection_id(self, tenant: str, collection: str, create: bool) -> int | None:
@@ -169,7 +176,7 @@ class SQLiteKnowledgeStore:
         ).fetchall()
         ids = [r[0] for r in rows]
         for _, heading, text in rows:
-            self._count_terms(segment.index_text(embed_text(heading, text)), -1)
+            self._count_terms(segment.index_text(embed_text(str(heading), str(text))), -1)
         for chunk_id in ids:
             self.db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
             self.db.execute("DELETE FROM chunk_bits WHERE rowid = ?", (chunk_id,))
@@ -230,10 +237,10 @@ class SQLiteKnowledgeStore:
                 " DO UPDATE SET content_hash = excluded.content_hash",
                 (collection_id, source, source_hash),
             )
-            source_id = self.db.execute(
+            source_id = self._scalar(
                 "SELECT id FROM sources WHERE collection_id = ? AND path = ?",
                 (collection_id, source),
-            ).fetchone()[0]
+            )
             old = {
                 str(key): (int(doc_id), str(h), int(cls))
                 for doc_id, key, h, cls in self.db.execute(
@@ -281,7 +288,7 @@ class SQLiteKnowledgeStore:
                 for (doc_id,) in self.db.execute(
                     "SELECT id FROM documents WHERE source_id = ?", (source_id,)
                 ).fetchall():
-                    self._delete_document(int(doc_id))
+                    self._delete_document(int(str(doc_id)))
                     removed += 1
                 self.db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
         return removed
@@ -291,10 +298,10 @@ class SQLiteKnowledgeStore:
             "SELECT id, heading, text FROM chunks WHERE embedded = 0 ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
-        return [(int(i), embed_text(str(h), str(t))) for i, h, t in rows]
+        return [(int(str(i)), embed_text(str(h), str(t))) for i, h, t in rows]
 
     def count_pending(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM chunks WHERE embedded = 0").fetchone()[0])
+        return int(self._scalar("SELECT count(*) FROM chunks WHERE embedded = 0"))
 
     def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
         with self.db:
@@ -341,13 +348,13 @@ class SQLiteKnowledgeStore:
     def _query_terms(self, terms: Sequence[str]) -> list[str]:
         """The query's terms, minus very common ones on a big index (see COMMON_TERM_SHARE)."""
         unique = list(dict.fromkeys(terms))
-        total = int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        total = int(self._scalar("SELECT count(*) FROM chunks"))
         if total < PRUNE_FROM_CHUNKS or len(unique) <= MIN_QUERY_TERMS:
             return unique
-        df = dict(self.db.execute(
+        df = {str(term): int(str(count)) for term, count in self.db.execute(
             "SELECT term, df FROM term_df WHERE term IN (SELECT value FROM json_each(?))",
             (json.dumps(unique),),
-        ).fetchall())
+        ).fetchall()}
         rare = [t for t in unique if df.get(t, 0) <= COMMON_TERM_SHARE * total]
         if len(rare) >= MIN_QUERY_TERMS:
             return rare

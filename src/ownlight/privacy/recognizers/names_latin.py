@@ -51,7 +51,7 @@ class LatinNameRecognizer:
             verdict = self._judge(text, run, lower_text)
             if verdict is None:
                 undecided = True
-            elif verdict:
+            elif isinstance(verdict, Span):
                 spans.append(verdict)
         return spans, undecided
 
