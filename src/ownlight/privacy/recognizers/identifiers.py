@@ -47,6 +47,21 @@ def _always(_: str) -> bool:
     return True
 
 
+# Addresses with ASCII-only edges, so one written straight against CJK text
+# (服务器104.202.222.20的) is found; a preceding ":" is allowed for "IP:10.0.0.5".
+_IPV4 = re.compile(r"(?<![A-Za-z0-9_.])(?:\d{1,3}\.){3}\d{1,3}(?![A-Za-z0-9_]|\.\d)")
+# Every RFC 5952 / RFC 4291 form: full, "::"-compressed, IPv4-embedded (::ffff:192.0.2.1)
+# and with a zone (fe80::1%eth0). The pattern only finds candidates; ``ipaddress`` decides.
+_IPV6 = re.compile(
+    r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+    r"(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?:%[A-Za-z0-9_.\-]+)?"
+    r"(?![A-Za-z0-9_:]|\.\d)")
+
+
+def _ipv6(value: str) -> bool:
+    return any(c in "0123456789abcdefABCDEF" for c in value.split("%")[0]) and _ip(value)
+
+
 def _ip(value: str) -> bool:
     try:
         ip = ipaddress.ip_address(value)
@@ -64,11 +79,8 @@ RULES: tuple[_Rule, ...] = (
     _Rule("IBAN_CODE", re.compile(_L + r"[A-Za-z]{2}\d{2}(?:[A-Za-z0-9]{10,30}|(?: [A-Za-z0-9]{4})"
                                   r"{2,7}(?: [A-Za-z0-9]{1,3})?)" + _R), checksums.iban,
           0.95, score_without=0.95),
-    _Rule("IP_ADDRESS", re.compile(r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), _ip,
-          0.9, score_without=0.9),
-    _Rule("IP_ADDRESS", re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
-                                   r"(?![\w:])"), lambda v: v.count(":") >= 2 and _ip(v),
-          0.9, score_without=0.9),
+    _Rule("IP_ADDRESS", _IPV4, _ip, 0.9, score_without=0.9),
+    _Rule("IP_ADDRESS", _IPV6, _ipv6, 0.9, score_without=0.9),
     _Rule("NATIONAL_ID", re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx]" + _R),
           checksums.cn_resident_id, 0.98, _ID_CN, 0.95),
     _Rule("NATIONAL_ID", re.compile(_ND + r"\d{4}[ -]?\d{4}[ -]?\d{4}" + _NDR),

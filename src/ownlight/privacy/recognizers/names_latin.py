@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ownlight.privacy.recognizers.places import is_place_here
 from ownlight.privacy.recognizers.wordlists import load
 from ownlight.privacy.spans import Span
 
@@ -93,6 +94,8 @@ class LatinNameRecognizer:
         first_hit = any(k in self.first for k in keys)
         last_hit = any(k in self.last for k in keys)
         start, end = run[0].start(), run[-1].end()
+        if not titled and is_place_here(text, start, end):
+            return False
         strong = titled or _STRONG_CUE.search(text, max(0, start - 24), start) is not None
         cue = strong or _WEAK_CUE.search(text, max(0, start - 12), start) is not None
         if any(w.isupper() and len(w) > 1 for w in (m.group() for m in run)) and not lower_text:
