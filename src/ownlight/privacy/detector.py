@@ -79,9 +79,9 @@ class Detector:
         if name_models:
             recognizers.append(NerNameRecognizer(name_models))
         # The list-and-cue rules stay for languages without a model: they need a title
-        # or a cue word (张先生, 田中さん, меня зовут), which real prose rarely has.
-        if not {"zh", "ja"} <= set(name_models):
-            recognizers.append(CjkNameRecognizer())
+        # or a cue word (张先生, 田中さん, меня зовут), which real prose rarely has. Beside
+        # the models, form fields and self-introductions (姓名：关桂) still count.
+        recognizers.append(CjkNameRecognizer(form_cues_only={"zh", "ja"} <= set(name_models)))
         if "ru" not in name_models:
             recognizers.append(RussianNameRecognizer())
         if deny:
