@@ -160,7 +160,11 @@ class UpstreamSettings(Table):
 class GuardSettings(Table):
     enabled: bool = setting(True, "Scan user input and untrusted content for prompt injection.")
     threshold: float | None = setting(
-        None, "Score from which a text counts as an injection; unset: the shipped model's.")
+        None, "Score from which a user turn counts as an injection; unset: the shipped "
+              "model's.")
+    untrusted_threshold: float | None = setting(
+        None, "Score from which a line of a tool result or retrieved chunk counts as an "
+              "injection; unset: the shipped untrusted-content model's.")
     input_action: Literal["flag", "block", "isolate"] = setting(
         "flag", "For a user turn that scores as an injection: flag (record only), block "
                 "(400), or isolate (quote it to the model as data).")
@@ -170,7 +174,10 @@ class GuardSettings(Table):
                  "is left out of the sources).")
     tenants: dict[str, Literal["flag", "block", "isolate"]] = setting(
         {}, "input_action per tenant, e.g. { acme = \"block\" }.")
-    model_path: str | None = setting(None, "Guard weights to use instead of the packaged ones.")
+    model_path: str | None = setting(
+        None, "User-input guard weights to use instead of the packaged ones.")
+    untrusted_model_path: str | None = setting(
+        None, "Untrusted-content guard weights to use instead of the packaged ones.")
 
 
 class AuditSettings(Table):

@@ -42,6 +42,7 @@ from ownlight.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from ownlight.guard.model import Verdict
 from ownlight.guard.stage import GuardFacts, InjectionGuard
 from ownlight.knowledge.citations import (
     CitationPrompt,
@@ -292,7 +293,7 @@ class Pipeline:
         facts = ctx.guard = ctx.guard or GuardFacts()
 
         def keep(hit: Hit) -> bool:
-            if guard.scan(hit.text).injection:
+            if guard.scan_untrusted(hit.text).injection:
                 facts.documents.append([hit.collection, hit.document_id])
                 if guard.untrusted_action == "drop":
                     facts.chunks_withheld += 1
@@ -317,9 +318,11 @@ class Pipeline:
         user = next((t for t in reversed(request.turns) if t.role == "user"), None)
         user_text = user.text() if user is not None else ""
         size = sum(map(len, texts)) + len(user_text)
-        scan = guard.scan
-        verdicts = (await asyncio.to_thread(lambda: [scan(t) for t in [*texts, user_text]])
-                    if size > INLINE_SCAN_CHARS else [scan(t) for t in [*texts, user_text]])
+        def scan_all() -> list[Verdict]:
+            return [*map(guard.scan_untrusted, texts), guard.scan(user_text)]
+
+        verdicts = (await asyncio.to_thread(scan_all) if size > INLINE_SCAN_CHARS
+                    else scan_all())
         for result, text, verdict in zip(results, texts, verdicts, strict=False):
             if text and verdict.injection:
                 facts.tool_results_flagged += 1

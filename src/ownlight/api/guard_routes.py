@@ -25,20 +25,28 @@ async def guard_scan(request: Request) -> Response:
         principal = runtime.keys.authenticate(bearer_key(request))
         guard = runtime.pipeline.guard or _default()
         body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
-        texts = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object with \"input\"", param="input")
+        texts = body.get("input")
         if isinstance(texts, str):
             texts = [texts]
         if (not isinstance(texts, list) or not texts or len(texts) > MAX_TEXTS
                 or not all(isinstance(t, str) for t in texts)):
             raise InvalidRequest(f"input must be a string or a list of 1..{MAX_TEXTS} strings",
                                  param="input")
-        verdicts = await asyncio.to_thread(lambda: [guard.scan(t) for t in texts])
+        content = body.get("content", "input")
+        if content not in ("input", "untrusted"):
+            raise InvalidRequest("content must be \"input\" (what a user sends) or "
+                                 "\"untrusted\" (a document or tool result)", param="content")
+        scan = guard.scan if content == "input" else guard.scan_untrusted
+        verdicts = await asyncio.to_thread(lambda: [scan(t) for t in texts])
         data = [{"index": i, **v.to_dict()} for i, v in enumerate(verdicts)]
         await record_read(runtime, principal, "/v1/guard/scan", {
             "texts": len(data), "injections": sum(v.injection for v in verdicts)})
     except OwnlightError as exc:
         return error_response(exc)
-    return json_response({"object": "list", "data": data, "threshold": guard.threshold})
+    threshold = guard.threshold if content == "input" else guard.untrusted_threshold
+    return json_response({"object": "list", "data": data, "threshold": threshold})
 
 
 @cache

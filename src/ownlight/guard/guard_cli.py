@@ -11,6 +11,7 @@ import click
 from ownlight.guard.model import GuardModel
 
 PACKAGED = Path(__file__).resolve().parent.parent / "data" / "guard" / "guard.npz"
+PACKAGED_UNTRUSTED = PACKAGED.with_name("untrusted.npz")
 
 
 @click.group("guard")
@@ -22,9 +23,13 @@ def guard_group() -> None:
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               help="Weights to use instead of the packaged ones.")
 @click.option("--threshold", type=float, help="Score from which a text is an injection.")
-def scan_command(model_path: str | None, threshold: float | None) -> None:
+@click.option("--untrusted", is_flag=True,
+              help="Read the texts as content the system reads (documents, tool results), "
+                   "line by line, not as what a user sends.")
+def scan_command(model_path: str | None, threshold: float | None, untrusted: bool) -> None:
     """JSON Lines {"id", "text"} on stdin -> {"id", "score", "label", "reasons"} on stdout."""
-    model = GuardModel.load(Path(model_path) if model_path else None)
+    path = Path(model_path) if model_path else None
+    model = GuardModel.load_untrusted(path) if untrusted else GuardModel.load(path)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -37,14 +42,29 @@ def scan_command(model_path: str | None, threshold: float | None) -> None:
 @click.option("--data", "paths", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False),
               help="JSON Lines {text, label} (repeatable). Dev sets only, never test.")
-@click.option("--out", type=click.Path(dir_okay=False), default=str(PACKAGED),
-              show_default=True)
-def train_command(paths: tuple[str, ...], out: str) -> None:
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Where the weights go; default: the packaged file of that model.")
+@click.option("--untrusted", is_flag=True,
+              help="Train the untrusted-content model: indirect rows give attack lines, "
+                   "direct rows give prompts, --documents give benign lines.")
+@click.option("--documents", "document_paths", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="JSON Lines {text} of benign documents (repeatable; --untrusted only).")
+def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
+                  document_paths: tuple[str, ...]) -> None:
     """Train the guard's weights (logistic regression, C and threshold by dev CV)."""
     from ownlight.guard.training import load, train
 
-    if any("test" in Path(p).name for p in paths):
+    if any("test" in Path(p).name for p in (*paths, *document_paths)):
         raise click.BadParameter("never train on a test split", param_hint="--data")
-    model, report = train(load([Path(p) for p in paths]))
-    model.save(Path(out))
+    rows = load([Path(p) for p in paths])
+    if untrusted:
+        from ownlight.guard.untrusted_training import train_untrusted
+
+        documents = [r["text"] for r in load([Path(p) for p in document_paths])
+                     if int(r.get("label", 0)) == 0]
+        model, report = train_untrusted(rows, documents)
+    else:
+        model, report = train(rows)
+    model.save(Path(out) if out else PACKAGED_UNTRUSTED if untrusted else PACKAGED)
     click.echo(json.dumps(report))

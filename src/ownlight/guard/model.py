@@ -1,9 +1,12 @@
 """The guard's scorer: a logistic model over hashed n-grams and structural signals.
 
-``score`` is the highest window score of a text, so one injected line in a long e-mail
+``score`` is the highest score over a text's units, so one injected line in a long e-mail
 is not diluted by the rest of it. ``reasons`` name the structural signals that fired
-and whether the n-gram model alone says injection. The weights ship in the package
-(``data/guard/guard.npz``), trained by ``ownlight guard train`` on the dev sets.
+and whether the n-gram model alone says injection. Two models ship in the package, trained
+by ``ownlight guard train`` on the dev sets: ``guard.npz`` reads what users send in
+600-character windows; ``untrusted.npz`` reads what the system reads on their behalf
+(documents, tool results) line by line (``segments``), asking whether a line is a prompt
+where no prompt belongs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, hashed, windows
+from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, Window, hashed, windows
+from ownlight.guard.segments import segment_windows
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -44,6 +48,10 @@ class GuardModel:
     bias: float
     threshold: float = DEFAULT_THRESHOLD
     meta: dict[str, Any] = field(default_factory=dict)
+    unit: str = "window"  # "window" (user input) or "segment" (untrusted content)
+
+    def units(self, text: str) -> list[Window]:
+        return segment_windows(text) if self.unit == "segment" else windows(text)
 
     def logit(self, grams: dict[int, float], signals: dict[str, float]) -> tuple[float, float]:
         """(the whole logit, the n-gram part)."""
@@ -54,7 +62,7 @@ class GuardModel:
 
     def scan(self, text: str, threshold: float | None = None) -> Verdict:
         best, best_reasons = 0.0, tuple[str, ...]()
-        for window in windows(text):
+        for window in self.units(text):
             logit, text_part = self.logit(hashed(window.text), window.signals)
             score = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
             if score >= best:
@@ -69,7 +77,8 @@ class GuardModel:
         np.savez_compressed(path, index=nonzero.astype(np.int32),
                             value=self.weights[nonzero].astype(np.float32),
                             signals=self.signal_weights.astype(np.float32),
-                            bias=np.float32(self.bias), threshold=np.float32(self.threshold))
+                            bias=np.float32(self.bias), threshold=np.float32(self.threshold),
+                            unit=np.array(self.unit))
 
     @classmethod
     def load(cls, path: Path | None = None) -> GuardModel:
@@ -78,11 +87,16 @@ class GuardModel:
         with np.load(path) as data:
             weights = np.zeros(BUCKETS, dtype=np.float32)
             weights[data["index"]] = data["value"]
+            unit = str(data["unit"]) if "unit" in data.files else "window"
             return cls(weights, data["signals"].astype(np.float32), float(data["bias"]),
-                       float(data["threshold"]))
+                       float(data["threshold"]), unit=unit)
+
+    @classmethod
+    def load_untrusted(cls, path: Path | None = None) -> GuardModel:
+        return cls.load(path) if path is not None else _packaged("untrusted.npz")
 
 
-@lru_cache(maxsize=1)
-def _packaged() -> GuardModel:
-    with resources.as_file(resources.files("ownlight") / "data" / "guard" / "guard.npz") as p:
+@lru_cache(maxsize=2)
+def _packaged(name: str = "guard.npz") -> GuardModel:
+    with resources.as_file(resources.files("ownlight") / "data" / "guard" / name) as p:
         return GuardModel.load(Path(p))

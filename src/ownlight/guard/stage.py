@@ -60,15 +60,22 @@ class GuardFacts:
 class InjectionGuard:
     def __init__(self, settings: Mapping[str, Any] | None = None):
         s = dict(settings or {})
-        path = s.get("model_path")
+        path, untrusted_path = s.get("model_path"), s.get("untrusted_model_path")
         self.model = GuardModel.load(Path(path) if path else None)
+        self.untrusted_model = GuardModel.load_untrusted(
+            Path(untrusted_path) if untrusted_path else None)
         threshold = s.get("threshold")
         self.threshold = float(threshold) if threshold is not None else self.model.threshold
+        untrusted_threshold = s.get("untrusted_threshold")
+        self.untrusted_threshold = (float(untrusted_threshold) if untrusted_threshold is not None
+                                    else self.untrusted_model.threshold)
         self.input_action = str(s.get("input_action", "flag"))
         self.untrusted_action = str(s.get("untrusted_action", "quote"))
         self.tenants = dict(s.get("tenants") or {})
         self.scan: Callable[[str], Verdict] = cache_short_texts(
             lambda text: self.model.scan(text, self.threshold))
+        self.scan_untrusted: Callable[[str], Verdict] = cache_short_texts(
+            lambda text: self.untrusted_model.scan(text, self.untrusted_threshold))
 
     def action_for(self, principal: Principal | None) -> str:
         if principal is not None and principal.tenant in self.tenants:

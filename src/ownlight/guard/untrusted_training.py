@@ -1,0 +1,145 @@
+"""Training the untrusted-content model: is this line a prompt where no prompt belongs?
+
+Positives are prompts: the injected lines of the dev attacks (found by comparing each
+attacked e-mail with the clean e-mails: what is new is the attack) and every prompt a user
+might type (the direct rows of the dev sets, attacks and ordinary requests alike, since
+either one inside a document is an instruction smuggled to the assistant). Negatives are
+the lines of real documents: the clean dev e-mails, Wikipedia passages in four languages
+(``retrieval/dev_corpus.jsonl``) and Ownlight's benign documents set.
+
+The threshold is chosen on whole documents, by grouped cross-validation: an attack's text
+never sits in training and evaluation at once, so the estimate is for attacks not seen
+before; it keeps the document false-positive rate at about 5%.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ownlight.guard.features import normalise
+from ownlight.guard.model import GuardModel
+from ownlight.guard.segments import segments
+from ownlight.guard.training import SOURCE_WEIGHTS, matrix
+
+ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
+FOLDS = 5
+C = 4.0
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"[\s,]+", "", normalise(text)[0])
+
+
+def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(line, attack id) for each attacked document's injected lines.
+
+    An attacked e-mail with a clean twin: the lines no clean document has. A document
+    without one (Ownlight's own set, written one by one): the line the user-input model
+    scores highest, which is the one addressed to the assistant.
+    """
+    clean = "\n".join(_squeeze(r["text"]) for r in rows
+                      if r.get("kind") == "indirect" and int(r["label"]) == 0)
+    user_input_model = GuardModel.load()
+    out: list[tuple[str, str]] = []
+    for row in rows:
+        if row.get("kind") != "indirect" or int(row["label"]) != 1:
+            continue
+        lines = segments(row["text"])
+        new = [s for s in lines if _squeeze(s) not in clean]
+        if not 0 < len(new) <= 3:  # more means the document itself is new: no clean twin
+            new = [max(lines, key=lambda s: user_input_model.scan(s).score)]
+        out += [(s, f"{row.get('category')}|{new[0][:60]}") for s in new]
+    return out
+
+
+def _fit(texts: list[str], labels: list[int], weights: list[float]) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=2000)
+    model.fit(matrix(texts), np.array(labels), sample_weight=np.array(weights))
+    return model
+
+
+def _doc_score(model: Any, text: str) -> float:
+    return float(model.predict_proba(matrix(segments(text)))[:, 1].max())
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    ranks = np.concatenate([pos, neg]).argsort().argsort() + 1
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2)
+                 / max(len(pos) * len(neg), 1))
+
+
+def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
+                    target_fpr: float = 0.05) -> tuple[GuardModel, dict[str, Any]]:
+    """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents)."""
+    attacks = attack_lines(rows)
+    emails = [r["text"] for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    attacked = [r for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 1]
+    direct = [r for r in rows if r.get("kind", "direct") == "direct"]
+    prompt_texts = [r["text"][:600] for r in direct]
+    prompt_weights = [SOURCE_WEIGHTS.get(str(r.get("source")), 1.0) for r in direct]
+
+    groups = sorted({g for _, g in attacks})
+    random.Random(0).shuffle(groups)
+    fold_of = {g: i % FOLDS for i, g in enumerate(groups)}
+    doc_ids = list(range(len(emails) + len(documents)))
+    random.Random(1).shuffle(doc_ids)
+    doc_fold = {d: i % FOLDS for i, d in enumerate(doc_ids)}
+    benign_docs = emails + list(documents)
+    attack_of: dict[int, str | None] = {}
+    for row in attacked:
+        lines = [g for s, g in attacks if s in segments(row["text"])]
+        attack_of[id(row)] = lines[0] if lines else None
+
+    pos_scores: list[float] = []
+    pos_sources: list[str] = []
+    neg_scores: list[float] = []
+    for fold in range(FOLDS):
+        texts = [s for s, g in attacks if fold_of[g] != fold] + prompt_texts
+        labels = [1] * len(texts)
+        weights = [ATTACK_WEIGHT] * (len(texts) - len(prompt_texts)) + prompt_weights
+        for d, doc in enumerate(benign_docs):
+            if doc_fold[d] != fold:
+                lines = segments(doc)
+                texts += lines
+                labels += [0] * len(lines)
+                weights += [1.0] * len(lines)
+        model = _fit(texts, labels, weights)
+        held = [r for r in attacked if fold_of.get(attack_of[id(r)] or "") == fold]
+        pos_scores += [_doc_score(model, r["text"]) for r in held]
+        pos_sources += [str(r.get("source")) for r in held]
+        neg_scores += [_doc_score(model, doc) for d, doc in enumerate(benign_docs)
+                       if doc_fold[d] == fold]
+
+    pos, neg = np.array(pos_scores), np.array(neg_scores)
+    threshold = float(np.quantile(neg, 1 - target_fpr))
+    texts = [s for s, _ in attacks] + prompt_texts
+    labels = [1] * len(texts)
+    weights = [ATTACK_WEIGHT] * len(attacks) + prompt_weights
+    for doc in benign_docs:
+        lines = segments(doc)
+        texts += lines
+        labels += [0] * len(lines)
+        weights += [1.0] * len(lines)
+    final = _fit(texts, labels, weights)
+    coef = final.coef_[0]
+    from ownlight.guard.features import BUCKETS
+
+    model = GuardModel(coef[:BUCKETS].astype(np.float32), coef[BUCKETS:].astype(np.float32),
+                       float(final.intercept_[0]), min(max(threshold, 0.05), 0.95),
+                       unit="segment")
+    by_source = {src: round(_auc(pos[[p == src for p in pos_sources]], neg), 4)
+                 for src in sorted(set(pos_sources))}
+    return model, {
+        "attack_lines": len(attacks), "prompts": len(prompt_texts),
+        "benign_documents": len(benign_docs), "segments": len(texts),
+        "cv_document_auc": round(_auc(pos, neg), 4), "cv_auc_by_source": by_source,
+        "cv_tpr_at_threshold": round(float((pos >= threshold).mean()), 4),
+        "threshold": round(model.threshold, 4),
+    }
