@@ -76,7 +76,13 @@ INLINE_SCAN_CHARS = 4000
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(16)
+    """``req_`` and 32 hex digits: the time in milliseconds, then 80 random bits.
+
+    Time first, so ids arrive in nearly ascending order and the ledger's index on them
+    grows at its right edge instead of splitting pages all over (a third of a record's
+    insert cost with random ids).
+    """
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 Parser = Callable[[Operation, Any], Request]
@@ -536,8 +542,8 @@ class Pipeline:
             async for chunk in chunks:
                 if first and chunk.choices:
                     first = False
-                    self.metrics.first_token.labels(ctx.incoming.endpoint or "chat").observe(
-                        time.perf_counter() - ctx.started)
+                    self.metrics.observe_first_token(ctx.incoming.endpoint or "chat",
+                                                     time.perf_counter() - ctx.started)
                 if chunk.usage is not None:
                     usage = chunk.usage
                     if not chunk.choices:
