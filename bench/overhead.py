@@ -267,12 +267,12 @@ def ownlight(workdir: Path, upstream: str, name: str = "Ownlight",
                              env=env, check=True, capture_output=True, text=True, timeout=60)
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
-    cmd = [*ownlight_command(), "serve", "--no-local", "--upstream", f"fake={upstream}",
-           "--port", str(port)]
+    serve = ["serve", "--no-local", "--upstream", f"fake={upstream}", "--port", str(port)]
+    cmd = [*ownlight_command(), *serve]
     if source is not None:  # the console script would import the installed checkout
-        cmd = [sys.executable, "-m", "ownlight.cli", *cmd[len(ownlight_command()):]]
+        cmd = [sys.executable, "-m", "ownlight.cli", *serve]
     if not audit:
-        cmd = [sys.executable, str(AUDIT_OFF), *cmd[len(ownlight_command()):]]
+        cmd = [sys.executable, str(AUDIT_OFF), *serve]
     log = workdir / f"{name.lower().replace('@', '-')}.log"
     with running(cmd, log, env) as proc:
         wait_http(f"http://{HOST}:{port}/readyz", proc, log, timeout=60)

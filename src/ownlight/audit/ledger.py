@@ -8,13 +8,15 @@ can be rewritten from the edit onwards by someone who recomputes every hash; the
 checkpoints (head hash and count, ``ownlight audit checkpoint``) that an operator keeps
 elsewhere catch that, and ``verify --checkpoint`` checks against them.
 
-Writes leave the request path to one writer thread with its own connection. Callers
-that must not go on before their record is durable ``await write(...)``: the writer
-commits whatever has queued up in one transaction (group commit) and then releases
-them. A record is committed to the WAL before its request is answered, so a ``kill -9``
-loses no record of an answered request. The head is read inside the same ``BEGIN
-IMMEDIATE`` transaction that appends, so several processes (the server and the CLI)
-extend one chain without forking it.
+Chaining leaves the request path to one writer thread with its own connection. A
+caller that must not go on before its record is durable ``await write(...)``: the record
+is journaled at once (``Journal``: a copy into a memory-mapped file, which survives the
+process being killed), and the writer chains whatever was journaled every
+``GATHER_SECONDS`` in one transaction and one ``INSERT``. So a ``kill -9`` loses no record
+of an answered request: the next ledger opened on the data dir chains what the dead
+process journaled. The head is read inside the same ``BEGIN IMMEDIATE`` transaction that
+appends, so several processes (the server and the CLI) extend one chain without forking
+it.
 """
 
 from __future__ import annotations
