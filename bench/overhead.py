@@ -3,6 +3,7 @@
     python bench/overhead.py                      # 1 and 32 connections, 10 s each
     python bench/overhead.py --duration 5 --connections 1,8,32
     python bench/overhead.py --peer-litellm       # also LiteLLM's proxy, same upstream
+    python bench/overhead.py --audit-off --repeat 3   # what the ledger and metrics cost
 
 The upstream is nginx answering every ``POST /v1/chat/completions`` with one fixed
 ``chat.completion`` body, so it costs almost nothing and whatever is added on top is the
@@ -10,6 +11,10 @@ gateway's. Ownlight runs as a real ``ownlight serve`` subprocess (one worker, it
 dir) and ``wrk`` drives the load. nginx and wrk come from Debian (installed with apt-get
 when missing); ``--peer-litellm`` installs ``litellm[proxy]`` into a throwaway venv under
 /tmp, never into Ownlight's (kept for the next run; delete the folder to reinstall).
+``--audit-off`` also starts Ownlight with its ledger and metrics switched off
+(bench/audit_off.py: the same code, records not written, metrics not updated) beside the
+real one, and alternates runs between the two ``--repeat`` times per row, so both see the
+same machine (other work on it comes and goes); the medians and their ratio are printed.
 All traffic stays on 127.0.0.1, every run is bounded in time, and every process the
 script starts is stopped when it ends, on error too.
 """
@@ -24,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +90,8 @@ REPLY = {
 }
 LITELLM_VENV = Path(tempfile.gettempdir()) / "ownlight-bench-litellm"
 LITELLM_KEY = "sk-bench-litellm"
+AUDIT_OFF = Path(__file__).with_name("audit_off.py")
+NO_AUDIT = "no audit"  # the results' name for Ownlight with its ledger and metrics off
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -243,11 +251,11 @@ def ownlight_command() -> list[str]:
 
 @contextlib.contextmanager
 def ownlight(workdir: Path, upstream: str, name: str = "Ownlight",
-             source: Path | None = None) -> Iterator[Target]:
+             source: Path | None = None, audit: bool = True) -> Iterator[Target]:
     """``ownlight serve --no-local --upstream fake=...`` with its own data dir, one worker.
 
     ``source``: another checkout's ``src`` to run instead (the ``--baseline`` revision),
-    with this environment's dependencies.
+    with this environment's dependencies. ``audit=False``: through bench/audit_off.py.
     """
     data_dir = workdir / f"{name.lower().replace('@', '-')}-data"
     env = {**os.environ, "OWNLIGHT_DATA_DIR": str(data_dir)}
@@ -259,10 +267,12 @@ def ownlight(workdir: Path, upstream: str, name: str = "Ownlight",
                              env=env, check=True, capture_output=True, text=True, timeout=60)
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
-    cmd = [*ownlight_command(), "serve", "--no-local", "--upstream", f"fake={upstream}",
-           "--port", str(port)]
+    serve = ["serve", "--no-local", "--upstream", f"fake={upstream}", "--port", str(port)]
+    cmd = [*ownlight_command(), *serve]
     if source is not None:  # the console script would import the installed checkout
-        cmd = [sys.executable, "-m", "ownlight.cli", *cmd[len(ownlight_command()):]]
+        cmd = [sys.executable, "-m", "ownlight.cli", *serve]
+    if not audit:
+        cmd = [sys.executable, str(AUDIT_OFF), *serve]
     log = workdir / f"{name.lower().replace('@', '-')}.log"
     with running(cmd, log, env) as proc:
         wait_http(f"http://{HOST}:{port}/readyz", proc, log, timeout=60)
@@ -399,7 +409,8 @@ def measure(workdir: Path, target: Target, connections: int, seconds: float,
             warmup: float) -> Result:
     """Warm up (connection pools, lazy imports, first-call caches), then one measured run."""
     script = wrk_script(workdir, target)
-    run_wrk(target.url, script, connections, warmup)
+    if warmup > 0:
+        run_wrk(target.url, script, connections, warmup)
     result = parse_wrk(run_wrk(target.url, script, connections, seconds))
     print(f"  {target.name:<9} {target.body:<6} c={connections:<3} p50 {result.p50_ms:7.3f} ms  "
           f"p99 {result.p99_ms:7.3f} ms  {result.rps:9.0f} req/s  errors {result.errors}"
@@ -416,6 +427,31 @@ def measure_all(workdir: Path, target: Target, counts: Sequence[int],
         for c in counts if body == "plain" else [1]:
             rows[(body, c)] = measure(workdir, loaded, c, args.duration, args.warmup)
     return rows
+
+
+def measure_alternating(workdir: Path, targets: Sequence[Target], counts: Sequence[int],
+                        args: argparse.Namespace) -> dict[str, dict[Row, Result]]:
+    """Each row on every target in turn, ``--repeat`` times (A B A B ...): the medians.
+
+    Alternating spreads whatever else the machine does over all targets alike, where
+    measuring one target after the other would hand it to whichever ran at the time.
+    """
+    out: dict[str, dict[Row, Result]] = {t.name: {} for t in targets}
+    for body in BODIES:
+        for c in counts if body == "plain" else [1]:
+            runs: dict[str, list[Result]] = {t.name: [] for t in targets}
+            for t in targets:
+                measure(workdir, Target(t.name, t.url, t.key, body), c, args.warmup, 0)
+            for _ in range(args.repeat):
+                for t in targets:
+                    loaded = Target(t.name, t.url, t.key, body)
+                    runs[t.name].append(measure(workdir, loaded, c, args.duration, 0))
+            for name, results in runs.items():
+                out[name][(body, c)] = Result(
+                    statistics.median(r.p50_ms for r in results),
+                    statistics.median(r.p99_ms for r in results),
+                    statistics.median(r.rps for r in results), sum(r.errors for r in results))
+    return out
 
 
 def load() -> str:
@@ -439,6 +475,10 @@ def table(results: Results) -> str:
         head += ["LiteLLM p50 / p99 ms", "LiteLLM req/s", "Ownlight / LiteLLM"]
     if base_name:
         head += [f"{base_name} p50 ms", f"{base_name} req/s", "Ownlight / baseline req/s"]
+    off_by = results.get(NO_AUDIT)
+    if off_by:
+        head += ["audit off p50 / p99 ms", "audit off req/s", "p50 added by audit ms",
+                 "audit on / off req/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, up in results["upstream"].items():
         own = results["Ownlight"][row]
@@ -452,6 +492,10 @@ def table(results: Results) -> str:
         if base_name:
             base = results[base_name][row]
             cells += [f"{base.p50_ms:.3f}", f"{base.rps:,.0f}", f"{own.rps / base.rps:.1%}"]
+        if off_by:
+            off = off_by[row]
+            cells += [f"{off.p50_ms:.3f} / {off.p99_ms:.3f}", f"{off.rps:,.0f}",
+                      f"{own.p50_ms - off.p50_ms:.3f}", f"{own.rps / off.rps:.1%}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -469,6 +513,13 @@ def verdict(results: Results) -> list[str]:
         rps = own[("plain", 32)].rps
         notes.append(f"Ownlight at 32 connections: {rps:,.0f} req/s "
                      f"({'meets' if rps > 1500 else 'misses'} the > 1,500 req/s target)")
+    for row, off in results.get(NO_AUDIT, {}).items():
+        on = own[row]
+        ratio, added = on.rps / off.rps, on.p50_ms - off.p50_ms
+        ok = ratio >= 0.9 and added < 1
+        notes.append(f"audit ledger and metrics, {row[0]} request at {row[1]} connections: "
+                     f"{ratio:.1%} of the throughput without them, {added:+.3f} ms at p50 "
+                     f"({'meets' if ok else 'misses'} the within 10% and < 1 ms target)")
     failed = sum(r.errors for by in results.values() for r in by.values())
     if failed:
         notes.append(f"WARNING: {failed} failed requests (socket errors or non-2xx)")
@@ -487,6 +538,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-litellm", action="store_true",
                         help="also measure LiteLLM's proxy (installed into a venv under /tmp)")
     parser.add_argument("--litellm-install-timeout", type=float, default=900.0)
+    parser.add_argument("--audit-off", action="store_true",
+                        help="also run Ownlight with its ledger and metrics off "
+                             "(bench/audit_off.py), alternating runs with the real one")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="alternating runs per row with --audit-off (medians reported)")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure Ownlight at git revision REV (a worktree under /tmp), "
                              "e.g. the commit before a change, to see what the change costs")
@@ -510,8 +566,15 @@ def run(args: argparse.Namespace, counts: Sequence[int]) -> Results:
         with fake_upstream(workdir) as upstream:
             direct = Target("upstream", upstream + "/chat/completions", "none")
             results["upstream"] = measure_all(workdir, direct, counts, args)
-            with ownlight(workdir, upstream) as target:
-                results["Ownlight"] = measure_all(workdir, target, counts, args)
+            if args.audit_off:
+                with ownlight(workdir, upstream) as on, \
+                        ownlight(workdir, upstream, NO_AUDIT.replace(" ", "-"),
+                                 audit=False) as off:
+                    off.name = NO_AUDIT
+                    results.update(measure_alternating(workdir, [on, off], counts, args))
+            else:
+                with ownlight(workdir, upstream) as target:
+                    results["Ownlight"] = measure_all(workdir, target, counts, args)
             if args.baseline:
                 with worktree(args.baseline, workdir) as source:
                     name = f"Ownlight@{args.baseline[:10]}"

@@ -186,6 +186,10 @@ class AuditSettings(Table):
                   "content without revealing it), or the full text.")
     checkpoint_every: int = setting(
         1000, "Records between checkpoints (head hash and count) kept in the ledger; 0 never.")
+    otlp_endpoint: str | None = setting(
+        None, "OpenTelemetry traces (one span per request, one per pipeline stage; never "
+              "bodies or keys) are sent to this OTLP/HTTP collector, e.g. "
+              "http://127.0.0.1:4318. Unset: no traces are made or sent.")
 
 
 class KnowledgeSettings(Table):

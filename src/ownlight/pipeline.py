@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,7 +78,34 @@ INLINE_SCAN_CHARS = 4000
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(16)
+    """``req_`` and 32 hex digits: the time in milliseconds, then 80 random bits.
+
+    Time first, so ids arrive in nearly ascending order and the ledger's index on them
+    grows at its right edge instead of splitting pages all over (a third of a record's
+    insert cost with random ids).
+    """
+    return f"req_{time.time_ns() // 1_000_000:012x}{_random_bytes(10).hex()}"
+
+
+class _RandomPool:
+    """Random bytes from the OS, fetched 4 KiB at a time. ``os.urandom`` is a system call
+    that lets go of the GIL; on the request path the event loop would then wait for the
+    audit writer thread to give it back, once per request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool = b""
+        self.at = 0
+
+    def __call__(self, n: int) -> bytes:
+        with self.lock:
+            if self.at + n > len(self.pool):
+                self.pool, self.at = secrets.token_bytes(4096), 0
+            self.at += n
+            return self.pool[self.at - n:self.at]
+
+
+_random_bytes = _RandomPool()
 
 
 Parser = Callable[[Operation, Any], Request]
@@ -563,8 +591,8 @@ class Pipeline:
             async for chunk in chunks:
                 if first and chunk.choices:
                     first = False
-                    self.metrics.first_token.labels(ctx.incoming.endpoint or "chat").observe(
-                        time.perf_counter() - ctx.started)
+                    self.metrics.observe_first_token(ctx.incoming.endpoint or "chat",
+                                                     time.perf_counter() - ctx.started)
                 if chunk.usage is not None:
                     usage = chunk.usage
                     if not chunk.choices:

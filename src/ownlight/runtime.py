@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.metrics import Metrics
@@ -26,6 +27,9 @@ from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.responses import ResponseStore
 from ownlight.store.sqlite import StateStore
+
+if TYPE_CHECKING:
+    from ownlight.audit.tracing import Tracing
 
 log = logging.getLogger("ownlight")
 
@@ -76,6 +80,7 @@ class Runtime:
     pipeline: Pipeline
     responses: ResponseStore
     load_errors: dict[str, str] = field(default_factory=dict)
+    tracing: Tracing | None = None  # audit.otlp_endpoint
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -90,6 +95,12 @@ class Runtime:
                             metrics=Metrics(), guard=build_guard(config))
         runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store))
         pipeline.metrics.watch(runtime.state)
+        endpoint = config.section("audit").get("otlp_endpoint")
+        if endpoint:
+            from ownlight.audit.tracing import Tracing  # the SDK only when asked for
+
+            runtime.tracing = Tracing(str(endpoint))
+            runtime.tracing.instrument(pipeline)
         return runtime
 
     def state(self) -> dict[str, dict[str, object]]:
@@ -140,6 +151,8 @@ class Runtime:
         if self.knowledge is not None:
             self.knowledge.close()
         self.pipeline.ledger.close()
+        if self.tracing is not None:
+            self.tracing.close()
         self.keys.store.close()
 
     def readiness(self) -> dict[str, str]:

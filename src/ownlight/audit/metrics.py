@@ -4,18 +4,24 @@ Counters and histograms are updated as requests are recorded (one call per reque
 from the record stage); gauges that describe state (circuit breakers, model load,
 queue length) are read when Prometheus scrapes. Each runtime has its own registry,
 so several gateways in one process (the tests) never mix their numbers.
+
+``labels(...)`` takes a lock and builds a key on every call; the request path asks for
+the same few label sets over and over, so it keeps the children it got (``_Children``)
+and increments them directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ownlight.audit.ledger import RequestRecord
+
+M = TypeVar("M", Counter, Histogram)
 
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -45,6 +51,14 @@ class Metrics:
         self.refusals = Counter("ownlight_refusals",
                                 "Requests refused by policy: red line, budget, guard.",
                                 ["reason"], registry=r)
+        self._requests = _Children(self.requests)
+        self._latency = _Children(self.latency)
+        self._first_token = _Children(self.first_token)
+        self._tokens = _Children(self.tokens)
+        self._egress = _Children(self.egress)
+        self._egress_bytes = _Children(self.egress_bytes)
+        self._pseudonymized = _Children(self.pseudonymized)
+        self._refusals = _Children(self.refusals)
 
     def watch(self, read_state: Callable[[], Mapping[str, Any]]) -> None:
         """Gauges read at scrape time from ``read_state()``."""
@@ -52,27 +66,46 @@ class Metrics:
 
     def observe(self, record: RequestRecord, seconds: float) -> None:
         target = record.route or "-"
-        self.requests.labels(record.endpoint, target, str(record.status)).inc()
-        self.latency.labels(record.endpoint).observe(seconds)
-        usage = record.usage or {}
-        self.tokens.labels("input", target).inc(usage.get("prompt_tokens") or 0)
-        self.tokens.labels("output", target).inc(usage.get("completion_tokens") or 0)
+        self._requests.get(record.endpoint, target, str(record.status)).inc()
+        self._latency.get(record.endpoint).observe(seconds)
+        usage = record.usage
+        if usage:
+            self._tokens.get("input", target).inc(usage.get("prompt_tokens") or 0)
+            self._tokens.get("output", target).inc(usage.get("completion_tokens") or 0)
         for kind, count in record.pseudonymized.items():
-            self.pseudonymized.labels(kind).inc(count)
-        if record.error_code in ("policy_local_only", "privacy_check_failed",
-                                 "sensitive_data_blocked"):
-            self.refusals.labels("privacy").inc()
-        elif record.error_code == "budget_exceeded":
-            self.refusals.labels("budget").inc()
-        elif record.error_code == "injection_blocked":
-            self.refusals.labels("guard").inc()
+            self._pseudonymized.get(kind).inc(count)
+        refusal = REFUSALS.get(record.error_code) if record.error_code else None
+        if refusal is not None:
+            self._refusals.get(refusal).inc()
+
+    def observe_first_token(self, endpoint: str, seconds: float) -> None:
+        self._first_token.get(endpoint).observe(seconds)
 
     def observe_egress(self, target: str, size: int) -> None:
-        self.egress.labels(target).inc()
-        self.egress_bytes.labels(target).inc(size)
+        self._egress.get(target).inc()
+        self._egress_bytes.get(target).inc(size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+REFUSALS = {"policy_local_only": "privacy", "privacy_check_failed": "privacy",
+            "sensitive_data_blocked": "privacy", "budget_exceeded": "budget",
+            "injection_blocked": "guard"}
+
+
+class _Children(Generic[M]):
+    """A metric's children by label values, looked up once each."""
+
+    def __init__(self, metric: M):
+        self.metric: M = metric
+        self.known: dict[tuple[str, ...], M] = {}
+
+    def get(self, *values: str) -> M:
+        child = self.known.get(values)
+        if child is None:
+            child = self.known[values] = self.metric.labels(*values)
+        return child
 
 
 class _StateCollector(Collector):
