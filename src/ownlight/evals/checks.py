@@ -4,7 +4,7 @@
     contains     the answer contains a value ({"value": ...}, {"all": [...]}, {"any": [...]})
     regex        a pattern matches somewhere ({"pattern": "^\\d{4}-\\d{2}-\\d{2}$"})
     json_schema  the first JSON value in the answer validates ({"schema": {...}})
-    numeric      the first number in the answer equals a value ({"value": 42, "tolerance": 0})
+    numeric      the last number in the answer equals a value ({"value": 42, "tolerance": 0})
 
 Answers are NFKC-normalised first, so full-width digits and letters (common in Chinese
 and Japanese text) compare as their ASCII forms.
@@ -68,19 +68,20 @@ def json_schema(spec: Mapping[str, Any], answer: str) -> Verdict:
 
 
 def numeric(spec: Mapping[str, Any], answer: str) -> Verdict:
+    # the last number: "17 + 25 = 42" and "the answer is 42" both end with the result
     text = unicodedata.normalize("NFKC", answer)
-    match = _NUMBER.search(text)
-    if match is None:
+    matches = _NUMBER.findall(text)
+    if not matches:
         return False, "no number in the answer"
-    raw = match.group()
+    raw = found = matches[-1]
     # "1,234" is a thousands separator; "3,5" a decimal comma
     raw = raw.replace(",", "") if re.search(r",\d{3}(?!\d)", raw) else raw.replace(",", ".")
     try:
         got = float(raw)
     except ValueError:
-        return False, f"{match.group()!r} is not a number"
+        return False, f"{found!r} is not a number"
     want, tolerance = float(spec["value"]), float(spec.get("tolerance", 0))
-    return abs(got - want) <= tolerance, f"expected {spec['value']}, got {match.group()}"
+    return abs(got - want) <= tolerance, f"expected {spec['value']}, got {found}"
 
 
 def first_json(answer: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 
 import click
 from rich.console import Console
@@ -106,8 +105,7 @@ def _entry(config: Config, name: str) -> ModelEntry:
 
 async def _evaluate(config: Config, version: ModelVersion, suite: Suite,
                     quiet: bool) -> EvalRun:
-    entry = replace(_entry(config, version.name))
-    backend = await load_version(entry, config, version)
+    backend = await load_version(_entry(config, version.name), config, version)
 
     def show(result: ItemResult) -> None:
         if not quiet:

@@ -69,7 +69,7 @@ class Lifecycle:
         self.registry = registry
         self.pool = pool
         self.audit = audit
-        self._generation = -1
+        self.generation = -1  # the registry's switch counter, as last read
         self._served: dict[str, int] = {}
 
     @classmethod
@@ -80,9 +80,9 @@ class Lifecycle:
     def wanted(self, name: str) -> int | None:
         """The version ``name`` should serve now (re-read only after a switch)."""
         generation = self.registry.generation()
-        if generation != self._generation:
+        if generation != self.generation:
             self._served = self.registry.served()
-            self._generation = generation
+            self.generation = generation
         return self._served.get(name)
 
     def record(self, action: str, subject: str, details: dict[str, Any]) -> None:
@@ -104,6 +104,7 @@ class ManagedBackend(Backend):
         self.lifecycle = lifecycle
         self.serving: ModelVersion | None = None
         self.refused: dict[int, str] = {}  # versions whose load failed, and why
+        self._refused_at = -1  # the generation they were refused in; a new switch retries
         self._switch: asyncio.Task[None] | None = None
         self._started = False
 
@@ -167,6 +168,8 @@ class ManagedBackend(Backend):
     async def _follow(self, wait: bool) -> None:
         """Start switching to the wanted version if it changed; ``wait`` for the switch."""
         wanted = self.lifecycle.wanted(self.name)
+        if self.refused and self._refused_at != self.lifecycle.generation:
+            self.refused.clear()
         current = self.serving.version if self.serving else None
         if wanted is None or wanted == current or wanted in self.refused:
             return
@@ -183,6 +186,7 @@ class ManagedBackend(Backend):
         except Exception as exc:
             reason = getattr(exc, "message", None) or str(exc)
             self.refused[number] = reason
+            self._refused_at = self.lifecycle.generation
             log.error("%s@%s refused; %s keeps serving: %s", self.name, number,
                       old.ref if old else "nothing", reason)
             self.lifecycle.record("model.load_refused", f"{self.name}@{number}",
