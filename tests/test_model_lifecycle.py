@@ -260,6 +260,7 @@ def test_corrupted_version_is_refused_while_the_old_one_serves(tmp_path: Path,
 
 # -- the eval gate ------------------------------------------------------------------------
 
+GOOD = 'Paris {"ok": 1} 2024-01-01 is day 42'
 SUITE = [
     {"id": "capital", "prompt": "Capital of France?", "category": "facts",
      "check": {"type": "contains", "value": "Paris"}},
@@ -270,9 +271,8 @@ SUITE = [
     {"id": "pattern", "prompt": "A date", "category": "format",
      "check": {"type": "regex", "pattern": "\\d{4}-\\d{2}-\\d{2}"}},
     {"id": "word", "prompt": "Say yes", "lang": "en", "category": "format",
-     "check": {"type": "exact", "value": "Paris 42 {\"ok\": 1} 2024-01-01"}},
+     "check": {"type": "exact", "value": GOOD}},
 ]
-GOOD = 'Paris 42 {"ok": 1} 2024-01-01'
 
 
 def test_eval_gate_passes_and_refuses(tmp_path: Path) -> None:
