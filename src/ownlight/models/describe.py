@@ -12,11 +12,10 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gguf import LlamaFileType
-
-from ownlight.models.gguf_header import ArrayInfo, GGUFHeader, read_header
+if TYPE_CHECKING:
+    from ownlight.models.gguf_header import GGUFHeader
 
 MB = 1 << 20
 # llama.cpp's compute buffers and bookkeeping beyond weights and KV cache, measured as
@@ -53,10 +52,15 @@ class ModelFacts:
 
 
 def describe(path: Path) -> ModelFacts:
+    # the gguf package takes a third of a second to import: only where a header is read
+    from ownlight.models.gguf_header import read_header
+
     return facts_from(read_header(path))
 
 
 def facts_from(header: GGUFHeader) -> ModelFacts:
+    from ownlight.models.gguf_header import ArrayInfo
+
     tokens = header.get("tokenizer.ggml.tokens")
     file_type = header.get("general.file_type")
     types = Counter(t.type for t in header.tensors)
@@ -93,6 +97,8 @@ def facts_from(header: GGUFHeader) -> ModelFacts:
 
 
 def _quantization(file_type: Any, types: Counter[str]) -> str:
+    from gguf import LlamaFileType
+
     if isinstance(file_type, int):
         try:
             return LlamaFileType(file_type).name.removeprefix("MOSTLY_")
