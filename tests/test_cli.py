@@ -59,8 +59,9 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_models_list(hermetic_env: Path) -> None:
-    rows = json.loads(ownlight("models", "list", "--json").stdout)
-    assert {r["alias"] for r in rows} == {"local", "local-embed"}
+    listed = json.loads(ownlight("models", "list", "--json").stdout)
+    assert {r["alias"] for r in listed["aliases"]} == {"local", "local-embed"}
+    assert listed["versions"] == []
 
 
 def test_route_explain_without_calling_a_model(tmp_path: Path, hermetic_env: Path) -> None:

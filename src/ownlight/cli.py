@@ -7,24 +7,23 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from ownlight.audit.audit_cli import audit_group
 from ownlight.audit.ledger import AdminRecord, record_admin_act
 from ownlight.auth import Principal
 from ownlight.backends.base import Operation
+from ownlight.cli_support import progress_bar
 from ownlight.config import Config, effective_view, load_config, upstream_entry
 from ownlight.errors import ConfigError, OwnlightError
+from ownlight.evals.eval_cli import eval_group
 from ownlight.guard.guard_cli import guard_group
 from ownlight.knowledge.knowledge_cli import ingest_command, search_command
-from ownlight.models.files import Progress as ProgressFn
+from ownlight.models.models_cli import models_group
 from ownlight.pipeline import GatewayRequest
 from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
@@ -39,21 +38,6 @@ def _load(ctx: click.Context) -> Config:
         return load_config(ctx.obj.get("config_path"))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-@contextmanager
-def progress_bar(label: str) -> Iterator[ProgressFn]:
-    """A byte progress bar for long file steps (assembling a model)."""
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -331,34 +315,7 @@ def route_explain(ctx: click.Context, prompt: str, key: str, model: str, prefer:
         click.echo(f"{name:>9}: {value}")
 
 
-# -- models and config ------------------------------------------------------------------
-
-
-@main.group()
-def models() -> None:
-    """The model aliases clients can ask for."""
-
-
-@models.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def models_list(ctx: click.Context, as_json: bool) -> None:
-    """List configured aliases and what serves them."""
-    config = _load(ctx)
-    rows = [
-        {"alias": alias, "backend": e.backend, "model": e.model, "path": e.path,
-         "base_url": e.base_url, "inside_domain": e.inside_domain}
-        for alias, e in config.models.items()
-    ]
-    if as_json:
-        click.echo(json.dumps(rows))
-        return
-    table = Table("alias", "backend", "model / path / url", "inside domain")
-    for row in rows:
-        where = row["model"] or row["path"] or row["base_url"] or ""
-        inside = "yes" if row["inside_domain"] else "no"
-        table.add_row(str(row["alias"]), str(row["backend"]), str(where), inside)
-    Console().print(table)
+# -- config ------------------------------------------------------------------
 
 
 @main.group("config")
@@ -398,6 +355,8 @@ def _key(key: str) -> str:
 
 
 main.add_command(audit_group)
+main.add_command(models_group)
+main.add_command(eval_group)
 main.add_command(guard_group)
 main.add_command(privacy_group)
 main.add_command(router_group)

@@ -204,6 +204,19 @@ class KnowledgeSettings(Table):
     sources_footer: bool = setting(True, "Append the numbered sources to a grounded answer's text.")
 
 
+class LifecycleSettings(Table):
+    deployment_use: Literal["internal", "commercial", "redistribution"] = setting(
+        "commercial", "What this deployment does with its models: internal (research, "
+                      "evaluation, personal), commercial (serves a business) or redistribution "
+                      "(ships the weights); a model whose licence forbids it is not promoted.")
+    eval_margin: float = setting(
+        0.05, "Most a candidate's eval score (0-1) may fall below the serving version's for "
+              "`ownlight models promote --gate` to let it through.")
+    memory_budget_mb: int = setting(
+        0, "Memory the registry's loaded models may use together, in MB; the least recently "
+           "used idle one is unloaded to make room. 0: what the system has available.")
+
+
 class LevelRuleSettings(Table):
     level: Level = setting(help="Level a request reaches when this rule holds.")
     types: list[str] = setting([], "Span types counted; empty counts every type.")
@@ -294,7 +307,8 @@ class ModelSettings(Table):
     model: str | None = setting(
         None, "Model name the backend knows (for openai: the upstream's model id).")
     path: str | None = setting(
-        None, "GGUF file, or package:NAME for a model shipped in a Python package.")
+        None, "GGUF file, package:NAME for a model shipped in a Python package, or "
+              "registry:NAME for the version of NAME promoted in the model registry.")
     base_url: str | None = setting(
         None, "OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.")
     api_key: SecretRef | None = setting(
@@ -359,6 +373,7 @@ class Settings(Table):
     routing: RoutingSettings = RoutingSettings()
     audit: AuditSettings = AuditSettings()
     guard: GuardSettings = GuardSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
 
 class Document(Settings):

@@ -155,6 +155,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     answer: list[str] = field(default_factory=list)  # kept only when audit.bodies asks
     guard: GuardFacts | None = None
+    served_label: str | None = None  # the target and model version that answered
 
     @property
     def alias(self) -> str:
@@ -175,7 +176,7 @@ class RequestContext:
     def headers(self) -> dict[str, str]:
         headers = {"x-ownlight-request-id": self.incoming.request_id}
         if self.route is not None and self.route.served_by is not None:
-            headers["x-ownlight-route"] = self.route.served_by.label
+            headers["x-ownlight-route"] = self.served_label or self.route.served_by.label
             headers["x-ownlight-route-reason"] = self.route.explain()
         if self.sensitivity != "unknown":
             headers["x-ownlight-sensitivity"] = self.sensitivity
@@ -479,9 +480,11 @@ class Pipeline:
         if not target.inside_domain:
             await self.record_egress(ctx, target, request)
         result = await target.backend.execute(request)
-        if isinstance(result, Response):
-            return result
-        return await _started(result)
+        label = target.backend.label_for(result)
+        if not isinstance(result, Response):
+            result = await _started(result)
+        ctx.served_label = label
+        return result
 
     def restore(self, ctx: RequestContext, answer: A) -> A:
         """Placeholders in the answer back to the real values, on our side only."""
@@ -553,7 +556,7 @@ class Pipeline:
             principal=principal.name if principal else None,
             tenant=principal.tenant if principal else None,
             model=ctx.alias or None,
-            route=served.label if served else None,
+            route=(ctx.served_label or served.label) if served else None,
             reason=ctx.route.explain() if ctx.route else None,
             inside_domain=served.inside_domain if served else None,
             sensitivity=ctx.sensitivity,

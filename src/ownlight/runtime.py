@@ -20,6 +20,7 @@ from ownlight.config import Config, ModelEntry
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
+from ownlight.models.serving import Lifecycle, ManagedBackend, is_managed
 from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, parse_budgets
@@ -79,6 +80,7 @@ class Runtime:
     backends: dict[str, Backend]
     pipeline: Pipeline
     responses: ResponseStore
+    lifecycle: Lifecycle | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
     tracing: Tracing | None = None  # audit.otlp_endpoint
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -86,14 +88,16 @@ class Runtime:
     @classmethod
     def build(cls, config: Config) -> Runtime:
         keys = open_keys(config)
-        backends = build_backends(config.models, config)
+        lifecycle = Lifecycle.from_config(config, keys.store)
+        backends = build_backends(config.models, config, lifecycle)
         router = build_router(config, backends, keys.store)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
                             open_ledger(config),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=float(config.get("upstream.deadline")),
                             metrics=Metrics(), guard=build_guard(config))
-        runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store))
+        lifecycle.audit = pipeline.ledger.put
+        runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store), lifecycle)
         pipeline.metrics.watch(runtime.state)
         endpoint = config.section("audit").get("otlp_endpoint")
         if endpoint:
@@ -148,6 +152,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in self.backends.values()))
+        if self.lifecycle is not None:
+            await self.lifecycle.close()
         if self.knowledge is not None:
             self.knowledge.close()
         self.pipeline.ledger.close()
@@ -166,12 +172,15 @@ class Runtime:
 
 
 def build_backends(
-    models: Mapping[str, ModelEntry], config: Config
+    models: Mapping[str, ModelEntry], config: Config, lifecycle: Lifecycle
 ) -> dict[str, Backend]:
     local_enabled = bool(config.get("local.enabled"))
     backends: dict[str, Backend] = {}
     for alias, entry in models.items():
         if entry.backend in LOCAL_KINDS and not local_enabled:
             continue
-        backends[alias] = backend_class(entry.backend)(entry, config)
+        if is_managed(entry):
+            backends[alias] = ManagedBackend(entry, config, lifecycle)
+        else:
+            backends[alias] = backend_class(entry.backend)(entry, config)
     return backends

@@ -76,9 +76,10 @@ async def _rendered(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Json]:
 def _models(request: Request) -> list[Json]:
     runtime: Runtime = request.app.state.runtime
     created = int(request.app.state.started)
-    data = [
+    data: list[Json] = [
         {"id": alias, "object": "model", "created": created, "owned_by": "ownlight",
-         "backend": backend.kind, "ready": backend.ready}
+         "backend": backend.kind, "ready": backend.ready,
+         **({"version": backend.served_version} if backend.kind == "registry" else {})}
         for alias, backend in runtime.backends.items()
     ]
     data += [

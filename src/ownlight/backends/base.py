@@ -42,6 +42,16 @@ class Backend(ABC):
     def route_label(self) -> str:
         return f"{self.entry.alias}/{self.model_name}"
 
+    @property
+    def served_version(self) -> str | None:
+        """The registry version this alias serves (``assistant@3``), for registry models."""
+        return None
+
+    def label_for(self, result: BackendResult) -> str:
+        """The route label of one answer: a registry alias may switch versions while it
+        runs, so the label comes from the answer, not from the alias's current state."""
+        return self.route_label
+
     def prepare(self, progress: Progress | None = None) -> None:
         """Blocking one-time setup before start (e.g. assembling a model file)."""
 

@@ -119,6 +119,56 @@ def _audit_uid(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX audit_log_uid ON audit_log (uid)")
 
 
+def _model_lifecycle(db: sqlite3.Connection) -> None:
+    """Model versions, which version each name serves (an append-only history of
+    switches), a counter a running server polls to learn of a switch, and eval scores."""
+    db.execute(
+        """CREATE TABLE model_versions (
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            license TEXT,
+            source TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            imported_at TEXT NOT NULL,
+            PRIMARY KEY (name, version)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE model_switches (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            action TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            previous INTEGER,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX model_switches_name ON model_switches (name, id)")
+    db.execute("CREATE TABLE model_generation (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "value INTEGER NOT NULL)")
+    db.execute("INSERT INTO model_generation (id, value) VALUES (1, 0)")
+    db.execute(
+        """CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY,
+            suite TEXT NOT NULL,
+            suite_sha256 TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            score REAL NOT NULL,
+            results TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)")
+
+
 STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_api_keys", _api_keys),
     ("002_spend", _spend),
@@ -127,4 +177,5 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("005_responses", _responses),
     ("006_audit_log", _audit_log),
     ("007_audit_uid", _audit_uid),
+    ("008_model_lifecycle", _model_lifecycle),
 )

@@ -1,0 +1,227 @@
+"""Serving a registry name: the promoted version answers, and a switch fails no request.
+
+An alias configured with ``path = "registry:NAME"`` is a :class:`ManagedBackend`. On
+each request it asks the :class:`Lifecycle` which version NAME serves; that costs one
+read of a one-row counter, and the registry table is read again only when a switch
+(``ownlight models promote`` or ``rollback``, from any process) has bumped it.
+
+When the wanted version changes, the new version is loaded in the background (its
+sha256 checked first) while the old one keeps answering; once it is loaded, new
+requests go to it. Requests already running hold a lease on the old version's backend,
+so they finish there. A version whose file fails its check is refused with the reason,
+recorded in the audit ledger, and the old version keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from ownlight.audit.ledger import AdminRecord
+from ownlight.backends import backend_class
+from ownlight.backends.base import Backend, BackendResult, Operation
+from ownlight.config import Config, ModelEntry
+from ownlight.errors import UpstreamUnavailable
+from ownlight.models.describe import MB, ModelFacts
+from ownlight.models.pool import Lease, ModelPool
+from ownlight.models.registry import (
+    REGISTRY_PREFIX,
+    ModelVersion,
+    Registry,
+    RegistryError,
+    file_problem,
+)
+from ownlight.protocol.model import Chunk, Request, Response
+from ownlight.store.sqlite import StateStore
+
+log = logging.getLogger("ownlight.models")
+
+Audit = Callable[[AdminRecord], None]
+
+
+def is_managed(entry: ModelEntry) -> bool:
+    return bool(entry.path and entry.path.startswith(REGISTRY_PREFIX))
+
+
+def memory_needed(version: ModelVersion, n_ctx: int) -> int:
+    return ModelFacts(**version.facts).memory_needed(n_ctx)
+
+
+async def load_version(entry: ModelEntry, config: Config, version: ModelVersion) -> Backend:
+    """A started backend for one version, after its file passes the sha256 check."""
+    problem = await asyncio.to_thread(file_problem, version)
+    if problem:
+        raise RegistryError(problem)
+    inner = replace(entry, path=str(version.path), sha256=None, model=version.ref)
+    backend = backend_class(entry.backend)(inner, config)
+    await asyncio.to_thread(backend.prepare)
+    await backend.start()
+    return backend
+
+
+class Lifecycle:
+    """The registry as a running gateway sees it, shared by its managed aliases."""
+
+    def __init__(self, registry: Registry, pool: ModelPool, audit: Audit | None = None):
+        self.registry = registry
+        self.pool = pool
+        self.audit = audit
+        self.generation = -1  # the registry's switch counter, as last read
+        self._served: dict[str, int] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, store: StateStore) -> Lifecycle:
+        budget = int(config.get("lifecycle.memory_budget_mb")) * MB
+        return cls(Registry(store, config.data_dir), ModelPool(budget))
+
+    def wanted(self, name: str) -> int | None:
+        """The version ``name`` should serve now (re-read only after a switch)."""
+        generation = self.registry.generation()
+        if generation != self.generation:
+            self._served = self.registry.served()
+            self.generation = generation
+        return self._served.get(name)
+
+    def record(self, action: str, subject: str, details: dict[str, Any]) -> None:
+        if self.audit is not None:
+            self.audit(AdminRecord(action, subject, "server", details=details))
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class ManagedBackend(Backend):
+    kind = "registry"
+    operations: ClassVar[frozenset[Operation]] = frozenset({Operation.CHAT,
+                                                            Operation.COMPLETION})
+
+    def __init__(self, entry: ModelEntry, config: Config, lifecycle: Lifecycle):
+        super().__init__(entry, config)
+        self.name = (entry.path or "").removeprefix(REGISTRY_PREFIX)
+        self.lifecycle = lifecycle
+        self.serving: ModelVersion | None = None
+        self.refused: dict[int, str] = {}  # versions whose load failed, and why
+        self._refused_at = -1  # the generation they were refused in; a new switch retries
+        self._switch: asyncio.Task[None] | None = None
+        self._started = False
+
+    @property
+    def model_name(self) -> str:
+        return self.serving.ref if self.serving else self.name
+
+    @property
+    def served_version(self) -> str | None:
+        return self.serving.ref if self.serving else None
+
+    @property
+    def ready(self) -> bool:
+        """Started, and serving a version (or none is promoted yet: nothing to load)."""
+        return self._started and (self.serving is not None
+                                  or self.lifecycle.wanted(self.name) is None)
+
+    def label_for(self, result: BackendResult) -> str:
+        model = result.model if isinstance(result, Response) else getattr(result, "model", None)
+        return f"{self.entry.alias}/{model}" if model else self.route_label
+
+    def status(self) -> dict[str, Any]:
+        wanted = self.lifecycle.wanted(self.name)
+        view: dict[str, Any] = {"version": self.served_version}
+        if wanted is not None and wanted in self.refused:
+            view["refused"] = {"version": f"{self.name}@{wanted}", "reason": self.refused[wanted]}
+        return view
+
+    async def start(self) -> None:
+        await self._follow(wait=True)
+        self._started = True
+
+    async def execute(self, request: Request) -> BackendResult:
+        await self._follow(wait=self.serving is None)
+        version = self.serving
+        if version is None:
+            wanted = self.lifecycle.wanted(self.name)
+            why = (self.refused.get(wanted, "") if wanted is not None else
+                   f"no version is promoted (ownlight models promote {self.name}@N)")
+            raise UpstreamUnavailable(f"Model '{self.entry.alias}' cannot serve: {why}")
+        lease = await self._lease(version)
+        try:
+            result = await lease.backend.execute(request)
+        except BaseException:
+            lease.release()
+            raise
+        if isinstance(result, Response):
+            lease.release()
+            return result
+        return LeasedStream(result, lease, version.ref)
+
+    async def _lease(self, version: ModelVersion) -> Lease:
+        try:
+            return await self.lifecycle.pool.lease(
+                version.ref, memory_needed(version, self.entry.n_ctx),
+                lambda: load_version(self.entry, self.config, version))
+        except RegistryError as exc:  # the serving version's file broke while unloaded
+            raise UpstreamUnavailable(f"Model '{self.entry.alias}' cannot be loaded: "
+                                      f"{exc}") from None
+
+    async def _follow(self, wait: bool) -> None:
+        """Start switching to the wanted version if it changed; ``wait`` for the switch."""
+        wanted = self.lifecycle.wanted(self.name)
+        if self.refused and self._refused_at != self.lifecycle.generation:
+            self.refused.clear()
+        current = self.serving.version if self.serving else None
+        if wanted is None or wanted == current or wanted in self.refused:
+            return
+        if self._switch is None or self._switch.done():
+            self._switch = asyncio.create_task(self._switch_to(wanted))
+        if wait:
+            await asyncio.shield(self._switch)
+
+    async def _switch_to(self, number: int) -> None:
+        old = self.serving
+        try:
+            version = self.lifecycle.registry.get(self.name, number)
+            lease = await self._lease(version)
+        except Exception as exc:
+            reason = getattr(exc, "message", None) or str(exc)
+            self.refused[number] = reason
+            self._refused_at = self.lifecycle.generation
+            log.error("%s@%s refused; %s keeps serving: %s", self.name, number,
+                      old.ref if old else "nothing", reason)
+            self.lifecycle.record("model.load_refused", f"{self.name}@{number}",
+                                  {"alias": self.entry.alias, "reason": reason,
+                                   "serving": old.ref if old else None})
+            return
+        lease.release()
+        self.serving = version
+        log.info("%s now serves %s (was %s)", self.entry.alias, version.ref,
+                 old.ref if old else "nothing")
+        self.lifecycle.record("model.switch", version.ref,
+                              {"alias": self.entry.alias, "from": old.ref if old else None,
+                               "sha256": version.sha256})
+
+
+class LeasedStream:
+    """A streamed answer that holds its model version until the stream is closed."""
+
+    def __init__(self, chunks: AsyncIterator[Chunk], lease: Lease, model: str):
+        self._chunks = chunks
+        self._lease = lease
+        self.model = model
+
+    def __aiter__(self) -> LeasedStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        try:
+            return await anext(self._chunks)
+        except BaseException:
+            self._lease.release()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._lease.release()
