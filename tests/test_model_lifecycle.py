@@ -376,3 +376,21 @@ def test_a_model_in_use_is_never_unloaded(tmp_path: Path) -> None:
         assert held.backend.closed  # type: ignore[attr-defined]
 
     asyncio.run(scenario())
+
+
+def test_a_promoted_name_is_served_without_a_models_table(tmp_path: Path) -> None:
+    from ownlight.config import load_config
+    from ownlight.models.serving import Lifecycle, ManagedBackend
+    from ownlight.runtime import build_backends, state_path
+
+    config_path = write_config(tmp_path)
+    imported(config_path, tmp_path, "one", answer="one")
+    assert ownlight(config_path, "models", "promote", "assistant@1").returncode == 0
+    served = tmp_path / "served.toml"
+    served.write_text("[local]\nenabled = true\n")
+    config = load_config(served)
+    lifecycle = Lifecycle.from_config(config, StateStore(state_path(config)))
+    backends = build_backends(config.models, config, lifecycle)
+    assert isinstance(backends["assistant"], ManagedBackend)
+    assert backends["assistant"].entry.backend == "llama"
+    assert "local" in backends  # the configured aliases are still there

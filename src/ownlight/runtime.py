@@ -20,6 +20,7 @@ from ownlight.config import Config, ModelEntry
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
+from ownlight.models.registry import REGISTRY_PREFIX
 from ownlight.models.serving import Lifecycle, ManagedBackend, is_managed
 from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
@@ -183,4 +184,11 @@ def build_backends(
             backends[alias] = ManagedBackend(entry, config, lifecycle)
         else:
             backends[alias] = backend_class(entry.backend)(entry, config)
+    if local_enabled:
+        # A name promoted in the registry is served under its own name, with no
+        # [models.NAME] table to write; a table of that name, if any, wins.
+        for name in lifecycle.registry.served():
+            if name not in backends:
+                entry = ModelEntry(alias=name, backend="llama", path=f"{REGISTRY_PREFIX}{name}")
+                backends[name] = ManagedBackend(entry, config, lifecycle)
     return backends
