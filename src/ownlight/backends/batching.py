@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ownlight.backends.answer_text import AnswerText
+from ownlight.backends.base import ServingStats
 from ownlight.backends.fair_queue import FairQueue
 from ownlight.backends.local_answer import Piece
 from ownlight.backends.logprobs import logits_row, logprob_entry
@@ -77,18 +78,6 @@ class Slot:
     @property
     def prefilling(self) -> bool:
         return self.job is not None and self.next_token is None
-
-
-@dataclass(frozen=True)
-class ServingStats:
-    """What /metrics shows about the embedded model's serving loop."""
-
-    slots: int
-    active: int
-    queued: int
-    tokens_per_second: float
-    prompt_tokens_evaluated: int
-    prompt_tokens_reused: int
 
 
 class BatchEngine:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ownlight.backends import constrained
-from ownlight.backends.base import Backend, BackendResult, Operation
-from ownlight.backends.batching import BatchEngine, End, Job, ServingStats
+from ownlight.backends.base import Backend, BackendResult, Operation, ServingStats
+from ownlight.backends.batching import BatchEngine, End, Job
 from ownlight.backends.constrained import DecodingPlan
 from ownlight.backends.local_answer import LocalAnswer, Piece
 from ownlight.backends.templates import prompt_messages, resolve_template
