@@ -15,7 +15,8 @@ Measured: tokens/s for one request; total tokens/s and p50/p99 request latency w
 and 8 clients at once; time to first token after a shared ~2,000-token system prompt:
 cold, warm (a second question after it), and the last of 4 users asking at once. All
 use ``/v1/completions`` with the same prompts at temperature 0, so every server reads
-the same tokens. The servers run one at a time, never beside each other.
+the same tokens. All three stay loaded and take turns, request set by request set,
+for ``--rounds`` rounds; the table shows each figure's median.
 """
 
 from __future__ import annotations
@@ -75,16 +76,30 @@ class Result:
     ttft_cold: float = 0.0
     ttft_warm: float = 0.0
     ttft_four: float = 0.0  # the last of four users
+    failures: int = 0
 
 
 class Client:
-    """One way of completing a prompt: returns (completion tokens, seconds to first token)."""
+    """One way of completing a prompt: (completion tokens, seconds to first token).
+
+    A failed request counts as a failure and as no tokens, so it shows in the table
+    instead of ending the run.
+    """
 
     def __init__(self, complete: Callable[[str, int, bool], tuple[int, float]]):
-        self.complete = complete
+        self._complete = complete
+        self.failures = 0
+
+    def complete(self, prompt: str, max_tokens: int, stream: bool) -> tuple[int, float]:
+        try:
+            return self._complete(prompt, max_tokens, stream)
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            self.failures += 1
+            print(f"request failed: {exc!r}", file=sys.stderr)
+            return 0, 0.0
 
 
-def measure(name: str, client: Client, concurrency: tuple[int, ...]) -> Result:
+def measure(name: str, client: Client, concurrency: tuple[int, ...], edition: int) -> Result:
     result = Result(name)
     client.complete("Hello", 4, False)  # warm up: weights paged in, threads started
     started = time.perf_counter()
@@ -92,15 +107,28 @@ def measure(name: str, client: Client, concurrency: tuple[int, ...]) -> Result:
     result.single = tokens / (time.perf_counter() - started)
     for users in concurrency:
         result.aggregate[users], result.latency[users] = together(client, users)
-    system = handbook(1)
+    system = handbook(edition)  # a prompt no one has read yet
     result.ttft_cold = client.complete(ask(system, "Where do expense forms go?"), 8, True)[1]
     result.ttft_warm = client.complete(ask(system, "Who signs a travel form?"), 8, True)[1]
-    system = handbook(2)  # a prompt no one has read yet
+    system = handbook(edition + 1)
     firsts = run_threads([lambda q=q: client.complete(ask(system, q), 8, True)[1]
                           for q in ("When is parking paid?", "Who books rooms?",
                                     "How do visitors enter?", "Where do laptops go?")])
     result.ttft_four = max(firsts)
+    result.failures = client.failures
     return result
+
+
+def median_of(runs: list[Result]) -> Result:
+    """Each figure's median over the rounds (the machine's load drifts between them)."""
+    out = Result(runs[0].name, failures=sum(r.failures for r in runs))
+    for name in ("single", "ttft_cold", "ttft_warm", "ttft_four"):
+        setattr(out, name, statistics.median(getattr(r, name) for r in runs))
+    for users in runs[0].aggregate:
+        out.aggregate[users] = statistics.median(r.aggregate[users] for r in runs)
+        out.latency[users] = tuple(statistics.median(r.latency[users][i] for r in runs)
+                                   for i in range(3))  # type: ignore[assignment]
+    return out
 
 
 def together(client: Client, users: int) -> tuple[float, tuple[float, float, float]]:
@@ -281,32 +309,45 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8, help="Ownlight's local.parallel")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--concurrency", default="4,8")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds, each measuring all three in turn; medians are shown")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--install-timeout", type=float, default=1800)
     args = parser.parse_args()
     concurrency = tuple(int(c) for c in args.concurrency.split(","))
-    results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="ownlight-serving-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ownlight-serving-") as tmp, \
+            contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         path = model_path(workdir)
-        client, close = raw_client(path, args.threads)
-        try:
-            results.append(measure("raw llama-cpp-python", client, (1,)))
-        finally:
-            close()
+        raw, close = raw_client(path, args.threads)
+        stack.callback(close)
+        clients: list[tuple[str, Client, tuple[int, ...]]] = [
+            ("raw llama-cpp-python", raw, ())]
         if not args.skip_peer:
             try:
-                with peer_server(workdir, path, args.threads, args.install_timeout) as peer:
-                    results.append(measure("llama-cpp-python server", peer, concurrency))
+                peer = stack.enter_context(peer_server(workdir, path, args.threads,
+                                                       args.install_timeout))
+                clients.append(("llama-cpp-python server", peer, concurrency))
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 print(f"llama-cpp-python's server left out: {exc}\n"
                       f"{tail(workdir / 'llama-cpp-server.log')}", file=sys.stderr)
-        with ownlight_server(workdir, args.parallel, args.threads) as ours:
-            results.append(measure("Ownlight", ours, concurrency))
+        ours = stack.enter_context(ownlight_server(workdir, args.parallel, args.threads))
+        clients.append(("Ownlight", ours, concurrency))
+        # All three stay loaded (idle ones cost no CPU) and take turns within each
+        # round, so a change in the machine's load falls on all of them alike.
+        runs: dict[str, list[Result]] = {name: [] for name, _, _ in clients}
+        edition = 1
+        for _ in range(args.rounds):
+            for name, client, levels in clients:
+                runs[name].append(measure(name, client, levels, edition))
+                edition += 2
+    results = [median_of(r) for r in runs.values()]
     load = os.getloadavg()[0]
     print(table(results, concurrency))
-    print(f"\nraw llama-cpp-python in process serves one request at a time (no rows for "
-          f"several users). Load average at the end: {load:.1f} on {os.cpu_count()} cores.")
+    failures = ", ".join(f"{r.name} {r.failures}" for r in results)
+    print(f"\nMedians of {args.rounds} rounds. Failed requests: {failures}. Raw "
+          f"llama-cpp-python in process serves one request at a time (no rows for several "
+          f"users). Load average at the end: {load:.1f} on {os.cpu_count()} cores.")
 
 
 if __name__ == "__main__":

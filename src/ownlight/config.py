@@ -143,9 +143,10 @@ class LocalSettings(Table):
         64, "Requests allowed to wait for a free slot of the embedded model (503 with "
             "`Retry-After` above).")
     parallel: int = setting(
-        0, "Requests the embedded model decodes together (continuous batching); 0: 8. Each "
-           "slot may use the model's whole `n_ctx`: the slots share one KV cache of "
-           "`n_ctx` × `parallel` tokens, where a prompt prefix several slots share is kept "
+        0, "Requests the embedded model decodes together (continuous batching); 0: as many "
+           "as a 1 GiB KV cache holds at the model's `n_ctx` each, at most 8 (8 for the "
+           "bundled model). Each slot may use the whole `n_ctx`: the slots share one KV cache "
+           "of `n_ctx` × `parallel` tokens, where a prompt prefix several slots share is kept "
            "once.")
 
 

@@ -36,6 +36,8 @@ from ownlight.backends.sampler import Sampler
 BATCH_TOKENS = 256  # tokens per decode: bounds the pause a long prompt causes others
 MIN_SHARE = 32  # a prefix shorter than this is evaluated again rather than waited for
 RATE_WINDOW = 10.0  # seconds over which tokens/s is measured
+KV_BUDGET = 1 << 30  # bytes of KV cache that ``parallel = 0`` sizes the slots to
+MAX_AUTO_SLOTS = 8  # beyond this a 2-core machine gains little from a bigger batch
 
 
 class End:
@@ -87,11 +89,12 @@ class BatchEngine:
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's chatter
         self._ll = ll
         self.n_ctx = n_ctx
-        self.parallel = parallel
         params = ll.llama_model_default_params()
         self.model = ll.llama_model_load_from_file(path.encode(), params)
         if not self.model:
             raise ValueError(f"llama.cpp could not load {path}")
+        self.parallel = parallel or auto_parallel(self.model, n_ctx)
+        parallel = self.parallel
         self.vocab = ll.llama_model_get_vocab(self.model)
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
         cparams = ll.llama_context_default_params()
@@ -375,6 +378,37 @@ class BatchEngine:
 
     def _piece_text(self, token: int) -> str:
         return self._piece(token).decode("utf-8", errors="replace")
+
+
+def auto_parallel(model: Any, n_ctx: int) -> int:
+    """As many slots as a KV cache of ``KV_BUDGET`` holds at ``n_ctx`` each (1 to 8)."""
+    return max(1, min(MAX_AUTO_SLOTS, KV_BUDGET // (kv_bytes_per_token(model) * n_ctx)))
+
+
+def kv_bytes_per_token(model: Any) -> int:
+    """What one cached token costs: f16 keys and values in every layer."""
+    import llama_cpp as ll
+
+    heads = max(1, int(ll.llama_model_n_head(model)))
+    head_size = _metadata_int(model, "attention.key_length") or \
+        int(ll.llama_model_n_embd(model)) // heads
+    layers, kv_heads = int(ll.llama_model_n_layer(model)), int(ll.llama_model_n_head_kv(model))
+    return 2 * 2 * layers * kv_heads * head_size
+
+
+def _metadata_int(model: Any, key: str) -> int | None:
+    import llama_cpp as ll
+
+    buffer = ctypes.create_string_buffer(128)
+    size = ll.llama_model_meta_val_str(model, b"general.architecture", buffer, 128)
+    if size <= 0:
+        return None
+    arch = buffer.value.decode()
+    size = ll.llama_model_meta_val_str(model, f"{arch}.{key}".encode(), buffer, 128)
+    try:
+        return int(buffer.value.decode()) if size > 0 else None
+    except ValueError:
+        return None
 
 
 def _common(a: list[int], b: list[int]) -> int:

@@ -30,7 +30,6 @@ from ownlight.protocol.model import Request
 from ownlight.protocol.model import Sampling as SamplingSettings
 
 DEFAULT_MAX_TOKENS = 256
-DEFAULT_PARALLEL = 8  # local.parallel = 0: sequences decoded together
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class LlamaBackend(Backend):
         if self.path is None:
             self.prepare()
         threads = int(self.config.get("local.threads")) or os.cpu_count() or 2
-        parallel = int(self.config.get("local.parallel")) or DEFAULT_PARALLEL
+        parallel = int(self.config.get("local.parallel"))
         self._engine = BatchEngine(str(self.path), self.n_ctx, parallel, threads)
 
     async def close(self) -> None:
