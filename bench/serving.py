@@ -8,7 +8,9 @@ Three ways to serve the bundled Gemma 3 270M, measured in one run on this machin
 * raw llama-cpp-python in this process (``Llama.create_completion``, one at a time:
   the ceiling for one request, and its own prefix reuse for a repeated prompt);
 * llama-cpp-python's own server (``llama-cpp-python[server]`` in a throwaway venv
-  under /tmp, made once with pip, reusing pip's cached wheel; kept for the next run);
+  under /tmp, made once with pip, reusing pip's cached wheel; kept for the next run),
+  with ``--interrupt_requests false``: by default a new request cuts the stream being
+  served, so users asking at once would see their answers broken off;
 * Ownlight (``ownlight serve`` as a subprocess, driven over HTTP like any client).
 
 Measured: tokens/s for one request; total tokens/s and p50/p99 request latency with 4
@@ -55,7 +57,7 @@ TOPICS = ["leave and holidays", "expenses", "security badges", "laptops", "trave
 def handbook(edition: int) -> str:
     """About 2,000 tokens of a staff handbook; each edition differs from its first line."""
     lines = [f"Staff handbook, edition {edition}. Answer questions using only this text."]
-    for i in range(40):
+    for i in range(50):
         topic = TOPICS[i % len(TOPICS)]
         lines.append(f"Rule {i + 1} on {topic}: requests about {topic} go to desk "
                      f"{(i * 7) % 23 + 1} before day {(i * 5) % 28 + 1} of the month, with "
@@ -245,7 +247,7 @@ def peer_server(workdir: Path, path: Path, threads: int,
     port = free_port()
     cmd = [str(python), "-m", "llama_cpp.server", "--model", str(path), "--n_ctx", "4096",
            "--n_threads", str(threads), "--n_threads_batch", str(threads), "--host", HOST,
-           "--port", str(port)]
+           "--port", str(port), "--interrupt_requests", "false"]
     log = workdir / "llama-cpp-server.log"
     with running(cmd, log) as proc:
         wait_http(f"http://{HOST}:{port}/v1/models", proc, log, timeout=120)
