@@ -186,8 +186,8 @@ def raw_client(path: Path, threads: int) -> tuple[Client, Callable[[], None]]:
     lock = threading.Lock()  # one at a time: the high-level API serves one sequence
 
     def complete(prompt: str, max_tokens: int, stream: bool) -> tuple[int, float]:
+        started = time.perf_counter()  # waiting for the lock counts, as a queue would
         with lock:
-            started = time.perf_counter()
             first = 0.0
             count = 0
             for chunk in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0,
