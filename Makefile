@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install serve test test-fast lint typecheck bench bench-overhead bench-router bench-privacy \
-	bench-retrieval bench-guard clean
+	bench-retrieval bench-guard bench-serving clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ typecheck: install
 	$(BIN)/mypy src/ownlight
 
 # Each benchmark runs Ownlight and its peer in the same run and prints a ratio.
-bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard
+bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard bench-serving
 
 bench-overhead: install
 	$(BIN)/python bench/overhead.py
@@ -48,6 +48,10 @@ bench-retrieval: install
 
 bench-guard: install
 	$(BIN)/python bench/guard.py
+
+# Installs llama-cpp-python[server] into a throwaway venv under /tmp (pip's cached wheel).
+bench-serving: install
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

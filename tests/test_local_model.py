@@ -124,9 +124,9 @@ def test_client_leaving_mid_stream_stops_generation(gateway) -> None:
     stream.close()
     # 3000 tokens would keep the model busy for a minute; a stopped generation frees it.
     deadline = time.monotonic() + 20
-    while backend._waiting and time.monotonic() < deadline:  # noqa: SLF001
+    while backend.serving_stats().active and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert backend._waiting == 0  # noqa: SLF001
+    assert backend.serving_stats().active == 0
     follow_up = client.completions.create(model="local", prompt="Hello", max_tokens=3,
                                           timeout=20)
     assert follow_up.choices

@@ -216,8 +216,10 @@ def test_embedded_model_answers_streams_and_continues(local) -> None:
     first = client.responses.create(model="local", input="What is the capital of France?",
                                     max_output_tokens=20, temperature=0)
     assert first.output_text.strip()
+    # Greedy: a sampled answer can reach the token limit, and the SDK's
+    # get_final_response() raises on the response.incomplete that then ends the stream.
     with client.responses.stream(model="local", input="Name a color.",
-                                 max_output_tokens=10) as stream:
+                                 max_output_tokens=10, temperature=0) as stream:
         final = stream.get_final_response()
     assert final.status in ("completed", "incomplete") and final.output_text.strip()
     again = client.responses.create(model="local", input="And of Italy?",

@@ -139,7 +139,15 @@ class LocalSettings(Table):
     enabled: bool = setting(
         True, "Load the embedded models; false serves only upstreams (`--no-local`).")
     threads: int = setting(0, "CPU threads for the embedded models; 0 means all cores.")
-    queue_limit: int = setting(64, "Requests allowed to wait for the embedded model (503 above).")
+    queue_limit: int = setting(
+        64, "Requests allowed to wait for a free slot of the embedded model (503 with "
+            "`Retry-After` above).")
+    parallel: int = setting(
+        0, "Requests the embedded model decodes together (continuous batching); 0: as many "
+           "as a 1 GiB KV cache holds at the model's `n_ctx` each, at most 8 (8 for the "
+           "bundled model). Each slot may use the whole `n_ctx`: the slots share one KV cache "
+           "of `n_ctx` × `parallel` tokens, where a prompt prefix several slots share is kept "
+           "once.")
 
 
 class UpstreamSettings(Table):

@@ -131,6 +131,11 @@ class UpstreamUnavailable(UpstreamError):
     status = 503
     code = "upstream_unavailable"
 
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after  # seconds: when a busy local model may take it
+
 
 class UpstreamTimeout(UpstreamError):
     status = 504

@@ -273,6 +273,8 @@ class Pipeline:
     def validate(self, ctx: RequestContext) -> None:
         """Wire JSON -> the canonical request (a 400 naming the field when it is wrong)."""
         ctx.request = ctx.incoming.parse(ctx.operation, ctx.incoming.body)
+        if ctx.principal is not None:
+            ctx.request.principal = ctx.principal.name
 
     def precheck(self, ctx: RequestContext) -> None:
         """Refuse at once a prompt no target could read, before scanning or tokenizing it

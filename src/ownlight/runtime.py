@@ -109,12 +109,15 @@ class Runtime:
         return runtime
 
     def state(self) -> dict[str, dict[str, object]]:
-        """What the metrics' gauges show: circuits, model load state, queue lengths."""
+        """What the metrics' gauges show: circuits, model load state, queue lengths, and the
+        embedded model's slots and throughput."""
         return {
             "circuits": {a: c.state for a, c in self.pipeline.health.circuits.items()},
             "models": dict(self.readiness()),
             "queues": {a: b.queue_length for a, b in self.backends.items()
                        if b.queue_length is not None},
+            "serving": {a: stats for a, b in self.backends.items()
+                        if (stats := b.serving_stats()) is not None},
         }
 
     @property

@@ -28,7 +28,8 @@ def error_response(error: OwnlightError, headers: Mapping[str, str] | None = Non
 
 
 def error_headers(error: OwnlightError) -> dict[str, str]:
-    """``Retry-After`` on a 429 whose upstream said when to come back."""
+    """``Retry-After`` on a 429 whose upstream said when to come back, or a 503 from a
+    busy embedded model."""
     retry_after = getattr(error, "retry_after", None)
     if retry_after is None:
         return {}

@@ -130,3 +130,22 @@ class _StateCollector(Collector):
         for model, value in state.get("queues", {}).items():
             waiting.add_metric([model], value)
         yield waiting
+        yield from _serving_gauges(state.get("serving", {}))
+
+
+def _serving_gauges(serving: Mapping[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """Slots and throughput of backends that batch their own requests (ServingStats)."""
+    gauges = {
+        "slots": ("ownlight_model_slots", "Requests an embedded model can decode at once."),
+        "active": ("ownlight_model_active_slots", "Requests an embedded model is decoding."),
+        "tokens_per_second": ("ownlight_model_tokens_per_second",
+                              "Tokens an embedded model produced per second, all requests, "
+                              "over the last 10 s."),
+        "prompt_tokens_reused": ("ownlight_model_prompt_tokens_reused",
+                                 "Prompt tokens served from cached prefixes since start."),
+    }
+    for attribute, (name, help_text) in gauges.items():
+        gauge = GaugeMetricFamily(name, help_text, labels=["model"])
+        for model, stats in serving.items():
+            gauge.add_metric([model], float(getattr(stats, attribute)))
+        yield gauge

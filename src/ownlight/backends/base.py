@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 from ownlight.config import Config, ModelEntry
@@ -19,7 +20,19 @@ from ownlight.protocol.model import Chunk, Json, Operation, Request, Response
 
 BackendResult = Response | AsyncIterator[Chunk]
 
-__all__ = ["Backend", "BackendResult", "Json", "Operation"]
+__all__ = ["Backend", "BackendResult", "Json", "Operation", "ServingStats"]
+
+
+@dataclass(frozen=True)
+class ServingStats:
+    """How a backend that schedules its own requests is coping, for ``/metrics``."""
+
+    slots: int  # requests it can decode at once
+    active: int  # requests being decoded
+    queued: int  # requests waiting for a slot
+    tokens_per_second: float  # tokens produced, all requests together, lately
+    prompt_tokens_evaluated: int  # since start
+    prompt_tokens_reused: int  # prompt tokens served from cached prefixes, since start
 
 
 class Backend(ABC):
@@ -68,6 +81,10 @@ class Backend(ABC):
     @property
     def queue_length(self) -> int | None:
         """Requests waiting for this backend, where it queues them itself."""
+        return None
+
+    def serving_stats(self) -> ServingStats | None:
+        """Slots, queue and throughput, where the backend schedules requests itself."""
         return None
 
     @property

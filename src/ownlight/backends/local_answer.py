@@ -37,7 +37,7 @@ from ownlight.protocol.model import (
 
 @dataclass(frozen=True)
 class Piece:
-    """One step of a generation, sent from the worker thread to the event loop."""
+    """One step of a generation, sent from the model's thread to the event loop."""
 
     text: str = ""
     prompt_tokens: int | None = None

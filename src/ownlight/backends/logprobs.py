@@ -1,15 +1,15 @@
-"""Token log-probabilities from llama.cpp without keeping logits for the whole context.
+"""Token log-probabilities read straight from llama.cpp's logits, one row per step.
 
-llama-cpp-python's own ``logprobs`` needs ``logits_all=True``: one row of logits per
+llama-cpp-python's own ``logprobs`` needs ``logits_all=True``: a row of logits per
 context position, 4 GiB for the bundled model's 262,144-token vocabulary at 4,096
-tokens. Instead a logits processor keeps only the newest distribution: when it is
-called for step k+1, the token chosen at step k is the last input id, and its
-log-probability (with the top alternatives) is read from the distribution kept at
-step k. The last token, never followed by another call, is recovered from the text.
+tokens. The batching loop asks llama.cpp for logits only where it samples, and reads
+that one row (before the next decode overwrites it) when a request wants logprobs.
 """
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,48 +17,24 @@ import numpy as np
 from ownlight.protocol.model import TokenLogprob
 
 
-class LogprobRecorder:
-    def __init__(self, llm: Any, top: int):
-        self.llm = llm
-        self.top = top
-        self._pending: np.ndarray | None = None
-        self._done: list[TokenLogprob] = []
-        self._drained = 0
+def logits_row(ctx: Any, index: int, n_vocab: int) -> np.ndarray:
+    """The raw logits at ``index`` of the last batch (a view: read before the next decode)."""
+    import llama_cpp as ll
 
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        if self._pending is not None:
-            self._done.append(self._entry(self._pending, int(input_ids[-1])))
-        shifted = scores.astype(np.float64) - float(np.max(scores))
-        self._pending = (shifted - np.log(np.exp(shifted).sum())).astype(np.float32)
-        return scores
+    pointer = ll.llama_get_logits_ith(ctx, index)
+    return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
+                                 shape=(n_vocab,))
 
-    def drain(self) -> list[TokenLogprob]:
-        """Entries resolved since the last call (for streamed pieces)."""
-        out = self._done[self._drained :]
-        self._drained = len(self._done)
-        return out
 
-    def finish(self, generated: str) -> list[TokenLogprob]:
-        """The rest, including the final token, once the generation is over.
-
-        Tokens of a stop string were decoded but are not part of the answer: dropped.
-        """
-        ids = self.llm.tokenize(generated.encode(), add_bos=False, special=True) \
-            if generated else []
-        if self._pending is not None and ids and len(self._done) < len(ids):
-            self._done.append(self._entry(self._pending, int(ids[-1])))
-        self._pending = None
-        del self._done[max(len(ids), self._drained):]
-        return self.drain()
-
-    def _entry(self, logprobs: np.ndarray, token: int) -> TokenLogprob:
-        top: list[tuple[str, float]] = []
-        if self.top:
-            best = np.argpartition(-logprobs, self.top)[: self.top]
-            best = best[np.argsort(-logprobs[best])]
-            top = [(self._piece(int(t)), float(logprobs[t])) for t in best]
-        piece = self._piece(token)
-        return TokenLogprob(piece, float(logprobs[token]), list(piece.encode()), top)
-
-    def _piece(self, token: int) -> str:
-        return bytes(self.llm.detokenize([token])).decode("utf-8", errors="replace")
+def logprob_entry(logits: np.ndarray, token: int, top: int,
+                  piece: Callable[[int], str]) -> TokenLogprob:
+    """The chosen token's log-probability and the ``top`` likeliest alternatives."""
+    shifted = logits.astype(np.float64) - float(np.max(logits))
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    best: list[tuple[str, float]] = []
+    if top:
+        ids = np.argpartition(-logprobs, top)[:top]
+        ids = ids[np.argsort(-logprobs[ids])]
+        best = [(piece(int(t)), float(logprobs[t])) for t in ids]
+    text = piece(token)
+    return TokenLogprob(text, float(logprobs[token]), list(text.encode()), best)

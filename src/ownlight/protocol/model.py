@@ -188,6 +188,9 @@ class Request:
     #: The wire protocol it came in ("openai", "openai.responses", "anthropic"): ``extra``
     #: and ``Turn.extra`` only travel to an upstream that speaks the same one.
     protocol: str = "openai"
+    #: Who asks (the API key's name), set by the gateway: a backend that queues requests
+    #: itself takes turns between principals. Never sent upstream.
+    principal: str | None = None
 
     @property
     def wants_json(self) -> bool:
