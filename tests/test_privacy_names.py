@@ -88,7 +88,7 @@ def test_a_person_named_like_a_city_is_still_a_person(detector: Detector) -> Non
     ("link-local fe80::1ff:fe23:4567:890a%eth0 up", "fe80::1ff:fe23:4567:890a%eth0"),  # zone
     ("mapped ::ffff:192.0.2.128 ok", "::ffff:192.0.2.128"),  # IPv4-embedded
     ("loopback ::1 only", "::1"),
-    ("subnet 2001:db8:: end", "2001:db8::"),
+    ("prefix 2001:db8:: end", "2001:db8::"),
 ])
 def test_ip_addresses_in_every_form(detector: Detector, text: str, value: str) -> None:
     assert found(detector, text, "IP_ADDRESS") == [value]

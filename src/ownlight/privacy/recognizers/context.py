@@ -5,10 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+_ALPHABETIC_START = re.compile(r"[A-Za-z\u0400-\u04ff]")
+
 
 def words_pattern(words: Iterable[str]) -> re.Pattern[str]:
-    """One case-insensitive alternation, longest first so 'card number' beats 'card'."""
-    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)), re.I)
+    """One case-insensitive alternation, longest first so 'card number' beats 'card'.
+
+    A Latin or Cyrillic word must start a word ("ref" is not in "prefix", "tel" not in
+    "hotel") but may end inside one: Russian cue words are stems (звон, страхов). CJK
+    words have no such edges to keep.
+    """
+    parts = [(r"(?<![A-Za-z\u0400-\u04ff])" if _ALPHABETIC_START.match(w) else "") + re.escape(w)
+             for w in sorted(words, key=len, reverse=True)]
+    return re.compile("|".join(parts), re.I)
 
 
 def before(text: str, start: int, pattern: re.Pattern[str], window: int = 40) -> bool:
