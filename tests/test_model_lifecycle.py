@@ -394,3 +394,26 @@ def test_a_promoted_name_is_served_without_a_models_table(tmp_path: Path) -> Non
     assert isinstance(backends["assistant"], ManagedBackend)
     assert backends["assistant"].entry.backend == "llama"
     assert "local" in backends  # the configured aliases are still there
+
+
+def test_readyz_says_why_a_refused_model_cannot_serve(tmp_path: Path) -> None:
+    from ownlight.config import load_config
+    from tests.support.gateway import RunningGateway
+
+    config = write_config(tmp_path, MANAGED)
+    one = imported(config, tmp_path, "one", answer="one")
+    assert ownlight(config, "models", "promote", one).returncode == 0
+    data_dir = Path(os.environ["OWNLIGHT_DATA_DIR"])
+    path = Registry(StateStore(data_dir / "state.db"), data_dir).get("assistant", 1).path
+    path.write_bytes(path.read_bytes()[:-100])  # truncated before the server starts
+    gateway = RunningGateway(load_config(config))
+    try:
+        with pytest.raises(RuntimeError, match="not ready"):  # it never becomes ready
+            gateway.start(ready_timeout=3)
+        admin = gateway.create_key("root", groups=("admin",))
+        ready = httpx.get(gateway.url + "/readyz", headers={"Authorization": f"Bearer {admin}"})
+    finally:
+        gateway.stop()
+    assert ready.status_code == 503
+    status = ready.json()["models"]["assistant"]
+    assert status.startswith("failed: assistant@1 refused") and "truncated" in status

@@ -168,8 +168,9 @@ class Runtime:
     def readiness(self) -> dict[str, str]:
         status = {}
         for alias, backend in self.backends.items():
-            if alias in self.load_errors:
-                status[alias] = "failed: " + self.load_errors[alias]
+            failure = self.load_errors.get(alias) or backend.failure
+            if failure:
+                status[alias] = "failed: " + failure
             else:
                 status[alias] = "ready" if backend.ready else "loading"
         return status

@@ -79,6 +79,11 @@ class Backend(ABC):
         return True
 
     @property
+    def failure(self) -> str | None:
+        """Why this alias cannot serve at all (a refused model file), for /readyz."""
+        return None
+
+    @property
     def queue_length(self) -> int | None:
         """Requests waiting for this backend, where it queues them itself."""
         return None

@@ -122,6 +122,14 @@ class ManagedBackend(Backend):
         return self._started and (self.serving is not None
                                   or self.lifecycle.wanted(self.name) is None)
 
+    @property
+    def failure(self) -> str | None:
+        """Set when no version serves because the wanted one was refused."""
+        wanted = self.lifecycle.wanted(self.name)
+        if self.serving is None and wanted is not None and wanted in self.refused:
+            return f"{self.name}@{wanted} refused: {self.refused[wanted]}"
+        return None
+
     def label_for(self, result: BackendResult) -> str:
         model = result.model if isinstance(result, Response) else getattr(result, "model", None)
         return f"{self.entry.alias}/{model}" if model else self.route_label
