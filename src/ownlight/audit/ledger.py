@@ -8,15 +8,34 @@ can be rewritten from the edit onwards by someone who recomputes every hash; the
 checkpoints (head hash and count, ``ownlight audit checkpoint``) that an operator keeps
 elsewhere catch that, and ``verify --checkpoint`` checks against them.
 
-Chaining leaves the request path to one writer thread with its own connection. A
-caller that must not go on before its record is durable ``await write(...)``: the record
-is journaled at once (``Journal``: a copy into a memory-mapped file, which survives the
-process being killed), and the writer chains whatever was journaled every
-``GATHER_SECONDS`` in one transaction and one ``INSERT``. So a ``kill -9`` loses no record
-of an answered request: the next ledger opened on the data dir chains what the dead
-process journaled. The head is read inside the same ``BEGIN IMMEDIATE`` transaction that
-appends, so several processes (the server and the CLI) extend one chain without forking
-it.
+Writing and chaining are split. A caller that must not go on before its record is
+durable ``await write(...)``: the record is journaled at once (``Journal``: one copy into
+a memory-mapped file, which survives the process being killed) and nothing else happens
+on the request path. A chainer reads the journal as it fills and chains what it finds
+every ``GATHER_SECONDS``, in one transaction and one ``INSERT``. The head is read inside
+the same ``BEGIN IMMEDIATE`` transaction that appends, so several processes (the server,
+the CLI) extend one chain without forking it.
+
+The server's chainer is a child process (``Ledger(chainer="process")``, run as
+``python -m ownlight.audit.ledger``): canonical JSON, SHA-256 and SQLite never take the
+GIL from the event loop, and run on the other core. Its lifecycle:
+
+- it starts with the ledger; its first pass replays the ledger's journal, skipping
+  records already chained (by ``uid``), so a replacement picks up where one that died
+  stopped;
+- a byte on its stdin wakes it (``flush``, ``write_sync``: they then wait for the last
+  record's ``uid`` to appear in the chain); stdin closing (``Ledger.close``) makes it
+  chain the rest and exit, and the ledger waits for it;
+- if the server dies (``kill -9``) it notices that its parent changed, chains what the
+  server journaled and exits: it never outlives the server by more than that pass. If the
+  machine goes down first, the next ledger opened on the data dir chains the journals of
+  processes that are gone before anything else (``recover``);
+- if it dies on its own the server logs it and starts another; if that fails three
+  times, every record is refused (``AuditUnavailableError``: requests fail closed with
+  503 ``audit_unavailable``) and the log says so.
+
+The CLI and the tests use ``chainer="thread"``: the same ``Chainer`` in a thread, no
+process to start for one admin act.
 """
 
 from __future__ import annotations
@@ -47,6 +66,9 @@ log = logging.getLogger("ownlight.audit")
 
 GENESIS = "0" * 64
 GATHER_SECONDS = 0.05
+# The chainer process's niceness: it needs about a tenth of a core at full load, and
+# catches up (the journal holds what it has not chained yet) when the server is busy.
+NICE = 5
 BODY_MODES = ("none", "hashed", "full")
 _COLUMNS = ("kind", "request_id", "principal", "tenant", "target", "inside_domain", "status")
 
@@ -316,6 +338,8 @@ def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner:
     gone (the server was killed: what it journaled is chained now, not at its restart)."""
     import select
 
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # the server's event loop comes first when the cores are busy
     chainer = Chainer(db, journal, checkpoint_every, replay=True)
     try:
         while True:
@@ -524,6 +548,9 @@ class Ledger:
             if self._closing or proc is None or proc.poll() is None:
                 continue
             log.error("the audit chainer exited (status %s); starting it again", proc.returncode)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
             try:
                 self._start_process()  # its first pass replays
                 failures = 0
