@@ -25,7 +25,9 @@ GIL from the event loop, and run on the other core. Its lifecycle:
   stopped;
 - a byte on its stdin wakes it (``flush``, ``write_sync``: they then wait for the last
   record's ``uid`` to appear in the chain); stdin closing (``Ledger.close``) makes it
-  chain the rest and exit, and the ledger waits for it;
+  chain the rest and exit, and the ledger waits for it; it ignores SIGINT and SIGTERM
+  (Ctrl-C and service managers signal the whole process group), so a server stopped that
+  way still has its last records chained before both are gone;
 - if the server dies (``kill -9``) it notices that its parent changed, chains what the
   server journaled and exits: it never outlives the server by more than that pass. If the
   machine goes down first, the next ledger opened on the data dir chains the journals of
@@ -337,7 +339,12 @@ def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner:
     stdin), a last pass and exit when stdin closes (the ledger closed) or the owner is
     gone (the server was killed: what it journaled is chained now, not at its restart)."""
     import select
+    import signal
 
+    # Ctrl-C or a service manager's SIGTERM reaches the whole process group: the chainer
+    # stays to chain what the server journals until it closes or is gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)  # the server's event loop comes first when the cores are busy
     chainer = Chainer(db, journal, checkpoint_every, replay=True)
