@@ -372,3 +372,78 @@ def test_a_stream_cut_by_its_client_is_recorded_and_charged(gateway_factory, clo
     (record,) = ledger.query("status = 499")
     assert record["error_code"] == "client_closed_request"
     assert record["usage"]["completion_tokens"] > 0 and record["usage"]["prompt_tokens"] > 0
+
+
+def test_the_process_chainer_chains_and_is_restarted_when_it_dies(tmp_path: Path) -> None:
+    """The server's chainer runs in a child process; if it dies, another takes over and
+    replays the journal, so no record is lost or chained twice."""
+    from ownlight.audit.ledger import AdminRecord
+
+    db = tmp_path / "state.db"
+    ledger = Ledger(db, chainer="process")
+    try:
+        assert ledger.write_sync(AdminRecord("key.create", "first", "cli")) == 1
+        first = ledger._proc
+        assert first is not None
+        first.kill()
+        first.wait(10)
+        for i in range(20):
+            ledger.put(AdminRecord("key.create", f"after-{i}", "cli"))
+        deadline = time.monotonic() + 20
+        while ledger._proc is first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ledger._proc is not first  # started again
+        ledger.flush()
+        assert len(ledger.query(kind="admin")) == 21
+    finally:
+        ledger.close()
+    assert ledger._proc is not None and ledger._proc.returncode == 0  # exited when closed
+    assert not list(tmp_path.glob("audit.journal.*"))
+    subjects = [json.loads(str(r[0]))["subject"] for r in StateStore(db).query(
+        "SELECT record FROM audit_log ORDER BY seq")]
+    assert subjects == ["first", *(f"after-{i}" for i in range(20))]
+    assert verify(StateStore(db)).ok
+
+
+def test_a_journal_spanning_several_files_is_chained_in_order(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from ownlight.audit.ledger import AdminRecord
+
+    monkeypatch.setattr(Journal, "SIZE", 4096)  # a new file every few records
+    db = tmp_path / "state.db"
+    ledger = Ledger(db)
+    for i in range(100):
+        ledger.put(AdminRecord("key.create", f"user{i}", "cli", details={"pad": "x" * 200}))
+    ledger.flush()
+    ledger.close()
+    assert not list(tmp_path.glob("audit.journal.*"))
+    subjects = [json.loads(str(r[0]))["subject"] for r in StateStore(db).query(
+        "SELECT record FROM audit_log ORDER BY seq")]
+    assert subjects == [f"user{i}" for i in range(100)]
+    assert verify(StateStore(db)).ok
+
+
+def test_the_egress_hash_is_of_the_text_that_left(gateway_factory, cloud) -> None:
+    """The payload hash is computed from the request's slots and the placeholders put in;
+    it must equal the hash of the slots of what the upstream actually received."""
+    from ownlight.audit.ledger import salted_hash
+    from ownlight.protocol.model import Operation
+    from ownlight.protocol.openai import parse_request
+    from ownlight.protocol.slots import text_slots
+
+    gateway = start(gateway_factory, cloud)
+    tool = {"type": "function", "function": {
+        "name": "send_mail", "description": "Send an e-mail.",
+        "parameters": {"type": "object", "properties": {
+            "to": {"type": "string", "description": "Recipient address"}}}}}
+    gateway.client().chat.completions.create(model="cloud", tools=[tool], messages=[
+        {"role": "system", "content": "You help with mail."},
+        {"role": "user", "content": CONTACT}])
+    (sent,) = cloud.received
+    assert "maria.gonzalez@example.com" not in json.dumps(sent)  # pseudonymized
+    ledger = gateway.runtime.pipeline.ledger
+    ledger.flush()
+    (record,) = ledger.query()
+    egress = record["egress"][0] if "egress" in record else ledger.query(kind="egress")[0]
+    payload = "\n".join(s.text for s in text_slots(parse_request(Operation.CHAT, sent)))
+    assert egress["payload_sha256"] == salted_hash(ledger.salt, payload)

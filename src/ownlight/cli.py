@@ -99,7 +99,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
         {name: upstream_entry(name, url, keys.get(name)) for name, url in upstreams.items()}
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    runtime = Runtime.build(config)
+    runtime = Runtime.build(config, chainer="process")
     with progress_bar("Preparing models") as update:
         runtime.prepare(update)
     _bootstrap_key(runtime)

@@ -509,8 +509,15 @@ class Pipeline:
     async def record_egress(self, ctx: RequestContext, target: Target, request: Request) -> None:
         """What is about to leave, durable in the ledger before the first byte is sent;
         if it cannot be written, nothing is sent."""
-        slots = ctx.slots if request is ctx.request else text_slots(request)
-        payload = "\n".join(slot.text for slot in slots)
+        if request is ctx.request:
+            payload = "\n".join(slot.text for slot in ctx.slots)
+        elif ctx.egress is not None and ctx.egress.replaced is not None:
+            # the request's slots with the placeholders put in: the same text as the
+            # pseudonymized copy's slots, without walking it again (tool schemas: ~60 µs)
+            replaced = ctx.egress.replaced
+            payload = "\n".join(replaced.get(slot.path, slot.text) for slot in ctx.slots)
+        else:
+            payload = "\n".join(slot.text for slot in text_slots(request))
         principal = ctx.principal
         record = EgressRecord(
             request_id=ctx.incoming.request_id, target=target.label,

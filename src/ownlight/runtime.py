@@ -46,10 +46,12 @@ def open_keys(config: Config) -> KeyStore:
     return KeyStore(StateStore(state_path(config)))
 
 
-def open_ledger(config: Config) -> Ledger:
+def open_ledger(config: Config, chainer: str = "thread") -> Ledger:
+    """``chainer="process"`` for the server: chaining runs in a child process (see
+    ``ownlight.audit.ledger``)."""
     audit = config.section("audit")
     return Ledger(state_path(config), bodies=audit.get("bodies", "hashed"),
-                  checkpoint_every=int(audit.get("checkpoint_every", 1000)))
+                  checkpoint_every=int(audit.get("checkpoint_every", 1000)), chainer=chainer)
 
 
 def build_guard(config: Config) -> InjectionGuard | None:
@@ -87,13 +89,13 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, config: Config) -> Runtime:
+    def build(cls, config: Config, chainer: str = "thread") -> Runtime:
         keys = open_keys(config)
         lifecycle = Lifecycle.from_config(config, keys.store)
         backends = build_backends(config.models, config, lifecycle)
         router = build_router(config, backends, keys.store)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            open_ledger(config),
+                            open_ledger(config, chainer),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=float(config.get("upstream.deadline")),
                             metrics=Metrics(), guard=build_guard(config))

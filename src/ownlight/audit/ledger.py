@@ -8,15 +8,36 @@ can be rewritten from the edit onwards by someone who recomputes every hash; the
 checkpoints (head hash and count, ``ownlight audit checkpoint``) that an operator keeps
 elsewhere catch that, and ``verify --checkpoint`` checks against them.
 
-Chaining leaves the request path to one writer thread with its own connection. A
-caller that must not go on before its record is durable ``await write(...)``: the record
-is journaled at once (``Journal``: a copy into a memory-mapped file, which survives the
-process being killed), and the writer chains whatever was journaled every
-``GATHER_SECONDS`` in one transaction and one ``INSERT``. So a ``kill -9`` loses no record
-of an answered request: the next ledger opened on the data dir chains what the dead
-process journaled. The head is read inside the same ``BEGIN IMMEDIATE`` transaction that
-appends, so several processes (the server and the CLI) extend one chain without forking
-it.
+Writing and chaining are split. A caller that must not go on before its record is
+durable ``await write(...)``: the record is journaled at once (``Journal``: one copy into
+a memory-mapped file, which survives the process being killed) and nothing else happens
+on the request path. A chainer reads the journal as it fills and chains what it finds
+every ``GATHER_SECONDS``, in one transaction and one ``INSERT``. The head is read inside
+the same ``BEGIN IMMEDIATE`` transaction that appends, so several processes (the server,
+the CLI) extend one chain without forking it.
+
+The server's chainer is a child process (``Ledger(chainer="process")``, run as
+``python -m ownlight.audit.ledger``): canonical JSON, SHA-256 and SQLite never take the
+GIL from the event loop, and run on the other core. Its lifecycle:
+
+- it starts with the ledger; its first pass replays the ledger's journal, skipping
+  records already chained (by ``uid``), so a replacement picks up where one that died
+  stopped;
+- a byte on its stdin wakes it (``flush``, ``write_sync``: they then wait for the last
+  record's ``uid`` to appear in the chain); stdin closing (``Ledger.close``) makes it
+  chain the rest and exit, and the ledger waits for it; it ignores SIGINT and SIGTERM
+  (Ctrl-C and service managers signal the whole process group), so a server stopped that
+  way still has its last records chained before both are gone;
+- if the server dies (``kill -9``) it notices that its parent changed, chains what the
+  server journaled and exits: it never outlives the server by more than that pass. If the
+  machine goes down first, the next ledger opened on the data dir chains the journals of
+  processes that are gone before anything else (``recover``);
+- if it dies on its own the server logs it and starts another; if that fails three
+  times, every record is refused (``AuditUnavailableError``: requests fail closed with
+  503 ``audit_unavailable``) and the log says so.
+
+The CLI and the tests use ``chainer="thread"``: the same ``Chainer`` in a thread, no
+process to start for one admin act.
 """
 
 from __future__ import annotations
@@ -28,8 +49,9 @@ import itertools
 import logging
 import mmap
 import os
-import queue
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,9 +68,9 @@ log = logging.getLogger("ownlight.audit")
 
 GENESIS = "0" * 64
 GATHER_SECONDS = 0.05
-# Chaining is Python work under the GIL: the writer gives it up this often, so the
-# event loop never waits long behind a big batch.
-YIELD_EVERY = 64
+# The chainer process's niceness: it needs about a tenth of a core at full load, and
+# catches up (the journal holds what it has not chained yet) when the server is busy.
+NICE = 5
 BODY_MODES = ("none", "hashed", "full")
 _COLUMNS = ("kind", "request_id", "principal", "tenant", "target", "inside_domain", "status")
 
@@ -122,19 +144,6 @@ class AdminRecord:
 Record = RequestRecord | EgressRecord | AdminRecord
 
 
-class _Waiter:
-    """How the writer tells a synchronous caller its record is chained (or why not)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.seq = 0
-        self.error: BaseException | None = None
-
-    def done(self, seq: int | None, error: BaseException | None = None) -> None:
-        self.seq, self.error = seq or 0, error
-        self.event.set()
-
-
 class Journal:
     """This process's records, each made durable by one copy before it is chained.
 
@@ -144,91 +153,100 @@ class Journal:
     the OOM killer), exactly as after a ``write()``, and like one it is not flushed to
     the disk, so it does not survive the machine losing power (the ledger's SQLite file
     is not flushed on each commit either). Unlike a ``write()``, the copy is no system
-    call and never lets go of the GIL, which the event loop would then have to wait to
-    get back from the writer thread (bench/overhead.py: a third of what the ledger cost
-    at 32 connections). The file's blocks are allocated up front (``posix_fallocate``),
-    so a full disk is an error here (fail closed), never a fault on a mapped page.
+    call and never lets go of the GIL. The file's blocks are allocated up front
+    (``posix_fallocate``), so a full disk is an error here (fail closed), never a fault
+    on a mapped page.
 
-    The writer thread chains journaled records into SQLite in batches and, whenever
-    everything journaled is chained, zeroes what was used and starts again at the top.
-    A journal left by a process that died is replayed into the chain by the next ledger
-    opened on the same data dir: lines up to the first zero byte, a last line without
-    its newline (cut by the kill, its request never answered) left out, and records
-    already chained (by ``uid``) skipped.
+    A journal is a series of files, ``audit.journal.<pid>.<random>.<n>``: when one is
+    full, an ``END`` line closes it and the next one is started. The chainer (a thread
+    or a process of its own, see ``Ledger``) reads each file as it fills, chains what it
+    holds and deletes it once it has chained it up to its ``END``. A journal left by a
+    process that died is replayed into the chain by the next ledger opened on the same
+    data dir: lines up to the first zero byte, a last line without its newline (cut by
+    the kill, its request never answered) left out, and records already chained (by
+    ``uid``) skipped.
     """
 
     PREFIX = "audit.journal."
-    SIZE = 1 << 20  # doubled whenever the writer falls that far behind
-    _open: set[Path] = set()  # journals of ledgers open in this process (never orphans)
+    SIZE = 1 << 20
+    END = b"END"
+    _open: set[str] = set()  # name prefixes of ledgers open in this process (never orphans)
 
     def __init__(self, directory: Path):
         # pid plus a random part: a restarted container often gets the same pid, and
         # must not take its predecessor's journal for its own (and truncate it)
-        self.path = directory / f"{self.PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.directory = directory
+        self.name = f"{self.PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
+        self.lock = threading.Lock()
+        self.number = 0
+        self._start()
+        Journal._open.add(self.name)
+
+    def _start(self) -> None:
+        self.path = self.directory / f"{self.name}.{self.number:08d}"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.posix_fallocate(self.fd, 0, self.SIZE)
-            self.map = mmap.mmap(self.fd, self.SIZE)
+            os.posix_fallocate(fd, 0, self.SIZE)
+            self.map = mmap.mmap(fd, self.SIZE)
         except OSError:
-            os.close(self.fd)
+            os.close(fd)
             self.path.unlink(missing_ok=True)
             raise
+        self.fd = fd
         self.size = self.SIZE
         self.end = 0
-        self.lock = threading.Lock()
-        self.pending = 0
-        Journal._open.add(self.path)
 
     def put(self, line: bytes) -> None:
         with self.lock:
             end = self.end + len(line)
-            if end > self.size:
-                self._grow(end)
+            if end + len(self.END) + 1 > self.size:
+                self._next(len(line))
+                end = len(line)
             self.map[self.end:end] = line
             self.end = end
-            self.pending += 1
 
-    def _grow(self, needed: int) -> None:
-        size = self.size * 2
-        while size < needed:
-            size *= 2
-        os.posix_fallocate(self.fd, 0, size)
-        self.map.resize(size)
-        self.size = size
+    def _next(self, needed: int) -> None:
+        """Close this file with ``END`` and go on in the next one."""
+        self._seal()
+        self.number += 1
+        self._start()
+        if needed + len(self.END) + 1 > self.size:  # one record bigger than a file
+            size = self.size * 2
+            while size < needed + len(self.END) + 1:
+                size *= 2
+            os.posix_fallocate(self.fd, 0, size)
+            self.map.resize(size)
+            self.size = size
 
-    def chained(self, count: int) -> None:
-        with self.lock:
-            self.pending -= count
-            if self.pending == 0 and self.end:
-                self.map[:self.end] = bytes(self.end)
-                self.end = 0
+    def _seal(self) -> None:
+        tail = self.END + b"\n"
+        self.map[self.end:self.end + len(tail)] = tail
+        self.end += len(tail)
+        self.map.close()
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, self.end)
+        os.close(self.fd)
 
     def close(self) -> None:
-        """Unmap; the file goes when all is chained, else it is cut to what it holds."""
+        """End the last file; the chainer deletes it once it has chained it."""
         with self.lock:
-            self.map.close()
-            with contextlib.suppress(OSError):
-                if self.end == 0:
-                    self.path.unlink()
-                else:
-                    os.ftruncate(self.fd, self.end)
-            os.close(self.fd)
-        Journal._open.discard(self.path)
+            self._seal()
+        Journal._open.discard(self.name)
 
-    @staticmethod
-    def lines(raw: bytes) -> list[bytes]:
+    @classmethod
+    def lines(cls, raw: bytes) -> list[bytes]:
         """The complete records in a journal's bytes."""
         *complete, _cut = raw.split(b"\0", 1)[0].split(b"\n")
-        return [line for line in complete if line.strip()]
+        return [line for line in complete if line.strip() and line != cls.END]
 
     @classmethod
     def orphans(cls, directory: Path) -> list[Path]:
         """Journals no open ledger is writing: their process is gone (or was this pid
         before a restart)."""
         found = []
-        for path in directory.glob(cls.PREFIX + "*"):
+        for path in sorted(directory.glob(cls.PREFIX + "*")):
             pid = path.name[len(cls.PREFIX):].split(".")[0]
-            if not pid.isdigit() or path in cls._open:
+            if not pid.isdigit() or any(path.name.startswith(n + ".") for n in cls._open):
                 continue
             if int(pid) == os.getpid() or not _alive(int(pid)):
                 found.append(path)
@@ -245,24 +263,142 @@ def _alive(pid: int) -> bool:
     return True
 
 
-Item = tuple[dict[str, Any], _Waiter | None, bool]  # (record, waiter, journaled)
+class Chainer:
+    """Chains one ledger's journal files into SQLite, in order, as they fill.
+
+    Each pass reads what was added to each file since the last pass (complete lines up
+    to the first zero byte), chains it in one transaction and deletes a file once its
+    ``END`` is chained. A pass that fails is retried on the next one, skipping records
+    already chained (by ``uid``), as is the first pass of a chainer that replaces one
+    that died.
+    """
+
+    CHUNK = 1 << 18
+
+    def __init__(self, db: Path, journal: str, checkpoint_every: int, replay: bool = False):
+        self.store = StateStore(db)
+        self.directory = Path(db).parent
+        self.journal = journal
+        self.checkpoint_every = checkpoint_every
+        self.offsets: dict[str, int] = {}
+        self.replay = replay
+
+    def run_pass(self) -> None:
+        for path in sorted(self.directory.glob(self.journal + ".*")):
+            self._chain_file(path)
+
+    def _chain_file(self, path: Path) -> None:
+        offset = self.offsets.get(path.name, 0)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            self.offsets.pop(path.name, None)
+            return
+        try:
+            parts: list[bytes] = []
+            read = offset
+            while True:
+                chunk = os.pread(fd, self.CHUNK, read)
+                read += len(chunk)
+                zero = chunk.find(b"\0")
+                if zero >= 0:
+                    parts.append(chunk[:zero])
+                    break
+                parts.append(chunk)
+                if len(chunk) < self.CHUNK:
+                    break
+        finally:
+            os.close(fd)
+        raw = b"".join(parts)
+        cut = raw.rfind(b"\n") + 1
+        if cut == 0:
+            return
+        lines = raw[:cut].split(b"\n")[:-1]
+        ended = bool(lines) and lines[-1] == Journal.END
+        records = [orjson.loads(line) for line in lines if line.strip() and line != Journal.END]
+        for start in range(0, len(records), 512):
+            try:
+                append_records(self.store, records[start:start + 512], self.checkpoint_every,
+                               replay=self.replay)
+            except Exception:
+                log.exception("could not chain %d audit records from %s", len(records), path.name)
+                self.replay = True  # some may be in: the retry skips them
+                return  # the offset stays: the next pass tries again
+        self.replay = False
+        self.offsets[path.name] = offset + cut
+        if ended:
+            path.unlink(missing_ok=True)
+            self.offsets.pop(path.name, None)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner: int) -> None:
+    """The chainer process: a pass every ``GATHER_SECONDS`` or when woken (a byte on
+    stdin), a last pass and exit when stdin closes (the ledger closed) or the owner is
+    gone (the server was killed: what it journaled is chained now, not at its restart)."""
+    import select
+    import signal
+
+    # Ctrl-C or a service manager's SIGTERM reaches the whole process group: the chainer
+    # stays to chain what the server journals until it closes or is gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # the server's event loop comes first when the cores are busy
+    chainer = Chainer(db, journal, checkpoint_every, replay=True)
+    try:
+        while True:
+            ready, _, _ = select.select([wake], [], [], GATHER_SECONDS)
+            closed = False
+            if ready:
+                closed = not os.read(wake.fileno(), 4096)
+            if closed or os.getppid() != owner:
+                chainer.replay = chainer.replay or not closed  # racing a restart's recovery
+                chainer.run_pass()
+                return
+            chainer.run_pass()
+    finally:
+        chainer.close()
 
 
 class Ledger:
+    """Append records (``write``, ``put``, ``write_sync``), read them (``query``).
+
+    ``chainer="process"`` (the server): a child process does all the chaining, so the
+    server's own work per record is building it and one copy into the journal, and
+    chaining never takes the GIL from its event loop. The child exits when the ledger
+    closes or the server dies (after chaining what is journaled); if it dies on its own
+    it is started again (and replays the journal); if it cannot be, records are
+    refused (``AuditUnavailableError``: requests fail closed) and the log says why.
+    ``chainer="thread"`` (the CLI, tests): a thread of this process does the same.
+    """
+
     def __init__(self, path: Path | str, *, bodies: str = "hashed", checkpoint_every: int = 1000,
-                 salt: bytes | None = None):
+                 salt: bytes | None = None, chainer: str = "thread"):
         if bodies not in BODY_MODES:
             raise ValueError(f"audit.bodies must be one of {BODY_MODES}")
+        if chainer not in ("thread", "process"):
+            raise ValueError("chainer must be 'thread' or 'process'")
         self.path = Path(path)
-        self.store = StateStore(path)  # a connection of its own, for the writer thread
+        self.store = StateStore(path)
         self.bodies = bodies
         self.checkpoint_every = checkpoint_every
         self.salt = salt if salt is not None else load_salt(self.path.parent)
         self.recover()
         self.journal = Journal(self.path.parent)
-        self._queue: queue.SimpleQueue[Item | _Barrier | None] = queue.SimpleQueue()
-        self._urgent = threading.Event()
-        self._thread = threading.Thread(target=self._writer, name="audit-ledger", daemon=True)
+        self._last_uid: str | None = None
+        self._closing = False
+        self._failed: str | None = None
+        self._wake = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        if chainer == "process":
+            self._start_process()
+            self._thread = threading.Thread(target=self._watch, name="audit-watch", daemon=True)
+        else:
+            self._thread = threading.Thread(target=self._chain_here, name="audit-ledger",
+                                            daemon=True)
         self._thread.start()
 
     # -- writing ----------------------------------------------------------------------
@@ -276,24 +412,28 @@ class Ledger:
         self.put(record)
 
     def put(self, record: Record) -> None:
+        """Journal the record (durable at once; chained moments later)."""
+        self._put(record)
+
+    def _put(self, record: Record) -> str:
+        if self._failed is not None:
+            raise AuditUnavailableError(self._failed)
         body = _plain(record)
         try:
-            self.journal.put(orjson.dumps(body) + b"\n")
-        except OSError as exc:
+            self.journal.put(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE))
+        except (OSError, ValueError) as exc:
             log.error("could not journal an audit record: %s", exc)
             raise AuditUnavailableError(str(exc)) from exc
-        self._queue.put((body, None, True))
+        uid: str = body["uid"]
+        self._last_uid = uid
+        return uid
 
     def write_sync(self, record: Record, timeout: float = 10.0) -> int:
-        """Append and wait until the record is in the chain (the CLI, admin acts)."""
-        waiter = _Waiter()
-        self._queue.put((_plain(record), waiter, False))
-        self._urgent.set()
-        if not waiter.event.wait(timeout):
+        """Append and wait until the record is in the chain (the CLI, admin acts); its seq."""
+        seq = self._chained(self._put(record), timeout)
+        if seq is None:
             raise AuditUnavailableError("the audit ledger did not answer")
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.seq
+        return seq
 
     def append(self, record: Record) -> None:
         """Append without raising (a request already failing, or cancelled)."""
@@ -304,16 +444,37 @@ class Ledger:
 
     def flush(self) -> None:
         """Wait until everything appended so far is in the chain."""
-        done = threading.Event()
-        self._queue.put(_Barrier(done))
-        self._urgent.set()
-        done.wait(10)
+        if self._last_uid is not None:
+            self._chained(self._last_uid, 10.0)
+
+    def _chained(self, uid: str, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            self._nudge()
+            row = self.store.query("SELECT seq FROM audit_log WHERE uid = ?", (uid,))
+            if row:
+                return int(str(row[0][0]))
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _nudge(self) -> None:
+        if self._proc is None:
+            self._wake.set()
+            return
+        with contextlib.suppress(OSError, ValueError):  # a full pipe is awake enough
+            assert self._proc.stdin is not None
+            os.write(self._proc.stdin.fileno(), b".")
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._urgent.set()
-        self._thread.join(10)
         self.journal.close()
+        self._closing = True  # after the last END: the chainer's last pass sees it
+        if self._proc is not None:
+            self._stop_process()
+        self._wake.set()
+        self._thread.join(15)
         self.store.close()
 
     def seal(self, text: str) -> Any:
@@ -337,94 +498,77 @@ class Ledger:
                 log.warning("recovered %d audit records from %s", len(records), path.name)
             path.unlink(missing_ok=True)
 
-    def _writer(self) -> None:
-        """Chain in batches. Journaled records are already durable, so the writer wakes
-        every ``GATHER_SECONDS`` (or at once for a waiting caller, a barrier or close)
-        and chains all that queued meanwhile: one wake-up and one commit for many
-        requests, instead of a thread switch per record (bench/overhead.py)."""
-        stop = False
-        while not stop:
-            self._urgent.wait(GATHER_SECONDS)
-            self._urgent.clear()
-            batch: list[Item] = []
-            barriers: list[_Barrier] = []
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                elif isinstance(item, _Barrier):
-                    barriers.append(item)
-                else:
-                    batch.append(item)
-            for start in range(0, len(batch), 512):
-                self._commit(batch[start : start + 512], stop)
-            for barrier in barriers:
-                barrier.done.set()
-
-    def _commit(self, batch: list[Item], stopping: bool) -> None:
-        """Chain a batch; journaled records are retried until they are (never lost)."""
-        while batch:
-            try:
-                seqs = self._append(_fold_egress([body for body, _, _ in batch]))
-            except Exception as exc:
-                log.exception("could not chain %d audit records", len(batch))
-                for _, waiter, _ in batch:
-                    if waiter is not None:
-                        waiter.done(None, AuditUnavailableError(str(exc)))
-                batch = [item for item in batch if item[2]]
-                if stopping:
-                    return  # still journaled: the next ledger recovers them
-                time.sleep(0.5)
-                continue
-            for _, waiter, _ in batch:
-                if waiter is not None:
-                    waiter.done(seqs[-1] if seqs else 0)
-            journaled = sum(1 for item in batch if item[2])
-            if journaled:
-                self.journal.chained(journaled)
-            return
-
     def _append(self, records: list[dict[str, Any]], replay: bool = False) -> list[int]:
-        """Chain records in one transaction; their seqs (0 for a replayed one already in).
+        return append_records(self.store, records, self.checkpoint_every, replay=replay)
 
-        The rows are built in Python (canonical JSON, its hash) and inserted by one
-        statement over a JSON array: one call into SQLite per batch instead of one per
-        row, so the writer takes the GIL from the event loop once per batch, not once per
-        record, and SQLite's work runs without it.
-        """
-        seqs: list[int] = []
-        rows: list[list[Any]] = []
-        marks: list[tuple[int, str, str]] = []
-        with self.store.transaction() as db:
-            row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                             ).fetchone()
-            seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
-            for n, record in enumerate(records, 1):
-                if replay and db.execute("SELECT 1 FROM audit_log WHERE uid = ?",
-                                         (record.get("uid"),)).fetchone():
-                    seqs.append(0)
-                    continue  # chained before its process died
-                if n % YIELD_EVERY == 0:
-                    time.sleep(0)  # let the event loop's thread have the GIL meanwhile
-                seq += 1
-                body = _body(record, seq, prev)
-                text = _canonical(body)
-                digest = hashlib.sha256(text).hexdigest()
-                rows.append([seq, body["at"], *(_column(body, c) for c in _COLUMNS),
-                             text.decode(), digest, body.get("uid")])
-                if self.checkpoint_every and seq % self.checkpoint_every == 0:
-                    marks.append((seq, digest, body["at"]))
-                prev = digest
-                seqs.append(seq)
-            if rows:
-                db.execute(_INSERT_ROWS, (orjson.dumps(rows),))
-            if marks:
-                db.executemany("INSERT OR REPLACE INTO audit_checkpoints VALUES (?, ?, ?)",
-                               marks)
-        return seqs
+    # -- the chainer --------------------------------------------------------------------
+
+    def _chain_here(self) -> None:
+        """The thread chainer: a pass every ``GATHER_SECONDS`` or when nudged; a last
+        one after ``close``."""
+        chainer = Chainer(self.path, self.journal.name, self.checkpoint_every)
+        try:
+            while True:
+                self._wake.wait(GATHER_SECONDS)
+                self._wake.clear()
+                closing = self._closing
+                chainer.run_pass()
+                if closing:
+                    return
+        finally:
+            chainer.close()
+
+    def _start_process(self) -> None:
+        import ownlight
+
+        source = str(Path(ownlight.__file__).resolve().parents[1])
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [source,
+                                                           os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "ownlight.audit.ledger", str(self.path), self.journal.name,
+             str(self.checkpoint_every), str(os.getpid())],
+            stdin=subprocess.PIPE, env=env, close_fds=True)
+        assert self._proc.stdin is not None
+        os.set_blocking(self._proc.stdin.fileno(), False)
+
+    def _stop_process(self) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(OSError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(15)
+        except subprocess.TimeoutExpired:
+            log.error("the audit chainer did not finish in time: its journal is chained at "
+                      "the next start")
+            self._proc.kill()
+            self._proc.wait(5)
+
+    def _watch(self) -> None:
+        """Start the chainer again if it dies; fail closed if it cannot be."""
+        failures = 0
+        while not self._closing:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            proc = self._proc
+            if self._closing or proc is None or proc.poll() is None:
+                continue
+            log.error("the audit chainer exited (status %s); starting it again", proc.returncode)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            try:
+                self._start_process()  # its first pass replays
+                failures = 0
+            except OSError as exc:
+                failures += 1
+                if failures >= 3:
+                    self._failed = f"the audit chainer cannot be started: {exc}"
+                    log.error("%s; requests are refused until the server is restarted",
+                              self._failed)
+                    return
+
 
     # -- reading ----------------------------------------------------------------------
 
@@ -439,9 +583,51 @@ class Ledger:
                                                                    params)]
 
 
-@dataclass
-class _Barrier:
-    done: threading.Event
+
+def append_records(store: StateStore, records: list[dict[str, Any]], checkpoint_every: int,
+                   replay: bool = False) -> list[int]:
+    """Chain records in one transaction; their seqs (0 for a replayed one already in).
+
+    The head is read inside the same ``BEGIN IMMEDIATE`` transaction that appends, so
+    several processes extend one chain without forking it. The rows are built in Python
+    (canonical JSON, its hash) and inserted by one statement over a JSON array: one call
+    into SQLite per batch instead of one per row.
+    """
+    records = _fold_egress(records)
+    seqs: list[int] = []
+    rows: list[list[Any]] = []
+    marks: list[tuple[int, str, str]] = []
+    with store.transaction() as db:
+        row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+        for record in records:
+            if replay and _already_chained(db, record):
+                seqs.append(0)
+                continue  # chained before its process (or chainer) died
+            seq += 1
+            body = _body(record, seq, prev)
+            text = _canonical(body)
+            digest = hashlib.sha256(text).hexdigest()
+            rows.append([seq, body["at"], *(_column(body, c) for c in _COLUMNS),
+                         text.decode(), digest, body.get("uid")])
+            if checkpoint_every and seq % checkpoint_every == 0:
+                marks.append((seq, digest, body["at"]))
+            prev = digest
+            seqs.append(seq)
+        if rows:
+            db.execute(_INSERT_ROWS, (orjson.dumps(rows),))
+        if marks:
+            db.executemany("INSERT OR REPLACE INTO audit_checkpoints VALUES (?, ?, ?)", marks)
+    return seqs
+
+
+def _already_chained(db: Any, record: dict[str, Any]) -> bool:
+    if db.execute("SELECT 1 FROM audit_log WHERE uid = ?", (record.get("uid"),)).fetchone():
+        return True
+    # an egress record folded into its request's record (``egress``)
+    return record.get("kind") == "egress" and bool(db.execute(
+        "SELECT 1 FROM audit_log WHERE request_id = ? AND kind = 'request' "
+        "AND instr(record, ?)", (record.get("request_id"), f'"{record.get("uid")}"')).fetchone())
 
 
 class AuditUnavailableError(RuntimeError):
@@ -518,16 +704,9 @@ _INSERT_ROWS = (
 
 
 def salted_hash(salt: bytes, text: str) -> str:
-    """HMAC-SHA256 of ``text`` under ``salt`` (the keyed state is made once per salt)."""
-    mac = _macs.get(salt)
-    if mac is None:
-        mac = _macs[salt] = hmac.new(salt, digestmod=hashlib.sha256)
-    mac = mac.copy()
-    mac.update(text.encode())
-    return mac.hexdigest()
-
-
-_macs: dict[bytes, hmac.HMAC] = {}
+    """HMAC-SHA256 of ``text`` under ``salt`` (OpenSSL's one-shot HMAC: no Python object
+    per call)."""
+    return hmac.digest(salt, text.encode(), "sha256").hex()
 
 
 def load_salt(data_dir: Path) -> bytes:
@@ -621,3 +800,9 @@ def record_admin_act(state_db: Path | str, record: AdminRecord) -> None:
         ledger.write_sync(record)
     finally:
         ledger.close()
+
+
+if __name__ == "__main__":  # the chainer process (``Ledger(chainer="process")``)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_chainer(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.stdin.buffer,
+                int(sys.argv[4]))

@@ -5,23 +5,30 @@ from the record stage); gauges that describe state (circuit breakers, model load
 queue length) are read when Prometheus scrapes. Each runtime has its own registry,
 so several gateways in one process (the tests) never mix their numbers.
 
-``labels(...)`` takes a lock and builds a key on every call; the request path asks for
-the same few label sets over and over, so it keeps the children it got (``_Children``)
-and increments them directly.
+The request path updates plain dicts (``_Counts``, ``_Histograms``: a dict lookup and an
+addition, no lock, no label objects) from the event loop's thread, the only one that
+records; they become Prometheus families when scraped. prometheus_client's own
+``Counter``/``Histogram`` take a lock and run Python per bucket on every update, which
+came to 4–5 µs a request (bench/overhead.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from ownlight.audit.ledger import RequestRecord
-
-M = TypeVar("M", Counter, Histogram)
 
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -30,35 +37,28 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter("ownlight_requests", "Requests by endpoint, target and status.",
-                                ["endpoint", "target", "status"], registry=r)
-        self.latency = Histogram("ownlight_request_seconds", "Whole request time.",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.first_token = Histogram("ownlight_time_to_first_token_seconds",
-                                     "Time to the first streamed token.", ["endpoint"],
-                                     buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("ownlight_tokens", "Tokens in and out, by target.",
-                              ["direction", "target"], registry=r)
-        self.egress = Counter("ownlight_egress_requests", "Requests sent outside the domain.",
-                              ["target"], registry=r)
-        self.egress_bytes = Counter("ownlight_egress_bytes",
-                                    "Text bytes sent outside the domain.", ["target"],
-                                    registry=r)
-        self.pseudonymized = Counter("ownlight_pseudonymized_entities",
+        self.requests = _Counts("ownlight_requests", "Requests by endpoint, target and status.",
+                                ["endpoint", "target", "status"])
+        self.latency = _Histograms("ownlight_request_seconds", "Whole request time.",
+                                   ["endpoint"], LATENCY_BUCKETS)
+        self.first_token = _Histograms("ownlight_time_to_first_token_seconds",
+                                       "Time to the first streamed token.", ["endpoint"],
+                                       LATENCY_BUCKETS)
+        self.tokens = _Counts("ownlight_tokens", "Tokens in and out, by target.",
+                              ["direction", "target"])
+        self.egress = _Counts("ownlight_egress_requests", "Requests sent outside the domain.",
+                              ["target"])
+        self.egress_bytes = _Counts("ownlight_egress_bytes",
+                                    "Text bytes sent outside the domain.", ["target"])
+        self.pseudonymized = _Counts("ownlight_pseudonymized_entities",
                                      "Sensitive values pseudonymized on the way out, by type.",
-                                     ["type"], registry=r)
-        self.refusals = Counter("ownlight_refusals",
+                                     ["type"])
+        self.refusals = _Counts("ownlight_refusals",
                                 "Requests refused by policy: red line, budget, guard.",
-                                ["reason"], registry=r)
-        self._requests = _Children(self.requests)
-        self._latency = _Children(self.latency)
-        self._first_token = _Children(self.first_token)
-        self._tokens = _Children(self.tokens)
-        self._egress = _Children(self.egress)
-        self._egress_bytes = _Children(self.egress_bytes)
-        self._pseudonymized = _Children(self.pseudonymized)
-        self._refusals = _Children(self.refusals)
+                                ["reason"])
+        self.registry.register(_Recorded([
+            self.requests, self.latency, self.first_token, self.tokens, self.egress,
+            self.egress_bytes, self.pseudonymized, self.refusals]))
 
     def watch(self, read_state: Callable[[], Mapping[str, Any]]) -> None:
         """Gauges read at scrape time from ``read_state()``."""
@@ -66,24 +66,25 @@ class Metrics:
 
     def observe(self, record: RequestRecord, seconds: float) -> None:
         target = record.route or "-"
-        self._requests.get(record.endpoint, target, str(record.status)).inc()
-        self._latency.get(record.endpoint).observe(seconds)
+        self.requests.inc((record.endpoint, target, str(record.status)))
+        self.latency.observe((record.endpoint,), seconds)
         usage = record.usage
         if usage:
-            self._tokens.get("input", target).inc(usage.get("prompt_tokens") or 0)
-            self._tokens.get("output", target).inc(usage.get("completion_tokens") or 0)
+            self.tokens.inc(("input", target), usage.get("prompt_tokens") or 0)
+            self.tokens.inc(("output", target), usage.get("completion_tokens") or 0)
         for kind, count in record.pseudonymized.items():
-            self._pseudonymized.get(kind).inc(count)
+            self.pseudonymized.inc((kind,), count)
         refusal = REFUSALS.get(record.error_code) if record.error_code else None
         if refusal is not None:
-            self._refusals.get(refusal).inc()
+            self.refusals.inc((refusal,))
 
     def observe_first_token(self, endpoint: str, seconds: float) -> None:
-        self._first_token.get(endpoint).observe(seconds)
+        self.first_token.observe((endpoint,), seconds)
 
     def observe_egress(self, target: str, size: int) -> None:
-        self._egress.get(target).inc()
-        self._egress_bytes.get(target).inc(size)
+        key = (target,)
+        self.egress.inc(key)
+        self.egress_bytes.inc(key, size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -94,18 +95,60 @@ REFUSALS = {"policy_local_only": "privacy", "privacy_check_failed": "privacy",
             "injection_blocked": "guard"}
 
 
-class _Children(Generic[M]):
-    """A metric's children by label values, looked up once each."""
+class _Counts:
+    """A counter's values by label values."""
 
-    def __init__(self, metric: M):
-        self.metric: M = metric
-        self.known: dict[tuple[str, ...], M] = {}
+    def __init__(self, name: str, documentation: str, labels: list[str]):
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.values: dict[tuple[str, ...], float] = {}
 
-    def get(self, *values: str) -> M:
-        child = self.known.get(values)
-        if child is None:
-            child = self.known[values] = self.metric.labels(*values)
-        return child
+    def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+        values = self.values
+        values[key] = values.get(key, 0.0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in list(self.values.items()):
+            family.add_metric(list(key), value)
+        return family
+
+
+class _Histograms:
+    """A histogram's bucket counts (not cumulative; the last but one is +Inf) and sum
+    (the last) by label values."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str],
+                 buckets: Iterable[float]):
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.bounds = [float(b) for b in buckets]
+        self.values: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, key: tuple[str, ...], amount: float) -> None:
+        counts = self.values.get(key)
+        if counts is None:
+            counts = self.values[key] = [0.0] * (len(self.bounds) + 2)
+        counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount (le)
+        counts[-1] += amount
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        for key, counts in list(self.values.items()):
+            running, buckets = 0.0, []
+            for le, count in zip(les, counts[:-1], strict=True):
+                running += count
+                buckets.append((le, running))
+            family.add_metric(list(key), buckets, sum_value=counts[-1])
+        return family
+
+
+class _Recorded(Collector):
+    def __init__(self, metrics: list[_Counts | _Histograms]):
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.metrics:
+            yield metric.family()
 
 
 class _StateCollector(Collector):

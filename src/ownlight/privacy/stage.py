@@ -54,6 +54,9 @@ class Egress:
     vault: Vault
     json_text: bool = False
     restorers: dict[tuple[Any, ...], StreamRestorer] = field(default_factory=dict)
+    # what ``pseudonymize`` put in, by slot path: the ledger hashes the text sent from
+    # the request's own slots and these, without walking the new request again
+    replaced: dict[Path, str] | None = None
 
     def restore_response(self, response: Response) -> Response:
         if not self.vault.placeholders():
@@ -159,4 +162,5 @@ class PrivacyShield:
                 replacements[slot.path] = vault.identifier(spans[0].type, slot.text)
             else:
                 replacements[slot.path] = vault.pseudonymize(slot.text, spans)
+        egress.replaced = replacements
         return replace_slots(request, replacements)
