@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ownlight.guard.features import normalise
+from ownlight.guard.features import BUCKETS, normalise
 from ownlight.guard.model import GuardModel
 from ownlight.guard.segments import segments
 from ownlight.guard.training import SOURCE_WEIGHTS, matrix
@@ -35,8 +35,8 @@ def _squeeze(text: str) -> str:
     return re.sub(r"[\s,]+", "", normalise(text)[0])
 
 
-def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(line, attack id) for each attacked document's injected lines.
+def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str], str]]:
+    """(row, its injected lines, attack id) for each attacked document.
 
     An attacked e-mail with a clean twin: the lines no clean document has. A document
     without one (Ownlight's own set, written one by one): the line the user-input model
@@ -45,7 +45,7 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     clean = "\n".join(_squeeze(r["text"]) for r in rows
                       if r.get("kind") == "indirect" and int(r["label"]) == 0)
     user_input_model = GuardModel.load()
-    out: list[tuple[str, str]] = []
+    out: list[tuple[dict[str, Any], list[str], str]] = []
     for row in rows:
         if row.get("kind") != "indirect" or int(row["label"]) != 1:
             continue
@@ -53,7 +53,7 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
         new = [s for s in lines if _squeeze(s) not in clean]
         if not 0 < len(new) <= 3:  # more means the document itself is new: no clean twin
             new = [max(lines, key=lambda s: user_input_model.scan(s).score)]
-        out += [(s, f"{row.get('category')}|{new[0][:60]}") for s in new]
+        out.append((row, new, f"{row.get('category')}|{new[0][:60]}"))
     return out
 
 
@@ -65,8 +65,16 @@ def _fit(texts: list[str], labels: list[int], weights: list[float]) -> Any:
     return model
 
 
-def _doc_score(model: Any, text: str) -> float:
-    return float(model.predict_proba(matrix(segments(text)))[:, 1].max())
+def _fit_on(positives: list[str], positive_weights: list[float],
+            benign_lines: list[list[str]]) -> Any:
+    """A model for prompt lines (weighted) against the lines of benign documents."""
+    negatives = [line for lines in benign_lines for line in lines]
+    return _fit(positives + negatives, [1] * len(positives) + [0] * len(negatives),
+                positive_weights + [1.0] * len(negatives))
+
+
+def _doc_score(model: Any, lines: list[str]) -> float:
+    return float(model.predict_proba(matrix(lines))[:, 1].max())
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -78,67 +86,48 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                     target_fpr: float = 0.05) -> tuple[GuardModel, dict[str, Any]]:
     """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents)."""
-    attacks = attack_lines(rows)
+    attacked = attack_lines(rows)
     emails = [r["text"] for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
-    attacked = [r for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 1]
     direct = [r for r in rows if r.get("kind", "direct") == "direct"]
     prompt_texts = [r["text"][:600] for r in direct]
     prompt_weights = [SOURCE_WEIGHTS.get(str(r.get("source")), 1.0) for r in direct]
 
-    groups = sorted({g for _, g in attacks})
+    groups = sorted({g for _, _, g in attacked})
     random.Random(0).shuffle(groups)
     fold_of = {g: i % FOLDS for i, g in enumerate(groups)}
-    doc_ids = list(range(len(emails) + len(documents)))
+    benign_lines = [segments(doc) for doc in emails + list(documents)]
+    doc_ids = list(range(len(benign_lines)))
     random.Random(1).shuffle(doc_ids)
     doc_fold = {d: i % FOLDS for i, d in enumerate(doc_ids)}
-    benign_docs = emails + list(documents)
-    attack_of: dict[int, str | None] = {}
-    for row in attacked:
-        lines = [g for s, g in attacks if s in segments(row["text"])]
-        attack_of[id(row)] = lines[0] if lines else None
 
     pos_scores: list[float] = []
     pos_sources: list[str] = []
     neg_scores: list[float] = []
     for fold in range(FOLDS):
-        texts = [s for s, g in attacks if fold_of[g] != fold] + prompt_texts
-        labels = [1] * len(texts)
-        weights = [ATTACK_WEIGHT] * (len(texts) - len(prompt_texts)) + prompt_weights
-        for d, doc in enumerate(benign_docs):
-            if doc_fold[d] != fold:
-                lines = segments(doc)
-                texts += lines
-                labels += [0] * len(lines)
-                weights += [1.0] * len(lines)
-        model = _fit(texts, labels, weights)
-        held = [r for r in attacked if fold_of.get(attack_of[id(r)] or "") == fold]
-        pos_scores += [_doc_score(model, r["text"]) for r in held]
+        lines = [s for _, new, g in attacked if fold_of[g] != fold for s in new]
+        model = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
+                        [ls for d, ls in enumerate(benign_lines) if doc_fold[d] != fold])
+        held = [row for row, _, g in attacked if fold_of[g] == fold]
+        pos_scores += [_doc_score(model, segments(r["text"])) for r in held]
         pos_sources += [str(r.get("source")) for r in held]
-        neg_scores += [_doc_score(model, doc) for d, doc in enumerate(benign_docs)
+        neg_scores += [_doc_score(model, ls) for d, ls in enumerate(benign_lines)
                        if doc_fold[d] == fold]
 
     pos, neg = np.array(pos_scores), np.array(neg_scores)
     threshold = float(np.quantile(neg, 1 - target_fpr))
-    texts = [s for s, _ in attacks] + prompt_texts
-    labels = [1] * len(texts)
-    weights = [ATTACK_WEIGHT] * len(attacks) + prompt_weights
-    for doc in benign_docs:
-        lines = segments(doc)
-        texts += lines
-        labels += [0] * len(lines)
-        weights += [1.0] * len(lines)
-    final = _fit(texts, labels, weights)
+    lines = [s for _, new, _ in attacked for s in new]
+    final = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
+                    benign_lines)
     coef = final.coef_[0]
-    from ownlight.guard.features import BUCKETS
-
     model = GuardModel(coef[:BUCKETS].astype(np.float32), coef[BUCKETS:].astype(np.float32),
                        float(final.intercept_[0]), min(max(threshold, 0.05), 0.95),
                        unit="segment")
     by_source = {src: round(_auc(pos[[p == src for p in pos_sources]], neg), 4)
                  for src in sorted(set(pos_sources))}
     return model, {
-        "attack_lines": len(attacks), "prompts": len(prompt_texts),
-        "benign_documents": len(benign_docs), "segments": len(texts),
+        "attack_lines": len(lines), "prompts": len(prompt_texts),
+        "benign_documents": len(benign_lines),
+        "segments": len(lines) + len(prompt_texts) + sum(map(len, benign_lines)),
         "cv_document_auc": round(_auc(pos, neg), 4), "cv_auc_by_source": by_source,
         "cv_tpr_at_threshold": round(float((pos >= threshold).mean()), 4),
         "threshold": round(model.threshold, 4),
