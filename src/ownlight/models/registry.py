@@ -14,7 +14,6 @@ see the same table; SQLite transactions make each switch atomic.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,13 +26,12 @@ from typing import Any
 
 from ownlight.errors import ConfigError
 from ownlight.models.describe import describe
-from ownlight.models.files import Progress, file_sha256
+from ownlight.models.files import Progress, file_sha256, read_sha256
 from ownlight.models.licenses import normalise
 from ownlight.store.sqlite import StateStore
 
 REGISTRY_PREFIX = "registry:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_BLOCK = 1 << 20
 
 
 class RegistryError(ConfigError):
@@ -137,17 +135,10 @@ class Registry:
                 return file_sha256(dst, progress)
             except OSError:
                 pass  # another filesystem, or links not allowed: copy
-        digest = hashlib.sha256()
-        total, done = src.stat().st_size, 0
-        with src.open("rb") as reader, dst.open("wb") as writer:
-            while block := reader.read(_BLOCK):
-                writer.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
+        with dst.open("wb") as writer:
+            digest = read_sha256([src], writer, progress)
         shutil.copystat(src, dst)
-        return digest.hexdigest()
+        return digest
 
     # -- reading ------------------------------------------------------------------------
 
