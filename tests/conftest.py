@@ -31,6 +31,14 @@ def fake_upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
+def cloud() -> Iterator[FakeUpstream]:
+    """A second recording upstream, for tests that name it as the cloud (outside the
+    domain) beside another one."""
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[object]:
     """Start gateways from a TOML text; all are stopped at the end of the test."""
     started: list[RunningGateway] = []

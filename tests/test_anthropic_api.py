@@ -79,12 +79,6 @@ def sdk() -> Iterator[SdkFactory]:
 
 
 @pytest.fixture
-def cloud() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
 def fake_claude() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as upstream:
         yield upstream

@@ -34,12 +34,6 @@ from tests.support.fake_upstream import FakeUpstream, free_port
 CONTACT = "Please write to maria.gonzalez@example.com about the contract."
 
 
-@pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
 def start(gateway_factory, cloud: FakeUpstream, extra: str = ""):
     return gateway_factory(upstream_toml("cloud", cloud.url, "fake-echo", retries=0) + extra)
 

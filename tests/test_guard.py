@@ -40,12 +40,6 @@ BENIGN = [
 ]
 
 
-@pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
 def start(gateway_factory, cloud: FakeUpstream, extra: str = ""):
     return gateway_factory(upstream_toml("cloud", cloud.url, "fake-echo", retries=0) + extra)
 

@@ -27,12 +27,6 @@ from tests.support.fake_upstream import FakeUpstream
 HI = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
 def start(gateway_factory, cloud: FakeUpstream, extra: str = "", **model: object):
     toml = upstream_toml("cloud", cloud.url, "fake-echo", retries=0)
     for name in ("hang", "trickle", "429-wait", "short"):

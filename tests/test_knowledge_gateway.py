@@ -66,12 +66,6 @@ def search(gateway: RunningGateway, key: str, body: object) -> httpx.Response:
 
 
 @pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
 def gateway(gateway_factory, cloud: FakeUpstream) -> RunningGateway:
     toml = upstream_toml("cloud", cloud.url, "fake-echo", retries=0)
     toml += '[routing.aliases.memos]\ntargets = ["cloud"]\nknowledge = ["notes"]\n'

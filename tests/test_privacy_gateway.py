@@ -19,12 +19,6 @@ SECRET = "Deploy with key sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD pleas
 
 
 @pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
 def home():
     with FakeUpstream(reply="answered at home") as upstream:
         yield upstream

@@ -116,18 +116,6 @@ def test_numbers_without_a_phone_word_need_a_valid_range(detector: Detector) -> 
 # -- fail closed, through a running gateway ------------------------------------------------
 
 
-@pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def home():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
 def gateway(gateway_factory, cloud: FakeUpstream, home: FakeUpstream | None = None,
             extra: str = ""):
     toml = upstream_toml("cloud", cloud.url, "fake-echo", inside_domain=False, retries=0)
@@ -196,7 +184,8 @@ def test_a_long_request_whose_scan_overruns_is_refused_at_the_deadline(
 
 
 def test_inside_the_domain_a_failed_scan_is_recorded_and_served(
-        gateway_factory, cloud, home, monkeypatch) -> None:
+        gateway_factory, cloud, fake_upstream, monkeypatch) -> None:
+    home = fake_upstream
     gw = gateway(gateway_factory, cloud, home)
 
     def broken(self: NerNameRecognizer, text: str):

@@ -30,12 +30,6 @@ TOOLS = [{"type": "function", "function": {
         "to": {"type": "string", "enum": [EMAIL, "ops@example.org"]}}}}}]
 
 
-@pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
 def start(gateway_factory, cloud: FakeUpstream, model: str = "fake-tools"):
     return gateway_factory(upstream_toml("cloud", cloud.url, model, retries=0))
 

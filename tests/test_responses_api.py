@@ -36,12 +36,6 @@ MAIL_TOOL = {"type": "function", "name": "send_mail", "description": "Send an e-
                  "text": {"type": "string", "maxLength": 60}}, "required": ["text"]}}
 
 
-@pytest.fixture
-def cloud():
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
 def start(gateway_factory, cloud: FakeUpstream):
     toml = upstream_toml("cloud", cloud.url, "fake-echo", retries=0)
     toml += upstream_toml("tools", cloud.url, "fake-tools", retries=0)

@@ -27,7 +27,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.conftest import upstream_toml
-from tests.support.fake_upstream import FakeUpstream
 
 CONTACT = "Please write to maria.gonzalez@example.com about the lighthouse contract."
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +75,6 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     with Receiver() as running:
         yield running
-
-
-@pytest.fixture
-def cloud() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as upstream:
-        yield upstream
 
 
 def attributes(span: Any) -> dict[str, Any]:
