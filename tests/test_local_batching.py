@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jsonschema
@@ -52,17 +53,9 @@ def complete(gateway: RunningGateway, key: str, prompt: str, max_tokens: int = 1
 
 
 def at_once(work: list) -> list:
-    out: list = [None] * len(work)
-
-    def run(i: int) -> None:
-        out[i] = work[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    return out
+    """Each call on a thread of its own, all started together; their results in order."""
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        return list(pool.map(lambda job: job(), work, timeout=300))
 
 
 def test_batched_answers_read_as_answers_given_alone(batched) -> None:
