@@ -19,17 +19,13 @@ from ownlight.cli import main
 from ownlight.pipeline import Pipeline
 
 
-async def _unrecorded(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
 def _nothing(*args: Any, **kwargs: Any) -> None:
     return None
 
 
 def switch_off() -> None:
-    Pipeline.record_egress = _unrecorded  # type: ignore[method-assign]
-    Pipeline.commit = _unrecorded  # type: ignore[method-assign]
+    Pipeline.record_egress = _nothing  # type: ignore[method-assign]
+    Pipeline.commit = _nothing  # type: ignore[method-assign]
     Ledger.seal = _nothing  # type: ignore[assignment,method-assign]
     Ledger.append = _nothing  # type: ignore[method-assign]
     Metrics.observe = _nothing  # type: ignore[method-assign]

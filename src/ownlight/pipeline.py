@@ -27,7 +27,6 @@ from ownlight.audit.ledger import (
     EgressRecord,
     Ledger,
     RequestRecord,
-    salted_hash,
 )
 from ownlight.audit.metrics import Metrics
 from ownlight.auth import KeyStore, Principal
@@ -156,6 +155,7 @@ class RequestContext:
     answer: list[str] = field(default_factory=list)  # kept only when audit.bodies asks
     guard: GuardFacts | None = None
     served_label: str | None = None  # the target and model version that answered
+    prompt_mac: str | None = None  # the prompt's salted hash, when the egress record made it
 
     @property
     def alias(self) -> str:
@@ -223,7 +223,7 @@ class Pipeline:
             ctx.route = await self.route(ctx)
             result = await self.call_backend(ctx)
         except OwnlightError as exc:
-            await self.commit(self.record(ctx, None, exc), failing=True)
+            self.commit(self.record(ctx, None, exc), failing=True)
             raise
         except asyncio.CancelledError:
             self.ledger.append(self.record(ctx, None, ClientDisconnected("client gone")))
@@ -235,7 +235,7 @@ class Pipeline:
             result = self.cite(ctx, self.guard_output(ctx, self.restore(ctx, result)))
             if self.ledger.bodies != "none":
                 ctx.answer = [_answer_text(result)]
-            await self.commit(self.record(ctx, result.usage))
+            self.commit(self.record(ctx, result.usage))
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, result))
 
@@ -480,7 +480,7 @@ class Pipeline:
     async def _attempt(self, ctx: RequestContext, target: Target) -> BackendResult:
         request = self.protect_egress(ctx, target)
         if not target.inside_domain:
-            await self.record_egress(ctx, target, request)
+            self.record_egress(ctx, target, request)
         result = await target.backend.execute(request)
         label = target.backend.label_for(result)
         if not isinstance(result, Response):
@@ -506,10 +506,11 @@ class Pipeline:
             attach_citations(response, ctx.grounding.citations, self.knowledge.sources_footer)
         return response
 
-    async def record_egress(self, ctx: RequestContext, target: Target, request: Request) -> None:
+    def record_egress(self, ctx: RequestContext, target: Target, request: Request) -> None:
         """What is about to leave, durable in the ledger before the first byte is sent;
         if it cannot be written, nothing is sent."""
-        if request is ctx.request:
+        unchanged = request is ctx.request  # nothing pseudonymized: the payload is the prompt
+        if unchanged:
             payload = "\n".join(slot.text for slot in ctx.slots)
         elif ctx.egress is not None and ctx.egress.replaced is not None:
             # the request's slots with the placeholders put in: the same text as the
@@ -519,24 +520,27 @@ class Pipeline:
         else:
             payload = "\n".join(slot.text for slot in text_slots(request))
         principal = ctx.principal
+        digest = self.ledger.mac(payload)
+        if unchanged:
+            ctx.prompt_mac = digest
         record = EgressRecord(
             request_id=ctx.incoming.request_id, target=target.label,
             principal=principal.name if principal else None,
             tenant=principal.tenant if principal else None,
             pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
-            payload_sha256=salted_hash(self.ledger.salt, payload),
-            payload_bytes=len(payload.encode()))
+            payload_sha256=digest,
+            payload_bytes=len(payload) if payload.isascii() else len(payload.encode()))
         try:
-            await self.ledger.write(record)
+            self.ledger.put(record)
         except AuditUnavailableError:
             raise AuditUnavailable("The audit ledger could not record this request, so "
                                    "nothing was sent outside the domain.") from None
         self.metrics.observe_egress(target.label, record.payload_bytes)
 
-    async def commit(self, record: RequestRecord, failing: bool = False) -> None:
+    def commit(self, record: RequestRecord, failing: bool = False) -> None:
         """The request's record, durable before its answer is sent (fail closed)."""
         try:
-            await self.ledger.write(record)
+            self.ledger.put(record)
         except AuditUnavailableError:
             if failing:  # already answering with an error: that error stands
                 log.error("request %s failed and could not be recorded", record.request_id)
@@ -576,11 +580,16 @@ class Pipeline:
             usage=usage_json,
             cost_usd=cost,
             latency_ms=round(seconds * 1000, 3),
-            prompt=self.ledger.seal("\n".join(s.text for s in ctx.slots)),
+            prompt=self._sealed_prompt(ctx),
             answer=self.ledger.seal("".join(ctx.answer)),
         )
         self.metrics.observe(record, seconds)
         return record
+
+    def _sealed_prompt(self, ctx: RequestContext) -> Any:
+        if ctx.prompt_mac is not None and self.ledger.bodies == "hashed":
+            return {"hmac_sha256": ctx.prompt_mac}  # the egress record hashed the same text
+        return self.ledger.seal("\n".join(s.text for s in ctx.slots))
 
     # -- streams ----------------------------------------------------------------------
 
@@ -631,7 +640,7 @@ class Pipeline:
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
-            await self.commit(self.record(ctx, usage, error), failing=error is not None)
+            self.commit(self.record(ctx, usage, error), failing=error is not None)
 
 
 def _answer_text(response: Response) -> str:

@@ -155,7 +155,7 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def record_read(runtime: Runtime, principal: Principal, endpoint: str,
+def record_read(runtime: Runtime, principal: Principal, endpoint: str,
                       facts: dict[str, object]) -> None:
     """A search or a scan is in the ledger (documents read, never the text) before it is
     answered, like every request."""
@@ -163,6 +163,6 @@ async def record_read(runtime: Runtime, principal: Principal, endpoint: str,
                            tenant=principal.tenant, groups=list(principal.groups),
                            knowledge=facts)
     try:
-        await runtime.pipeline.ledger.write(record)
+        runtime.pipeline.ledger.put(record)
     except AuditUnavailableError:
         raise AuditUnavailable("The audit ledger could not record this request.") from None

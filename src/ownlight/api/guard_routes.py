@@ -41,7 +41,7 @@ async def guard_scan(request: Request) -> Response:
         scan = guard.scan if content == "input" else guard.scan_untrusted
         verdicts = await asyncio.to_thread(lambda: [scan(t) for t in texts])
         data = [{"index": i, **v.to_dict()} for i, v in enumerate(verdicts)]
-        await record_read(runtime, principal, "/v1/guard/scan", {
+        record_read(runtime, principal, "/v1/guard/scan", {
             "texts": len(data), "injections": sum(v.injection for v in verdicts)})
     except OwnlightError as exc:
         return error_response(exc)

@@ -64,7 +64,7 @@ async def knowledge_search(request: Request) -> Response:
             read += [(hit.collection, hit.document_id) for hit in hits]
             data.append({"index": index, "query": query,
                          "results": [hit.to_dict() for hit in hits]})
-        await record_read(runtime, principal, "/v1/knowledge/search",
+        record_read(runtime, principal, "/v1/knowledge/search",
                           {"collections": collections, "documents": read})
     except OwnlightError as exc:
         return error_response(exc)

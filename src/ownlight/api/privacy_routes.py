@@ -22,7 +22,7 @@ async def privacy_scan(request: Request) -> Response:
         principal = runtime.keys.authenticate(bearer_key(request))  # before the body
         body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
         result = await asyncio.to_thread(runtime.pipeline.scan_texts, body)
-        await record_read(runtime, principal, "/v1/privacy/scan", {
+        record_read(runtime, principal, "/v1/privacy/scan", {
             "texts": len(result["data"]), "level": result["level"],
             "found": dict(Counter(s["type"] for d in result["data"] for s in d["spans"]))})
     except OwnlightError as exc:

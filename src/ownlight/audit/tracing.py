@@ -132,10 +132,10 @@ class Tracing:
         commit = pipeline.commit
 
         @functools.wraps(commit)
-        async def commit_and_export(record: RequestRecord, failing: bool = False) -> None:
+        def commit_and_export(record: RequestRecord, failing: bool = False) -> None:
             start = time.time_ns()
             try:
-                await commit(record, failing)
+                commit(record, failing)
             finally:
                 trace = open_traces.pop(record.request_id, None)
                 if trace is not None:
