@@ -107,6 +107,7 @@ class RequestRecord:
     answer: Any = None
     kind: str = "request"
     at: float = field(default_factory=time.time)
+    uid: str = ""  # given when journaled (``_journal_line``)
 
     @property
     def target(self) -> str | None:
@@ -128,6 +129,7 @@ class EgressRecord:
     inside_domain: bool = False
     status: int | None = None
     at: float = field(default_factory=time.time)
+    uid: str = ""
 
 
 @dataclass
@@ -143,6 +145,7 @@ class AdminRecord:
     request_id: str | None = None
     status: int | None = None
     at: float = field(default_factory=time.time)
+    uid: str = ""
 
 
 Record = RequestRecord | EgressRecord | AdminRecord
@@ -426,15 +429,13 @@ class Ledger:
     def _put(self, record: Record) -> str:
         if self._failed is not None:
             raise AuditUnavailableError(self._failed)
-        body = _plain(record)
         try:
-            self.journal.put(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE))
+            self.journal.put(_journal_line(record))
         except (OSError, ValueError) as exc:
             log.error("could not journal an audit record: %s", exc)
             raise AuditUnavailableError(str(exc)) from exc
-        uid: str = body["uid"]
-        self._last_uid = uid
-        return uid
+        self._last_uid = record.uid
+        return record.uid
 
     def write_sync(self, record: Record, timeout: float = 10.0) -> int:
         """Append and wait until the record is in the chain (the CLI, admin acts); its seq."""
@@ -683,14 +684,18 @@ _UID_PREFIX = secrets.token_hex(8)  # this process's; the counter makes each uid
 _uids = itertools.count(1)
 
 
+def _journal_line(record: Record) -> bytes:
+    """A record's journal line, with a unique ``uid`` so a replayed journal never chains it
+    twice. orjson writes the dataclass itself (no dict is built on the request path); a
+    request's ``target`` (its ``route``) is added when it is chained (``_body``)."""
+    record.uid = f"{_UID_PREFIX}-{next(_uids)}"
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def _plain(record: Record) -> dict[str, Any]:
-    """A record as a plain dict (its fields are not changed after it is made), with a
-    unique ``uid`` so a replayed journal never chains it twice."""
-    body = record.__dict__.copy()
-    if body["kind"] == "request":
-        body["target"] = body["route"]
-    body["uid"] = f"{_UID_PREFIX}-{next(_uids)}"
-    return body
+    """A record as its journal holds it."""
+    parsed: dict[str, Any] = orjson.loads(_journal_line(record))
+    return parsed
 
 
 def _body(record: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
@@ -699,6 +704,8 @@ def _body(record: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
     at = record["at"]
     if not isinstance(at, str):
         record["at"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    if record.get("kind") == "request" and "target" not in record:
+        record["target"] = record.get("route")
     record["seq"], record["prev"] = seq, prev
     return record
 
