@@ -418,15 +418,13 @@ class Ledger:
 
     # -- writing ----------------------------------------------------------------------
 
-    def put(self, record: Record) -> None:
-        """Make the record durable (journaled) now; it joins the chain moments later.
+    def put(self, record: Record) -> str:
+        """Make the record durable (journaled) now; it joins the chain moments later. Its
+        ``uid``.
 
         Raises ``AuditUnavailableError`` when it cannot be made durable: callers fail
         closed.
         """
-        self._put(record)
-
-    def _put(self, record: Record) -> str:
         if self._failed is not None:
             raise AuditUnavailableError(self._failed)
         try:
@@ -439,7 +437,7 @@ class Ledger:
 
     def write_sync(self, record: Record, timeout: float = 10.0) -> int:
         """Append and wait until the record is in the chain (the CLI, admin acts); its seq."""
-        seq = self._chained(self._put(record), timeout)
+        seq = self._chained(self.put(record), timeout)
         if seq is None:
             raise AuditUnavailableError("the audit ledger did not answer")
         return seq

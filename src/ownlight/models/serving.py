@@ -39,7 +39,7 @@ from ownlight.store.sqlite import StateStore
 
 log = logging.getLogger("ownlight.models")
 
-Audit = Callable[[AdminRecord], None]
+Audit = Callable[[AdminRecord], object]
 
 
 def is_managed(entry: ModelEntry) -> bool:
