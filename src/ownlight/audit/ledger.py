@@ -12,7 +12,7 @@ Writing and chaining are split. A caller that must not go on before its record i
 durable calls ``put``: the record is journaled at once (``Journal``: one copy into
 a memory-mapped file, which survives the process being killed) and nothing else happens
 on the request path. A chainer reads the journal as it fills and chains what it finds
-every ``GATHER_SECONDS``, in one transaction and one ``INSERT``. The head is read inside
+every ``GATHER_SECONDS``, in one transaction. The head is read inside
 the same ``BEGIN IMMEDIATE`` transaction that appends, so several processes (the server,
 the CLI) extend one chain without forking it.
 
