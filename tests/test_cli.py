@@ -89,3 +89,25 @@ def test_route_explain_without_calling_a_model(tmp_path: Path, hermetic_env: Pat
     assert decision["targets"] == ["cloud/cloud", "home/home"]
     bad = ownlight("route", "explain", "hi", "--key", "ol-wrong", env=env)
     assert bad.returncode != 0 and "401" in bad.stderr
+
+
+def test_serve_keeps_start_up_objects_out_of_full_collections() -> None:
+    """What start-up loaded is frozen, so a full collection never walks it again (the
+    README's audit-cost section: 37 ms a pass before)."""
+    import gc
+
+    from ownlight.runtime import YOUNG_COLLECTION_EVERY, freeze_startup_objects
+
+    loaded = {"model": [list(range(3)) for _ in range(100)]}  # stands for a loaded table
+    before = gc.get_threshold()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is loaded for obj in gc.get_objects(generation=2))
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_EVERY
+        made_later = {"request": [1, 2]}
+        gc.collect()
+        assert any(obj is made_later for obj in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

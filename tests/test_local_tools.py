@@ -59,10 +59,16 @@ def test_a_named_tool_is_always_called_with_valid_arguments(local) -> None:
         assert_valid_call(choice.message.tool_calls[0], {"send_mail"})
 
 
+# Unseeded, sampled calls get a budget that covers what the schemas' grammar allows (two
+# strings of at most 40 characters, one token each at worst): now and then the small model
+# spells a string out a character at a time, and a call cut by max_tokens cannot validate.
+CALL_BUDGET = 160
+
+
 def test_required_calls_one_of_the_offered_tools(local) -> None:
     reply = local.client().chat.completions.create(
         model="local", messages=ASK, tools=[WEATHER, MAIL], tool_choice="required",
-        max_tokens=80)
+        max_tokens=CALL_BUDGET)
     assert reply.choices[0].finish_reason == "tool_calls"
     assert_valid_call(reply.choices[0].message.tool_calls[0], {"get_weather", "send_mail"})
 
@@ -91,7 +97,7 @@ def test_streamed_tool_calls_assemble_into_valid_arguments(local) -> None:
     for choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
         stream = local.client().chat.completions.create(
             model="local", messages=ASK, tools=[WEATHER, MAIL], tool_choice=choice,
-            max_tokens=80, stream=True)
+            max_tokens=CALL_BUDGET, stream=True)
         ids, names, arguments, finish = [], [], [], None
         for chunk in stream:
             for c in chunk.choices:
@@ -121,9 +127,12 @@ def test_json_schema_answers_always_validate(local) -> None:
 
 
 def test_json_object_answers_are_json(local) -> None:
+    # Greedy: the generic JSON grammar bounds no string, so a sampled answer can run past
+    # any budget (an answer cut by max_tokens is "length", not JSON), as one did here.
     reply = local.client().chat.completions.create(
         model="local", messages=[{"role": "user", "content": "Give me a color as JSON."}],
-        response_format={"type": "json_object"}, max_tokens=60)
+        response_format={"type": "json_object"}, max_tokens=60, temperature=0)
+    assert reply.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
 
 

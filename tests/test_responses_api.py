@@ -226,7 +226,7 @@ def test_embedded_model_tools_and_json_schema(local) -> None:
     client = local.client()
     response = client.responses.create(
         model="local", input="Mail the team about lunch.", tools=[MAIL_TOOL],
-        tool_choice={"type": "function", "name": "send_mail"}, max_output_tokens=60)
+        tool_choice={"type": "function", "name": "send_mail"}, max_output_tokens=80)
     call = response.output[0]
     assert call.type == "function_call" and call.name == "send_mail"
     jsonschema.validate(json.loads(call.arguments), MAIL_TOOL["parameters"])
