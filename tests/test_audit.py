@@ -25,7 +25,10 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from ownlight.audit.ledger import GENESIS, Journal, Ledger, canonical, verify
+from ownlight.audit.chain import GENESIS, canonical
+from ownlight.audit.journal import Journal
+from ownlight.audit.ledger import Ledger
+from ownlight.audit.verify import verify
 from ownlight.cli import main
 from ownlight.store.sqlite import StateStore
 from tests.conftest import upstream_toml
@@ -82,7 +85,7 @@ def chain(tmp_path: Path) -> Path:
     """A ledger of 12 admin records, closed: a file an attacker could edit."""
     db = tmp_path / "state.db"
     ledger = Ledger(db, checkpoint_every=0)
-    from ownlight.audit.ledger import AdminRecord
+    from ownlight.audit.records import AdminRecord
 
     for i in range(12):
         ledger.write_sync(AdminRecord("key.create", f"user{i}", "cli"))
@@ -311,14 +314,14 @@ def test_egress_report_and_admin_acts_from_the_cli(gateway_factory, cloud) -> No
 
 
 def test_a_dead_process_journal_is_chained_once(tmp_path: Path) -> None:
-    from ownlight.audit.ledger import AdminRecord, _plain
+    from ownlight.audit.records import AdminRecord, as_journaled
 
     db = tmp_path / "state.db"
     ledger = Ledger(db)
-    chained = _plain(AdminRecord("key.create", "before-the-crash", "cli"))
+    chained = as_journaled(AdminRecord("key.create", "before-the-crash", "cli"))
     ledger._append([chained])  # chained, but the journal was not emptied before the kill
     ledger.close()
-    lost = _plain(AdminRecord("key.revoke", "only-in-the-journal", "cli"))
+    lost = as_journaled(AdminRecord("key.revoke", "only-in-the-journal", "cli"))
     dead_pid = 2**22 + 12345  # above pid_max: no such process
     (tmp_path / f"audit.journal.{dead_pid}.ab12").write_bytes(
         b"".join(json.dumps(r).encode() + b"\n" for r in (chained, lost)))
@@ -332,11 +335,11 @@ def test_a_dead_process_journal_is_chained_once(tmp_path: Path) -> None:
 
 def test_a_journal_left_under_this_very_pid_is_recovered(tmp_path: Path) -> None:
     """A restarted container often gets the pid its predecessor had."""
-    from ownlight.audit.ledger import AdminRecord, _plain
+    from ownlight.audit.records import AdminRecord, as_journaled
 
     db = tmp_path / "state.db"
     Ledger(db).close()
-    left = _plain(AdminRecord("key.create", "from-the-last-run", "cli"))
+    left = as_journaled(AdminRecord("key.create", "from-the-last-run", "cli"))
     (tmp_path / f"audit.journal.{os.getpid()}.0000").write_bytes(json.dumps(left).encode() + b"\n")
     ledger = Ledger(db)
     ledger.put(AdminRecord("key.create", "this-run", "cli"))
@@ -371,7 +374,7 @@ def test_a_stream_cut_by_its_client_is_recorded_and_charged(gateway_factory, clo
 def test_the_process_chainer_chains_and_is_restarted_when_it_dies(tmp_path: Path) -> None:
     """The server's chainer runs in a child process; if it dies, another takes over and
     replays the journal, so no record is lost or chained twice."""
-    from ownlight.audit.ledger import AdminRecord
+    from ownlight.audit.records import AdminRecord
 
     db = tmp_path / "state.db"
     ledger = Ledger(db, chainer="process")
@@ -401,7 +404,7 @@ def test_the_process_chainer_chains_and_is_restarted_when_it_dies(tmp_path: Path
 
 def test_a_journal_spanning_several_files_is_chained_in_order(tmp_path: Path,
                                                               monkeypatch) -> None:
-    from ownlight.audit.ledger import AdminRecord
+    from ownlight.audit.records import AdminRecord
 
     monkeypatch.setattr(Journal, "SIZE", 4096)  # a new file every few records
     db = tmp_path / "state.db"

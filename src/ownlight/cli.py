@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ownlight.audit.audit_cli import audit_group
-from ownlight.audit.ledger import AdminRecord, record_admin_act
+from ownlight.audit.ledger import record_admin_act
+from ownlight.audit.records import AdminRecord
 from ownlight.auth import Principal
 from ownlight.backends.base import Operation
 from ownlight.cli_support import progress_bar

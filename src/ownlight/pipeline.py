@@ -22,13 +22,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from ownlight.audit.ledger import (
-    AuditUnavailableError,
-    EgressRecord,
-    Ledger,
-    RequestRecord,
-)
+from ownlight.audit.ledger import AuditUnavailableError, Ledger
 from ownlight.audit.metrics import Metrics
+from ownlight.audit.records import EgressRecord, RequestRecord
 from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendResult, Json, Operation
 from ownlight.errors import (

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from ownlight.audit.ledger import AuditUnavailableError, RequestRecord
+from ownlight.audit.ledger import AuditUnavailableError
+from ownlight.audit.records import RequestRecord
 from ownlight.auth import KeyStore, Principal
 from ownlight.errors import (
     AuditUnavailable,

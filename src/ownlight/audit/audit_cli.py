@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ownlight.audit.ledger import head, verify
+from ownlight.audit.verify import head, verify
 from ownlight.config import load_config
 from ownlight.errors import ConfigError
 from ownlight.store.sqlite import StateStore

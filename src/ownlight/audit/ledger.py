@@ -1,12 +1,13 @@
 """The audit ledger: one append-only, hash-chained record per request, egress and admin act.
 
-Each record is canonical JSON (sorted keys, no spaces) holding its own ``seq`` and the
-``prev`` hash of the record before it; its ``hash`` is the sha256 of that text. The
-other columns of ``audit_log`` are indexes over the JSON, checked against it by
-``verify``, so an edit made directly in the SQLite file is found and located. A chain
-can be rewritten from the edit onwards by someone who recomputes every hash; the
-checkpoints (head hash and count, ``ownlight audit checkpoint``) that an operator keeps
-elsewhere catch that, and ``verify --checkpoint`` checks against them.
+This module writes records and runs the chainer; the records themselves are in
+``records``, the journal in ``journal``, chaining in ``chain`` and verification in
+``verify``.
+
+Records are canonical JSON chained by hash (``chain``). A chain can be rewritten from an
+edit onwards by someone who recomputes every hash; the checkpoints (head hash and count,
+``ownlight audit checkpoint``) that an operator keeps elsewhere catch that, and
+``verify --checkpoint`` checks against them.
 
 Writing and chaining are split. A caller that must not go on before its record is
 durable calls ``put``: the record is journaled at once (``Journal``: one copy into
@@ -45,307 +46,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import itertools
 import logging
-import mmap
 import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ownlight.audit.chain import Chainer, append_records
+from ownlight.audit.journal import Journal
+from ownlight.audit.records import AdminRecord, Record, journal_line
 from ownlight.store.sqlite import StateStore
 
 log = logging.getLogger("ownlight.audit")
 
-GENESIS = "0" * 64
 GATHER_SECONDS = 0.05
-# The chainer process gives its core back (``os.sched_yield``) after each slice of this
-# many records (about 0.1 ms of work), so a request never waits behind a whole pass:
-# at one connection, passes of 50 ms of records raised p99 from 0.6 ms to 2.2 ms.
-SLICE = 16
 # The chainer process's niceness: it needs about a tenth of a core at full load, and
 # catches up (the journal holds what it has not chained yet) when the server is busy.
 NICE = 5
 BODY_MODES = ("none", "hashed", "full")
-_COLUMNS = ("kind", "request_id", "principal", "tenant", "target", "inside_domain", "status")
-
-
-@dataclass
-class RequestRecord:
-    """What happened to one request: who, what, where it went, why, and what was found."""
-
-    request_id: str
-    operation: str
-    endpoint: str = ""
-    status: int = 200
-    principal: str | None = None
-    tenant: str | None = None
-    groups: list[str] = field(default_factory=list)
-    model: str | None = None  # the alias asked for
-    route: str | None = None  # the alias/model that served it
-    reason: str | None = None
-    inside_domain: bool | None = None
-    error_code: str | None = None
-    sensitivity: str | None = None
-    found: dict[str, int] = field(default_factory=dict)
-    pseudonymized: dict[str, int] = field(default_factory=dict)
-    injection: dict[str, Any] | None = None  # the guard's verdicts (the guard issue)
-    knowledge: dict[str, Any] | None = None  # documents a grounded answer drew on
-    usage: dict[str, Any] | None = None
-    cost_usd: float = 0.0
-    latency_ms: float | None = None
-    prompt: Any = None  # per audit.bodies: absent, a salted hash, or the text
-    answer: Any = None
-    kind: str = "request"
-    at: float = field(default_factory=time.time)
-    uid: str = ""  # given when journaled (``_journal_line``)
-
-    @property
-    def target(self) -> str | None:
-        return self.route
-
-
-@dataclass
-class EgressRecord:
-    """What is about to leave the domain, written (durably) before the first byte is sent."""
-
-    request_id: str
-    target: str
-    principal: str | None
-    tenant: str | None
-    pseudonymized: dict[str, int]
-    payload_sha256: str  # salted: proves what was sent without revealing it
-    payload_bytes: int
-    kind: str = "egress"
-    inside_domain: bool = False
-    status: int | None = None
-    at: float = field(default_factory=time.time)
-    uid: str = ""
-
-
-@dataclass
-class AdminRecord:
-    """An operator's act: keys created or revoked, documents ingested, models switched."""
-
-    action: str
-    subject: str
-    principal: str | None = None  # who did it ("cli" for the command line)
-    tenant: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    kind: str = "admin"
-    request_id: str | None = None
-    status: int | None = None
-    at: float = field(default_factory=time.time)
-    uid: str = ""
-
-
-Record = RequestRecord | EgressRecord | AdminRecord
-
-
-class Journal:
-    """This process's records, each made durable by one copy before it is chained.
-
-    The journal is a file mapped into memory. Appending a record copies its line into
-    the mapping: the mapped pages are the file's own pages in the kernel's cache, so once
-    the copy is done the record survives the process being killed (``kill -9``, a crash,
-    the OOM killer), exactly as after a ``write()``, and like one it is not flushed to
-    the disk, so it does not survive the machine losing power (the ledger's SQLite file
-    is not flushed on each commit either). Unlike a ``write()``, the copy is no system
-    call and never lets go of the GIL. The file's blocks are allocated up front
-    (``posix_fallocate``), so a full disk is an error here (fail closed), never a fault
-    on a mapped page.
-
-    A journal is a series of files, ``audit.journal.<pid>.<random>.<n>``: when one is
-    full, an ``END`` line closes it and the next one is started. The chainer (a thread
-    or a process of its own, see ``Ledger``) reads each file as it fills, chains what it
-    holds and deletes it once it has chained it up to its ``END``. A journal left by a
-    process that died is replayed into the chain by the next ledger opened on the same
-    data dir: lines up to the first zero byte, a last line without its newline (cut by
-    the kill, its request never answered) left out, and records already chained (by
-    ``uid``) skipped.
-    """
-
-    PREFIX = "audit.journal."
-    SIZE = 1 << 20
-    END = b"END"
-    _open: set[str] = set()  # name prefixes of ledgers open in this process (never orphans)
-
-    def __init__(self, directory: Path):
-        # pid plus a random part: a restarted container often gets the same pid, and
-        # must not take its predecessor's journal for its own (and truncate it)
-        self.directory = directory
-        self.name = f"{self.PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
-        self.lock = threading.Lock()
-        self.number = 0
-        self._start()
-        Journal._open.add(self.name)
-
-    def _start(self) -> None:
-        self.path = self.directory / f"{self.name}.{self.number:08d}"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.posix_fallocate(fd, 0, self.SIZE)
-            self.map = mmap.mmap(fd, self.SIZE)
-        except OSError:
-            os.close(fd)
-            self.path.unlink(missing_ok=True)
-            raise
-        self.fd = fd
-        self.size = self.SIZE
-        self.end = 0
-
-    def put(self, line: bytes) -> None:
-        with self.lock:
-            end = self.end + len(line)
-            if end + len(self.END) + 1 > self.size:
-                self._next(len(line))
-                end = len(line)
-            self.map[self.end:end] = line
-            self.end = end
-
-    def _next(self, needed: int) -> None:
-        """Close this file with ``END`` and go on in the next one."""
-        self._seal()
-        self.number += 1
-        self._start()
-        if needed + len(self.END) + 1 > self.size:  # one record bigger than a file
-            size = self.size * 2
-            while size < needed + len(self.END) + 1:
-                size *= 2
-            os.posix_fallocate(self.fd, 0, size)
-            self.map.resize(size)
-            self.size = size
-
-    def _seal(self) -> None:
-        tail = self.END + b"\n"
-        self.map[self.end:self.end + len(tail)] = tail
-        self.end += len(tail)
-        self.map.close()
-        with contextlib.suppress(OSError):
-            os.ftruncate(self.fd, self.end)
-        os.close(self.fd)
-
-    def close(self) -> None:
-        """End the last file; the chainer deletes it once it has chained it."""
-        with self.lock:
-            self._seal()
-        Journal._open.discard(self.name)
-
-    @classmethod
-    def lines(cls, raw: bytes) -> list[bytes]:
-        """The complete records in a journal's bytes."""
-        *complete, _cut = raw.split(b"\0", 1)[0].split(b"\n")
-        return [line for line in complete if line.strip() and line != cls.END]
-
-    @classmethod
-    def orphans(cls, directory: Path) -> list[Path]:
-        """Journals no open ledger is writing: their process is gone (or was this pid
-        before a restart)."""
-        found = []
-        for path in sorted(directory.glob(cls.PREFIX + "*")):
-            pid = path.name[len(cls.PREFIX):].split(".")[0]
-            if not pid.isdigit() or any(path.name.startswith(n + ".") for n in cls._open):
-                continue
-            if int(pid) == os.getpid() or not _alive(int(pid)):
-                found.append(path)
-        return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Chainer:
-    """Chains one ledger's journal files into SQLite, in order, as they fill.
-
-    Each pass reads what was added to each file since the last pass (complete lines up
-    to the first zero byte), chains it in one transaction and deletes a file once its
-    ``END`` is chained. A pass that fails is retried on the next one, skipping records
-    already chained (by ``uid``), as is the first pass of a chainer that replaces one
-    that died.
-    """
-
-    CHUNK = 1 << 18
-
-    def __init__(self, db: Path, journal: str, checkpoint_every: int, replay: bool = False,
-                 pause: Callable[[], Any] | None = None):
-        self.store = StateStore(db)
-        self.directory = Path(db).parent
-        self.journal = journal
-        self.checkpoint_every = checkpoint_every
-        self.offsets: dict[str, int] = {}
-        self.replay = replay
-        self.pause = pause
-
-    def run_pass(self) -> None:
-        for path in sorted(self.directory.glob(self.journal + ".*")):
-            self._chain_file(path)
-
-    def _chain_file(self, path: Path) -> None:
-        offset = self.offsets.get(path.name, 0)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            self.offsets.pop(path.name, None)
-            return
-        try:
-            parts: list[bytes] = []
-            read = offset
-            while True:
-                chunk = os.pread(fd, self.CHUNK, read)
-                read += len(chunk)
-                zero = chunk.find(b"\0")
-                if zero >= 0:
-                    parts.append(chunk[:zero])
-                    break
-                parts.append(chunk)
-                if len(chunk) < self.CHUNK:
-                    break
-        finally:
-            os.close(fd)
-        raw = b"".join(parts)
-        cut = raw.rfind(b"\n") + 1
-        if cut == 0:
-            return
-        lines = raw[:cut].split(b"\n")[:-1]
-        ended = bool(lines) and lines[-1] == Journal.END
-        records = []
-        for i, line in enumerate(lines):
-            if line.strip() and line != Journal.END:
-                records.append(orjson.loads(line))
-            if self.pause is not None and i % SLICE == SLICE - 1:
-                self.pause()
-        for start in range(0, len(records), 512):
-            try:
-                append_records(self.store, records[start:start + 512], self.checkpoint_every,
-                               replay=self.replay, pause=self.pause)
-            except Exception:
-                log.exception("could not chain %d audit records from %s", len(records), path.name)
-                self.replay = True  # some may be in: the retry skips them
-                return  # the offset stays: the next pass tries again
-        self.replay = False
-        self.offsets[path.name] = offset + cut
-        if ended:
-            path.unlink(missing_ok=True)
-            self.offsets.pop(path.name, None)
-
-    def close(self) -> None:
-        self.store.close()
 
 
 def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner: int) -> None:
@@ -428,7 +152,7 @@ class Ledger:
         if self._failed is not None:
             raise AuditUnavailableError(self._failed)
         try:
-            self.journal.put(_journal_line(record))
+            self.journal.put(journal_line(record))
         except (OSError, ValueError) as exc:
             log.error("could not journal an audit record: %s", exc)
             raise AuditUnavailableError(str(exc)) from exc
@@ -597,129 +321,8 @@ class Ledger:
                                                                    params)]
 
 
-
-def append_records(store: StateStore, records: list[dict[str, Any]], checkpoint_every: int,
-                   replay: bool = False, pause: Callable[[], Any] | None = None) -> list[int]:
-    """Chain records in one transaction; their seqs (0 for a replayed one already in).
-
-    The head is read inside the same ``BEGIN IMMEDIATE`` transaction that appends, so
-    several processes extend one chain without forking it. The rows are built in Python
-    (canonical JSON, its hash) and inserted with ``executemany`` (a quarter less CPU than
-    one ``INSERT`` over a JSON array, which SQLite has to parse again). ``pause`` is
-    called between slices of ``SLICE`` records (see ``run_chainer``).
-    """
-    records = _fold_egress(records)
-    seqs: list[int] = []
-    rows: list[tuple[Any, ...]] = []
-    marks: list[tuple[int, str, str]] = []
-    with store.transaction() as db:
-        row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
-        for record in records:
-            if replay and _already_chained(db, record):
-                seqs.append(0)
-                continue  # chained before its process (or chainer) died
-            seq += 1
-            if pause is not None and seq % SLICE == 0:
-                pause()
-            body = _body(record, seq, prev)
-            text = _canonical(body)
-            digest = hashlib.sha256(text).hexdigest()
-            rows.append((seq, body["at"], *map(body.get, _COLUMNS), text.decode(), digest,
-                         body.get("uid")))
-            if checkpoint_every and seq % checkpoint_every == 0:
-                marks.append((seq, digest, body["at"]))
-            prev = digest
-            seqs.append(seq)
-        step = SLICE if pause is not None else max(1, len(rows))
-        for start in range(0, len(rows), step):
-            if start and pause is not None:
-                pause()
-            db.executemany(_INSERT_ROW, rows[start:start + step])
-        if marks:
-            db.executemany("INSERT OR REPLACE INTO audit_checkpoints VALUES (?, ?, ?)", marks)
-    return seqs
-
-
-def _already_chained(db: Any, record: dict[str, Any]) -> bool:
-    if db.execute("SELECT 1 FROM audit_log WHERE uid = ?", (record.get("uid"),)).fetchone():
-        return True
-    # an egress record folded into its request's record (``egress``)
-    return record.get("kind") == "egress" and bool(db.execute(
-        "SELECT 1 FROM audit_log WHERE request_id = ? AND kind = 'request' "
-        "AND instr(record, ?)", (record.get("request_id"), f'"{record.get("uid")}"')).fetchone())
-
-
 class AuditUnavailableError(RuntimeError):
     """The ledger could not make a record durable."""
-
-
-def _fold_egress(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An egress record whose request's own record is in the same batch becomes part of
-    it (``egress``): half the rows for the common case. The egress record was already
-    durable in the journal before anything was sent; if its request never finishes, it
-    is chained on its own."""
-    egress: dict[str, list[dict[str, Any]]] = {}
-    finished = {r.get("request_id") for r in records if r.get("kind") == "request"}
-    for record in records:
-        if record.get("kind") == "egress" and record.get("request_id") in finished:
-            egress.setdefault(record["request_id"], []).append(
-                {k: record[k] for k in ("target", "payload_sha256", "payload_bytes", "at",
-                                        "uid")})
-    if not egress:
-        return records
-    out = []
-    for record in records:
-        if record.get("kind") == "egress" and record.get("request_id") in egress:
-            continue
-        if record.get("kind") == "request" and record.get("request_id") in egress:
-            record = {**record, "egress": egress[record["request_id"]]}
-        out.append(record)
-    return out
-
-
-_UID_PREFIX = secrets.token_hex(8)  # this process's; the counter makes each uid unique
-_uids = itertools.count(1)
-
-
-def _journal_line(record: Record) -> bytes:
-    """A record's journal line, with a unique ``uid`` so a replayed journal never chains it
-    twice. orjson writes the dataclass itself (no dict is built on the request path); a
-    request's ``target`` (its ``route``) is added when it is chained (``_body``)."""
-    record.uid = f"{_UID_PREFIX}-{next(_uids)}"
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def _plain(record: Record) -> dict[str, Any]:
-    """A record as its journal holds it."""
-    parsed: dict[str, Any] = orjson.loads(_journal_line(record))
-    return parsed
-
-
-def _body(record: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
-    """The record as chained: its time in ISO form, its seq and the hash before it. The
-    journal's parsed dict is changed in place (a retried batch sets the same fields)."""
-    at = record["at"]
-    if not isinstance(at, str):
-        record["at"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-    if record.get("kind") == "request" and "target" not in record:
-        record["target"] = record.get("route")
-    record["seq"], record["prev"] = seq, prev
-    return record
-
-
-def canonical(value: Any) -> str:
-    """Sorted keys, no insignificant spaces: the same record always hashes the same."""
-    return _canonical(value).decode()
-
-
-def _canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-_ROW = ("seq", "at", *_COLUMNS, "record", "hash", "uid")
-_INSERT_ROW = (f"INSERT INTO audit_log ({', '.join(_ROW)}) "
-               f"VALUES ({', '.join('?' * len(_ROW))})")  # a bool binds as 0 or 1
 
 
 def salted_hash(salt: bytes, text: str) -> str:
@@ -737,79 +340,6 @@ def load_salt(data_dir: Path) -> bytes:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
-
-
-# -- verification -----------------------------------------------------------------------
-
-
-@dataclass
-class Verdict:
-    ok: bool
-    count: int
-    head: str
-    problem: str | None = None
-    seq: int | None = None  # the first record that is wrong, when one is
-
-
-def verify(store: StateStore, checkpoint: tuple[str, int] | None = None) -> Verdict:
-    """Recompute the chain; the first record changed, deleted or inserted is reported."""
-    prev, expected, head = GENESIS, 1, GENESIS
-    for row in _rows(store):
-        seq, text, digest = int(row[0]), str(row[-2]), str(row[-1])
-        if seq != expected:
-            return Verdict(False, expected - 1, head,
-                           f"record {expected} is missing: deleted", expected)
-        if hashlib.sha256(text.encode()).hexdigest() != digest:
-            return Verdict(False, seq - 1, head,
-                           f"record {seq} was changed: its content does not match its hash", seq)
-        body = orjson.loads(text)
-        columns = dict(zip(("seq", "at", *_COLUMNS), row[:-2], strict=True))
-        if isinstance(body.get("seq"), int) and body["seq"] != seq:
-            how = "inserted" if body["seq"] < seq else "deleted"
-            return Verdict(False, seq - 1, head,
-                           f"record {seq} holds record {body['seq']}: a record was {how} "
-                           "before it", seq)
-        if body.get("at") != columns["at"] or any(
-                body.get(c) != columns[c] for c in _COLUMNS):  # True == 1
-            return Verdict(False, seq - 1, head,
-                           f"record {seq} was changed: its columns disagree with its content", seq)
-        if body.get("prev") != prev:
-            return Verdict(False, seq - 1, head,
-                           f"record {seq} does not follow record {seq - 1}: a record was "
-                           "changed, inserted or deleted there", seq)
-        prev = head = digest
-        expected += 1
-    count = expected - 1
-    marks = [(str(h), int(str(n))) for n, h in store.query(
-        "SELECT count, head FROM audit_checkpoints ORDER BY count")]
-    if checkpoint is not None:
-        marks.append(checkpoint)
-    for mark_head, mark_count in marks:
-        if mark_count > count:
-            return Verdict(False, count, head, f"records after {count} were deleted: a "
-                           f"checkpoint says there were at least {mark_count}", count + 1)
-        marked = store.query("SELECT hash FROM audit_log WHERE seq = ?", (mark_count,))
-        if not marked or str(marked[0][0]) != mark_head:
-            return Verdict(False, count, head, f"record {mark_count} differs from its "
-                           "checkpoint: the chain was rewritten from there or before", mark_count)
-    return Verdict(True, count, head)
-
-
-def _rows(store: StateStore) -> Iterator[tuple[Any, ...]]:
-    last = 0
-    while True:
-        rows = store.query(
-            "SELECT seq, at, kind, request_id, principal, tenant, target, inside_domain, "
-            "status, record, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 2000", (last,))
-        if not rows:
-            return
-        yield from rows
-        last = int(str(rows[-1][0]))
-
-
-def head(store: StateStore) -> tuple[str, int]:
-    row = store.query("SELECT hash, seq FROM audit_log ORDER BY seq DESC LIMIT 1")
-    return (str(row[0][0]), int(str(row[0][1]))) if row else (GENESIS, 0)
 
 
 def record_admin_act(state_db: Path | str, record: AdminRecord) -> None:

@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from ownlight.audit.ledger import RequestRecord
+from ownlight.audit.records import RequestRecord
 
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

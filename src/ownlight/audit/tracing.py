@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ownlight.audit.ledger import RequestRecord
+from ownlight.audit.records import RequestRecord
 from ownlight.errors import OwnlightError
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ownlight.audit.ledger import AdminRecord, record_admin_act
+from ownlight.audit.ledger import record_admin_act
+from ownlight.audit.records import AdminRecord
 from ownlight.auth import Principal
 from ownlight.config import load_config
 from ownlight.errors import ConfigError, OwnlightError

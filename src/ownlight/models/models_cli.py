@@ -15,7 +15,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ownlight.audit.ledger import AdminRecord, record_admin_act
+from ownlight.audit.ledger import record_admin_act
+from ownlight.audit.records import AdminRecord
 from ownlight.cli_support import cli_config, err, progress_bar
 from ownlight.config import Config
 from ownlight.errors import ConfigError

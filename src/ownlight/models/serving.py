@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from ownlight.audit.ledger import AdminRecord
+from ownlight.audit.records import AdminRecord
 from ownlight.backends import backend_class
 from ownlight.backends.base import Backend, BackendResult, Operation
 from ownlight.config import Config, ModelEntry

@@ -1,0 +1,105 @@
+"""What the audit ledger records: one dataclass per kind of record, and its journal line.
+
+A record is made on the request path and journaled at once (``ledger.Ledger.put``); the
+chainer turns its journal line into the chained, canonical form (``chain``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class RequestRecord:
+    """What happened to one request: who, what, where it went, why, and what was found."""
+
+    request_id: str
+    operation: str
+    endpoint: str = ""
+    status: int = 200
+    principal: str | None = None
+    tenant: str | None = None
+    groups: list[str] = field(default_factory=list)
+    model: str | None = None  # the alias asked for
+    route: str | None = None  # the alias/model that served it
+    reason: str | None = None
+    inside_domain: bool | None = None
+    error_code: str | None = None
+    sensitivity: str | None = None
+    found: dict[str, int] = field(default_factory=dict)
+    pseudonymized: dict[str, int] = field(default_factory=dict)
+    injection: dict[str, Any] | None = None  # the guard's verdicts (the guard issue)
+    knowledge: dict[str, Any] | None = None  # documents a grounded answer drew on
+    usage: dict[str, Any] | None = None
+    cost_usd: float = 0.0
+    latency_ms: float | None = None
+    prompt: Any = None  # per audit.bodies: absent, a salted hash, or the text
+    answer: Any = None
+    kind: str = "request"
+    at: float = field(default_factory=time.time)
+    uid: str = ""  # given when journaled (``journal_line``)
+
+    @property
+    def target(self) -> str | None:
+        return self.route
+
+
+@dataclass
+class EgressRecord:
+    """What is about to leave the domain, written (durably) before the first byte is sent."""
+
+    request_id: str
+    target: str
+    principal: str | None
+    tenant: str | None
+    pseudonymized: dict[str, int]
+    payload_sha256: str  # salted: proves what was sent without revealing it
+    payload_bytes: int
+    kind: str = "egress"
+    inside_domain: bool = False
+    status: int | None = None
+    at: float = field(default_factory=time.time)
+    uid: str = ""
+
+
+@dataclass
+class AdminRecord:
+    """An operator's act: keys created or revoked, documents ingested, models switched."""
+
+    action: str
+    subject: str
+    principal: str | None = None  # who did it ("cli" for the command line)
+    tenant: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    kind: str = "admin"
+    request_id: str | None = None
+    status: int | None = None
+    at: float = field(default_factory=time.time)
+    uid: str = ""
+
+
+Record = RequestRecord | EgressRecord | AdminRecord
+
+
+_UID_PREFIX = secrets.token_hex(8)  # this process's; the counter makes each uid unique
+_uids = itertools.count(1)
+
+
+def journal_line(record: Record) -> bytes:
+    """A record's journal line, with a unique ``uid`` so a replayed journal never chains it
+    twice. orjson writes the dataclass itself (no dict is built on the request path); a
+    request's ``target`` (its ``route``) is added when it is chained (``_body``)."""
+    record.uid = f"{_UID_PREFIX}-{next(_uids)}"
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def as_journaled(record: Record) -> dict[str, Any]:
+    """A record as its journal holds it."""
+    parsed: dict[str, Any] = orjson.loads(journal_line(record))
+    return parsed
