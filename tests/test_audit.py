@@ -10,6 +10,7 @@ egress is refused when its record cannot be written.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import signal
@@ -220,6 +221,9 @@ def test_bodies_are_kept_as_configured(gateway_factory, cloud, mode: str) -> Non
         assert set(record["prompt"]) == {"hmac_sha256"} and len(record["prompt"]["hmac_sha256"]) \
             == 64
         assert "tide" not in json.dumps(record)
+        salt = ledger.salt  # nothing was pseudonymized: the egress record's hash is reused
+        assert record["prompt"]["hmac_sha256"] == hmac_sha256(salt, "The tide is high.")
+        assert record["answer"]["hmac_sha256"] == hmac_sha256(salt, "You said: The tide is high.")
     else:
         assert record["prompt"] == "The tide is high."
         assert record["answer"] == "You said: The tide is high."
@@ -314,14 +318,14 @@ def test_egress_report_and_admin_acts_from_the_cli(gateway_factory, cloud) -> No
 
 
 def test_a_dead_process_journal_is_chained_once(tmp_path: Path) -> None:
-    from ownlight.audit.records import AdminRecord, as_journaled
+    from ownlight.audit.records import AdminRecord, journal_line
 
     db = tmp_path / "state.db"
     ledger = Ledger(db)
-    chained = as_journaled(AdminRecord("key.create", "before-the-crash", "cli"))
+    chained = json.loads(journal_line(AdminRecord("key.create", "before-the-crash", "cli")))
     ledger._append([chained])  # chained, but the journal was not emptied before the kill
     ledger.close()
-    lost = as_journaled(AdminRecord("key.revoke", "only-in-the-journal", "cli"))
+    lost = json.loads(journal_line(AdminRecord("key.revoke", "only-in-the-journal", "cli")))
     dead_pid = 2**22 + 12345  # above pid_max: no such process
     (tmp_path / f"audit.journal.{dead_pid}.ab12").write_bytes(
         b"".join(json.dumps(r).encode() + b"\n" for r in (chained, lost)))
@@ -335,11 +339,11 @@ def test_a_dead_process_journal_is_chained_once(tmp_path: Path) -> None:
 
 def test_a_journal_left_under_this_very_pid_is_recovered(tmp_path: Path) -> None:
     """A restarted container often gets the pid its predecessor had."""
-    from ownlight.audit.records import AdminRecord, as_journaled
+    from ownlight.audit.records import AdminRecord, journal_line
 
     db = tmp_path / "state.db"
     Ledger(db).close()
-    left = as_journaled(AdminRecord("key.create", "from-the-last-run", "cli"))
+    left = json.loads(journal_line(AdminRecord("key.create", "from-the-last-run", "cli")))
     (tmp_path / f"audit.journal.{os.getpid()}.0000").write_bytes(json.dumps(left).encode() + b"\n")
     ledger = Ledger(db)
     ledger.put(AdminRecord("key.create", "this-run", "cli"))
@@ -423,7 +427,6 @@ def test_a_journal_spanning_several_files_is_chained_in_order(tmp_path: Path,
 def test_the_egress_hash_is_of_the_text_that_left(gateway_factory, cloud) -> None:
     """The payload hash is computed from the request's slots and the placeholders put in;
     it must equal the hash of the slots of what the upstream actually received."""
-    from ownlight.audit.ledger import salted_hash
     from ownlight.protocol.model import Operation
     from ownlight.protocol.openai import parse_request
     from ownlight.protocol.slots import text_slots
@@ -443,4 +446,9 @@ def test_the_egress_hash_is_of_the_text_that_left(gateway_factory, cloud) -> Non
     (record,) = ledger.query()
     egress = record["egress"][0] if "egress" in record else ledger.query(kind="egress")[0]
     payload = "\n".join(s.text for s in text_slots(parse_request(Operation.CHAT, sent)))
-    assert egress["payload_sha256"] == salted_hash(ledger.salt, payload)
+    assert egress["payload_sha256"] == hmac_sha256(ledger.salt, payload)
+
+
+def hmac_sha256(salt: bytes, text: str) -> str:
+    """The standard's HMAC, computed apart from the ledger's own."""
+    return hmac.digest(salt, text.encode(), "sha256").hex()

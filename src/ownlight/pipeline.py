@@ -584,7 +584,7 @@ class Pipeline:
 
     def _sealed_prompt(self, ctx: RequestContext) -> Any:
         if ctx.prompt_mac is not None and self.ledger.bodies == "hashed":
-            return {"hmac_sha256": ctx.prompt_mac}  # the egress record hashed the same text
+            return self.ledger.hashed(ctx.prompt_mac)  # the egress record hashed this text
         return self.ledger.seal("\n".join(s.text for s in ctx.slots))
 
     # -- streams ----------------------------------------------------------------------

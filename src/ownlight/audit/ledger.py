@@ -214,11 +214,16 @@ class Ledger:
             return None
         if self.bodies == "full":
             return text
-        return {"hmac_sha256": self.mac(text)}
+        return self.hashed(self.mac(text))
+
+    @staticmethod
+    def hashed(digest: str) -> dict[str, str]:
+        """How a body is kept under ``audit.bodies = "hashed"``: its salted hash."""
+        return {"hmac_sha256": digest}
 
     def mac(self, text: str) -> str:
-        """``salted_hash(self.salt, text)``, from an HMAC keyed once: a copy of its state
-        costs half of keying it again on every call."""
+        """HMAC-SHA256 of ``text`` under this installation's salt, from an HMAC keyed once:
+        a copy of its state costs half of keying it again on every call."""
         keyed = self._keyed.copy()
         keyed.update(text.encode())
         return keyed.hexdigest()
@@ -323,12 +328,6 @@ class Ledger:
 
 class AuditUnavailableError(RuntimeError):
     """The ledger could not make a record durable."""
-
-
-def salted_hash(salt: bytes, text: str) -> str:
-    """HMAC-SHA256 of ``text`` under ``salt`` (OpenSSL's one-shot HMAC: no Python object
-    per call)."""
-    return hmac.digest(salt, text.encode(), "sha256").hex()
 
 
 def load_salt(data_dir: Path) -> bytes:

@@ -97,9 +97,3 @@ def journal_line(record: Record) -> bytes:
     request's ``target`` (its ``route``) is added when it is chained (``_body``)."""
     record.uid = f"{_UID_PREFIX}-{next(_uids)}"
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def as_journaled(record: Record) -> dict[str, Any]:
-    """A record as its journal holds it."""
-    parsed: dict[str, Any] = orjson.loads(journal_line(record))
-    return parsed
