@@ -233,15 +233,15 @@ def test_tool_use_and_tool_result_round_trip(cloud_gateway, cloud, sdk, stream: 
 def test_a_red_line_value_in_a_tool_result_is_refused_with_nothing_sent(
         cloud_gateway, cloud, sdk, value: str, stream: bool) -> None:
     client = sdk(cloud_gateway)
-    with pytest.raises(anthropic.PermissionDeniedError) as caught:
+    with pytest.raises(anthropic.BadRequestError) as caught:
         reply = client.messages.create(model="cloud-tools", max_tokens=50, tools=[MAIL],
                                        messages=tool_history(value, "Again, please."),
                                        stream=stream)
         list(reply) if stream else None  # type: ignore[call-overload]
-    assert caught.value.status_code == 403
+    assert caught.value.status_code == 400
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "error"
-    assert body["error"]["type"] == "permission_error"
+    assert body["error"]["type"] == "invalid_request_error"
     assert value not in json.dumps(body)
     assert cloud.received == []
 

@@ -79,18 +79,19 @@ def test_concurrent_requests_never_mix_their_values(gateway_factory, cloud) -> N
     assert all(n not in str(cloud.received) for n in names)
 
 
-def test_red_line_refuses_403_and_never_connects(gateway_factory, cloud) -> None:
+def test_red_line_refuses_400_naming_the_types_and_never_connects(gateway_factory, cloud) -> None:
     gateway = gateway_with(gateway_factory, cloud)
     client = gateway.client()
     for text in (CN_ID, SECRET):
         for stream in (False, True):
-            with pytest.raises(openai.PermissionDeniedError) as caught:
+            with pytest.raises(openai.BadRequestError) as caught:
                 ask(client, text, stream=stream)
             assert caught.value.code == "policy_local_only"
             assert "restricted" in caught.value.message
+            assert ("NATIONAL_ID" if text == CN_ID else "SECRET") in caught.value.message
     assert cloud.received == []
     gateway.runtime.pipeline.ledger.flush()
-    refused = gateway.runtime.pipeline.ledger.query("status = 403")
+    refused = gateway.runtime.pipeline.ledger.query("status = 400")
     assert len(refused) == 4
     assert refused[0]["found"] == {"NATIONAL_ID": 1} and refused[0]["route"] is None
     assert refused[0]["sensitivity"] == "restricted"
@@ -108,7 +109,7 @@ def test_red_line_with_a_local_target_stays_home(gateway_factory, cloud, home) -
 def test_blocked_types_are_refused(gateway_factory, cloud) -> None:
     extra = '[privacy.actions]\nEMAIL_ADDRESS = "block"\n'
     gateway = gateway_with(gateway_factory, cloud, extra=extra)
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         ask(gateway.client(), CONTACT)
     assert caught.value.code == "sensitive_data_blocked"
     assert "maria" not in caught.value.message.lower()

@@ -136,17 +136,17 @@ def test_a_name_model_that_raises_sends_nothing_out(gateway_factory, cloud, monk
         raise RuntimeError("model file unreadable")
 
     monkeypatch.setattr(NerNameRecognizer, "find", broken)
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         gw.client().chat.completions.create(
             model="cloud", messages=[{"role": "user", "content": "请把合同发给王建国。"}])
-    assert caught.value.status_code == 403
+    assert caught.value.status_code == 400
     # the red-line rule (unscanned data stays inside) or the egress check refuses it
     assert caught.value.body["code"] in (  # type: ignore[index]
         "policy_local_only", "privacy_check_failed")
     assert "RuntimeError" in caught.value.message
     assert cloud.received == []
     record = last_record(gw)
-    assert record["status"] == 403 and record["sensitivity"] == "unscanned"
+    assert record["status"] == 400 and record["sensitivity"] == "unscanned"
 
 
 def test_a_name_model_that_overruns_its_budget_sends_nothing_out(
@@ -158,7 +158,7 @@ def test_a_name_model_that_overruns_its_budget_sends_nothing_out(
         return iter(())
 
     monkeypatch.setattr(NerNameRecognizer, "find", slow)
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         gw.client().chat.completions.create(
             model="cloud", messages=[{"role": "user", "content": "Позвоните Иванову."}])
     assert "privacy.scan_timeout" in caught.value.message
@@ -176,7 +176,7 @@ def test_a_long_request_whose_scan_overruns_is_refused_at_the_deadline(
 
     monkeypatch.setattr(NerNameRecognizer, "find", slow)
     started = time.monotonic()
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.BadRequestError):
         gw.client().chat.completions.create(
             model="cloud", messages=[{"role": "user", "content": "王建国说：" + "你好。" * 3000}])
     assert time.monotonic() - started < 1.5  # refused at the deadline, not after the scan

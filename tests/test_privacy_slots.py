@@ -77,7 +77,7 @@ def test_every_slot_leaves_as_placeholders(gateway_factory, cloud) -> None:
 def test_red_line_values_in_tool_calls_are_refused_with_nothing_sent(
         gateway_factory, cloud, value: str) -> None:
     client = start(gateway_factory, cloud).client()
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="cloud", messages=history(value), tools=TOOLS)
     assert caught.value.body["code"] == "policy_local_only"  # type: ignore[index]
     assert cloud.received == []
@@ -85,10 +85,10 @@ def test_red_line_values_in_tool_calls_are_refused_with_nothing_sent(
 
 def test_red_line_in_a_tool_result_or_metadata_is_refused(gateway_factory, cloud) -> None:
     client = start(gateway_factory, cloud).client()
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="cloud", messages=[
             {"role": "user", "content": "hi"}], metadata={"ssn": SSN})
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="cloud", messages=[
             {"role": "user", "content": "look up the card"},
             {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
@@ -152,13 +152,13 @@ def test_a_failing_detector_fails_closed(gateway_factory, cloud, monkeypatch) ->
         raise RuntimeError("recognizer crashed")
 
     monkeypatch.setattr(PrivacyShield, "classify_slots", broken)
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         gateway.client().chat.completions.create(
             model="cloud", messages=[{"role": "user", "content": "hello"}])
-    assert caught.value.status_code == 403
+    assert caught.value.status_code == 400
     assert cloud.received == []
     gateway.runtime.pipeline.ledger.flush()
-    refused = gateway.runtime.pipeline.ledger.query("status = 403")
+    refused = gateway.runtime.pipeline.ledger.query("status = 400")
     assert refused and refused[-1]["sensitivity"] == "unscanned"
 
 
@@ -175,7 +175,7 @@ def test_a_long_list_of_numbers_is_text_not_a_blob(gateway_factory, cloud) -> No
     """Only unbroken base64-like runs are skipped; newline-separated cards are scanned."""
     client = start(gateway_factory, cloud).client()
     cards = json.dumps({"cards": f"{CARD}\n" * 60})
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="cloud", tools=TOOLS, messages=[
             {"role": "user", "content": "Check these"},
             {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
@@ -208,7 +208,7 @@ def test_a_legacy_function_name_is_a_slot() -> None:
 
 def test_sensitive_field_names_never_leave(gateway_factory, cloud) -> None:
     client = start(gateway_factory, cloud, "fake-echo").client()
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="cloud", metadata={EMAIL: "owner"},
                                        messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["code"] == "sensitive_field_name"  # type: ignore[index]

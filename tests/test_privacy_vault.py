@@ -74,7 +74,7 @@ def test_mask_and_block(detector):
     assert vault.restore(masked) == masked
     with pytest.raises(Blocked) as exc:
         vault.pseudonymize("key sk-proj-abcdefghijklmnopqrstuvwx1234")
-    assert exc.value.status == 403 and "sk-proj" not in exc.value.message
+    assert exc.value.status == 400 and "sk-proj" not in exc.value.message
 
 
 def test_concurrent_vaults_never_mix(detector):

@@ -135,7 +135,7 @@ def test_forced_local_never_leaves_even_when_home_fails(gateway_factory, home, c
     home.failing.add("fake-model")
     with pytest.raises(openai.InternalServerError):
         chat(finance, extra_headers={"x-ownlight-prefer": "cloud"})
-    with pytest.raises(openai.PermissionDeniedError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         chat(finance, model="cloud-only")  # no local target: refused, nothing sent
     assert caught.value.code == "policy_local_only"
     assert cloud.received == []
@@ -155,11 +155,11 @@ def test_prefer_header_only_for_keys_allowed_to_choose(gateway_factory, home, cl
     assert headers["x-ownlight-route-reason"].startswith("complexity=")
 
 
-def test_deny_rule_is_403(gateway_factory, home, cloud) -> None:
+def test_deny_rule_is_a_400_refusal(gateway_factory, home, cloud) -> None:
     rules = ('[[routing.rules]]\nname = "no-contractors"\nwhen = { tenants = ["contractors"] }\n'
              'action = "deny"\n')
     gateway = gateway_factory(routed_toml(home, cloud, rules=rules))
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.BadRequestError):
         chat(gateway.client(gateway.create_key("cy", tenant="contractors")))
     assert home.received == [] and cloud.received == []
 

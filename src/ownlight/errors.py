@@ -8,7 +8,8 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── InvalidRequest            400 invalid_request_error
     │   └── ContextLengthExceeded 400 context_length_exceeded
     ├── AuthenticationFailed      401 invalid_api_key
-    ├── PermissionDenied          403 permission_denied
+    ├── PermissionDenied          403 permission_denied (a key's rights: admin routes)
+    │   └── PolicyRefused         400 policy_refused (data policy: red line, blocked types)
     ├── ModelNotFound             404 model_not_found
     ├── NotFound                  404 not_found
     ├── PayloadTooLarge           413 request_too_large
@@ -70,6 +71,17 @@ class PermissionDenied(OwnlightError):
     status = 403
     type = "permission_error"
     code = "permission_denied"
+
+
+class PolicyRefused(PermissionDenied):
+    """This request may not be served as asked: the red line, a blocked data type, a
+    routing rule. 400 ``invalid_request_error`` because that is what clients show as a
+    refused request: Claude Code reads a 403 as "Failed to authenticate", the Codex CLI
+    retries a 403 five times, and both show a 400's message once, as it is."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "policy_refused"
 
 
 class ModelNotFound(OwnlightError):

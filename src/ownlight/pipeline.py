@@ -34,6 +34,7 @@ from ownlight.errors import (
     InvalidRequest,
     OwnlightError,
     PermissionDenied,
+    PolicyRefused,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
@@ -50,6 +51,7 @@ from ownlight.knowledge.service import KnowledgeService
 from ownlight.knowledge.types import Hit
 from ownlight.privacy.levels import LEVELS
 from ownlight.privacy.stage import Egress, Findings, PrivacyShield
+from ownlight.protocol import carry
 from ownlight.protocol.model import (
     Chunk,
     Request,
@@ -152,6 +154,7 @@ class RequestContext:
     guard: GuardFacts | None = None
     served_label: str | None = None  # the target and model version that answered
     prompt_mac: str | None = None  # the prompt's salted hash, when the egress record made it
+    dropped: list[str] = field(default_factory=list)  # client fields the backend did not get
 
     @property
     def alias(self) -> str:
@@ -176,6 +179,8 @@ class RequestContext:
             headers["x-ownlight-route-reason"] = self.route.explain()
         if self.sensitivity != "unknown":
             headers["x-ownlight-sensitivity"] = self.sensitivity
+        if self.dropped:
+            headers[carry.HEADER] = ", ".join(self.dropped)
         if self.guard is not None and (self.guard.untrusted or self.guard.input_flagged):
             g = self.guard
             headers["x-ownlight-guard"] = (
@@ -411,9 +416,11 @@ class Pipeline:
         """Alias + policy + complexity + budgets -> ordered targets, with the reason."""
         assert ctx.principal is not None and ctx.request is not None
         try:
+            deciding = (self.privacy.levels.deciding_types(ctx.findings.counts, ctx.sensitivity)
+                        if self.privacy is not None and ctx.findings is not None else ())
             return await self.router.decide(RouteRequest(
                 ctx.principal, ctx.alias, ctx.operation, ctx.request,
-                ctx.incoming.headers, ctx.sensitivity, ctx.slots,
+                ctx.incoming.headers, ctx.sensitivity, ctx.slots, deciding,
             ))
         except PermissionDenied as exc:
             if ctx.privacy_failure:  # say why the request counts as unscanned
@@ -427,7 +434,7 @@ class Pipeline:
         if target.inside_domain or self.privacy is None:
             return ctx.request
         if ctx.findings is None:
-            raise PermissionDenied(
+            raise PolicyRefused(
                 f"The privacy check of this request failed: {ctx.privacy_failure or 'unknown'}"
                 ". It may not leave the domain, and nothing was sent.",
                 code="privacy_check_failed")
@@ -478,6 +485,7 @@ class Pipeline:
         if not target.inside_domain:
             self.record_egress(ctx, target, request)
         result = await target.backend.execute(request)
+        ctx.dropped = carry.dropped(request, target.backend.wire_protocol)
         label = target.backend.label_for(result)
         if not isinstance(result, Response):
             result = await _started(result)
@@ -572,6 +580,7 @@ class Pipeline:
             found=ctx.findings.counts if ctx.findings else {},
             knowledge=_knowledge_facts(ctx.grounding),
             injection=ctx.guard.to_dict() if ctx.guard is not None else None,
+            dropped=ctx.dropped or None,
             pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
             usage=usage_json,
             cost_usd=cost,

@@ -38,6 +38,11 @@ PIPELINE_PATHS: dict[str, PipelineRoute] = {
 }
 
 
+async def root(request: Request) -> Response:
+    """What answers at ``/``: Claude Code probes it with ``HEAD /`` before its first turn."""
+    return json_response({"name": "Ownlight", "status": "ok"})
+
+
 async def healthz(request: Request) -> Response:
     """Liveness: the process answers. Needs no key."""
     return json_response({"status": "ok"})
@@ -117,6 +122,7 @@ def create_app(runtime: Runtime) -> FastPath:
 
     app = Starlette(
         routes=[
+            Route("/", root, methods=["GET"]),  # HEAD too: Starlette adds it to GET
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *openai_routes.routes,

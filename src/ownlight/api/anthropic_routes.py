@@ -8,6 +8,7 @@ routes take Anthropic's shape, ``{"type": "error", "error": {"type", "message"}}
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope
@@ -16,6 +17,7 @@ from ownlight.backends.base import Operation
 from ownlight.errors import OwnlightError
 from ownlight.pipeline import GatewayRequest, new_request_id
 from ownlight.protocol import anthropic as wire
+from ownlight.protocol.model import Request
 from ownlight.protocol.slots import estimate_tokens
 from ownlight.runtime import Runtime
 
@@ -32,6 +34,15 @@ def anthropic_error(error: OwnlightError, request_id: str) -> Response:
                           **error_headers(error)})
 
 
+def parse_with_betas(headers: dict[str, str], operation: Operation, body: object) -> Request:
+    """A Messages body, with the betas its ``anthropic-beta`` header asks for: they go to
+    an Anthropic upstream with the fields they unlock."""
+    request = wire.parse_request(operation, body)
+    beta = headers.get("anthropic-beta", "")
+    request.betas = [b.strip() for b in beta.split(",") if b.strip()]
+    return request
+
+
 class MessagesEndpoint:
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         request_id = new_request_id()
@@ -40,7 +51,8 @@ class MessagesEndpoint:
             principal, key, headers, body = await authenticated_body(
                 runtime.keys, scope, receive, limit)
             result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
-                Operation.CHAT, body, key, wire.parse_request, headers, request_id,
+                Operation.CHAT, body, key, partial(parse_with_betas, headers), headers,
+                request_id,
                 endpoint="/v1/messages",
             ), principal=principal))
         except OwnlightError as exc:

@@ -21,6 +21,7 @@ from ownlight.backends.base import Json, Operation
 from ownlight.errors import OwnlightError
 from ownlight.pipeline import GatewayRequest, GatewayResponse, new_request_id
 from ownlight.protocol import responses as wire
+from ownlight.protocol.model import Request as CanonicalRequest
 from ownlight.protocol.responses import ResponsesCall
 from ownlight.runtime import Runtime
 
@@ -41,16 +42,13 @@ class ResponsesEndpoint:
         try:
             principal, key, headers, body = await authenticated_body(
                 runtime.keys, scope, receive, limit)
-            call = wire.parse_call(body)
-            context: list[Json] = []
-            if call.previous_response_id:
-                previous, earlier = runtime.responses.get(principal, call.previous_response_id)
-                context = earlier + wire.output_to_items(previous.get("output") or [])
-                call.request.turns = wire.items_to_turns(context) + call.request.turns
+            parsed = _Parsed(runtime, principal)
             result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
-                Operation.CHAT, body, key, lambda _op, _body: call.request, headers, request_id,
+                Operation.CHAT, body, key, parsed, headers, request_id,
                 endpoint="/v1/responses",
             ), principal=principal))
+            call, context = parsed.call, parsed.context
+            assert call is not None
         except OwnlightError as exc:
             return error_response(exc, {"x-ownlight-request-id": request_id})
         except Exception:
@@ -67,6 +65,26 @@ class ResponsesEndpoint:
         if call.store:
             runtime.responses.save(principal, rendered, stored)
         return json_response(rendered, headers=result.headers)
+
+
+class _Parsed:
+    """The pipeline's parser for this route: the body, then the stored conversation a
+    ``previous_response_id`` names; run inside the pipeline, so a refusal is recorded."""
+
+    def __init__(self, runtime: Runtime, principal: Principal):
+        self.runtime, self.principal = runtime, principal
+        self.call: ResponsesCall | None = None
+        self.context: list[Json] = []
+
+    def __call__(self, _operation: Operation, body: object) -> CanonicalRequest:
+        call = wire.parse_call(body)
+        if call.previous_response_id:
+            previous, earlier = self.runtime.responses.get(self.principal,
+                                                           call.previous_response_id)
+            self.context = earlier + wire.output_to_items(previous.get("output") or [])
+            call.request.turns = wire.items_to_turns(self.context) + call.request.turns
+        self.call = call
+        return call.request
 
 
 async def _stored_stream(runtime: Runtime, principal: Principal, call: ResponsesCall,

@@ -36,6 +36,7 @@ class RequestRecord:
     pseudonymized: dict[str, int] = field(default_factory=dict)
     injection: dict[str, Any] | None = None  # the guard's verdicts (the guard issue)
     knowledge: dict[str, Any] | None = None  # documents a grounded answer drew on
+    dropped: list[str] | None = None  # client fields the backend did not receive
     usage: dict[str, Any] | None = None
     cost_usd: float = 0.0
     latency_ms: float | None = None

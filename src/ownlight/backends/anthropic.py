@@ -4,7 +4,8 @@ Any front-end reaches it: a Chat Completions or Responses client's canonical req
 is rendered as a Messages body (system text, alternating turns, ``tool_use`` and
 ``tool_result`` blocks), and the answer or event stream is read back into the
 canonical model. The key travels in ``x-api-key`` with the configured
-``anthropic-version``.
+``anthropic-version``; the betas a Messages client asked for (``anthropic-beta``) travel
+with the fields they unlock.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ API_VERSION = "2023-06-01"
 
 class AnthropicBackend(HttpBackend):
     kind = "anthropic"
+    wire_protocol = "anthropic"
     operations = frozenset({Operation.CHAT})
 
     def auth_headers(self) -> dict[str, str]:
@@ -33,10 +35,12 @@ class AnthropicBackend(HttpBackend):
     async def execute(self, request: Request) -> BackendResult:
         body = wire.render_request(request)
         body["model"] = self.model_name
+        headers = ({"anthropic-beta": ",".join(request.betas)}
+                   if request.betas and request.protocol == "anthropic" else None)
         if request.stream:
-            response = await self.post_stream("/v1/messages", body)
+            response = await self.post_stream("/v1/messages", body, headers)
             return self._relay(self.sse_data(response, end=None))
-        return wire.parse_response(await self.post_json("/v1/messages", body))
+        return wire.parse_response(await self.post_json("/v1/messages", body, headers))
 
     async def _relay(self, events: AsyncIterator[dict]) -> AsyncIterator[Chunk]:
         reader = wire.EventReader()

@@ -41,6 +41,9 @@ class Backend(ABC):
     kind: ClassVar[str]
     operations: ClassVar[frozenset[Operation]]
     can_stream: ClassVar[bool] = True
+    #: The wire protocol it speaks upstream ("openai", "anthropic"), or None in process: a
+    #: request's unmodelled fields reach only a backend of the protocol they came in.
+    wire_protocol: ClassVar[str | None] = None
 
     def __init__(self, entry: ModelEntry, config: Config):
         self.entry = entry

@@ -83,12 +83,14 @@ class HttpBackend(Backend):
         if self._owns_session and self._session is not None:
             await self._session.close()
 
-    async def post_json(self, path: str, body: Json) -> Json:
+    async def post_json(self, path: str, body: Json,
+                        headers: dict[str, str] | None = None) -> Json:
         """POST a body, return the parsed JSON answer (or raise the matching error)."""
         name = self.entry.alias
         try:
             async with self.session().post(
-                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                self.base_url + path, data=orjson.dumps(body),
+                headers={**self.headers, **headers} if headers else self.headers,
                 timeout=self._timeout,
             ) as response:
                 raw = await response.read()
@@ -113,12 +115,14 @@ class HttpBackend(Backend):
             raise UpstreamError(f"upstream {name!r} sent an unexpected body")
         return parsed
 
-    async def post_stream(self, path: str, body: Json) -> aiohttp.ClientResponse:
+    async def post_stream(self, path: str, body: Json,
+                          headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
         """Open a streamed POST; errors before the first byte surface as HTTP errors."""
         name = self.entry.alias
         try:
             return await self.session().post(
-                self.base_url + path, data=orjson.dumps(body), headers=self.headers,
+                self.base_url + path, data=orjson.dumps(body),
+                headers={**self.headers, **headers} if headers else self.headers,
                 timeout=self._timeout,
             )
         except TimeoutError as exc:

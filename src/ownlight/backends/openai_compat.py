@@ -26,6 +26,7 @@ PATHS = {
 
 class OpenAICompatBackend(HttpBackend):
     kind = "openai"
+    wire_protocol = "openai"
     operations = frozenset(Operation)
 
     def auth_headers(self) -> dict[str, str]:

@@ -68,6 +68,15 @@ class LevelPolicy:
                 best = max(best, LEVELS.index(rule.level))
         return LEVELS[best]
 
+    def deciding_types(self, counts: Mapping[str, int], level: str) -> list[str]:
+        """The types found that raise a request to ``level``: what a refusal names."""
+        named = {t for r in self.rules for t in r.types}
+        types = {t for r in self.rules if r.level == level and r.matches(counts)
+                 for t in (r.types or counts) if counts.get(t)}
+        if level == self.unknown_level:
+            types |= {t for t in counts if t not in named}
+        return sorted(types)
+
 
 def _check(level: str) -> str:
     if level not in LEVELS:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ownlight.errors import PermissionDenied
+from ownlight.errors import PolicyRefused
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.spans import Span
@@ -151,7 +151,7 @@ class PrivacyShield:
             if not spans:
                 continue
             if slot.kind is SlotKind.KEY:
-                raise PermissionDenied(
+                raise PolicyRefused(
                     "A field name in this request holds sensitive data, which cannot be "
                     "pseudonymized; it may not leave the domain. Nothing was sent.",
                     code="sensitive_field_name")

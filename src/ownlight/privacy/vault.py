@@ -15,7 +15,7 @@ from typing import Protocol
 
 import orjson
 
-from ownlight.errors import PermissionDenied
+from ownlight.errors import PolicyRefused
 from ownlight.privacy.spans import Span
 
 ACTIONS = ("redact", "mask", "block")
@@ -29,7 +29,7 @@ def json_escape(value: str) -> str:
     return orjson.dumps(value).decode()[1:-1]
 
 
-class Blocked(PermissionDenied):
+class Blocked(PolicyRefused):
     """The text holds a type whose action is ``block``; carries types, never values."""
 
     def __init__(self, types: Iterable[str]):

@@ -47,8 +47,10 @@ from ownlight.protocol.schema import check_schema
 DEFAULT_MAX_TOKENS = 4096
 # Block types Ownlight does not model but passes to an Anthropic upstream as they are.
 BLOCK_TYPES = frozenset({"thinking", "redacted_thinking", "document", "search_result"})
+# ``metadata`` is not modelled: its ``user_id`` (Claude Code puts device and session ids
+# in it) goes to an Anthropic upstream as it came, and to no other protocol's ``user``.
 MODELLED = {"model", "system", "messages", "tools", "tool_choice", "stop_sequences",
-            "max_tokens", "temperature", "top_p", "metadata", "stream", "knowledge"}
+            "max_tokens", "temperature", "top_p", "stream", "knowledge"}
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal"}
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -74,10 +76,15 @@ def parse_request(operation: Operation, body: Any) -> Request:
         raise InvalidRequest("messages: Field required", param="messages")
     request = Request(Operation.CHAT, model, protocol="anthropic")
     request.extra = {k: v for k, v in body.items() if k not in MODELLED}
-    request.instructions = _system(body.get("system"))
+    system = _system(body.get("system"))
+    request.turns = [Turn("system", system)] if system else []
     for i, message in enumerate(messages):
         request.turns += _turns(message, f"messages.{i}")
-    request.tools = [_tool(t, f"tools.{i}") for i, t in enumerate(optional_list(body, "tools"))]
+    for i, tool in enumerate(optional_list(body, "tools")):
+        if isinstance(tool, dict) and tool.get("type") not in (None, "custom"):
+            request.hosted_tools.append(tool)  # a server tool (web search, code execution)
+        else:
+            request.tools.append(_tool(tool, f"tools.{i}"))
     request.tool_choice, request.parallel_tool_calls = _tool_choice(body.get("tool_choice"),
                                                                     request.tools)
     stops = optional_list(body, "stop_sequences")
@@ -89,29 +96,38 @@ def parse_request(operation: Operation, body: Any) -> Request:
                                 top_p=bounded_number(body, "top_p", 0, 1), stop=list(stops))
     request.stream = body.get("stream") is True
     request.include_usage = True
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        request.user = metadata["user_id"]
     request.knowledge = body.get("knowledge")
     return request
 
 
-def _system(raw: Any) -> str | None:
+def _system(raw: Any) -> list[Part]:
+    """``system`` as text parts, one per block, each block's ``cache_control`` kept."""
     if raw is None:
-        return None
+        return []
     if isinstance(raw, str):
-        return raw
+        return [TextPart(raw)] if raw else []
     if isinstance(raw, list) and all(isinstance(b, dict) and isinstance(b.get("text"), str)
                                      for b in raw):
-        return "\n\n".join(b["text"] for b in raw)
+        return [TextPart(b["text"], _extra(b, ("type", "text"))) for b in raw]
     raise InvalidRequest("system: a string or a list of text blocks is expected",
                          param="system")
 
 
+def _extra(block: Json, modelled: tuple[str, ...]) -> Json | None:
+    """A block's wire fields Ownlight does not model (``cache_control``...), or None."""
+    rest = {k: v for k, v in block.items() if k not in modelled}
+    return rest or None
+
+
 def _turns(message: Any, where: str) -> list[Turn]:
-    """One message -> canonical turns: each tool_result its own tool turn, in order."""
-    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-        raise InvalidRequest(f"{where}.role: 'user' or 'assistant' is expected",
+    """One message -> canonical turns: each tool_result its own tool turn, in order.
+
+    A ``system`` message inside ``messages`` (Claude Code sends them for models it does not
+    know) is a system turn where it stands.
+    """
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant",
+                                                                    "system"):
+        raise InvalidRequest(f"{where}.role: 'user', 'assistant' or 'system' is expected",
                              param=f"{where}.role")
     role = message["role"]
     content = message.get("content")
@@ -141,13 +157,14 @@ def _block(block: Any, kind: Any, role: str, at: str) -> Part:
     if kind == "text":
         if not isinstance(block.get("text"), str):
             raise InvalidRequest(f"{at}.text: a string is expected", param=f"{at}.text")
-        return TextPart(block["text"])
+        return TextPart(block["text"], _extra(block, ("type", "text")))
     if kind == "image":
         return _image(block, at)
     if kind == "tool_use" and role == "assistant":
         if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
             raise InvalidRequest(f"{at}: tool_use needs an id and a name", param=at)
-        return ToolCall(block["id"], block["name"], orjson.dumps(block.get("input", {})).decode())
+        return ToolCall(block["id"], block["name"], orjson.dumps(block.get("input", {})).decode(),
+                        _extra(block, ("type", "id", "name", "input")))
     if isinstance(kind, str):
         return OpaquePart(block)  # thinking, documents...: kept, and scanned
     raise InvalidRequest(f"{at}: a content block needs a type", param=f"{at}.type")
@@ -179,7 +196,7 @@ def _tool_result(block: Json, at: str) -> ToolResult:
             parts.append(part if not isinstance(part, ToolCall | ToolResult) else OpaquePart(inner))
     if block.get("is_error"):
         parts.insert(0, TextPart("Error: "))
-    return ToolResult(call_id, parts)
+    return ToolResult(call_id, parts, extra=_extra(block, ("type", "tool_use_id", "content")))
 
 
 def _tool(tool: Any, where: str) -> ToolSpec:
@@ -191,7 +208,8 @@ def _tool(tool: Any, where: str) -> ToolSpec:
                              param=f"{where}.input_schema")
     check_schema(schema, f"{where}.input_schema")
     description = tool.get("description")
-    return ToolSpec(tool["name"], description if isinstance(description, str) else None, schema)
+    return ToolSpec(tool["name"], description if isinstance(description, str) else None, schema,
+                    extra=_extra(tool, ("type", "name", "description", "input_schema")))
 
 
 def _tool_choice(raw: Any, tools: list[ToolSpec]) -> tuple[ToolChoice | None, bool | None]:
@@ -219,31 +237,47 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> tuple[ToolChoice | None, bo
 
 
 def render_request(r: Request) -> Json:
-    """The Messages body for an Anthropic upstream (``model`` set by the backend)."""
+    """The Messages body for an Anthropic upstream (``model`` set by the backend).
+
+    A request that came in on this protocol keeps its shape: system blocks and every
+    ``cache_control`` marker where the client put them (prompt caching depends on it),
+    server tools, ``thinking``, ``context_management``, ``metadata`` and the other fields
+    Ownlight does not model. Only the text inside has been pseudonymized.
+    """
     if r.sampling.n != 1:
         raise InvalidRequest("n must be 1 for an Anthropic model", param="n")
-    extra = r.extra if r.protocol == "anthropic" else {}
-    body: Json = {**extra, "model": r.model,
+    same = r.protocol == "anthropic"
+    body: Json = {**(r.extra if same else {}), "model": r.model,
                   "max_tokens": r.sampling.max_tokens or DEFAULT_MAX_TOKENS}
-    system = [r.instructions or ""] + [t.text() for t in r.turns
-                                       if t.role in ("system", "developer")]
-    system.append(_format_instructions(r.response_format))
-    text = "\n\n".join(s for s in system if s)
-    if text:
-        body["system"] = text
-    body["messages"] = _render_messages(r.turns)
-    if r.tools:
-        body["tools"] = [{"name": t.name, "description": t.description or "",
-                          "input_schema": t.parameters or {"type": "object"}} for t in r.tools]
+    lead = next((i for i, t in enumerate(r.turns) if t.role not in ("system", "developer")),
+                len(r.turns))
+    blocks = [TextPart(r.instructions)] if r.instructions else []
+    blocks += [p for t in r.turns[:lead] for p in t.parts if isinstance(p, TextPart) and p.text]
+    wanted = _format_instructions(r.response_format)
+    if wanted:
+        blocks.append(TextPart(wanted))
+    if blocks and same and any(b.extra for b in blocks):
+        body["system"] = [{"type": "text", "text": b.text, **(b.extra or {})} for b in blocks]
+    elif blocks:
+        body["system"] = "\n\n".join(b.text for b in blocks)
+    mid_system = same and any("mid-conversation-system" in b for b in r.betas)
+    body["messages"] = _render_messages(r.turns[lead:], same, mid_system)
+    tools: list[Json] = [{"name": t.name, "description": t.description or "",
+                          "input_schema": t.parameters or {"type": "object"},
+                          **((t.extra or {}) if same else {})} for t in r.tools]
+    if same:
+        tools += r.hosted_tools
+    if tools:
+        body["tools"] = tools
     choice = _render_tool_choice(r.tool_choice, r.parallel_tool_calls)
-    if choice is not None and r.tools:
+    if choice is not None and tools:
         body["tool_choice"] = choice
     s = r.sampling
     for key, value in (("temperature", s.temperature), ("top_p", s.top_p),
                        ("stop_sequences", s.stop or None)):
         if value is not None:
             body[key] = value
-    if r.user:
+    if r.user and "metadata" not in body:
         body["metadata"] = {"user_id": r.user}
     if r.stream:
         body["stream"] = True
@@ -260,14 +294,25 @@ def _format_instructions(fmt: ResponseFormat | None) -> str:
     return "Answer only with a JSON object, no other text."
 
 
-def _render_messages(turns: list[Turn]) -> list[Json]:
-    """Turns as alternating user/assistant messages; tool results go in user messages."""
+def _render_messages(turns: list[Turn], same: bool, mid_system: bool) -> list[Json]:
+    """Turns as alternating user/assistant messages; tool results go in user messages.
+
+    A system turn after the conversation began stays a ``system`` message when the client
+    declared the mid-conversation-system beta; otherwise it becomes a user text block in
+    ``<system-reminder>`` tags, the form Anthropic's own clients use for such context.
+    """
     messages: list[Json] = []
     for turn in turns:
-        if turn.role in ("system", "developer"):
-            continue
         role = "assistant" if turn.role == "assistant" else "user"
-        blocks = [b for b in (_render_part(p) for p in turn.parts) if b is not None]
+        blocks = [b for b in (_render_part(p, same) for p in turn.parts) if b is not None]
+        if turn.role in ("system", "developer"):
+            if mid_system:
+                role = "system"
+            else:
+                text = turn.text()
+                blocks = [{"type": "text",
+                           "text": f"<system-reminder>\n{text}\n</system-reminder>"}] if text \
+                    else []
         if not blocks:
             continue
         if messages and messages[-1]["role"] == role:
@@ -277,17 +322,23 @@ def _render_messages(turns: list[Turn]) -> list[Json]:
     return messages
 
 
-def _render_part(part: Part) -> Json | None:
+def _render_part(part: Part, same: bool = False) -> Json | None:
+    extra = (getattr(part, "extra", None) or {}) if same else {}
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text} if part.text else None
+        return {"type": "text", "text": part.text, **extra} if part.text else None
     if isinstance(part, ImagePart):
         return _render_image(part)
     if isinstance(part, ToolCall):
         return {"type": "tool_use", "id": part.id, "name": part.name,
-                "input": _json_object(part.arguments)}
+                "input": _json_object(part.arguments), **extra}
     if isinstance(part, ToolResult):
-        content = [b for b in (_render_part(p) for p in part.parts) if b is not None]
-        return {"type": "tool_result", "tool_use_id": part.call_id, "content": content}
+        inner = part.parts
+        if extra.get("is_error") and inner and isinstance(inner[0], TextPart) \
+                and inner[0].text == "Error: ":
+            inner = inner[1:]  # the prefix other protocols need; this one has is_error
+        content = [b for b in (_render_part(p, same) for p in inner) if b is not None]
+        return {"type": "tool_result", "tool_use_id": part.call_id, "content": content,
+                **extra}
     return part.data if part.data.get("type") in BLOCK_TYPES else None
 
 

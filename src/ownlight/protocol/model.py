@@ -44,7 +44,11 @@ class Operation(StrEnum):
 
 @dataclass(slots=True)
 class TextPart:
+    """Text; ``extra`` keeps the block's other wire fields (Anthropic's ``cache_control``,
+    ``citations``) for an upstream of the same protocol, after the shield has read them."""
+
     text: str
+    extra: Json | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +66,7 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+    extra: Json | None = None  # the block's other wire fields (``cache_control``)
 
 
 @dataclass(slots=True)
@@ -71,6 +76,7 @@ class ToolResult:
     call_id: str
     parts: list[TextPart | ImagePart | OpaquePart]
     name: str | None = None  # the tool's name, where the wire protocol carries it
+    extra: Json | None = None  # the block's other wire fields (``cache_control``, ``is_error``)
 
 
 @dataclass(slots=True)
@@ -119,6 +125,7 @@ class ToolSpec:
     description: str | None = None
     parameters: Json | None = None
     strict: bool | None = None
+    extra: Json | None = None  # other wire fields (``cache_control``, ``defer_loading``)
 
 
 @dataclass(slots=True)
@@ -188,6 +195,13 @@ class Request:
     #: The wire protocol it came in ("openai", "openai.responses", "anthropic"): ``extra``
     #: and ``Turn.extra`` only travel to an upstream that speaks the same one.
     protocol: str = "openai"
+    #: Tools a provider runs itself (Responses ``web_search``, Anthropic server tools), as
+    #: sent: they travel only to an upstream of the same protocol.
+    hosted_tools: list[Json] = field(default_factory=list)
+    #: Protocol betas the client asked for (``anthropic-beta``), forwarded with ``extra``.
+    betas: list[str] = field(default_factory=list)
+    #: What the front-end had to leave out for every backend (``x-ownlight-dropped``).
+    dropped: list[str] = field(default_factory=list)
     #: Who asks (the API key's name), set by the gateway: a backend that queues requests
     #: itself takes turns between principals. Never sent upstream.
     principal: str | None = None

@@ -44,6 +44,11 @@ from ownlight.protocol.model import (
 from ownlight.protocol.openai import TOOL_NAME
 from ownlight.protocol.schema import check_schema
 
+#: A namespace's function ``spawn_agent`` in ``multi_agent_v1`` is offered to models as
+#: ``multi_agent_v1__spawn_agent`` (a plain function name every backend accepts).
+NAMESPACE_SEPARATOR = "__"
+CUSTOM_INPUT_SCHEMA: Json = {"type": "object", "properties": {"input": {"type": "string"}},
+                             "required": ["input"], "additionalProperties": False}
 MODELLED = {"model", "input", "instructions", "tools", "tool_choice", "text",
             "max_output_tokens", "temperature", "top_p", "metadata", "stream", "store",
             "previous_response_id", "user", "parallel_tool_calls", "knowledge", "truncation",
@@ -63,6 +68,14 @@ class ResponsesCall:
     previous_response_id: str | None
     items: list[Json]  # this request's own input, as items
     echo: Json  # fields a response object repeats back
+    #: canonical tool name -> how the client declared it: ``("custom", name)`` for a
+    #: free-form tool, ``("namespace", name)`` for a function inside a namespace
+    tool_kinds: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+
+    def output_item(self, call_id: str, name: str, arguments: str, item_id: str,
+                    status: str = "completed") -> Json:
+        """A call as the client declared its tool: function, namespaced or custom."""
+        return call_item(self.tool_kinds, call_id, name, arguments, item_id, status)
 
 
 # == parsing ===========================================================================
@@ -80,7 +93,7 @@ def parse_call(body: Any) -> ResponsesCall:
         raise InvalidRequest("instructions must be a string", param="instructions")
     request.instructions = instructions
     request.turns = items_to_turns(items)
-    request.tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(optional_list(body, "tools"))]
+    kinds = _tools(request, optional_list(body, "tools"))
     request.tool_choice = _tool_choice(body.get("tool_choice"), request.tools)
     parallel = body.get("parallel_tool_calls")
     request.parallel_tool_calls = parallel if isinstance(parallel, bool) else None
@@ -116,7 +129,8 @@ def parse_call(body: Any) -> ResponsesCall:
                                      "max_output_tokens", "tool_choice", "tools", "user")}
     echo["text"] = body.get("text") or {"format": {"type": "text"}}
     echo["parallel_tool_calls"] = parallel if isinstance(parallel, bool) else True
-    return ResponsesCall(request, body.get("store", True) is not False, previous, items, echo)
+    return ResponsesCall(request, body.get("store", True) is not False, previous, items, echo,
+                         kinds)
 
 
 def _input_items(raw: Any) -> list[Json]:
@@ -150,17 +164,15 @@ def items_to_turns(items: list[Json]) -> list[Turn]:
             if role not in ("user", "assistant", "system", "developer"):
                 raise InvalidRequest(f"{at}.role must be user, assistant, system or developer",
                                      param=f"{at}.role")
-            parts = [_part(p, f"{at}.content[{j}]")
-                     for j, p in enumerate(item.get("content") or [])]
+            content = item.get("content")
+            if not isinstance(content, list):
+                raise InvalidRequest(f"{at}.content must be a string or a list of parts",
+                                     param=f"{at}.content")
+            parts = [_part(p, f"{at}.content[{j}]") for j, p in enumerate(content)]
             turns.append(Turn(role, parts))
-        elif kind == "function_call":
-            call = ToolCall(_str(item, "call_id", at), _str(item, "name", at),
-                            _str(item, "arguments", at))
-            if turns and turns[-1].role == "assistant":
-                turns[-1].parts.append(call)  # parallel calls share one assistant turn
-            else:
-                turns.append(Turn("assistant", [call]))
-        elif kind == "function_call_output":
+        elif kind in ("function_call", "custom_tool_call"):
+            _add_call(turns, _call(item, kind, at))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             text = output if isinstance(output, str) else orjson.dumps(output).decode()
             turns.append(Turn("tool", [ToolResult(_str(item, "call_id", at),
@@ -175,6 +187,25 @@ def items_to_turns(items: list[Json]) -> list[Turn]:
         else:
             raise InvalidRequest(f"{at}.type is required", param=f"{at}.type")
     return turns
+
+
+def _call(item: Json, kind: str, at: str) -> ToolCall:
+    """A function call (perhaps in a namespace) or a free-form call, as a canonical call."""
+    name = _str(item, "name", at)
+    if kind == "custom_tool_call":
+        arguments = orjson.dumps({"input": _str(item, "input", at)}).decode()
+        return ToolCall(_str(item, "call_id", at), name, arguments)
+    space = item.get("namespace")
+    if isinstance(space, str) and space:
+        name = f"{space}{NAMESPACE_SEPARATOR}{name}"
+    return ToolCall(_str(item, "call_id", at), name, _str(item, "arguments", at))
+
+
+def _add_call(turns: list[Turn], call: ToolCall) -> None:
+    if turns and turns[-1].role == "assistant":
+        turns[-1].parts.append(call)  # parallel calls share one assistant turn
+    else:
+        turns.append(Turn("assistant", [call]))
 
 
 def _part(part: Any, at: str) -> Part:
@@ -197,10 +228,46 @@ def _str(item: Json, key: str, at: str) -> str:
     return value
 
 
-def _tool(tool: Any, where: str) -> ToolSpec:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        raise InvalidRequest(f"{where}: only tools of type 'function' are supported",
-                             param=f"{where}.type")
+def _tools(request: Request, tools: list[Any]) -> dict[str, tuple[str, str, str | None]]:
+    """``tools`` onto the request: functions as they are, a namespace's functions under
+    ``NAMESPACE__NAME``, a free-form ``custom`` tool as a function of one string
+    ``input``; hosted tools (``web_search``, ``file_search``, ``tool_search``...) are kept
+    as sent for an upstream that runs them. Returns how each canonical name was declared.
+    """
+    kinds: dict[str, tuple[str, str, str | None]] = {}
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "function":
+            request.tools.append(_function(tool, where))
+        elif kind == "namespace":
+            space = tool.get("name")
+            if not isinstance(space, str) or not TOOL_NAME.match(space):
+                raise InvalidRequest(f"{where}.name must match {TOOL_NAME.pattern}",
+                                     param=f"{where}.name")
+            for j, inner in enumerate(optional_list(tool, "tools")):
+                spec = _function(inner, f"{where}.tools[{j}]")
+                flat = f"{space}{NAMESPACE_SEPARATOR}{spec.name}"
+                kinds[flat] = ("namespace", spec.name, space)
+                spec.name = flat
+                intro = tool.get("description")
+                if isinstance(intro, str) and intro:
+                    spec.description = f"{intro}\n\n{spec.description or ''}".strip()
+                request.tools.append(spec)
+        elif kind == "custom":
+            spec = _custom(tool, where)
+            kinds[spec.name] = ("custom", spec.name, None)
+            request.tools.append(spec)
+        elif isinstance(kind, str):
+            request.hosted_tools.append(tool)
+        else:
+            raise InvalidRequest(f"{where}.type is required", param=f"{where}.type")
+    return kinds
+
+
+def _function(tool: Any, where: str) -> ToolSpec:
+    if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+        raise InvalidRequest(f"{where}: a function tool is expected", param=f"{where}.type")
     name = tool.get("name")
     if not isinstance(name, str) or not TOOL_NAME.match(name):
         raise InvalidRequest(f"{where}.name must match {TOOL_NAME.pattern}",
@@ -215,6 +282,48 @@ def _tool(tool: Any, where: str) -> ToolSpec:
     strict = tool.get("strict")
     return ToolSpec(name, description if isinstance(description, str) else None, parameters,
                     strict if isinstance(strict, bool) else None)
+
+
+def _custom(tool: Json, where: str) -> ToolSpec:
+    """A free-form tool (Codex's ``apply_patch``): its input is one string. A grammar it
+    declares is shown to the model in the description, so any backend can follow it."""
+    name = tool.get("name")
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        raise InvalidRequest(f"{where}.name must match {TOOL_NAME.pattern}",
+                             param=f"{where}.name")
+    description = tool.get("description")
+    text = description if isinstance(description, str) else ""
+    fmt = tool.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(
+            fmt.get("definition"), str):
+        text += (f"\n\nThe input is free text in this {fmt.get('syntax', '')} grammar:\n"
+                 + fmt["definition"])
+    return ToolSpec(name, text.strip() or None, dict(CUSTOM_INPUT_SCHEMA))
+
+
+def call_item(kinds: dict[str, tuple[str, str, str | None]], call_id: str, name: str,
+              arguments: str, item_id: str, status: str = "completed") -> Json:
+    """An output item for one tool call, in the shape of the tool the client declared."""
+    kind, own_name, space = kinds.get(name, ("function", name, None))
+    if kind == "custom":
+        return {"type": "custom_tool_call", "id": item_id, "call_id": call_id,
+                "name": own_name, "input": custom_input(arguments), "status": status}
+    item: Json = {"type": "function_call", "id": item_id, "call_id": call_id,
+                  "name": own_name, "arguments": arguments, "status": status}
+    if space is not None:
+        item["namespace"] = space
+    return item
+
+
+def custom_input(arguments: str) -> str:
+    """The free-form input inside a call's ``{"input": ...}`` arguments."""
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get("input"), str):
+        return value["input"]
+    return arguments
 
 
 def _tool_choice(raw: Any, tools: list[ToolSpec]) -> ToolChoice | None:
@@ -260,14 +369,14 @@ def _format(raw: Any) -> ResponseFormat | None:
 # == rendering ===========================================================================
 
 
-def output_items(choice: Choice) -> list[Json]:
-    """The ``output`` of a response: a message with its text, then function calls."""
+def output_items(choice: Choice, call: ResponsesCall) -> list[Json]:
+    """The ``output`` of a response: a message with its text, then tool calls."""
     items: list[Json] = []
     if choice.text:
         items.append(_message_item(new_id("msg"), choice.text, "completed"))
-    for call in choice.tool_calls:
-        items.append({"type": "function_call", "id": new_id("fc"), "call_id": call.id,
-                      "name": call.name, "arguments": call.arguments, "status": "completed"})
+    for tool_call in choice.tool_calls:
+        items.append(call.output_item(tool_call.id, tool_call.name, tool_call.arguments,
+                                      new_id("fc")))
     return items
 
 
@@ -298,7 +407,8 @@ def response_object(response_id: str, model: str, created: float, status: str,
 def render_response(response: Response, call: ResponsesCall, response_id: str) -> Json:
     choice = response.choices[0] if response.choices else Choice(0, "")
     return response_object(response_id, response.model, response.created, "completed",
-                           output_items(choice), response.usage, call, choice.finish_reason,
+                           output_items(choice, call), response.usage, call,
+                           choice.finish_reason,
                            response.extra)
 
 
@@ -316,9 +426,8 @@ def output_to_items(output: list[Json]) -> list[Json]:
             items.append({"type": "message", "role": "assistant",
                           "content": [{"type": "output_text", "text": c.get("text", "")}
                                       for c in item.get("content") or []]})
-        elif item.get("type") == "function_call":
-            items.append({"type": "function_call", "call_id": item["call_id"],
-                          "name": item["name"], "arguments": item["arguments"]})
+        elif item.get("type") in ("function_call", "custom_tool_call"):
+            items.append({k: v for k, v in item.items() if k not in ("id", "status")})
     return items
 
 
@@ -334,6 +443,7 @@ class EventWriter:
     output: list[Json] = field(default_factory=list)
     _text: Json | None = None  # the open message item
     _tools: dict[int, Json] = field(default_factory=dict)  # tool call index -> its item
+    _arguments: dict[int, str] = field(default_factory=dict)  # tool call index -> its JSON
     _finish: str | None = None
     usage: Usage | None = None
     final: Json | None = None  # the completed response object, once written
@@ -354,16 +464,18 @@ class EventWriter:
             for piece in delta.tool_calls:
                 item = self._tools.get(piece.index)
                 if item is None:
-                    item = {"type": "function_call", "id": new_id("fc"),
-                            "call_id": piece.id or new_id("call"), "name": piece.name or "",
-                            "arguments": "", "status": "in_progress"}
+                    item = self.call.output_item(piece.id or new_id("call"), piece.name or "",
+                                                 "", new_id("fc"), "in_progress")
                     self._tools[piece.index] = item
+                    self._arguments[piece.index] = ""
                     yield from self._add(item)
                 if piece.arguments:
-                    item["arguments"] += piece.arguments
-                    yield self._event("response.function_call_arguments.delta",
-                                      item_id=item["id"], output_index=self._index(item),
-                                      delta=piece.arguments)
+                    self._arguments[piece.index] += piece.arguments
+                    if item["type"] == "function_call":  # a free-form input comes whole
+                        item["arguments"] += piece.arguments
+                        yield self._event("response.function_call_arguments.delta",
+                                          item_id=item["id"], output_index=self._index(item),
+                                          delta=piece.arguments)
             if delta.finish_reason is not None:
                 self._finish = delta.finish_reason
 
@@ -378,9 +490,15 @@ class EventWriter:
             self._text["status"] = "completed"
             yield self._event("response.output_item.done", output_index=where["output_index"],
                               item=self._text)
-        for item in self._tools.values():
-            yield self._event("response.function_call_arguments.done", item_id=item["id"],
-                              output_index=self._index(item), arguments=item["arguments"])
+        for index, item in self._tools.items():
+            where = {"item_id": item["id"], "output_index": self._index(item)}
+            if item["type"] == "custom_tool_call":
+                item["input"] = custom_input(self._arguments[index])
+                yield self._event("response.custom_tool_call_input.done", **where,
+                                  input=item["input"])
+            else:
+                yield self._event("response.function_call_arguments.done", **where,
+                                  arguments=item["arguments"])
             item["status"] = "completed"
             yield self._event("response.output_item.done", output_index=self._index(item),
                               item=item)

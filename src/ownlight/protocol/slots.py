@@ -2,8 +2,10 @@
 
 ``text_slots`` enumerates every text-bearing slot of a canonical ``Request``: turn
 text, tool-call arguments (each string in their JSON), tool results, tool names,
-descriptions and schemas, participant names, instructions, image URLs, stop strings,
-``user``, ``metadata`` and every string of fields Ownlight does not model. The privacy
+descriptions and schemas, hosted tools, participant names, instructions (and the text of
+system and developer turns), image URLs, stop strings, ``user``, ``metadata``, the
+``extra`` wire fields of blocks and tools, and every string of fields Ownlight does not
+model. The privacy
 shield, the router, the token estimate and the injection guard all read this list, so
 a new protocol or part type is covered everywhere by extending this module alone.
 
@@ -97,6 +99,10 @@ def _slots(r: Request) -> Iterator[Slot]:
             yield Slot(SlotKind.TOOL_DESCRIPTION, (*base, "description"), tool.description)
         if tool.parameters:
             yield from _tree(tool.parameters, (*base, "parameters"), SlotKind.SCHEMA, None)
+        if tool.extra:
+            yield from _tree(tool.extra, (*base, "extra"), SlotKind.EXTRA, None)
+    for i, hosted in enumerate(r.hosted_tools):
+        yield from _tree(hosted, ("hosted_tools", i), SlotKind.EXTRA, None)
     if r.tool_choice is not None and r.tool_choice.name:
         yield Slot(SlotKind.TOOL_NAME, ("tool_choice", "name"), r.tool_choice.name)
     fmt = r.response_format
@@ -119,17 +125,25 @@ def _slots(r: Request) -> Iterator[Slot]:
 def _turn_slots(turn: Turn, base: Path, t: int) -> Iterator[Slot]:
     if turn.name:
         yield Slot(SlotKind.NAME, (*base, "name"), turn.name, t)
+    # The client's own system and developer text is instructions, wherever it stands.
+    text_kind = SlotKind.INSTRUCTIONS if turn.role in ("system", "developer") else SlotKind.TEXT
     for p, part in enumerate(turn.parts):
         where = (*base, "parts", p)
         if isinstance(part, TextPart):
-            yield Slot(SlotKind.TEXT, (*where, "text"), part.text, t)
+            yield Slot(text_kind, (*where, "text"), part.text, t)
+            if part.extra:
+                yield from _tree(part.extra, (*where, "extra"), SlotKind.EXTRA, t)
         elif isinstance(part, ImagePart):
             if not part.url.startswith("data:"):
                 yield Slot(SlotKind.URL, (*where, "url"), part.url, t)
         elif isinstance(part, ToolCall):
             yield Slot(SlotKind.TOOL_NAME, (*where, "name"), part.name, t)
             yield from _arguments(part.arguments, (*where, "arguments"), t)
+            if part.extra:
+                yield from _tree(part.extra, (*where, "extra"), SlotKind.EXTRA, t)
         elif isinstance(part, ToolResult):
+            if part.extra:
+                yield from _tree(part.extra, (*where, "extra"), SlotKind.EXTRA, t)
             if part.name:
                 yield Slot(SlotKind.TOOL_NAME, (*where, "name"), part.name, t)
             for q, inner in enumerate(part.parts):

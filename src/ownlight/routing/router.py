@@ -18,7 +18,7 @@ carry such a request out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from ownlight.errors import (
     ConfigError,
     InvalidRequest,
     ModelNotFound,
-    PermissionDenied,
+    PolicyRefused,
     RateLimited,
 )
 from ownlight.protocol.model import Request
@@ -60,6 +60,7 @@ class RouteRequest:
     headers: Mapping[str, str]
     sensitivity: str = "unknown"
     slots: list[Slot] | None = None  # the request's text slots, when already enumerated
+    deciding_types: Sequence[str] = ()  # the data types that set the level (never values)
 
 
 class Router:
@@ -116,14 +117,15 @@ class Router:
         facts = self._facts(request)
 
         if request.sensitivity in self.red_line or request.sensitivity == UNSCANNED:
-            return self._local(local, request, f"red line: {request.sensitivity} data stays "
-                               "inside the domain", "local", "red-line")
+            found = f" ({', '.join(request.deciding_types)})" if request.deciding_types else ""
+            return self._local(local, request, f"red line: {request.sensitivity} data{found} "
+                               "stays inside the domain", "local", "red-line")
         rule = first_match(self.rules, facts)
         action = rule.action if rule else Action.SCORE
         reason = f"rule {rule.name}" if rule else ""
         rule_name = rule.name if rule else None
         if action is Action.DENY:
-            raise PermissionDenied(f"Routing policy '{rule_name}' does not allow this request.")
+            raise PolicyRefused(f"Routing policy '{rule_name}' does not allow this request.")
         if action is Action.LOCAL:
             return self._local(local, request, reason, "local", rule_name)
         if facts.prefer in ("local", "cloud"):
@@ -163,7 +165,7 @@ class Router:
     def _local(self, local: list[Target], request: RouteRequest, reason: str, action: str,
                rule: str | None) -> RouteDecision:
         if not local:
-            raise PermissionDenied(
+            raise PolicyRefused(
                 f"{reason or 'Policy'}: this request must stay inside the domain, and model "
                 f"'{request.alias}' has no target inside it. Nothing was sent.",
                 code="policy_local_only",
