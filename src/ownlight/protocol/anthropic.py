@@ -309,10 +309,8 @@ def _render_messages(turns: list[Turn], same: bool, mid_system: bool) -> list[Js
             if mid_system:
                 role = "system"
             else:
-                text = turn.text()
-                blocks = [{"type": "text",
-                           "text": f"<system-reminder>\n{text}\n</system-reminder>"}] if text \
-                    else []
+                blocks = [{**b, "text": f"<system-reminder>\n{b['text']}\n</system-reminder>"}
+                          for b in blocks if b.get("type") == "text"]
         if not blocks:
             continue
         if messages and messages[-1]["role"] == role:
