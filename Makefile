@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install serve test test-fast lint typecheck bench bench-overhead bench-router bench-privacy \
+# The agent CLIs the acceptance tests drive, pinned to the releases the fixtures in
+# tests/data/agents/ were recorded from (update both together).
+AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332
+
+.PHONY: install agents serve test test-fast lint typecheck bench bench-overhead bench-router bench-privacy \
 	bench-retrieval bench-guard bench-serving clean
 
 $(BIN)/.installed: pyproject.toml
@@ -16,10 +20,16 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+.agents/.installed: Makefile
+	npm install --prefix .agents --no-save --no-audit --no-fund --loglevel=error $(AGENT_PACKAGES)
+	touch $@
+
+agents: .agents/.installed
+
 serve: install
 	$(BIN)/ownlight serve
 
-test: install lint typecheck
+test: install agents lint typecheck
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -54,4 +64,4 @@ bench-serving: install
 	$(BIN)/python bench/serving.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .agents build src/*.egg-info .pytest_cache .ruff_cache
