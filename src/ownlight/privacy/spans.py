@@ -8,13 +8,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A sensitive stretch of text: ``text[start:end]`` (Python str indices)."""
+    """A sensitive stretch of text: ``text[start:end]`` (Python str indices).
+
+    ``weak``: found on evidence that holds in what people write but not in the client's
+    own text (a capitalised word that is also a first name, a bare run of digits that
+    passes a card check); the detector decides by where the text stands (``Reading``).
+    """
 
     start: int
     end: int
     type: str
     score: float
     recognizer: str
+    weak: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {"start": self.start, "end": self.end, "type": self.type, "score": self.score}

@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ownlight.errors import PolicyRefused
-from ownlight.privacy.detector import Detector
+from ownlight.privacy.client_text import client_blocks
+from ownlight.privacy.detector import CLIENT, PROSE, Detector, Reading
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.spans import Span
 from ownlight.privacy.vault import Blocked, StreamRestorer, Vault, json_escape
 from ownlight.protocol.model import ChoiceDelta, Chunk, Request, Response, ToolCallDelta
-from ownlight.protocol.slots import Path, Slot, SlotKind, replace_slots, text_slots
+from ownlight.protocol.slots import JSON, Path, Slot, SlotKind, replace_slots, text_slots
 from ownlight.textcache import cache_short_texts
+
+# The client's own text: instructions (system and developer turns too), tool definitions
+# and every key of a map. Read strictly (``detector.Reading``).
+CLIENT_KINDS = frozenset({SlotKind.INSTRUCTIONS, SlotKind.TOOL_NAME, SlotKind.TOOL_DESCRIPTION,
+                          SlotKind.SCHEMA, SlotKind.KEY})
+# Slots that are one value of a JSON map: their key says what a bare number is.
+_VALUE_KINDS = frozenset({SlotKind.METADATA, SlotKind.EXTRA, SlotKind.TOOL_ARGUMENTS})
 
 
 @dataclass
@@ -119,20 +127,37 @@ class PrivacyShield:
         self.levels = LevelPolicy.from_settings(settings)
         self.actions = dict(settings.get("actions") or {})
         self.scan_timeout = float(settings.get("scan_timeout", 2.0))
-        self._scan = cache_short_texts(self.detector.scan)
+        # What the recognizers find in a text is the same wherever it stands; only which
+        # findings count differs (``Detector.settle``), so the candidates are kept.
+        self._candidates = cache_short_texts(self.detector.candidates)
 
     def warm_up(self) -> None:
         self.detector.warm_up()
 
-    def scan(self, text: str) -> list[Span]:
-        return self._scan(text) if text.strip() else []
+    def scan(self, text: str, reading: Reading = PROSE) -> list[Span]:
+        """``text`` read as prose (what a person wrote), or as ``reading`` says."""
+        if not text.strip():
+            return []
+        return self.detector.settle(text, self._candidates(text), reading)
+
+    def scan_slot(self, slot: Slot) -> list[Span]:
+        """One slot, read for where it stands in the request."""
+        text = slot.text
+        if not text.strip():
+            return []
+        if slot.kind in CLIENT_KINDS:
+            return self.detector.settle(text, self._candidates(text), CLIENT)
+        key = slot.path[-1] if slot.kind in _VALUE_KINDS and slot.path[-1] != JSON else None
+        reading = Reading(key=key) if isinstance(key, str) else PROSE
+        blocks = client_blocks(text) if slot.kind is SlotKind.TEXT else []
+        return self.detector.settle(text, self._candidates(text), reading, blocks)
 
     def classify(self, request: Request) -> Findings:
         """Every slot of the request scanned; the level over all of them."""
         return self.classify_slots(text_slots(request))
 
     def classify_slots(self, slots: list[Slot]) -> Findings:
-        spans = [self.scan(slot.text) for slot in slots]
+        spans = [self.scan_slot(slot) for slot in slots]
         return Findings(slots, spans, self.level(spans))
 
     def level(self, spans: list[list[Span]]) -> str:

@@ -100,3 +100,62 @@ def us_ssn(value: str) -> bool:
     if area in ("000", "666") or area.startswith("9") or group == "00" or serial == "0000":
         return False
     return len(set(s)) > 1 and s not in ("123456789", "078051120")
+
+
+# Payment card issuers: (first prefix, last prefix, lengths, network), from the networks'
+# published IIN ranges (ISO/IEC 7812; the table Wikipedia keeps under "Payment card
+# number"). No maintained library ships this table (python-stdnum has Luhn, not issuers).
+# A number a card can have starts with one of these prefixes AND has one of its lengths.
+CARD_ISSUERS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
+    ("4", "4", (13, 16, 19), "Visa"),
+    ("51", "55", (16,), "Mastercard"),
+    ("2221", "2720", (16,), "Mastercard"),
+    ("34", "34", (15,), "American Express"),
+    ("37", "37", (15,), "American Express"),
+    ("6011", "6011", (16, 17, 18, 19), "Discover"),
+    ("644", "649", (16, 17, 18, 19), "Discover"),
+    ("65", "65", (16, 17, 18, 19), "Discover"),
+    ("622126", "622925", (16, 17, 18, 19), "Discover"),
+    ("3528", "3589", (16, 17, 18, 19), "JCB"),
+    ("1800", "1800", (15,), "JCB"),
+    ("2131", "2131", (15,), "JCB"),
+    ("300", "305", (14, 15, 16, 17, 18, 19), "Diners Club"),
+    ("309", "309", (14, 15, 16, 17, 18, 19), "Diners Club"),
+    ("36", "36", (14, 15, 16, 17, 18, 19), "Diners Club"),
+    ("38", "39", (14, 15, 16, 17, 18, 19), "Diners Club"),
+    ("62", "62", (16, 17, 18, 19), "UnionPay"),
+    ("81", "81", (16, 17, 18, 19), "UnionPay"),
+    ("2200", "2204", (16, 17, 18, 19), "Mir"),
+    ("5018", "5018", tuple(range(12, 20)), "Maestro"),
+    ("5020", "5020", tuple(range(12, 20)), "Maestro"),
+    ("5038", "5038", tuple(range(12, 20)), "Maestro"),
+    ("5893", "5893", tuple(range(12, 20)), "Maestro"),
+    ("56", "58", tuple(range(12, 20)), "Maestro"),
+    ("6304", "6304", tuple(range(12, 20)), "Maestro"),
+    ("639", "639", tuple(range(12, 20)), "Maestro"),
+    ("67", "67", tuple(range(12, 20)), "Maestro"),
+    ("5019", "5019", (16,), "Dankort"),
+    ("60", "60", (16, 19), "RuPay"),
+    ("508", "508", (16,), "RuPay"),
+    ("636", "636", (16, 17, 18, 19), "InterPayment"),
+    ("637", "638", (16,), "InstaPayment"),
+    ("1", "1", (15,), "UATP"),
+    ("9792", "9792", (16,), "Troy"),
+    ("8600", "8600", (16,), "UzCard"),
+    ("9860", "9860", (16,), "Humo"),
+    ("9704", "9704", (16, 19), "Napas"),
+)
+
+
+def card_issuer(number: str) -> str | None:
+    """The network whose IIN range and length fit ``number`` (digits only), or None."""
+    for low, high, lengths, network in CARD_ISSUERS:
+        if len(number) in lengths and low <= number[: len(low)] <= high:
+            return network
+    return None
+
+
+def payment_card(value: str) -> bool:
+    """A card number: an issuer's prefix, that issuer's length, and Luhn."""
+    number = digits(value)
+    return card_issuer(number) is not None and luhn(number)

@@ -29,6 +29,13 @@ _STRONG_CUE = re.compile(
     re.I,
 )
 _WEAK_CUE = re.compile(r"(?:from|with|by|to|and|or|this is|told|asked|met|see|ask)[\s,:]*$", re.I)
+# A word glued to code punctuation is an identifier, not a name: max_output_tokens,
+# edit_mode, new Date(), Math.max, obj.Name, `Date`, <Button>, r0.
+_CODE_BEFORE = re.compile(r"[_$#`<0-9]|[a-z0-9)\]]\.")
+_CODE_AFTER = re.compile(r"[_(`>0-9\[]|\.[A-Za-z_]|::")
+_CAMEL = re.compile(r"[a-z][A-Z]")
+_NAME_CAMEL = re.compile(r"(?:Mc|Mac|Fitz|De|Di|Da|Du|La|Le|Lo|Van|Von|Ter|St|O'|D')[A-Z][a-z]+"
+                         r"(?:['’]s)?")
 
 
 class LatinNameRecognizer:
@@ -60,6 +67,11 @@ class LatinNameRecognizer:
         run: list[re.Match[str]] = []
         for m in _WORD.finditer(text):
             w = m.group()
+            if self._code(text, m):
+                if run:
+                    yield run
+                run = []
+                continue
             if lower_text:
                 is_cap = w in self.first or (bool(run) and w not in self.common)
             else:
@@ -101,18 +113,37 @@ class LatinNameRecognizer:
         if any(w.isupper() and len(w) > 1 for w in (m.group() for m in run)) and not lower_text:
             if not (first_hit and len(run) > 1):
                 return False  # acronyms and SHOUTED words
+        # A title, a strong cue or a first name followed by a surname also holds in a
+        # system prompt or a tool schema; a lone capitalised first name does not.
+        weak = not (strong or (len(run) >= 2 and first_hit and last_hit
+                               and self._key(run[-1]) in self.last))
         if len(run) >= 2 and (first_hit or (last_hit and cue)):
-            return Span(start, end, "PERSON", 0.8, self.name)
+            return Span(start, end, "PERSON", 0.8, self.name, weak=weak)
         mid_sentence = not lower_text and not _sentence_start(text, start)
         if len(run) == 1 and (first_hit or (last_hit and (cue or mid_sentence))):
             sentence_start = _sentence_start(text, start)
             if lower_text and not cue and not first_hit:
                 return False
             score = 0.65 if (sentence_start and not cue) else 0.75
-            return Span(start, end, "PERSON", score, self.name)
+            return Span(start, end, "PERSON", score, self.name, weak=weak)
         if strong and not lower_text:
             return Span(start, end, "PERSON", 0.6, self.name)
         return None if not lower_text and not _sentence_start(text, start) else False
+
+    def _code(self, text: str, m: re.Match[str]) -> bool:
+        """An identifier in code or JSON: glued to code punctuation, or camelCase that no
+        name list knows (McDonald and DeAndre are names; NotebookEdit is not)."""
+        start, end = m.span()
+        if start and _CODE_BEFORE.match(text, max(0, start - 2) if text[start - 1] == "." else
+                                        start - 1, start):
+            return True
+        if _CODE_AFTER.match(text, end):
+            return True
+        w = m.group()
+        if not _CAMEL.search(w) or _NAME_CAMEL.fullmatch(w):
+            return False
+        key = self._key(m)
+        return key not in self.first and key not in self.last
 
     @staticmethod
     def _key(m: re.Match[str]) -> str:

@@ -30,6 +30,10 @@ _NANP_SHAPE = re.compile(
 )
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _CURRENCY = re.compile(r"[$¥€£₽￥]\s*$|(?:usd|eur|rmb|jpy|rub)\s*$", re.I)
+# A number followed by a unit is a quantity or a range of them ("250-30000 ms").
+_UNIT_AFTER = re.compile(
+    r"\s?(?:ms|s|secs?|seconds?|mins?|minutes?|h|hours?|days?|tokens?|bytes?|[kmgt]i?b|"
+    r"chars?|characters?|lines?|rows?|items?|px|%)(?![A-Za-z])", re.I)
 _PHONE_WORDS = words_pattern(
     ["phone", "tel", "mobile", "cell", "call", "fax", "whatsapp", "电话", "手机", "联系",
      "電話", "携帯", "連絡", "телефон", "тел", "моб", "звон"]
@@ -53,7 +57,8 @@ class PhoneRecognizer:
             n = sum(c.isdigit() for c in _EXTENSION.sub("", value))
             if n < 7 or n > 15 or _DATE.fullmatch(value):
                 continue
-            if _CURRENCY.search(text, max(0, start - 5), start):
+            if _CURRENCY.search(text, max(0, start - 5), start) or (
+                    _UNIT_AFTER.match(text, start + len(value))):
                 continue
             has_ctx = before(text, start, _PHONE_WORDS, 32)
             if not has_ctx and before(text, start, NOT_PERSONAL, 24):
