@@ -11,6 +11,8 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── PermissionDenied          403 permission_denied (a key's rights: admin routes)
     │   └── PolicyRefused         400 policy_refused (data policy: red line, blocked types)
     ├── ModelNotFound             404 model_not_found
+    ├── UpstreamRejected          4xx upstream_rejected (the upstream's own 4xx to one request)
+    │   └── EndpointNotServed     404 endpoint_not_served
     ├── NotFound                  404 not_found
     ├── PayloadTooLarge           413 request_too_large
     ├── RateLimited               429 rate_limit_exceeded
@@ -82,6 +84,30 @@ class PolicyRefused(PermissionDenied):
     status = 400
     type = "invalid_request_error"
     code = "policy_refused"
+
+
+class UpstreamRejected(OwnlightError):
+    """An upstream refused this one request with a 4xx of its own: the request's problem,
+    not the upstream's health, so no circuit breaker counts it. The client gets the
+    upstream's status and, clipped, its message."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int = 400, code: str | None = None):
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class EndpointNotServed(UpstreamRejected):
+    """The upstream does not serve this endpoint (a chat-only server asked for
+    ``/v1/completions``): learnt per endpoint, never held against the whole target."""
+
+    code = "endpoint_not_served"
+
+    def __init__(self, message: str):
+        super().__init__(message, status=404)
 
 
 class ModelNotFound(OwnlightError):

@@ -31,6 +31,7 @@ from ownlight.errors import (
     AuditUnavailable,
     ClientDisconnected,
     ContextLengthExceeded,
+    EndpointNotServed,
     InvalidRequest,
     OwnlightError,
     PermissionDenied,
@@ -154,6 +155,8 @@ class RequestContext:
     guard: GuardFacts | None = None
     served_label: str | None = None  # the target and model version that answered
     prompt_mac: str | None = None  # the prompt's salted hash, when the egress record made it
+    #: ``x-ownlight-*`` headers the serving in-process backend added to its answer
+    backend_headers: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # client fields the backend did not get
 
     @property
@@ -173,7 +176,7 @@ class RequestContext:
         return self.request is not None and self.request.include_usage
 
     def headers(self) -> dict[str, str]:
-        headers = {"x-ownlight-request-id": self.incoming.request_id}
+        headers = {**self.backend_headers, "x-ownlight-request-id": self.incoming.request_id}
         if self.route is not None and self.route.served_by is not None:
             headers["x-ownlight-route"] = self.served_label or self.route.served_by.label
             headers["x-ownlight-route-reason"] = self.route.explain()
@@ -338,30 +341,36 @@ class Pipeline:
     async def guard_input(self, ctx: RequestContext) -> None:
         """Prompt-injection scan: tool results (untrusted) and the newest user turn.
 
-        Untrusted content that scores as an injection is withheld or quoted inert; the
-        user turn is flagged, blocked or isolated as ``guard.input_action`` says.
+        What is scored is what the user typed and what the tools returned, never the
+        client's own instructions: system and developer turns are not read, nor the
+        context blocks an agent inserts into a user turn or a tool result (Claude Code's
+        ``<system-reminder>``, the Codex CLI's ``<environment_context>`` and its header on
+        command output). Untrusted content that scores as an injection is withheld or
+        quoted inert, whole; the user turn is flagged, blocked or isolated as
+        ``guard.input_action`` says.
         """
         if self.guard is None or ctx.request is None or ctx.operation is not Operation.CHAT:
             return
         request, guard = ctx.request, self.guard
         facts = ctx.guard = ctx.guard or GuardFacts()
         results = [p for turn in request.turns for p in turn.parts if isinstance(p, ToolResult)]
-        texts = ["".join(q.text for q in r.parts if isinstance(q, TextPart)) for r in results]
+        returned = [guard.returned_text(r) for r in results]
         user = next((t for t in reversed(request.turns) if t.role == "user"), None)
-        user_text = user.text() if user is not None else ""
-        size = sum(map(len, texts)) + len(user_text)
+        typed = guard.typed_text(user) if user is not None else ""
+        size = sum(map(len, returned)) + len(typed)
         def scan_all() -> list[Verdict]:
-            return [*map(guard.scan_untrusted, texts), guard.scan(user_text)]
+            return [*map(guard.scan_untrusted, returned), guard.scan(typed)]
 
         verdicts = (await asyncio.to_thread(scan_all) if size > INLINE_SCAN_CHARS
                     else scan_all())
-        for result, text, verdict in zip(results, texts, verdicts, strict=False):
+        for result, text, verdict in zip(results, returned, verdicts, strict=False):
             if text and verdict.injection:
                 facts.tool_results_flagged += 1
-                result.parts = [TextPart(guard.neutralise(text))]
+                whole = "".join(q.text for q in result.parts if isinstance(q, TextPart))
+                result.parts = [TextPart(guard.neutralise(whole))]
         verdict = verdicts[-1]
-        facts.input_score = round(verdict.score, 4) if user_text else None
-        if not (user_text and verdict.injection):
+        facts.input_score = round(verdict.score, 4) if typed else None
+        if not (typed and verdict.injection):
             return
         facts.input_flagged = True
         facts.action = guard.action_for(ctx.principal)
@@ -371,7 +380,7 @@ class Pipeline:
                 "assistant's instructions), and this key's policy blocks those.",
                 code="injection_blocked")
         if facts.action == "isolate" and user is not None:
-            user.parts = [TextPart(guard.isolate(user_text))] + [
+            user.parts = [TextPart(guard.isolate(user.text()))] + [
                 p for p in user.parts if not isinstance(p, TextPart)]
 
     async def classify(self, ctx: RequestContext) -> None:
@@ -471,7 +480,7 @@ class Pipeline:
                 result = await self.health.call(
                     target.alias, target.health, partial(self._attempt, ctx, target)
                 )
-            except (UpstreamError, RateLimited) as exc:
+            except (UpstreamError, RateLimited, EndpointNotServed) as exc:
                 last_error = exc
                 route.failures.append(f"{target.alias} {exc.code}")
                 continue
@@ -487,8 +496,11 @@ class Pipeline:
         result = await target.backend.execute(request)
         ctx.dropped = carry.dropped(request, target.backend.wire_protocol)
         label = target.backend.label_for(result)
-        if not isinstance(result, Response):
-            result = await _started(result)
+        own = ctx.backend_headers if target.backend.wire_protocol is None else {}
+        if isinstance(result, Response):
+            own.update(_backend_headers(result.extra))
+        else:
+            result = await _started(result, own)
         ctx.served_label = label
         return result
 
@@ -675,12 +687,21 @@ def _knowledge_facts(grounding: CitationPrompt | None) -> Json | None:
     return {"documents": [(c["collection"], c["document_id"]) for c in grounding.citations]}
 
 
-async def _started(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    """Wait for a stream's first chunk, so early failures raise before any byte is sent."""
+def _backend_headers(extra: Json) -> dict[str, str]:
+    """The ``x-ownlight-*`` headers an in-process backend put in an answer's ``extra``,
+    taken out of it (``x-ownlight-max-tokens``: the answer's budget was lowered)."""
+    return {k: str(extra.pop(k)) for k in [k for k in extra if k.startswith("x-ownlight-")]}
+
+
+async def _started(chunks: AsyncIterator[Chunk],
+                   headers: dict[str, str]) -> AsyncIterator[Chunk]:
+    """Wait for a stream's first chunk, so early failures raise before any byte is sent;
+    take the backend's headers from it."""
     try:
         first = await anext(chunks)
     except StopAsyncIteration:
         return _empty()
+    headers.update(_backend_headers(first.extra))
     return _prepend(first, chunks)
 
 

@@ -8,6 +8,7 @@ The requested ``model`` picks the behaviour, so one server covers every case:
     fake-429       answers 429
     fake-cut       starts a stream, then drops the connection mid-answer
     fake-context   answers 400 with a context-length message
+    fake-400       answers 400 with an upstream message about one request
     fake-echo      answers "You said: <last user message>", streamed 3 characters a chunk
     fake-tools     calls the first tool offered with {"text": <last user message>, "tool": <its
                    description>}; streamed, the arguments come 3 characters a chunk
@@ -80,6 +81,9 @@ class FakeUpstream(LoopbackServer):
             return web.json_response({"error": {"message": "boom"}}, status=500)
         if model == "fake-429":
             return web.json_response({"error": {"message": "slow down"}}, status=429)
+        if model == "fake-400":
+            return web.json_response(
+                {"error": {"message": "Unsupported value: 'temperature'"}}, status=400)
         if model == "fake-context":
             return web.json_response(
                 {"error": {"message": "This model's maximum context length is 8 tokens"}},

@@ -3,7 +3,10 @@
 One pooled ``aiohttp`` session per upstream (measured faster than httpx under
 concurrency, see bench/overhead.py), a JSON POST, a server-sent-event reader, and the
 translation of upstream trouble into Ownlight errors with the status a client expects
-(502/503/504), passing on the upstream's own message for a 400 (the client's mistake).
+(502/503/504), passing on the upstream's own message for a 4xx (that request's problem,
+never counted against the upstream's health). An endpoint the upstream answers 404 for is
+remembered for ``UNSERVED_SECONDS`` and refused at once meanwhile; its other endpoints
+are unaffected.
 Subclasses say only how their wire protocol looks: ``OpenAICompatBackend`` and
 ``AnthropicBackend``.
 """
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -21,15 +26,18 @@ import orjson
 from ownlight.backends.base import Backend, Json
 from ownlight.errors import (
     ContextLengthExceeded,
+    EndpointNotServed,
     InvalidRequest,
     OwnlightError,
     RateLimited,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 
 log = logging.getLogger("ownlight.upstream")
+UNSERVED_SECONDS = 300.0  # how long an endpoint answered with a route-level 404 stays off
 
 
 class HttpBackend(Backend):
@@ -40,6 +48,8 @@ class HttpBackend(Backend):
         if not entry.base_url:
             raise ValueError(f"[models.{entry.alias}] needs base_url")
         self.base_url = entry.base_url.rstrip("/")
+        self._base_path = urlsplit(self.base_url).path
+        self._unserved: dict[str, float] = {}  # endpoint path -> until when it is off
         self._session = session
         self._owns_session = session is None
         total = entry.timeout or float(config.get("upstream.timeout"))
@@ -56,6 +66,16 @@ class HttpBackend(Backend):
     def auth_headers(self) -> dict[str, str]:
         """Headers that carry the upstream key (and protocol version)."""
         return {}
+
+    def _check_served(self, path: str) -> None:
+        until = self._unserved.get(path)
+        if until is not None and time.monotonic() < until:
+            raise EndpointNotServed(f"upstream {self.entry.alias!r} does not serve {path}")
+
+    def _learn(self, error: OwnlightError, path: str) -> OwnlightError:
+        if isinstance(error, EndpointNotServed):
+            self._unserved[path] = time.monotonic() + UNSERVED_SECONDS
+        return error
 
     @property
     def model_name(self) -> str:
@@ -87,6 +107,7 @@ class HttpBackend(Backend):
                         headers: dict[str, str] | None = None) -> Json:
         """POST a body, return the parsed JSON answer (or raise the matching error)."""
         name = self.entry.alias
+        self._check_served(path)
         try:
             async with self.session().post(
                 self.base_url + path, data=orjson.dumps(body),
@@ -95,7 +116,8 @@ class HttpBackend(Backend):
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
-                    raise upstream_error(name, response.status, raw, response.headers)
+                    raise self._learn(upstream_error(name, response.status, raw,
+                                                     response.headers, path), path)
         except OwnlightError:
             raise
         except TimeoutError as exc:
@@ -119,6 +141,7 @@ class HttpBackend(Backend):
                           headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
         """Open a streamed POST; errors before the first byte surface as HTTP errors."""
         name = self.entry.alias
+        self._check_served(path)
         try:
             return await self.session().post(
                 self.base_url + path, data=orjson.dumps(body),
@@ -141,8 +164,9 @@ class HttpBackend(Backend):
         done = False
         try:
             if response.status >= 400:
-                raise upstream_error(name, response.status, await response.read(),
-                                     response.headers)
+                path = response.url.path.removeprefix(self._base_path)
+                raise self._learn(upstream_error(name, response.status, await response.read(),
+                                                 response.headers, path), path)
             while True:
                 try:
                     async with asyncio.timeout(self.idle_timeout):
@@ -202,20 +226,42 @@ def error_message(parsed: Any) -> str | None:
 
 
 def upstream_error(alias: str, status: int, raw: bytes,
-                   headers: Mapping[str, str] | None = None) -> OwnlightError:
+                   headers: Mapping[str, str] | None = None, path: str = "") -> OwnlightError:
+    """The error a client sees for an upstream's error status.
+
+    Only what says the upstream is unwell counts against it (5xx, 408, 429, a refused
+    Ownlight key): a 4xx about one request is that request's problem, answered with the
+    upstream's status and message, so one caller cannot trip a breaker for everyone.
+    """
     try:
-        message = error_message(orjson.loads(raw))
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        message = None
-    detail = f"upstream {alias!r} answered {status}" + (f": {message}" if message else "")
+        parsed = None
+    message = error_message(parsed)
+    detail = f"upstream {alias!r} answered {status}" + (f": {message[:500]}"
+                                                       if message else "")
     if status in (400, 422):
         if message and "context" in message.lower():
             return ContextLengthExceeded(message)
         return InvalidRequest(message or detail)
+    if status in (401, 403):  # Ownlight's own key for it: every request would fail alike
+        return UpstreamError(f"{detail} (check [models.{alias}] api_key)",
+                             code="upstream_auth_failed")
+    if status in (404, 405, 501) and not _names_a_model(message):
+        return EndpointNotServed(f"upstream {alias!r} does not serve {path or 'this endpoint'}")
+    if status == 408:
+        return UpstreamTimeout(detail)
     if status == 429:
         return RateLimited(detail, retry_after=retry_after(headers or {}))
+    if 400 <= status < 500:
+        return UpstreamRejected(detail, status=status)
     if status in (502, 503, 529):
         return UpstreamUnavailable(detail)
     if status == 504:
         return UpstreamTimeout(detail)
     return UpstreamError(detail)
+
+
+def _names_a_model(message: str | None) -> bool:
+    """A 404 about the model (OpenAI's ``model_not_found``) is not a missing endpoint."""
+    return message is not None and "model" in message.lower()
