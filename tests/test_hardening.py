@@ -252,15 +252,79 @@ FIELDS = {
                      "stream", "stop_sequences"],
     "/v1/messages/count_tokens": ["model", "messages", "system", "tools"],
     "/v1/privacy/scan": ["input"],
+    "/v1/guard/scan": ["input"],
     "/v1/knowledge/search": ["query", "collections", "k", "mode"],
 }
+
+
+def objects(types: list[str | None], fields: dict[str, st.SearchStrategy[object]],
+            ) -> st.SearchStrategy[object]:
+    """Objects shaped like a protocol's items or blocks: a known type (or a wrong one),
+    its fields with values of the right or of any JSON shape."""
+    return st.fixed_dictionaries(
+        {"type": st.sampled_from(types) | JSON},
+        optional={k: v | JSON for k, v in fields.items()})
+
+
+NAMES = st.sampled_from(["f", "Read", "spawn_agent", "a b", ""]) | st.text(max_size=70)
+TEXT_PART = objects(["input_text", "output_text", "text", "input_image", "image"],
+                    {"text": st.text(max_size=20), "image_url": st.text(max_size=20)})
+SCHEMA = st.fixed_dictionaries({"type": st.sampled_from(["object", "string", "array"])},
+                               optional={"properties": st.dictionaries(
+                                   st.text(max_size=6), JSON, max_size=3),
+                                         "required": st.lists(st.text(max_size=6))})
+RESPONSES_ITEM = objects(
+    ["message", "function_call", "function_call_output", "custom_tool_call",
+     "custom_tool_call_output", "reasoning", None],
+    {"role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+     "content": st.text(max_size=20) | st.lists(TEXT_PART, max_size=3),
+     "call_id": st.text(max_size=8), "name": NAMES, "namespace": NAMES,
+     "arguments": st.sampled_from(["{}", '{"a": 1}', "not json"]),
+     "input": st.text(max_size=20), "output": st.text(max_size=20)})
+RESPONSES_TOOL = objects(
+    ["function", "namespace", "custom", "web_search", None],
+    {"name": NAMES, "description": st.text(max_size=20), "parameters": SCHEMA,
+     "tools": st.lists(objects(["function"], {"name": NAMES, "parameters": SCHEMA}),
+                       max_size=2),
+     "format": st.fixed_dictionaries({"type": st.just("grammar"),
+                                      "definition": st.text(max_size=20)})})
+BLOCK = objects(["text", "image", "tool_use", "tool_result", "thinking", "document", None],
+                {"text": st.text(max_size=20), "id": st.text(max_size=8), "name": NAMES,
+                 "input": JSON, "tool_use_id": st.text(max_size=8),
+                 "content": st.text(max_size=20) | st.lists(
+                     objects(["text", "image"], {"text": st.text(max_size=10)}), max_size=2),
+                 "source": st.fixed_dictionaries({"type": st.sampled_from(["url", "base64"])},
+                                                 optional={"url": st.text(max_size=10),
+                                                           "data": st.text(max_size=10)}),
+                 "cache_control": st.just({"type": "ephemeral"}), "is_error": st.booleans()})
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "tool"]) | JSON},
+    optional={"content": st.text(max_size=20) | st.lists(BLOCK, max_size=3) | JSON})
+ANTHROPIC_TOOL = st.fixed_dictionaries(
+    {}, optional={"type": st.sampled_from(["custom", "web_search_20250305"]) | JSON,
+                  "name": NAMES, "input_schema": SCHEMA | JSON,
+                  "cache_control": st.just({"type": "ephemeral"})})
+SHAPED = {
+    "/v1/responses": {"input": st.text(max_size=20) | st.lists(RESPONSES_ITEM, max_size=4),
+                      "tools": st.lists(RESPONSES_TOOL, max_size=3),
+                      "tool_choice": st.sampled_from(["auto", "required", "none"]) | JSON,
+                      "max_output_tokens": st.integers(-5, 10**7) | JSON},
+    "/v1/messages": {"messages": st.lists(MESSAGE, max_size=4),
+                     "system": st.text(max_size=20) | st.lists(BLOCK, max_size=2),
+                     "tools": st.lists(ANTHROPIC_TOOL, max_size=3),
+                     "max_tokens": st.integers(-5, 10**7) | JSON},
+}
+SHAPED["/v1/messages/count_tokens"] = SHAPED["/v1/messages"]
 
 
 def bodies(path: str) -> st.SearchStrategy[object]:
     fields = st.fixed_dictionaries({}, optional={
         name: st.sampled_from(["cloud", "local", "nope"]) if name == "model" else JSON
         for name in FIELDS[path]})
-    return st.one_of(fields, JSON)
+    if path not in SHAPED:
+        return st.one_of(fields, JSON)
+    shaped = st.fixed_dictionaries({"model": st.just("cloud")}, optional=SHAPED[path])
+    return st.one_of(fields, JSON, shaped, shaped)
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +344,7 @@ def test_fuzzed_bodies_never_get_a_5xx(fuzz_gateway, path: str) -> None:
     client = httpx.Client(base_url=fuzz_gateway.url, timeout=30,
                           headers={"Authorization": f"Bearer {key}"})
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
     @given(body=bodies(path))
     def check(body: object) -> None:
         response = client.post(path, content=json.dumps(body))
