@@ -2,12 +2,17 @@
 
 Two uses, on every protocol (they all become the same canonical request):
 
-* **user input** — the newest user turn: ``flag`` records the verdict only, ``block``
+* **user input** — the newest user turn, what the user typed in it: not the context
+  blocks an agent inserts there (Claude Code's ``<system-reminder>``, the Codex CLI's
+  ``<environment_context>``; ``privacy/client_text.py``), which are the client's own
+  instructions, like its system and developer turns (never scored): ``flag`` records the
+  verdict only, ``block``
   refuses with 400 ``injection_blocked``, ``isolate`` quotes the turn as data with a
   warning to the model; per tenant if ``[guard.tenants]`` says so;
 * **untrusted content** — tool results (Chat ``tool`` messages, Responses
-  ``function_call_output`` items, Anthropic ``tool_result`` blocks) and retrieved
-  chunks, which is where agents get hijacked: above the threshold, a tool result is
+  ``function_call_output`` items, Anthropic ``tool_result`` blocks; less the agent's own
+  header and reminders) and retrieved chunks, which is where agents get hijacked: above
+  the threshold, a tool result is
   quoted inert (``quote``, the default) or withheld (``drop``); with ``drop`` a chunk is
   also left out of the sources (quoted, it stays: the sources are already framed as data).
 
@@ -25,6 +30,8 @@ from typing import Any
 
 from ownlight.auth import Principal
 from ownlight.guard.model import GuardModel, Verdict
+from ownlight.privacy.client_text import tool_output, without_client_blocks
+from ownlight.protocol.model import TextPart, ToolResult, Turn
 from ownlight.textcache import cache_short_texts
 
 WITHHELD = ("[Ownlight withheld this content: it looks like an attempt to give the assistant "
@@ -81,6 +88,18 @@ class InjectionGuard:
         if principal is not None and principal.tenant in self.tenants:
             return str(self.tenants[principal.tenant])
         return self.input_action
+
+    @staticmethod
+    def typed_text(turn: Turn) -> str:
+        """The text of a user turn that the user typed: its parts less the client's blocks."""
+        return "".join(without_client_blocks(p.text) for p in turn.parts
+                       if isinstance(p, TextPart)).strip()
+
+    @staticmethod
+    def returned_text(result: ToolResult) -> str:
+        """What a tool returned: the result's text less the client's header and blocks."""
+        return tool_output("".join(q.text for q in result.parts
+                                   if isinstance(q, TextPart))).strip()
 
     def neutralise(self, text: str) -> str:
         """Untrusted text that scored as an injection, as the model may still see it."""

@@ -32,8 +32,11 @@ def client_blocks(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _BLOCK.finditer(text)]
 
 
-def without_client_text(text: str) -> str:
-    """``text`` less the client's blocks and the header of a command's output."""
-    if "<" in text:
-        text = _BLOCK.sub("", text)
-    return _EXEC_HEADER.sub("", text, count=1)
+def without_client_blocks(text: str) -> str:
+    """``text`` less the client's blocks: what the user typed, what a tool returned."""
+    return _BLOCK.sub("", text) if "<" in text else text
+
+
+def tool_output(text: str) -> str:
+    """A tool result less the client's blocks and the header it puts on command output."""
+    return _EXEC_HEADER.sub("", without_client_blocks(text), count=1)
