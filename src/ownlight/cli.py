@@ -44,12 +44,17 @@ def _load(ctx: click.Context) -> Config:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config file (default: $OWNLIGHT_CONFIG or ~/.ownlight/ownlight.toml).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show Ownlight's debug log on stderr, llama.cpp's model-loading lines too.")
 @click.version_option(package_name="ownlight")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Ownlight: a self-hosted, local-first AI gateway."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+    if verbose:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("ownlight").setLevel(logging.DEBUG)
 
 
 # -- serve ------------------------------------------------------------------------------
