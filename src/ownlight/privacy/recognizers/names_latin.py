@@ -23,12 +23,13 @@ _PARTICLES = frozenset(
 _POSSESSIVE = re.compile(r"['’]s?$")
 _TITLES = frozenset("mr mrs ms miss dr prof sir madam mx mister dame lord lady".split())
 _STRONG_CUE = re.compile(
-    r"(?:my name is|name is|names? ?:|i am|i'm|called|named|dear|hi|hello|thanks|thank you|"
-    r"regards|signed|sincerely|contact|customer|patient|employee|colleague|friend|partner|"
-    r"wife|husband|son|daughter|mother|father|brother|sister|mrs?\.?|ms\.?|dr\.?)[\s,:]*$",
+    r"(?<![A-Za-z])(?:my name is|name is|names? ?:|i am|i'm|called|named|dear|hi|hello|"
+    r"thanks|thank you|regards|signed|sincerely|contact|customer|patient|employee|colleague|"
+    r"friend|partner|wife|husband|son|daughter|mother|father|brother|sister|mrs?\.?|ms\.?|dr\.?)[\s,:]*$",
     re.I,
 )
-_WEAK_CUE = re.compile(r"(?:from|with|by|to|and|or|this is|told|asked|met|see|ask)[\s,:]*$", re.I)
+_WEAK_CUE = re.compile(
+    r"(?<![A-Za-z])(?:from|with|by|to|and|or|this is|told|asked|met|see|ask)[\s,:]*$", re.I)
 # A word glued to code punctuation is an identifier, not a name: max_output_tokens,
 # edit_mode, new Date(), Math.max, obj.Name, `Date`, <Button>, r0.
 _CODE_BEFORE = re.compile(r"[_$#`<0-9]|[a-z0-9)\]]\.")
