@@ -30,6 +30,7 @@ from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group
 from ownlight.runtime import Runtime, freeze_startup_objects, open_keys, state_path
+from ownlight.store.files import private_umask, secure_data_dir
 
 err = Console(stderr=True)
 
@@ -41,7 +42,35 @@ def _load(ctx: click.Context) -> Config:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OwnlightGroup(click.Group):
+    """The root command. Before any subcommand runs, this process's files are made private
+    and the data dir is checked (``store.files``): a warning naming what other users may
+    read and the ``chmod`` that fixes it, or a refusal. Help and ``config`` never open the
+    data dir, so they skip the check."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        private_umask()
+        if name != "config" and not ctx.resilient_parsing and not {"-h", "--help"} & set(rest):
+            _check_data_dir(ctx.params.get("config_path"))
+        return name, command, rest
+
+
+def _check_data_dir(config_path: str | None) -> None:
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        return  # the command says what is wrong with it
+    try:
+        secure_data_dir(config.data_dir, strict=bool(config.get("server.strict_permissions")),
+                        warn=lambda message: click.secho(f"Warning: {message}", err=True,
+                                                         fg="yellow"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=OwnlightGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config file (default: $OWNLIGHT_CONFIG or ~/.ownlight/ownlight.toml).")
 @click.option("--verbose", "-v", is_flag=True,

@@ -133,6 +133,10 @@ class ServerSettings(Table):
     port: int = setting(8088, "Port the HTTP API listens on.")
     max_body_bytes: int = setting(8_000_000, "Largest request body accepted (413 above).")
     access_log: bool = setting(False, "Log every HTTP request line to stderr.")
+    strict_permissions: bool = setting(
+        False, "Refuse to start when the data dir or anything in it is open to other local "
+               "users at all; false: refused only when they may write there, a warning when "
+               "they may read.")
 
 
 class LocalSettings(Table):

@@ -1,7 +1,8 @@
 """Everything a running gateway holds, built once from the config.
 
 The server, the CLI and the tests all build a ``Runtime`` the same way, so there is
-one place where backends are created, started and closed.
+one place where backends are created, started and closed. Building one makes this
+process's files private (``store.files``: umask 077, the data dir checked).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, parse_budgets
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
+from ownlight.store.files import secure_data_dir
 from ownlight.store.responses import ResponseStore
 from ownlight.store.sqlite import StateStore
 
@@ -92,6 +94,11 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, chainer: str = "thread") -> Runtime:
+        """Everything, from the config. The process's umask becomes 077 first (what it
+        creates is its owner's alone) and the data dir is checked: a ``ConfigError`` if
+        others may write there, a logged warning if they may read (``store.files``)."""
+        secure_data_dir(config.data_dir, strict=bool(config.get("server.strict_permissions")),
+                        warn=log.warning)
         keys = open_keys(config)
         lifecycle = Lifecycle.from_config(config, keys.store)
         backends = build_backends(config.models, config, lifecycle)

@@ -7,6 +7,7 @@ import re
 import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ import click
 from ownlight.audit.verify import head, verify
 from ownlight.config import load_config
 from ownlight.errors import ConfigError
+from ownlight.store.files import open_private
 from ownlight.store.sqlite import StateStore
 
 _SINCE = re.compile(r"^(\d+)([smhd])$")
@@ -139,16 +141,25 @@ def list_command(ctx: click.Context, since: str | None, until: str | None,
 @audit_group.command("export")
 @_filters
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (made readable by you alone) instead of stdout.")
 @click.pass_context
 def export_command(ctx: click.Context, since: str | None, until: str | None,
                    principal: str | None, target: str | None, outside: bool,
-                   status: int | None, kind: str | None, fmt: str) -> None:
+                   status: int | None, kind: str | None, fmt: str, output: Path | None) -> None:
     """Every matching record as JSON Lines (with its seq and hashes), for a SIEM."""
     store = _store(ctx)
-    for record in select(store, since=since_iso(since), until=since_iso(until),
-                         principal=principal, target=target, outside=outside, status=status,
-                         kind=kind):
-        click.echo(json.dumps(record, sort_keys=True))
+    records = select(store, since=since_iso(since), until=since_iso(until),
+                     principal=principal, target=target, outside=outside, status=status,
+                     kind=kind)
+    lines = (json.dumps(record, sort_keys=True) + "\n" for record in records)
+    if output is None:
+        for line in lines:
+            click.echo(line, nl=False)
+        return
+    with open_private(output) as out:
+        out.writelines(lines)
+    click.echo(f"{len(records)} records written to {output}", err=True)
 
 
 @audit_group.command("egress")

@@ -61,6 +61,7 @@ import orjson
 from ownlight.audit.chain import Chainer, append_records
 from ownlight.audit.journal import Journal
 from ownlight.audit.records import AdminRecord, Record, journal_line
+from ownlight.store.files import make_private_dir
 from ownlight.store.sqlite import StateStore
 
 log = logging.getLogger("ownlight.audit")
@@ -334,7 +335,7 @@ def load_salt(data_dir: Path) -> bytes:
     """This installation's secret salt for content hashes, made once (mode 0600)."""
     path = data_dir / "audit.salt"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))

@@ -3,6 +3,9 @@
 Several processes share the file (the server, and ``ownlight keys`` run by an
 operator), so every statement goes to the database and nothing is cached: a key
 revoked from the command line stops working on the very next request.
+
+The file is made 0600 (its directory 0700) before SQLite opens it, whatever the umask;
+SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ownlight.store.files import create_private_file, make_private_dir
 from ownlight.store.migrations import STATE_MIGRATIONS
 
 
@@ -21,7 +25,9 @@ class StateStore:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            make_private_dir(self.path.parent)
+            create_private_file(self.path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=10.0
