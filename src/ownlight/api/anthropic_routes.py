@@ -84,6 +84,9 @@ class CountTokensEndpoint:
             count = await targets[0].backend.count_tokens(request)
         except OwnlightError as exc:
             return anthropic_error(exc, request_id)
+        except Exception:
+            log.exception("count_tokens %s failed", request_id)
+            return json_response(FAILURE, 500, {"x-ownlight-request-id": request_id})
         if count is None:
             count = estimate_tokens(request)
         return json_response({"input_tokens": count}, headers={"x-ownlight-request-id": request_id})

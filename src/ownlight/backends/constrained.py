@@ -8,9 +8,16 @@ a grammar can. From the canonical request this module builds a ``DecodingPlan``:
 * ``tool_choice`` naming a function -> a grammar of that function's arguments;
 * ``required`` -> ``{"name": <one of the tools>, "arguments": <its schema>}``;
 * ``auto`` -> the model chooses: its answer is either plain text (which may not start
-  with ``<``) or ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``, the tool
-  call shape it was shown in its instructions. Whichever it starts, the grammar keeps
-  a call valid to the end.
+  with ``<``, nor with white space beyond one space) or
+  ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``, the tool call shape it was
+  shown in its instructions. Whichever it starts, the grammar keeps a call valid to the
+  end.
+
+No schema a client sends fails the request. The grammar is made from a copy of the
+schema fit for llama-cpp-python's converter (``schema.for_grammar``: an untyped
+property admits any value); where the converter or llama.cpp still cannot take it, that
+tool's arguments are decoded as any JSON object (a response format as any JSON value).
+Either way ``violation`` checks the answer against the client's own schema.
 
 ``parse_output`` turns the decoded text back into text or tool calls.
 """
@@ -18,13 +25,15 @@ a grammar can. From the canonical request this module builds a ``DecodingPlan``:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
 
 from ownlight.protocol.model import Request, ToolCall, ToolSpec
-from ownlight.protocol.schema import closed, validate_instance
+from ownlight.protocol.schema import ANY_VALUE, for_grammar, validate_instance
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -46,19 +55,39 @@ class DecodingPlan:
         return self.mode in ("json", "tool", "any_tool")
 
 
-def plan(request: Request) -> DecodingPlan:
+def _any_grammar(_grammar: str) -> bool:
+    return True
+
+
+#: Whether llama.cpp compiles a grammar (the backend's check: it needs the vocabulary).
+Compiles = Callable[[str], bool]
+
+
+def plan(request: Request, compiles: Compiles = _any_grammar) -> DecodingPlan:
+    """The plan for a request. Never fails on a valid schema: where a grammar cannot be
+    made or compiled from one, a looser grammar serves and the answer is validated
+    against the schema afterwards (``violation``)."""
     choice = request.tool_choice
     if request.tools_active:
         schemas = {t.name: t.parameters or ANY_OBJECT for t in request.tools}
+        params = {t.name: _parameters(t, compiles) for t in request.tools}
         if choice is not None and choice.mode == "function":
             tool = next(t for t in request.tools if t.name == choice.name)
-            return DecodingPlan("tool", _gbnf(_parameters(tool)), tool.name, schemas)
+            return DecodingPlan("tool", _grammar(params[tool.name], compiles), tool.name,
+                                schemas)
         if choice is not None and choice.mode == "required":
-            return DecodingPlan("any_tool", _gbnf(_call_schema(request.tools)), None, schemas)
-        return DecodingPlan("auto", _auto_grammar(request.tools), None, schemas)
+            grammar = _grammar(_call_schema(params), compiles) \
+                or _grammar(_call_schema(dict.fromkeys(params, ANY_OBJECT)), compiles)
+            return DecodingPlan("any_tool", grammar, None, schemas)
+        grammar = _auto_grammar(params, compiles) \
+            or _auto_grammar(dict.fromkeys(params, ANY_OBJECT), compiles)
+        return DecodingPlan("auto", grammar, None, schemas)
     fmt = request.response_format
     if fmt is not None and fmt.type == "json_schema" and fmt.schema:
-        return DecodingPlan("json", _gbnf(closed(fmt.schema)), None, {"": fmt.schema})
+        grammar = _grammar(for_grammar(fmt.schema), compiles) or _grammar(
+            ANY_OBJECT if fmt.schema.get("type", "object") == "object" else ANY_VALUE,
+            compiles)
+        return DecodingPlan("json", grammar, None, {"": fmt.schema})
     if fmt is not None and fmt.is_json:
         from llama_cpp.llama_grammar import JSON_GBNF
 
@@ -66,34 +95,57 @@ def plan(request: Request) -> DecodingPlan:
     return DecodingPlan("text")
 
 
-def _parameters(tool: ToolSpec) -> dict[str, Any]:
-    return closed(tool.parameters) if tool.parameters else ANY_OBJECT
+def _parameters(tool: ToolSpec, compiles: Compiles) -> dict[str, Any]:
+    """The schema a tool's arguments are decoded under: the client's, made fit for a
+    grammar; any JSON object where even that cannot become a grammar."""
+    if not tool.parameters:
+        return ANY_OBJECT
+    schema = for_grammar({"type": "object", **tool.parameters})
+    return schema if _grammar(schema, compiles) else ANY_OBJECT
 
 
-def _call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+def _call_schema(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
     options = [{"type": "object",
-                "properties": {"name": {"const": t.name}, "arguments": _parameters(t)},
+                "properties": {"name": {"const": name}, "arguments": schema},
                 "required": ["name", "arguments"], "additionalProperties": False}
-               for t in tools]
+               for name, schema in params.items()]
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
-def _gbnf(schema: dict[str, Any]) -> str:
-    """The grammar for a schema. llama-cpp-python's converter lets raw control characters
-    (a newline) into strings, which JSON forbids; its ``char`` rule is tightened here as
-    llama.cpp's own converter has it."""
+def _grammar(schema: dict[str, Any], compiles: Compiles) -> str | None:
+    """The grammar for a schema, or None where it cannot be made or compiled."""
+    grammar = _gbnf(orjson.dumps(schema))
+    return grammar if grammar is not None and compiles(grammar) else None
+
+
+@lru_cache(maxsize=256)
+def _gbnf(schema: bytes) -> str | None:
+    """The grammar for a schema (clients send the same tools on every turn: converted
+    once), or None where llama-cpp-python's converter fails on it (it asserts on what
+    it does not know). Its ``char`` rule lets raw control characters (a newline) into
+    strings, which JSON forbids; it is tightened here as llama.cpp's own converter has
+    it."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    grammar = str(json_schema_to_gbnf(orjson.dumps(schema).decode()))
+    try:
+        grammar = str(json_schema_to_gbnf(schema.decode()))
+    except Exception:  # AssertionError, ValueError, KeyError, RecursionError...
+        return None
     return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]', 1)
 
 
-def _auto_grammar(tools: list[ToolSpec]) -> str:
-    call = _gbnf(_call_schema(tools)).replace("root ::=", "call-json ::=", 1)
-    return (
+def _auto_grammar(params: dict[str, dict[str, Any]], compiles: Compiles) -> str | None:
+    call = _gbnf(orjson.dumps(_call_schema(params)))
+    if call is None:
+        return None
+    grammar = (
         f'root ::= " "? "{CALL_OPEN}" call-json "{CALL_CLOSE}" | free-text\n'
-        'free-text ::= [^<] [^\\x00]*\n' + call
+        # Text starts, after at most one space, with neither "<" nor more white space: a
+        # model that began "\n<tool_call>" would otherwise write calls no grammar holds.
+        'free-text ::= " "? [^<\\x00-\\x20] [^\\x00]*\n'
+        + call.replace("root ::=", "call-json ::=", 1)
     )
+    return grammar if compiles(grammar) else None
 
 
 def parse_output(plan: DecodingPlan, text: str) -> tuple[str | None, list[ToolCall]]:

@@ -106,3 +106,15 @@ class Sampler:
             if sampler:  # a NULL pointer is falsy too
                 self._ll.llama_sampler_free(sampler)
         self.chain = self.grammar = None
+
+
+def grammar_compiles(vocab: Any, grammar: str) -> bool:
+    """Whether llama.cpp takes a grammar (the vocabulary is read-only: safe beside the
+    model's thread)."""
+    import llama_cpp as ll
+
+    sampler = ll.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    if not sampler:
+        return False
+    ll.llama_sampler_free(sampler)
+    return True
