@@ -71,10 +71,12 @@ def test_seed_makes_sampling_repeatable(gateway) -> None:
 
 
 def test_too_long_for_the_context_is_400(gateway) -> None:
+    # (a max_tokens beyond the room left is lowered, not refused: test_agent_window.py)
     with pytest.raises(openai.BadRequestError) as caught:
-        gateway.client().chat.completions.create(model="local", messages=QUESTION,
-                                                 max_tokens=10_000)
+        gateway.client().chat.completions.create(
+            model="local", messages=[{"role": "user", "content": "word " * 5000}], max_tokens=10)
     assert caught.value.code == "context_length_exceeded"
+    assert "models.local.n_ctx" in caught.value.message
     with pytest.raises(openai.BadRequestError):
         gateway.client().completions.create(model="local", prompt="word " * 5000)
 

@@ -31,13 +31,14 @@ from ownlight.backends.base import ServingStats
 from ownlight.backends.fair_queue import FairQueue
 from ownlight.backends.local_answer import Piece
 from ownlight.backends.logprobs import logits_row, logprob_entry
-from ownlight.backends.sampler import Sampler
+from ownlight.backends.sampler import Sampler, grammar_compiles
 
 BATCH_TOKENS = 256  # tokens per decode: bounds the pause a long prompt causes others
 MIN_SHARE = 32  # a prefix shorter than this is evaluated again rather than waited for
 RATE_WINDOW = 10.0  # seconds over which tokens/s is measured
 KV_BUDGET = 1 << 30  # bytes of KV cache that ``parallel = 0`` sizes the slots to
 MAX_AUTO_SLOTS = 8  # beyond this a 2-core machine gains little from a bigger batch
+GRAMMARS_KEPT = 256  # grammars whose compile check is remembered
 
 
 class End:
@@ -96,6 +97,7 @@ class BatchEngine:
         self.parallel = parallel or auto_parallel(self.model, n_ctx)
         parallel = self.parallel
         self.vocab = ll.llama_model_get_vocab(self.model)
+        self.n_ctx_train = int(ll.llama_model_n_ctx_train(self.model))  # what it can read
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_ctx * parallel
@@ -119,6 +121,7 @@ class BatchEngine:
         self._evaluated = 0
         self._reused = 0
         self._request_seconds = 2.0  # running mean, for Retry-After
+        self._grammars: dict[str, bool] = {}
         self._thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
         self._thread.start()
 
@@ -132,6 +135,16 @@ class BatchEngine:
         count = self._ll.llama_tokenize(self.vocab, data, len(data), tokens, room, add_bos,
                                         True)
         return list(tokens[:count])
+
+    def compiles(self, grammar: str) -> bool:
+        """Whether llama.cpp takes a grammar; asked once per grammar (clients send the
+        same tools on every turn)."""
+        known = self._grammars.get(grammar)
+        if known is None:
+            known = self._grammars[grammar] = grammar_compiles(self.vocab, grammar)
+            if len(self._grammars) > GRAMMARS_KEPT:
+                del self._grammars[next(iter(self._grammars))]
+        return known
 
     def submit(self, job: Job) -> None:
         self.queue.push(job.principal, job)

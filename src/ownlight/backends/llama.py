@@ -6,6 +6,10 @@ the batching loop on the model's own thread (``batching.py``); the event loop ne
 blocks on it. A bounded queue turns overload into a clear 503 with ``Retry-After``.
 Tokens travel back to the loop as they are decoded; when the client goes away, the
 consumer closes the stream and the loop frees the request's slot at its next step.
+
+A prompt must leave room for an answer in the window (``models.NAME.n_ctx``): one that
+does not is refused with a message naming that setting. A ``max_tokens`` beyond the
+room left is lowered to fit, and the ``x-ownlight-max-tokens`` header says so.
 """
 
 from __future__ import annotations
@@ -30,6 +34,15 @@ from ownlight.protocol.model import Request
 from ownlight.protocol.model import Sampling as SamplingSettings
 
 DEFAULT_MAX_TOKENS = 256
+# The default answer budget when tools are offered. A tool call must be complete to be
+# of any use (cut short, Codex ends its run with ``response.incomplete``), and its
+# arguments may carry a command, a patch or a whole file: 2,048 tokens (about 8 KB of
+# code) holds the agents' calls, while a small model that rambles in words instead
+# still frees its slot within a minute or two on a laptop's CPU. A client that wants
+# more asks for it; whatever it asks is fitted to the window (``answer_budget``).
+TOOL_MAX_TOKENS = 2048
+#: The header that says a client's max_tokens was lowered to fit the window.
+MAX_TOKENS_HEADER = "x-ownlight-max-tokens"
 
 
 @dataclass(frozen=True)
@@ -97,10 +110,10 @@ class LlamaBackend(Backend):
         if request.operation not in self.operations:
             raise InvalidRequest(
                 f"model {self.entry.alias!r} does not serve {request.operation}")
-        await self._ensure_loaded()
+        engine = await self._ensure_loaded()
         plan = DecodingPlan("text")
         if request.operation is Operation.CHAT:
-            plan = constrained.plan(request)
+            plan = constrained.plan(request, engine.compiles)
             prompts = [self.template.render(prompt_messages(request, plan))]
         elif request.prompts:
             prompts = request.prompts
@@ -112,10 +125,18 @@ class LlamaBackend(Backend):
         extra_stop = () if plan.constrained or request.operation is not Operation.CHAT \
             else self.template.stop
         s = request.sampling
-        jobs = [(prompt, _sampling(s, extra_stop, plan, i))
+        tokens = {p: engine.tokenize(p, add_bos=not _has_bos(p)) for p in prompts}
+        budgets = {p: answer_budget(self.entry.alias, self.n_ctx, len(t), s.max_tokens,
+                                    request.tools_active, engine.n_ctx_train)
+                   for p, t in tokens.items()}
+        jobs = [(prompt, _sampling(s, budgets[prompt].max_tokens, extra_stop, plan, i))
                 for prompt in prompts for i in range(s.n)]
-        answer = LocalAnswer(request.operation, self.model_name, plan)
-        generate = partial(self._generate, principal=request.principal or "")
+        lowered = [b for b in budgets.values() if b.lowered_from is not None]
+        # Shown to the client as a response header (the pipeline takes it from the answer).
+        headers = {MAX_TOKENS_HEADER: min(lowered, key=lambda b: b.max_tokens)
+                   .explain(self.n_ctx)} if lowered else {}
+        answer = LocalAnswer(request.operation, self.model_name, plan, headers)
+        generate = partial(self._generate, tokens=tokens, principal=request.principal or "")
         if request.stream:
             return answer.stream(jobs, generate)
         return await answer.collect(jobs, generate)
@@ -151,12 +172,10 @@ class LlamaBackend(Backend):
         assert self._engine is not None
         return self._engine
 
-    async def _generate(self, prompt: str, sampling: Sampling, *,
+    async def _generate(self, prompt: str, sampling: Sampling, *, tokens: dict[str, list[int]],
                         principal: str) -> AsyncIterator[Piece]:
         """Queue one generation for the batching loop and relay its pieces."""
         engine = await self._ensure_loaded()
-        tokens = engine.tokenize(prompt, add_bos=not _has_bos(prompt))
-        max_tokens = self._check_room(len(tokens), sampling.max_tokens)
         if len(engine.queue) >= self._queue_limit:
             raise UpstreamUnavailable("the local model is busy; try again shortly",
                                       retry_after=engine.retry_after())
@@ -166,7 +185,8 @@ class LlamaBackend(Backend):
         def emit(item: Piece | BaseException | End) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        job = Job(tokens, sampling, max_tokens, principal, emit,
+        assert sampling.max_tokens is not None  # fitted to the window by ``execute``
+        job = Job(tokens[prompt], sampling, sampling.max_tokens, principal, emit,
                   fresh=sampling.seed is not None)
         engine.submit(job)
         try:
@@ -180,29 +200,55 @@ class LlamaBackend(Backend):
         finally:
             engine.cancel(job)
 
-    def _check_room(self, prompt_tokens: int, max_tokens: int | None) -> int:
-        room = self.n_ctx - prompt_tokens
-        if max_tokens is None:
-            max_tokens = min(DEFAULT_MAX_TOKENS, room)
-        if room <= 0 or max_tokens > room:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.n_ctx} tokens. However, you "
-                f"requested {prompt_tokens + max(max_tokens, 0)} tokens ({prompt_tokens} in "
-                f"the prompt, {max(max_tokens, 0)} for the completion). Please reduce the "
-                "prompt or max_tokens.",
-                param="messages",
-            )
-        return max_tokens
+
+@dataclass(frozen=True)
+class Budget:
+    """How many tokens an answer may have, and what the client asked, when it was more."""
+
+    max_tokens: int
+    lowered_from: int | None = None
+
+    def explain(self, n_ctx: int) -> str:
+        return (f"{self.max_tokens} (lowered from {self.lowered_from} to fit the "
+                f"{n_ctx}-token window)")
+
+
+def answer_budget(alias: str, n_ctx: int, prompt_tokens: int, asked: int | None,
+                  tools: bool, trained: int = 0) -> Budget:
+    """The answer's budget: what the client asked, lowered to the room the prompt leaves
+    in the window (Claude Code asks for 32,000 whatever the model); by default 256
+    tokens, or ``TOOL_MAX_TOKENS`` when tools are offered. A prompt that fills the
+    window is refused with a message naming the setting that widens it."""
+    room = n_ctx - prompt_tokens
+    if room < 1:
+        raise ContextLengthExceeded(window_message(alias, n_ctx, prompt_tokens, trained),
+                                    param="messages")
+    if asked is None:
+        return Budget(min(TOOL_MAX_TOKENS if tools else DEFAULT_MAX_TOKENS, room))
+    if asked > room:
+        return Budget(room, asked)
+    return Budget(asked)
+
+
+def window_message(alias: str, n_ctx: int, prompt_tokens: int, trained: int = 0) -> str:
+    """Why a prompt does not fit, and the setting that widens the window."""
+    text = (f"This prompt is {prompt_tokens:,} tokens; model {alias!r} reads {n_ctx:,} "
+            f"tokens at most, its answer included (the window, models.{alias}.n_ctx). ")
+    if trained and prompt_tokens >= trained:
+        return text + f"Please shorten the prompt: this model reads {trained:,} tokens at most."
+    reads = f" (this model reads up to {trained:,} tokens)" if trained > n_ctx else ""
+    return text + (f"Raise models.{alias}.n_ctx in ownlight.toml{reads}, or shorten the "
+                   "prompt.")
 
 
 def _has_bos(prompt: str) -> bool:
     return prompt.startswith("<bos>")
 
 
-def _sampling(s: SamplingSettings, template_stop: tuple[str, ...], plan: DecodingPlan,
-              choice: int) -> Sampling:
+def _sampling(s: SamplingSettings, max_tokens: int, template_stop: tuple[str, ...],
+              plan: DecodingPlan, choice: int) -> Sampling:
     return Sampling(
-        max_tokens=s.max_tokens,
+        max_tokens=max_tokens,
         temperature=0.7 if s.temperature is None else s.temperature,
         top_p=1.0 if s.top_p is None else s.top_p,
         stop=tuple(dict.fromkeys([*s.stop, *template_stop])),

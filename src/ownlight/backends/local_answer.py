@@ -4,6 +4,9 @@ One ``LocalAnswer`` per request: ``n`` choices (and one per prompt for text
 completion) are generated one after another. Under a tool plan the decoded text is
 turned into tool calls: a named tool's arguments stream as argument deltas while they
 are decoded; a call the model chose among several is sent whole once it is complete.
+
+Response headers the backend has to add (``x-ownlight-max-tokens``) travel in the
+``extra`` of the response or of a stream's first chunk; the pipeline takes them out.
 """
 
 from __future__ import annotations
@@ -55,14 +58,17 @@ Generate = Callable[[str, Any], AsyncIterator[Piece]]
 
 
 class LocalAnswer:
-    def __init__(self, operation: Operation, model: str, plan: DecodingPlan):
+    def __init__(self, operation: Operation, model: str, plan: DecodingPlan,
+                 headers: dict[str, str] | None = None):
         self.operation = operation
+        self.headers = dict(headers or {})  # for the first chunk, or the response
         self.chat = operation is Operation.CHAT
         self.model = model
         self.plan = plan
         self.id = ("chatcmpl-" if self.chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.usage = Usage()
+        self._decode_again = False  # a streamed choice's held call broke its schema
         self._prompts_seen: set[str] = set()
 
     async def collect(self, jobs: Sequence[Job], generate: Generate) -> Response:
@@ -76,7 +82,7 @@ class LocalAnswer:
                     break
             choices.append(choice)
         return Response(self.operation, self.model, self.id, self.created, choices,
-                        usage=self.usage)
+                        usage=self.usage, extra=self.headers)
 
     async def _generate_choice(self, index: int, prompt: str, sampling: Any,
                                generate: Generate) -> Choice:
@@ -101,27 +107,32 @@ class LocalAnswer:
 
     async def stream(self, jobs: Sequence[Job], generate: Generate) -> AsyncIterator[Chunk]:
         for index, (prompt, sampling) in enumerate(jobs):
-            pieces = generate(prompt, sampling)
-            try:
-                async for chunk in self._stream_choice(index, prompt, pieces):
-                    yield chunk
-            finally:
-                await pieces.aclose()  # type: ignore[attr-defined]
+            for attempt in range(ATTEMPTS):
+                self._decode_again = False
+                pieces = generate(prompt, _reseeded(sampling, attempt))
+                try:
+                    async for chunk in self._stream_choice(index, prompt, pieces, attempt):
+                        yield chunk
+                finally:
+                    await pieces.aclose()  # type: ignore[attr-defined]
+                if not self._decode_again:
+                    break
         yield self._chunk([], self.usage)
 
-    async def _stream_choice(self, index: int, prompt: str,
-                             pieces: AsyncIterator[Piece]) -> AsyncIterator[Chunk]:
+    async def _stream_choice(self, index: int, prompt: str, pieces: AsyncIterator[Piece],
+                             attempt: int = 0) -> AsyncIterator[Chunk]:
         mode = self.plan.mode if self.chat else "text"
         # Text streams as it comes, and so do a named tool's arguments; a call the model
         # picks among several is held until complete (``auto`` decides on its first
-        # character whether the answer is text or a call).
+        # character whether the answer is text or a call). A held call that breaks its
+        # schema was never sent: it is decoded again, as ``collect`` does.
         streaming: bool | None = {"any_tool": False, "auto": None}.get(mode, True)
         held: list[str] = []
         started = False
         async for piece in pieces:
             if piece.prompt_tokens is not None:
                 self._count(prompt, piece)
-                if self.chat:
+                if self.chat and attempt == 0:
                     yield self._chunk([ChoiceDelta(index, role="assistant", text="")])
                 if mode == "tool":
                     yield self._chunk([ChoiceDelta(index, tool_calls=[
@@ -147,6 +158,9 @@ class LocalAnswer:
                 calls: list[ToolCall] = []
                 if held:
                     content, calls = parse_output(self.plan, "".join(held).strip())
+                    if calls and attempt + 1 < ATTEMPTS and violation(self.plan, None, calls):
+                        self._decode_again = True
+                        return
                     if calls:
                         yield self._chunk([ChoiceDelta(index, tool_calls=[
                             ToolCallDelta(i, c.id, c.name, c.arguments)
@@ -163,7 +177,8 @@ class LocalAnswer:
         return ChoiceDelta(index, text=text, logprobs=logprobs)
 
     def _chunk(self, choices: list[ChoiceDelta], usage: Usage | None = None) -> Chunk:
-        return Chunk(self.operation, self.model, self.id, self.created, choices, usage)
+        extra, self.headers = self.headers, {}  # the first chunk carries them
+        return Chunk(self.operation, self.model, self.id, self.created, choices, usage, extra)
 
     def _count(self, prompt: str, piece: Piece) -> None:
         """Usage: a prompt shared by several choices is counted once, as OpenAI does."""
