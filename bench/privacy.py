@@ -10,7 +10,18 @@ Presidio runs with all its default recognizers and entities, spaCy's small Engli
 its default score threshold; this is how the issue's Presidio figures were obtained.
 Person names in real Chinese, Japanese and Russian sentences (``pii_names``) are scored
 per language, PERSON only, with the same span rule; Presidio has no model for them.
+Agent traffic (``agents_table``): the recorded first requests of the pinned Codex CLI and
+Claude Code (``tests/data/agents``), every slot read as the shield reads it in service:
+findings in the client's own text (instructions, system and developer turns, tool
+definitions and keys, metadata, the ``<system-reminder>`` and ``<environment_context>``
+blocks) and in what people and tools wrote, and whether a cloud target would refuse the
+request (red-line level, or a finding in a key). Then how often a run of digits that
+machines write (millisecond timestamps, ids) is taken for a card.
 Usage: python bench/privacy.py [--limit N] [--no-presidio] [--dev] [--names-only]
+       [--agents-only] [--privacy-from SRC]
+--privacy-from measures another tree's ``ownlight.privacy`` (a baseline: ``git archive REV
+src | tar -x -C /tmp/base``, then ``--privacy-from /tmp/base/src``) with this tree's
+protocol and slot enumerator, so both read the same requests.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
@@ -80,8 +92,118 @@ def score(rows: list[dict], preds: list[Spans], type_: str | None) -> tuple[floa
     return (tp_p / n_pred if n_pred else 1.0), (tp_r / n_gold if n_gold else 1.0), n_gold
 
 
+AGENTS = ROOT / "tests" / "data" / "agents"
+
+
+def use_privacy_from(src: Path) -> None:
+    """Load ``ownlight.privacy`` from another tree; everything else stays this tree's."""
+    import importlib.util
+
+    import ownlight
+
+    package = src / "ownlight" / "privacy"
+    spec = importlib.util.spec_from_file_location(
+        "ownlight.privacy", package / "__init__.py", submodule_search_locations=[str(package)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ownlight.privacy"] = module
+    spec.loader.exec_module(module)
+    ownlight.privacy = module  # type: ignore[attr-defined]
+
+
+def agents_table() -> None:
+    import random
+
+    from ownlight.privacy.detector import Detector
+    from ownlight.privacy.stage import PrivacyShield
+    from ownlight.protocol import anthropic, responses
+    from ownlight.protocol.model import Operation
+    from ownlight.protocol.slots import SlotKind
+
+    try:  # a baseline may predate the client's blocks and readings
+        from ownlight.privacy.client_text import client_blocks
+        from ownlight.privacy.detector import CLIENT
+    except ImportError:
+        CLIENT = None  # noqa: N806
+
+        def client_blocks(text: str) -> list[tuple[int, int]]:
+            from re import finditer
+            return [m.span() for m in finditer(r"(?s)<(system-reminder)>.*?</\1>", text)]
+
+    shield = PrivacyShield()
+    theirs = (SlotKind.TOOL_RESULT, SlotKind.TOOL_ARGUMENTS)
+    print("\n### recorded agent requests (tests/data/agents), every slot\n")
+    print("| request | slots | findings in the client's own text | in what users and tools "
+          "wrote | level | a cloud target refuses |")
+    print("|---|---:|---:|---|---|---|")
+    for path in sorted(AGENTS.glob("*.json")):
+        for i, call in enumerate(json.loads(path.read_text())):
+            body = call["body"]
+            request = (responses.parse_call(body).request if "input" in body
+                       else anthropic.parse_request(Operation.CHAT, body))
+            findings = shield.classify(request)
+            own, other = 0, []
+            for slot, spans in zip(findings.slots, findings.spans, strict=True):
+                for span in spans:
+                    outside = not any(a <= span.start < b for a, b in client_blocks(slot.text))
+                    typed = slot.kind is SlotKind.TEXT and outside and not slot.text.lstrip(
+                        ).startswith("<environment_context>")
+                    if slot.kind in theirs or typed:
+                        other.append(span.type)
+                    else:
+                        own += 1
+            refused = findings.level == "restricted" or any(
+                spans for slot, spans in zip(findings.slots, findings.spans, strict=True)
+                if slot.kind is SlotKind.KEY)
+            print(f"| {path.stem} #{i} | {len(findings.slots)} | {own} | "
+                  f"{', '.join(sorted(other)) or '—'} | {findings.level} | "
+                  f"{'yes' if refused else 'no'} |")
+    detector, rng = Detector.default(), random.Random(7)
+
+    def ms() -> int:
+        return rng.randrange(1_420_070_400_000, 2_082_758_400_000)
+
+    def digits16() -> int:
+        return rng.randrange(10**15, 10**16)
+
+    numbers: dict[str, tuple[Callable[[], str], Any]] = {
+        "millisecond timestamps in JSON": (lambda: f'{{"turn_started_at_unix_ms":{ms()}}}', None),
+        "millisecond timestamps in prose": (lambda: f"started at {ms()}", None),
+        "microsecond timestamps in JSON": (lambda: f'{{"ts_us": {ms() * 1000 + 7}}}', None),
+        "snowflake ids in JSON": (
+            lambda: f'{{"id": "{(ms() - 1288834974657) << 22 | rng.randrange(1 << 22)}"}}', None),
+        "random 16-digit ids in JSON": (lambda: f'{{"trace_id": {digits16()}}}', None),
+        "random 16-digit numbers in prose": (lambda: f"see {digits16()} for details", None),
+    }
+    if CLIENT is not None:
+        numbers["the same, read as the client's own text"] = (
+            lambda: f"see {digits16()} for details", CLIENT)
+    print("\n| machine numbers (4,000 each) | taken for a card |\n|---|---:|")
+    for name, (make, reading) in numbers.items():
+        hits = 0
+        for _ in range(4000):
+            text = make()
+            spans = detector.scan(text, reading) if reading else detector.scan(text)
+            hits += any(s.type == "CREDIT_CARD" for s in spans)
+        print(f"| {name} | {hits / 4000:.2%} |")
+
+
+def client_reading_recall(path: Path, limit: int) -> None:
+    """PERSON recall on a set's texts had they stood in a system prompt (weak names drop)."""
+    from ownlight.privacy.detector import CLIENT, Detector
+
+    detector = Detector.default()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = rows[:limit] if limit else rows
+    preds = [[(s.start, s.end, s.type) for s in detector.scan(r["text"], CLIENT)] for r in rows]
+    p, r, support = score(rows, preds, "PERSON")
+    q, t, _ = score(rows, preds, None)
+    print(f"\nRead as the client's own text ({path.name}): PERSON P / R / F1 {p:.2f} / {r:.2f} / "
+          f"{f1(p, r):.2f} ({support} names); all direct identifiers {q:.2f} / {t:.2f} / "
+          f"{f1(q, t):.2f}.")
+
+
 def ownlight_runner() -> Callable[[str], Spans]:
-    sys.path.insert(0, str(ROOT / "src"))
     from ownlight.privacy.detector import Detector
 
     detector = Detector.default()
@@ -148,7 +270,15 @@ def main() -> None:
     ap.add_argument("--no-presidio", action="store_true")
     ap.add_argument("--dev", action="store_true", help="dev sets instead of test sets")
     ap.add_argument("--names-only", action="store_true", help="only the real-text names table")
+    ap.add_argument("--agents-only", action="store_true", help="only the agent traffic tables")
+    ap.add_argument("--privacy-from", type=Path, help="another tree's src, for a baseline")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    if args.privacy_from:
+        use_privacy_from(args.privacy_from)
+    if args.agents_only:
+        agents_table()
+        return
     ownlight = ownlight_runner()
     names_table(NAMES / ("dev.jsonl" if args.dev else "test.jsonl"), ownlight, args.limit)
     if args.names_only:
@@ -187,6 +317,9 @@ def main() -> None:
         if len(results) == 2:
             (_, a), (_, b) = results.values()
             print(f"\nOwnlight takes {a / b:.2f}x Presidio's time per text.")
+        if name.startswith("en ") and not args.privacy_from:
+            client_reading_recall(path, args.limit)
+    agents_table()
 
 
 if __name__ == "__main__":

@@ -211,6 +211,17 @@ def test_code_is_not_names(detector: Detector, text: str, code_marks: bool) -> N
         assert [s for s in detector.scan(text) if s.type == "PERSON"] == []
 
 
+@pytest.mark.parametrize(("text", "names"), [
+    ("You are assisting James Koumura, a customer since 2019.", ["James Koumura"]),
+    ("Write to Dr. Langset about the order.", ["Langset"]),
+    ("You are a Claude agent, built on Anthropic's Claude Agent SDK. Claude Code and "
+     "Claude Opus are products; see Mac/Windows.", []),
+])
+def test_names_in_the_clients_own_text_need_a_surname_or_a_title(
+        detector: Detector, text: str, names: list[str]) -> None:
+    assert [text[s.start : s.end] for s in detector.scan(text, CLIENT)] == names
+
+
 def test_names_in_prose_are_still_found(detector: Detector) -> None:
     text = "Please ask Mary Smith and Dr. McGregor; she is Scott's daughter."
     found = [text[s.start : s.end] for s in detector.scan(text) if s.type == "PERSON"]

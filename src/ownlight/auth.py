@@ -2,6 +2,11 @@
 
 A key is shown once, at creation; only its sha256 is stored. Keys are 32 random
 bytes, so a plain hash is enough (a slow KDF protects low-entropy passwords, not these).
+
+A refused key is reported to the key store's ``refusals`` (the audit ledger's
+``RefusalLog``, wired by ``Runtime.build``) with the request it came with: its ASGI scope,
+passed by the hot routes, or ``request_scope``, which the server sets for the others. A
+valid key costs nothing more.
 """
 
 from __future__ import annotations
@@ -9,13 +14,29 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from ownlight.errors import AuthenticationFailed
 from ownlight.store.sqlite import StateStore
 
 KEY_PREFIX = "ol-"
+
+Origin = Mapping[str, Any]  # the request's ASGI scope: client address, method, path
+# The scope of the request being served, for key checks that are not handed it (the
+# server sets it for every route but the hot pipeline POSTs, which pass theirs).
+request_scope: ContextVar[Origin | None] = ContextVar("ownlight_request_scope", default=None)
+
+
+class RefusalSink(Protocol):
+    """Where refusals go: ``audit.refusals.RefusalLog``."""
+
+    def __call__(self, status: int, reason: str, digest: str | None, origin: Origin | None,
+                 principal: str | None = None, tenant: str | None = None,
+                 code: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,8 +75,9 @@ def hash_key(key: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, store: StateStore):
+    def __init__(self, store: StateStore, refusals: RefusalSink | None = None):
         self.store = store
+        self.refusals = refusals
 
     def create(
         self, name: str, groups: tuple[str, ...] = (), tenant: str = "default"
@@ -98,18 +120,33 @@ class KeyStore:
             )
         return cursor.rowcount
 
-    def authenticate(self, key: str | None) -> Principal:
-        """Map a presented key to its principal, or fail closed."""
+    def authenticate(self, key: str | None, origin: Origin | None = None) -> Principal:
+        """Map a presented key to its principal, or fail closed (and say so to
+        ``refusals``: ``origin`` is the request's ASGI scope, else ``request_scope``'s)."""
         if not key:
+            self.refused(401, "missing_key", None, origin, code=AuthenticationFailed.code)
             raise AuthenticationFailed(
                 "Missing API key. Send it as 'Authorization: Bearer <key>'."
             )
+        digest = hash_key(key)
         rows = self.store.query(
-            "SELECT id, name, tenant, groups FROM api_keys"
-            " WHERE key_hash = ? AND revoked_at IS NULL",
-            (hash_key(key),),
+            "SELECT id, name, tenant, groups, revoked_at FROM api_keys WHERE key_hash = ?",
+            (digest,),
         )
-        if not rows:
+        if not rows or rows[0][4] is not None:
+            revoked = bool(rows)
+            self.refused(401, "revoked_key" if revoked else "unknown_key", digest, origin,
+                         str(rows[0][1]) if revoked else None,
+                         str(rows[0][2]) if revoked else None, AuthenticationFailed.code)
             raise AuthenticationFailed("Incorrect or revoked API key provided.")
-        key_id, name, tenant, groups = rows[0]
+        key_id, name, tenant, groups, _ = rows[0]
         return Principal(int(str(key_id)), str(name), str(tenant), tuple(json.loads(str(groups))))
+
+    def refused(self, status: int, reason: str, digest: str | None, origin: Origin | None,
+                principal: str | None = None, tenant: str | None = None,
+                code: str | None = None) -> None:
+        """Report a refused request (``digest``: the presented key's ``hash_key``)."""
+        if self.refusals is not None:
+            self.refusals(status, reason, digest,
+                          origin if origin is not None else request_scope.get(),
+                          principal, tenant, code)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.metrics import Metrics
+from ownlight.audit.refusals import RefusalLog
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
@@ -90,6 +91,7 @@ class Runtime:
     lifecycle: Lifecycle | None = None
     load_errors: dict[str, str] = field(default_factory=dict)
     tracing: Tracing | None = None  # audit.otlp_endpoint
+    refusals: RefusalLog | None = None  # 401s and 403s, into the ledger
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -110,6 +112,7 @@ class Runtime:
                             metrics=Metrics(), guard=build_guard(config))
         lifecycle.audit = pipeline.ledger.put
         runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store), lifecycle)
+        runtime.refusals = keys.refusals = RefusalLog(pipeline.ledger.append)
         pipeline.metrics.watch(runtime.state)
         endpoint = config.section("audit").get("otlp_endpoint")
         if endpoint:
@@ -171,6 +174,8 @@ class Runtime:
             await self.lifecycle.close()
         if self.knowledge is not None:
             self.knowledge.close()
+        if self.refusals is not None:
+            self.refusals.close()  # the open minute's aggregates
         self.pipeline.ledger.close()
         if self.tracing is not None:
             self.tracing.close()

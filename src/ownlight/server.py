@@ -25,6 +25,7 @@ from ownlight.api import (
 )
 from ownlight.api.common import PipelineRoute, bearer_key
 from ownlight.api.responses import error_response, json_response
+from ownlight.auth import request_scope
 from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
 
@@ -87,7 +88,9 @@ class FastPath:
 
     Everything else (and the lifespan) goes through the Starlette app. Skipping the
     router and middleware on the hot routes roughly halves the gateway's own cost per
-    request (bench/overhead.py); the endpoints are the same objects either way.
+    request (bench/overhead.py); the endpoints are the same objects either way. The hot
+    routes hand their scope to the key check themselves; for the others it is in
+    ``request_scope``, so a refused key is recorded with its client address and route.
     """
 
     def __init__(self, app: Starlette, runtime: Runtime):
@@ -102,6 +105,8 @@ class FastPath:
                 response = await endpoint.respond(self.runtime, scope, receive)
                 await response(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            request_scope.set(scope)  # this request's task's own context
         await self.app(scope, receive, send)
 
 

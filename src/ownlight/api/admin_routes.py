@@ -1,6 +1,7 @@
 """Admin-only routes: the audit ledger over HTTP and the Prometheus metrics.
 
-An admin key is a key in the ``admin`` group; any other key gets 403, no key 401.
+An admin key is a key in the ``admin`` group; any other key gets 403, no key 401; both
+refusals are recorded in the ledger (``audit.refusals``).
 Prometheus scrapes ``/metrics`` with that key as a bearer token (its scrape config's
 ``authorization`` section).
 """
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ownlight.audit.audit_cli import select, since_iso
-from ownlight.auth import Principal
+from ownlight.auth import Principal, hash_key
 from ownlight.errors import InvalidRequest, OwnlightError, PermissionDenied
 from ownlight.runtime import Runtime
 
@@ -25,8 +26,11 @@ MAX_RECORDS = 1000
 
 def admin(request: Request) -> Principal:
     runtime: Runtime = request.app.state.runtime
-    principal = runtime.keys.authenticate(bearer_key(request))
+    key = bearer_key(request)
+    principal = runtime.keys.authenticate(key, request.scope)
     if not principal.is_admin:
+        runtime.keys.refused(403, "admin_only", hash_key(key) if key else None, request.scope,
+                             principal.name, principal.tenant, "admin_only")
         raise PermissionDenied("This route needs an admin key.", code="admin_only")
     return principal
 

@@ -117,10 +117,11 @@ def scope_headers(scope: Scope) -> dict[str, str]:
 
 async def authenticated_body(keys: KeyStore, scope: Scope, receive: Receive,
                              limit: int) -> tuple[Principal, str | None, dict[str, str], object]:
-    """(principal, key, headers, parsed body): the key first, then the body."""
+    """(principal, key, headers, parsed body): the key first (a refusal is recorded with
+    this request's client address and route), then the body."""
     headers = scope_headers(scope)
     key = key_from_headers(headers)
-    principal = keys.authenticate(key)
+    principal = keys.authenticate(key, scope)
     body = parse_json(await read_body(receive, headers, limit))
     return principal, key, headers, body
 

@@ -111,7 +111,7 @@ def _filters(fn: Any) -> Any:
         click.option("--target", help="alias/model that served it."),
         click.option("--outside", is_flag=True, help="Only what went outside the domain."),
         click.option("--status", type=int),
-        click.option("--kind", type=click.Choice(["request", "egress", "admin"])),
+        click.option("--kind", type=click.Choice(["request", "egress", "admin", "refusal"])),
     ):
         fn = option(fn)
     return fn
@@ -133,9 +133,14 @@ def list_command(ctx: click.Context, since: str | None, until: str | None,
         click.echo(json.dumps(records))
         return
     for r in records:
-        where = r.get("target") or "-"
+        where, why = r.get("target") or "-", r.get("reason") or ""
+        if r["kind"] == "refusal":  # the route, then who knocked with which key
+            where = r.get("endpoint") or "-"
+            why += f" key {r.get('key')} from {r.get('client') or '-'}"
+            if r.get("count", 1) > 1:
+                why += f" ({r['count']} refusals in {r.get('minute')})"
         click.echo(f"{r['seq']:>7} {r['at']} {r['kind']:<7} {r.get('status') or '':<4} "
-                   f"{r.get('principal') or '-':<12} {where} {r.get('reason') or ''}")
+                   f"{r.get('principal') or '-':<12} {where} {why}")
 
 
 @audit_group.command("export")

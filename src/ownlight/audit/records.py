@@ -85,7 +85,38 @@ class AdminRecord:
     uid: str = ""
 
 
-Record = RequestRecord | EgressRecord | AdminRecord
+@dataclass
+class RefusalRecord:
+    """A request refused at the door: no key, an unknown or a revoked one (401), or a key
+    without the right to its route (403). Never the key: ``key`` is the first 12 hex
+    digits of its sha256, or ``none``.
+
+    With ``count`` above 1 it is an aggregate (``reason`` ``folded``): the refusals from
+    ``client`` in ``minute`` beyond its per-minute records (``refusals.RefusalLog``), by
+    reason, with the first few key hashes and routes; ``at`` is the last of them.
+    """
+
+    status: int
+    reason: str  # missing_key, unknown_key, revoked_key, admin_only; folded
+    key: str
+    client: str | None  # the client's address (the socket's peer)
+    endpoint: str  # "POST /v1/chat/completions"; "*" in an aggregate
+    principal: str | None = None  # a revoked key's or a 403's principal
+    tenant: str | None = None
+    error_code: str | None = None  # what the client was told
+    count: int = 1
+    minute: str | None = None  # an aggregate's minute (UTC)
+    reasons: dict[str, int] | None = None  # an aggregate's reasons
+    keys: list[str] | None = None  # an aggregate's first key hashes
+    endpoints: dict[str, int] | None = None  # an aggregate's first routes
+    first_at: str | None = None  # an aggregate's first refusal (ISO, UTC)
+    kind: str = "refusal"
+    request_id: str | None = None
+    at: float = field(default_factory=time.time)
+    uid: str = ""
+
+
+Record = RequestRecord | EgressRecord | AdminRecord | RefusalRecord
 
 
 _UID_PREFIX = secrets.token_hex(8)  # this process's; the counter makes each uid unique

@@ -117,10 +117,10 @@ class Tracing:
         authenticate = pipeline.keys.authenticate
 
         @functools.wraps(authenticate)
-        def timed_key_check(key: str | None) -> Any:
+        def timed_key_check(key: str | None, origin: Any = None) -> Any:
             start, failed = time.time_ns(), True
             try:
-                principal = authenticate(key)
+                principal = authenticate(key, origin)
                 failed = False
                 return principal
             finally:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 
 from ownlight.privacy.recognizers.places import is_place_here
-from ownlight.privacy.recognizers.wordlists import load
+from ownlight.privacy.recognizers.wordlists import english_words, load
 from ownlight.privacy.spans import Span
 
 _WORD = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’\-]*")
@@ -116,8 +116,8 @@ class LatinNameRecognizer:
                 return False  # acronyms and SHOUTED words
         # A title, a strong cue or a first name followed by a surname also holds in a
         # system prompt or a tool schema; a lone capitalised first name does not.
-        weak = not (strong or (len(run) >= 2 and first_hit and last_hit
-                               and self._key(run[-1]) in self.last))
+        weak = not (strong or (len(run) >= 2 and keys[0] in self.first
+                               and self._surname(run[-1])))
         if len(run) >= 2 and (first_hit or (last_hit and cue)):
             return Span(start, end, "PERSON", 0.8, self.name, weak=weak)
         mid_sentence = not lower_text and not _sentence_start(text, start)
@@ -130,6 +130,15 @@ class LatinNameRecognizer:
         if strong and not lower_text:
             return Span(start, end, "PERSON", 0.6, self.name)
         return None if not lower_text and not _sentence_start(text, start) else False
+
+    def _surname(self, m: re.Match[str]) -> bool:
+        """A surname: on the list, or a capitalised word English has no use for (Koumura,
+        Langset), unlike the Code, Opus or SDK that follow a first name in product names."""
+        key = self._key(m)
+        if key in self.last:
+            return True
+        word = m.group()
+        return word[:1].isupper() and not word.isupper() and key not in english_words()
 
     def _code(self, text: str, m: re.Match[str]) -> bool:
         """An identifier in code or JSON: glued to code punctuation, or camelCase that no
