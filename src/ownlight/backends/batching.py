@@ -18,7 +18,6 @@ long system prompt wait for the first to evaluate it, then share it.
 from __future__ import annotations
 
 import ctypes
-import logging
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from typing import Any
 from ownlight.backends.answer_text import AnswerText
 from ownlight.backends.base import ServingStats
 from ownlight.backends.fair_queue import FairQueue
+from ownlight.backends.llama_log import route_to_logging
 from ownlight.backends.local_answer import Piece
 from ownlight.backends.logprobs import logits_row, logprob_entry
 from ownlight.backends.sampler import Sampler, grammar_compiles
@@ -87,7 +87,7 @@ class BatchEngine:
     def __init__(self, path: str, n_ctx: int, parallel: int, threads: int):
         import llama_cpp as ll
 
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's chatter
+        route_to_logging()  # llama.cpp's load chatter: Ownlight's logger, not the terminal
         self._ll = ll
         self.n_ctx = n_ctx
         params = ll.llama_model_default_params()
