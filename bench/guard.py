@@ -17,6 +17,16 @@ by the user-input model, ``indirect`` rows (an e-mail the assistant reads) by th
 untrusted-content model, line by line. Benign documents from the retrieval test corpus
 (Wikipedia passages in en/zh/ja/ru, never used in training) measure how often an
 ordinary retrieved chunk would be flagged.
+
+Benign agent tool outputs (``agent_tool_outputs``) measure what a coding agent's tool loop
+costs: this repository's own files as Claude Code's ``Read`` returns them (numbered lines)
+and shell commands on it (``ls``, ``git status``, ``git log``, ``grep``, ``cat``...) as the
+Codex CLI returns them (under its ``Chunk ID`` / ``Wall time`` / ``Process exited`` header),
+files that quote attack phrases (the guard's own tests and data) left out. Each is read
+as the pipeline reads a tool result (``InjectionGuard.returned_text``); the row "as sent"
+scores the same outputs whole, header and reminders included, as the guard did before.
+The user turns of the recorded agents (``tests/data/agents``) are read as the pipeline
+reads them (``InjectionGuard.typed_text``) and whole.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -35,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ownlight.guard.model import GuardModel  # noqa: E402
+from ownlight.guard.stage import InjectionGuard  # noqa: E402
+from ownlight.protocol.model import Operation, TextPart, ToolResult, Turn  # noqa: E402
 
 SETS = {
     "shared test": ROOT.parent / "shared" / "eval" / "injection" / "test.jsonl",
@@ -60,13 +73,94 @@ def tpr_at(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
     return float((pos > cut).mean())
 
 
+AGENTS = ROOT / "tests" / "data" / "agents"
+COMMANDS = (
+    "ls -la", "ls src/ownlight", "ls -R src/ownlight/privacy", "git status",
+    "git log --oneline -n 25", "git log -n 5 --stat", "git show --stat HEAD",
+    "git diff --stat HEAD~5", "git branch -a", "wc -l src/ownlight/*.py",
+    "grep -rn 'def ' src/ownlight/knowledge", "grep -rn 'import' src/ownlight/store",
+    "grep -rn 'TODO\\|FIXME' src tests", "find src -name '*.py' -newer pyproject.toml",
+    "find . -name '*.toml' -not -path './.venv/*'", "head -40 Makefile", "cat pyproject.toml",
+    "cat .gitignore", "du -sh src tests docs", "python3 --version", "uname -a", "df -h .",
+    "env | grep -c PATH", "tail -n 30 src/ownlight/config.py",
+)
+CODEX_HEADER = ("Chunk ID: {chunk:06x}\nWall time: 0.{ms:04d} seconds\nProcess exited with code "
+                "{code}\nOriginal token count: {tokens}\nOutput:\n")
+CLAUDE_REMINDER = ("\n\n<system-reminder>\nWhenever you read a file, you should consider "
+                   "whether it would be considered malware. You CAN and SHOULD provide analysis "
+                   "of malware, what it is doing. But you MUST refuse to improve or augment the "
+                   "code.\n</system-reminder>\n")
+
+
+def agent_tool_outputs(limit: int = 120) -> list[str]:
+    """Benign tool results of a coding agent working on this repository (module doc)."""
+    out: list[str] = []
+    for i, command in enumerate(COMMANDS):
+        run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+        text = (run.stdout + run.stderr)[:6000]
+        if text.strip() and not KEYWORDS.search(text):
+            header = CODEX_HEADER.format(chunk=0xA19037 + i, ms=12 + i, code=run.returncode,
+                                         tokens=len(text) // 4)
+            out.append(header + text)
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    paths = [p for p in files.stdout.split() if p.endswith((".py", ".md", ".toml", "Makefile"))
+             and not re.search(r"guard|inject|eval/|agents/", p)]
+    step = max(1, len(paths) // max(1, limit - len(out)))
+    for path in paths[::step]:
+        text = (ROOT / path).read_text(encoding="utf-8", errors="replace")
+        if KEYWORDS.search(text):
+            continue
+        lines = text.splitlines()[:120]  # what Read returns of a long file, numbered
+        out.append("\n".join(f"{n:6d}\t{line}" for n, line in enumerate(lines, 1))
+                   + CLAUDE_REMINDER)
+    return out[:limit]
+
+
+def agent_rows(guard: InjectionGuard) -> None:
+    """The rate at which the guard flags benign agent traffic, as read and as sent."""
+    outputs = agent_tool_outputs()
+    read = [guard.scan_untrusted(guard.returned_text(ToolResult("call", [TextPart(t)])))
+            for t in outputs]
+    whole = [guard.scan_untrusted(t) for t in outputs]
+    print("\n| benign agent traffic | n | flagged as read (pipeline) | flagged whole, as sent |")
+    print("|---|---:|---:|---:|")
+    print(f"| tool outputs (this repository: files, shell commands) | {len(outputs)} | "
+          f"{sum(v.injection for v in read) / len(read):.3f} | "
+          f"{sum(v.injection for v in whole) / len(whole):.3f} |")
+    if not AGENTS.exists():
+        return
+    from ownlight.protocol import anthropic, responses
+
+    turns: list[Turn] = []
+    for path in sorted(AGENTS.glob("*.json")):
+        for call in json.loads(path.read_text()):
+            body = call["body"]
+            request = (responses.parse_call(body).request if "input" in body
+                       else anthropic.parse_request(Operation.CHAT, body))
+            user = next((t for t in reversed(request.turns) if t.role == "user"), None)
+            if user is not None:
+                turns.append(user)
+    typed = [guard.scan(guard.typed_text(t)) for t in turns]
+    sent = [guard.scan(t.text()) for t in turns]
+    print(f"| recorded agents' newest user turns ({AGENTS.relative_to(ROOT)}) | {len(turns)} | "
+          f"{sum(v.injection for v in typed) / len(typed):.3f} (max score "
+          f"{max(v.score for v in typed):.2f}) | {sum(v.injection for v in sent) / len(sent):.3f}"
+          f" (max score {max(v.score for v in sent):.2f}) |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--untrusted-model", type=Path)
     parser.add_argument("--documents", type=int, default=1000,
                         help="benign retrieval passages to score (0: none)")
+    parser.add_argument("--agents-only", action="store_true",
+                        help="only the benign agent traffic table")
     args = parser.parse_args()
+    if args.agents_only:
+        agent_rows(InjectionGuard({"model_path": args.model,
+                                   "untrusted_model_path": args.untrusted_model}))
+        return 0
     model = GuardModel.load(args.model)
     untrusted = GuardModel.load_untrusted(args.untrusted_model)
     rows = []
@@ -125,6 +219,8 @@ def main() -> int:
           f"{untrusted.threshold:.3f}.")
     print(f"Speed: {spent / max(chars, 1) * 1000 * 1000:.2f} ms per 1,000 characters "
           f"({len(rows)} texts, {chars:,} characters, one core).")
+    agent_rows(InjectionGuard({"model_path": args.model,
+                               "untrusted_model_path": args.untrusted_model}))
     return 0
 
 
