@@ -4,12 +4,16 @@ A tiny GGUF carries real metadata and a tensor, but no working network: the
 ``fake-local`` backend reads its header (as llama.cpp would) and answers with the
 text in its ``test.answer`` key after ``test.delay_ms``. Registered only by the tests
 (``monkeypatch.setitem(KINDS, ...)``), it lets a real gateway serve, switch, evict and
-evaluate model versions in milliseconds.
+evaluate model versions in milliseconds. A file with ``test.load_error`` fails to load
+with that message; one with ``test.crash`` aborts the process that loads it (only
+``ownlight models promote``'s child process may try it, never the test process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,12 @@ FAKE_CLASS = "tests.support.tiny_gguf:FakeLocalBackend"
 
 
 def write_tiny_gguf(path: Path, *, name: str = "Tiny", license: str | None = "apache-2.0",
-                    answer: str = "hello", delay_ms: int = 0, weights: int = 4096) -> Path:
+                    answer: str = "hello", delay_ms: int = 0, weights: int = 4096,
+                    load_error: str | None = None, crash: bool = False,
+                    extra: dict[str, np.ndarray] | None = None) -> Path:
+    """A tiny GGUF; ``load_error`` or ``crash`` make the fake backend fail to load it
+    (with that message, or by aborting the process, as llama.cpp does on some files);
+    ``extra`` tensors are written after ``token_embd.weight``."""
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(name)
     if license:
@@ -43,7 +52,13 @@ def write_tiny_gguf(path: Path, *, name: str = "Tiny", license: str | None = "ap
     writer.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
     writer.add_string("test.answer", answer)
     writer.add_uint32("test.delay_ms", delay_ms)
+    if load_error:
+        writer.add_string("test.load_error", load_error)
+    if crash:
+        writer.add_bool("test.crash", True)
     writer.add_tensor("token_embd.weight", np.arange(weights, dtype=np.float32).reshape(-1, 64))
+    for tensor_name, values in (extra or {}).items():
+        writer.add_tensor(tensor_name, values)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -63,6 +78,11 @@ class FakeLocalBackend(Backend):
 
     def prepare(self, progress: Any = None) -> None:
         header = read_header(Path(self.entry.path))
+        if header.get("test.crash"):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left behind
+            os.abort()
+        if header.get("test.load_error"):
+            raise ValueError(str(header.get("test.load_error")))
         self.answer = str(header.get("test.answer"))
         self.delay = int(header.get("test.delay_ms", 0)) / 1000
 

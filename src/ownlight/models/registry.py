@@ -246,6 +246,13 @@ def file_problem(version: ModelVersion, progress: Progress | None = None) -> str
         return (f"{version.ref}: its file {path} fails its sha256 check (imported "
                 f"{version.sha256[:16]}…, now {found[:16]}…): the file is corrupted; "
                 "import the model again")
+    # Unchanged since import, but imported before import checked the tensor table.
+    from ownlight.models.gguf_header import read_header
+
+    try:
+        read_header(path)
+    except ConfigError as exc:
+        return f"{version.ref}: {exc}"
     return None
 
 
