@@ -130,17 +130,29 @@ class KeyStore:
             )
         digest = hash_key(key)
         rows = self.store.query(
-            "SELECT id, name, tenant, groups, revoked_at FROM api_keys WHERE key_hash = ?",
+            "SELECT id, name, tenant, groups FROM api_keys"
+            " WHERE key_hash = ? AND revoked_at IS NULL",
             (digest,),
         )
-        if not rows or rows[0][4] is not None:
-            revoked = bool(rows)
-            self.refused(401, "revoked_key" if revoked else "unknown_key", digest, origin,
-                         str(rows[0][1]) if revoked else None,
-                         str(rows[0][2]) if revoked else None, AuthenticationFailed.code)
+        if not rows:
+            self._refused_key(digest, origin)
             raise AuthenticationFailed("Incorrect or revoked API key provided.")
-        key_id, name, tenant, groups, _ = rows[0]
+        key_id, name, tenant, groups = rows[0]
         return Principal(int(str(key_id)), str(name), str(tenant), tuple(json.loads(str(groups))))
+
+    def _refused_key(self, digest: str, origin: Origin | None) -> None:
+        """An unknown or a revoked key: which one, and a revoked key's owner, are looked up
+        here, on the refusal's path (the valid key's query stays what it was)."""
+        if self.refusals is None:
+            return
+        revoked = self.store.query("SELECT name, tenant FROM api_keys WHERE key_hash = ?",
+                                   (digest,))
+        if revoked:
+            name, tenant = revoked[0]
+            self.refused(401, "revoked_key", digest, origin, str(name), str(tenant),
+                         AuthenticationFailed.code)
+        else:
+            self.refused(401, "unknown_key", digest, origin, code=AuthenticationFailed.code)
 
     def refused(self, status: int, reason: str, digest: str | None, origin: Origin | None,
                 principal: str | None = None, tenant: str | None = None,
