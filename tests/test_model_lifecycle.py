@@ -46,6 +46,14 @@ def cli(config: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def promoted(config: Path, ref: str, *args: str) -> bool:
+    """Promote in-process: the promotion loads the version first, and only this process
+    knows the fake-local kind (it tells the child that loads it)."""
+    code, output = cli(config, "models", "promote", ref, *args)
+    assert code == 0 or "Error:" in output, output
+    return code == 0
+
+
 def write_config(tmp_path: Path, toml: str = "") -> Path:
     path = tmp_path / "ownlight.toml"
     path.write_text("[local]\nenabled = false\n" + toml)  # data: $OWNLIGHT_DATA_DIR
@@ -145,8 +153,8 @@ def test_licence_policy_blocks_a_promotion(tmp_path: Path) -> None:
                                                                   table["licenses"]}
     assert [(m["model"], m["allowed"]) for m in table["models"]] == [
         ("assistant@1", False), ("assistant@2", False)]
-    internal = write_config(tmp_path, "[lifecycle]\ndeployment_use = \"internal\"\n")
-    assert ownlight(internal, "models", "promote", ref).returncode == 0
+    internal = write_config(tmp_path, MANAGED + "[lifecycle]\ndeployment_use = \"internal\"\n")
+    assert promoted(internal, ref)
 
 
 # -- promote and roll back under load -----------------------------------------------------
@@ -161,7 +169,7 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path,
     key = gateway.create_key()
     with pytest.raises(AssertionError, match="no version is promoted"):
         ask(gateway, key)
-    assert ownlight(config, "models", "promote", one).returncode == 0
+    assert promoted(config, one)
     assert ask(gateway, key) == ("assistant/assistant@1", "one")
 
     seen: list[tuple[str, str]] = []
@@ -180,7 +188,7 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path,
         t.start()
     try:
         time.sleep(0.3)
-        assert ownlight(config, "models", "promote", two).returncode == 0
+        assert promoted(config, two)
         _wait_for(lambda: seen and seen[-1][1] == "two")
         time.sleep(0.3)
         rolled = ownlight(config, "models", "rollback", "assistant")
@@ -225,7 +233,7 @@ def test_corrupted_version_is_refused_while_the_old_one_serves(tmp_path: Path,
     gateway = gateway_factory(MANAGED)
     config = gateway.config.source
     one = imported(config, tmp_path, "one", answer="one")
-    assert ownlight(config, "models", "promote", one).returncode == 0
+    assert promoted(config, one)
     key = gateway.create_key()
     assert ask(gateway, key)[1] == "one"
     data = gateway.config.data_dir
@@ -240,7 +248,7 @@ def test_corrupted_version_is_refused_while_the_old_one_serves(tmp_path: Path,
     assert ask(gateway, key) == ("assistant/assistant@1", "one")
 
     three = imported(config, tmp_path, "three", answer="three")
-    assert ownlight(config, "models", "promote", three).returncode == 0
+    assert promoted(config, three)
     path = registry.get("assistant", 3).path
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF  # one bit flipped after the promotion, before the server loads it
@@ -282,7 +290,7 @@ def test_eval_gate_passes_and_refuses(tmp_path: Path) -> None:
     good = imported(config, tmp_path, "good", answer=GOOD)
     worse = imported(config, tmp_path, "worse", answer="Paris, I think")
     same = imported(config, tmp_path, "same", answer=GOOD + ".")
-    assert ownlight(config, "models", "promote", good).returncode == 0
+    assert promoted(config, good)
 
     code, out = cli(config, "eval", "run", str(suite), "--model", worse, "--json")
     assert code == 0, out
@@ -301,12 +309,11 @@ def test_eval_gate_passes_and_refuses(tmp_path: Path) -> None:
     assert not_run.returncode != 0 and "eval run" in not_run.stderr
     code, out = cli(config, "eval", "run", str(suite), "--model", same)
     assert code == 0, out
-    passed = ownlight(config, "models", "promote", same, "--gate", "--suite", str(suite))
-    assert passed.returncode == 0, passed.stderr
+    assert promoted(config, same, "--gate", "--suite", str(suite))
     stored = json.loads(ownlight(config, "eval", "list", "--json").stdout)
     assert [(r["version"], r["score"]) for r in stored] == [(2, 0.2), (1, 1.0), (3, 1.0)]
-    promoted = [r for r in audit_records(config, "admin") if r["action"] == "model.promote"][-1]
-    assert promoted["details"]["gate"]["candidate_score"] == 1.0
+    record = [r for r in audit_records(config, "admin") if r["action"] == "model.promote"][-1]
+    assert record["details"]["gate"]["candidate_score"] == 1.0
 
 
 def test_default_suite_ships_in_four_languages() -> None:
@@ -332,7 +339,7 @@ def test_least_recently_used_model_is_unloaded(tmp_path: Path, gateway_factory) 
     for n in names:
         src = write_tiny_gguf(tmp_path / f"{n}.gguf", answer=n)
         assert ownlight(config, "models", "import", str(src), "--name", n).returncode == 0
-        assert ownlight(config, "models", "promote", f"{n}@1").returncode == 0
+        assert promoted(config, f"{n}@1")
     key = gateway.create_key()
     pool = gateway.runtime.lifecycle.pool
 
@@ -383,9 +390,9 @@ def test_a_promoted_name_is_served_without_a_models_table(tmp_path: Path) -> Non
     from ownlight.models.serving import Lifecycle, ManagedBackend
     from ownlight.runtime import build_backends, state_path
 
-    config_path = write_config(tmp_path)
+    config_path = write_config(tmp_path, MANAGED)  # promoted as the fake-local kind
     imported(config_path, tmp_path, "one", answer="one")
-    assert ownlight(config_path, "models", "promote", "assistant@1").returncode == 0
+    assert promoted(config_path, "assistant@1")
     served = tmp_path / "served.toml"
     served.write_text("[local]\nenabled = true\n")
     config = load_config(served)
@@ -402,7 +409,7 @@ def test_readyz_says_why_a_refused_model_cannot_serve(tmp_path: Path) -> None:
 
     config = write_config(tmp_path, MANAGED)
     one = imported(config, tmp_path, "one", answer="one")
-    assert ownlight(config, "models", "promote", one).returncode == 0
+    assert promoted(config, one)
     data_dir = Path(os.environ["OWNLIGHT_DATA_DIR"])
     path = Registry(StateStore(data_dir / "state.db"), data_dir).get("assistant", 1).path
     path.write_bytes(path.read_bytes()[:-100])  # truncated before the server starts

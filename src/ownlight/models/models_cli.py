@@ -2,7 +2,8 @@
 
 Every command reads and writes the registry in the state database; the running server
 follows a promotion or rollback on its next request for that model (the registry's
-generation counter, see ownlight.models.serving). Imports and switches are audit events.
+generation counter, see ownlight.models.serving). Imports, switches and refused
+promotions are audit events.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ownlight.models.registry import (
     RegistryError,
     parse_ref,
 )
+from ownlight.models.trial import trial_load
 from ownlight.store.sqlite import StateStore
 
 DEFAULT_N_CTX = 4096
@@ -243,8 +245,9 @@ def models_licenses(as_json: bool) -> None:
               help="The eval suite the gate compares on (`ownlight eval run` first).")
 def models_promote(ref: str, gate: bool, suite: str) -> None:
     """Make NAME@VERSION the one NAME serves; a running server switches without failing
-    requests. Refused if the file fails its sha256 check, its licence forbids this
-    deployment's use, or (with --gate) it scores too far below the serving version."""
+    requests. The version is loaded first, as the server would load it. Refused if its
+    licence forbids this deployment's use, (with --gate) it scores too far below the
+    serving version, its file fails its checks, or it does not load or fit in memory."""
     config = cli_config()
     registry = open_registry(config)
     try:
@@ -255,27 +258,43 @@ def models_promote(ref: str, gate: bool, suite: str) -> None:
         current = registry.current(name)
         if current == number:
             raise RegistryError(f"{version.ref} already serves")
-        use = str(config.get("lifecycle.deployment_use"))
-        refusal = licenses.refusal(version.license, use)
-        if refusal:
-            raise RegistryError(f"{version.ref} cannot be promoted: {refusal}")
-        details: dict[str, Any] = {"from": f"{name}@{current}" if current else None,
-                                   "sha256": version.sha256, "license": version.license}
-        if gate:
-            why, evidence = gate_refusal(registry.store, load_suite(suite), version, current,
-                                         float(config.get("lifecycle.eval_margin")))
-            details["gate"] = evidence
-            if why:
-                raise RegistryError(f"{version.ref} not promoted: {why}")
-        with progress_bar(f"Checking {version.ref}") as update:
-            registry.verify(version, update)
-        registry.switch(name, "promote", number, "cli", details, expect=current)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    details: dict[str, Any] = {"from": f"{name}@{current}" if current else None,
+                               "sha256": version.sha256, "license": version.license}
+    try:
+        _check_promotion(config, registry, version, current, details, gate, suite)
+        registry.switch(name, "promote", number, "cli", details, expect=current)
+    except ConfigError as exc:
+        serving = f"; {name}@{current} still serves" if current else ""
+        audit(config, "model.promote_refused", version.ref,
+              details | {"reason": str(exc)})
+        raise click.ClickException(f"{exc}{serving}") from exc
     audit(config, "model.promote", version.ref, details)
     err.print(f"[bold]{version.ref}[/] now serves {name}"
               f"{f' (was @{current})' if current else ''}.")
     click.echo(version.ref)
+
+
+def _check_promotion(config: Config, registry: Registry, version: ModelVersion,
+                     current: int | None, details: dict[str, Any], gate: bool,
+                     suite: str) -> None:
+    """Every reason ``version`` may not serve, cheapest first; the evidence goes into
+    ``details`` (the audit record's), the first reason found is raised."""
+    use = str(config.get("lifecycle.deployment_use"))
+    refusal = licenses.refusal(version.license, use)
+    if refusal:
+        raise RegistryError(f"{version.ref} cannot be promoted: {refusal}")
+    if gate:
+        why, evidence = gate_refusal(registry.store, load_suite(suite), version, current,
+                                     float(config.get("lifecycle.eval_margin")))
+        details["gate"] = evidence
+        if why:
+            raise RegistryError(f"{version.ref} not promoted: {why}")
+    with progress_bar(f"Checking {version.ref}") as update:
+        registry.verify(version, update)
+    with err.status(f"Loading {version.ref} as {version.name} is served…"):
+        details["load"] = trial_load(config, version)
 
 
 @models_group.command("rollback")

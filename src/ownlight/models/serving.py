@@ -55,11 +55,25 @@ async def load_version(entry: ModelEntry, config: Config, version: ModelVersion)
     problem = await asyncio.to_thread(file_problem, version)
     if problem:
         raise RegistryError(problem)
+    return await start_version(entry, config, version)
+
+
+async def start_version(entry: ModelEntry, config: Config, version: ModelVersion) -> Backend:
+    """A started backend for one version whose file was checked already."""
     inner = replace(entry, path=str(version.path), sha256=None, model=version.ref)
     backend = backend_class(entry.backend)(inner, config)
     await asyncio.to_thread(backend.prepare)
-    await backend.start()
+    try:
+        await backend.start()
+    except BaseException:
+        await backend.close()
+        raise
     return backend
+
+
+def memory_pool(config: Config) -> ModelPool:
+    """The pool registry versions load into, under ``lifecycle.memory_budget_mb``."""
+    return ModelPool(int(config.get("lifecycle.memory_budget_mb")) * MB)
 
 
 class Lifecycle:
@@ -74,8 +88,7 @@ class Lifecycle:
 
     @classmethod
     def from_config(cls, config: Config, store: StateStore) -> Lifecycle:
-        budget = int(config.get("lifecycle.memory_budget_mb")) * MB
-        return cls(Registry(store, config.data_dir), ModelPool(budget))
+        return cls(Registry(store, config.data_dir), memory_pool(config))
 
     def wanted(self, name: str) -> int | None:
         """The version ``name`` should serve now (re-read only after a switch)."""
