@@ -28,7 +28,7 @@ from typing import Any
 from ownlight.backends.answer_text import AnswerText
 from ownlight.backends.base import ServingStats
 from ownlight.backends.fair_queue import FairQueue
-from ownlight.backends.llama_log import route_to_logging
+from ownlight.backends.llama_log import recent_errors, route_to_logging
 from ownlight.backends.local_answer import Piece
 from ownlight.backends.logprobs import logits_row, logprob_entry
 from ownlight.backends.sampler import Sampler, grammar_compiles
@@ -88,12 +88,15 @@ class BatchEngine:
         import llama_cpp as ll
 
         route_to_logging()  # llama.cpp's load chatter: Ownlight's logger, not the terminal
+        recent_errors()  # forget another load's errors
         self._ll = ll
         self.n_ctx = n_ctx
         params = ll.llama_model_default_params()
         self.model = ll.llama_model_load_from_file(path.encode(), params)
         if not self.model:
-            raise ValueError(f"llama.cpp could not load {path}")
+            said = "; ".join(recent_errors())
+            raise ValueError(f"llama.cpp could not load {path}"
+                             + (f" (it said: {said})" if said else ""))
         self.parallel = parallel or auto_parallel(self.model, n_ctx)
         parallel = self.parallel
         self.vocab = ll.llama_model_get_vocab(self.model)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections import deque
 from typing import Any
 
 log = logging.getLogger("ownlight.llama")
@@ -24,6 +25,7 @@ _lock = threading.Lock()
 _pending: list[str] = []
 _pending_level = logging.DEBUG
 _callback: Any = None  # kept alive: llama.cpp holds a raw pointer to it
+_errors: deque[str] = deque(maxlen=3)  # the last error lines, for the error that follows
 
 
 def route_to_logging() -> None:
@@ -56,4 +58,14 @@ def _receive(level: int, text: str) -> None:
         _pending.clear()
         at = _pending_level
     if line:
+        if at == logging.ERROR:
+            _errors.append(line)
         log.log(at, "%s", line)
+
+
+def recent_errors() -> list[str]:
+    """llama.cpp's last error lines (taken: each is told once), to explain a failure."""
+    with _lock:
+        lines = list(_errors)
+        _errors.clear()
+    return lines
