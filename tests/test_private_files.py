@@ -110,8 +110,6 @@ def test_every_file_ownlight_writes_is_readable_by_its_owner_alone(
     assert "Warning" not in ownlight("keys", "list").stderr  # and the check agrees
 
 
-@pytest.mark.xfail(strict=True, reason="models/registry.py Registry._bring copies the source "
-                   "file's mode onto the registry copy (shutil.copystat), past the umask")
 def test_a_model_copied_into_the_registry_is_private(hermetic_env: Path,
                                                      tmp_path: Path) -> None:
     model = write_tiny_gguf(tmp_path / "tiny.gguf")

@@ -138,6 +138,7 @@ class Registry:
         with dst.open("wb") as writer:
             digest = read_sha256([src], writer, progress)
         shutil.copystat(src, dst)
+        os.chmod(dst, 0o600)  # Ownlight's copy is private, whatever the source's mode
         return digest
 
     # -- reading ------------------------------------------------------------------------
