@@ -144,12 +144,13 @@ def test_store_false_keeps_nothing(gateway_factory, cloud) -> None:
 
 def test_red_line_values_are_refused_with_nothing_sent(gateway_factory, cloud) -> None:
     client = start(gateway_factory, cloud).client()
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="tools", tools=[MAIL_TOOL], input=[
             {"role": "user", "content": "Send my number"},
             {"type": "function_call", "call_id": "c1", "name": "send_mail",
              "arguments": json.dumps({"text": f"SSN {SSN}"})},
             {"type": "function_call_output", "call_id": "c1", "output": "ok"}])
+    assert caught.value.code == "policy_local_only" and "US_SSN" in caught.value.message
     assert cloud.received == []
 
 
