@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ownlight.knowledge.segment import is_cjk
+from ownlight.knowledge.segment import cjk_count
 from ownlight.knowledge.types import Chunk
 
 MAX_COST = 1600
@@ -26,7 +26,7 @@ _SPLITTERS = (
 
 def cost(text: str) -> int:
     """Approximate model tokens x 4: CJK characters count 3, others 1."""
-    return len(text) + 2 * sum(1 for ch in text if ord(ch) > 0x2E7F and is_cjk(ch))
+    return len(text) + 2 * cjk_count(text)
 
 
 def _sections(text: str, markdown: bool) -> list[tuple[int, int, str]]:
@@ -67,13 +67,19 @@ def _split(text: str, start: int, end: int, level: int, limit: int) -> list[tupl
 
 
 def _pack(text: str, pieces: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """Merge neighbouring pieces greedily while they fit in one chunk."""
+    """Merge neighbouring pieces greedily while they fit in one chunk. A cost is a sum
+    over characters, so a growing chunk's is kept, not recounted per piece (a document
+    of a million one-word paragraphs packs in linear time)."""
     packed: list[tuple[int, int]] = []
+    packed_cost = 0
     for start, end in pieces:
-        if packed and cost(text[packed[-1][0] : end]) <= limit:
+        grown = packed_cost + cost(text[packed[-1][1] : end]) if packed else limit + 1
+        if grown <= limit:
             packed[-1] = (packed[-1][0], end)
+            packed_cost = grown
         else:
             packed.append((start, end))
+            packed_cost = cost(text[start:end])
     return packed
 
 
@@ -90,3 +96,4 @@ def chunk_text(text: str, markdown: bool = False, limit: int = MAX_COST) -> list
             real_start = start + lead
             chunks.append(Chunk(stripped, real_start, real_start + len(stripped), heading))
     return chunks
+

@@ -32,6 +32,11 @@ def is_cjk(char: str) -> bool:
     return bool(_CJK_RUN.fullmatch(char))
 
 
+def cjk_count(text: str) -> int:
+    """How many characters of ``text`` are Han, kana or Hangul."""
+    return sum(map(len, _CJK_RUN.findall(text)))
+
+
 def _cjk_terms(run: str) -> list[str]:
     terms = list(run)
     terms.extend(run[i : i + 2] for i in range(len(run) - 1))
