@@ -38,6 +38,21 @@ def test_html_drops_scripts_keeps_headings(tmp_path: Path) -> None:
     assert "## Limits" in doc.text and "40 euros" in doc.text and "var x" not in doc.text
 
 
+def test_html_is_tokenized_like_a_browser_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(
+        '<!DOCTYPE html><html><head><title>A &amp; B</title><style>p{x:1}</style></head>'
+        '<body><!-- a <p>comment</p> --><h1 class="x>y">Intro</h1>'
+        '<p title="a > b">Tea &amp; cake</p><script>let s = "</div><p>no";</script>'
+        "<table><tr><td>cell</td><td>two</td></tr></table>1 < 2<br>line"
+        "<h2>Unclosed<script>never shown",
+        encoding="utf-8",
+    )
+    [doc] = load(path)
+    assert doc.title == "A & B"
+    assert doc.text == "# Intro\n\nTea & cake\n\ncell two\n\n1 < 2\nline\n\n## Unclosed"
+
+
 def test_pdf(tmp_path: Path) -> None:
     import fpdf  # fpdf2, a dev dependency: the test writes a real PDF
     pdf = fpdf.FPDF()
@@ -62,6 +77,25 @@ def test_docx_headings(tmp_path: Path) -> None:
     [doc] = load(path)
     assert doc.title == "Onboarding"
     assert "# First week" in doc.text and "badge at reception" in doc.text
+
+
+def test_docx_tables_and_localized_heading_styles(tmp_path: Path) -> None:
+    """The document's XML is streamed: table cells are read too, and a heading style is
+    known by its name in styles.xml, whatever its id."""
+    import docx
+    document = docx.Document()
+    document.add_heading("Prices", level=2)
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "Tea", "3 euros"
+    heading = document.styles["Heading 1"]
+    heading.element.set(
+        "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}styleId", "berschrift1")
+    document.add_paragraph("Zweiter Teil", style="Heading 1")
+    path = tmp_path / "prices.docx"
+    document.save(str(path))
+    [doc] = load(path)
+    assert doc.title == "prices"
+    assert doc.text == "## Prices\n\nTea\n\n3 euros\n\n# Zweiter Teil"
 
 
 def _mail(subject: str, body: str, ident: str) -> EmailMessage:

@@ -214,6 +214,22 @@ class KnowledgeSettings(Table):
     embed_batch: int = setting(
         4, "Chunks the server embeds per background step (pending vectors); 0 never.")
     sources_footer: bool = setting(True, "Append the numbered sources to a grounded answer's text.")
+    max_file_mb: int = setting(
+        50, "Most input `ownlight ingest` parses from one file, in MB: the file itself, a "
+            ".docx's unpacked parts, the content a PDF's pages draw (a stream shared by pages "
+            "counted for each). A file over it is skipped before its text is extracted.")
+    max_text_mb: int = setting(
+        10, "Most text one file may yield, in MB (counted in characters), in at most one "
+            "chunk per 50 characters; a file that yields more is skipped.")
+    max_mail_mb: int = setting(
+        10, "Most of one mail in an .mbox or .eml that is read, in MB; the rest (attachments, "
+            "which are never indexed) is cut unparsed.")
+    file_timeout: float = setting(
+        30.0, "Seconds one file may take to parse and chunk; each file is parsed in a child "
+              "process that is killed when over, and the file skipped.")
+    parse_memory_mb: int = setting(
+        1024, "Memory the child process parsing one file may map beyond the file itself, "
+              "in MB (enforced on Linux); a file that needs more is skipped.")
 
 
 class LifecycleSettings(Table):
