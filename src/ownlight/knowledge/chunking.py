@@ -9,10 +9,13 @@ for the embedding model, whose window is 512 tokens.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
+from ownlight.knowledge.access import normalize_list
 from ownlight.knowledge.segment import cjk_count
-from ownlight.knowledge.types import Chunk
+from ownlight.knowledge.types import Chunk, Document, PreparedDocument
 
 MAX_COST = 1600
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
@@ -97,3 +100,16 @@ def chunk_text(text: str, markdown: bool = False, limit: int = MAX_COST) -> list
             chunks.append(Chunk(stripped, real_start, real_start + len(stripped), heading))
     return chunks
 
+
+def prepare(doc: Document, default_allow: tuple[str, ...]) -> PreparedDocument:
+    """Chunk a document and fix its access list (its own, else the command's)."""
+    allow = normalize_list(doc.allow) if doc.allow is not None else default_allow
+    payload = json.dumps([doc.title, doc.text, doc.metadata, allow], default=str)
+    return PreparedDocument(
+        key=doc.key,
+        title=doc.title,
+        metadata=doc.metadata,
+        allow=allow,
+        content_hash=hashlib.sha256(payload.encode()).hexdigest(),
+        chunks=chunk_text(doc.text, markdown=doc.markdown),
+    )

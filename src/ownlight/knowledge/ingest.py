@@ -4,6 +4,10 @@ Each file is one transaction (``replace_source``), and a file's hash is recorded
 same transaction as its documents, so a killed run leaves every file either fully in
 or untouched, and the next run redoes exactly the files that did not commit. Files are
 indexed lexically at once; vectors follow in ``embed_pending`` batches.
+
+Files are hostile until parsed: the walk stays inside what it was given (``files``), and
+each file is read and parsed within ``IngestLimits`` (``limits``), in a worker process
+that is killed when a file takes too long (``worker``).
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ownlight.errors import InvalidRequest
 from ownlight.knowledge.access import normalize_list
-from ownlight.knowledge.chunking import chunk_text
-from ownlight.knowledge.embedder import Embedder
-from ownlight.knowledge.loaders import LoadError, load, supported
+from ownlight.knowledge.files import discover, read
+from ownlight.knowledge.limits import IngestLimits, LoadError
 from ownlight.knowledge.store import KnowledgeStore, PreparedDocument
-from ownlight.knowledge.types import Document
+from ownlight.knowledge.worker import ParseWorker
+
+if TYPE_CHECKING:
+    from ownlight.knowledge.embedder import Embedder
 
 #: progress(files_done, files_total, current_path)
 IngestProgress = Callable[[int, int, str], None]
@@ -42,31 +49,6 @@ class IngestReport:
         return {**self.__dict__, "failed": [{"path": p, "error": e} for p, e in self.failed]}
 
 
-def discover(path: Path) -> Iterator[Path]:
-    """Supported files under ``path`` (or ``path`` itself), skipping hidden ones."""
-    if path.is_file():
-        yield path
-        return
-    for child in sorted(path.rglob("*")):
-        hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-        if child.is_file() and not hidden and supported(child):
-            yield child
-
-
-def prepare(doc: Document, default_allow: tuple[str, ...]) -> PreparedDocument:
-    """Chunk a document and fix its access list (its own, else the command's)."""
-    allow = normalize_list(doc.allow) if doc.allow is not None else default_allow
-    payload = json.dumps([doc.title, doc.text, doc.metadata, allow], default=str)
-    return PreparedDocument(
-        key=doc.key,
-        title=doc.title,
-        metadata=doc.metadata,
-        allow=allow,
-        content_hash=hashlib.sha256(payload.encode()).hexdigest(),
-        chunks=chunk_text(doc.text, markdown=doc.markdown),
-    )
-
-
 def _source_hash(raw: bytes, allow: tuple[str, ...], owner: str | None) -> str:
     digest = hashlib.sha256(raw)
     digest.update(json.dumps([list(allow), owner]).encode())
@@ -82,42 +64,54 @@ def ingest_path(
     tenant: str = "default",
     prune: bool = False,
     progress: IngestProgress | None = None,
+    limits: IngestLimits | None = None,
+    follow_links: bool = False,
+    protected: Sequence[Path] = (),
 ) -> IngestReport:
-    """Index new and changed files under ``path``; with ``prune``, forget vanished ones."""
+    """Index new and changed files under ``path``; with ``prune``, forget vanished ones.
+
+    Each file is parsed within ``limits`` in a worker process; links out of ``path`` are
+    followed only with ``follow_links``, and nothing under ``protected`` (Ownlight's data
+    directory) is read. A file that is refused or over a bound is reported in ``failed``;
+    whatever it held before stays as it was.
+    """
     root = Path(path).expanduser().resolve()
     if not root.exists():
         raise FileNotFoundError(f"no such file or directory: {path}")
+    limits = limits or IngestLimits.default()
     default_allow = normalize_list(list(allow))
-    files = list(discover(root))
-    report = IngestReport(files_seen=len(files))
-    for done, file in enumerate(files, 1):
-        source = str(file)
-        try:
-            raw = file.read_bytes()
-            digest = _source_hash(raw, default_allow, owner)
-            if store.source_hash(tenant, collection, source) == digest:
-                report.files_unchanged += 1
-            else:
-                documents = [prepare(_relative(doc, file, root), default_allow)
-                             for doc in load(file)]
-                change = store.replace_source(
-                    tenant, collection, source, digest, owner, documents
-                )
-                report.documents_added += change.added
-                report.documents_updated += change.updated
-                report.documents_removed += change.removed
-        except (OSError, LoadError, ValueError, InvalidRequest) as exc:
-            report.failed.append((source, str(exc)))
-        if progress:
-            progress(done, len(files), source)
+    files, refused = discover(root, follow_links, protected)
+    report = IngestReport(files_seen=len(files) + len(refused),
+                          failed=[(str(r.path), r.reason) for r in refused])
+    with ParseWorker(limits) as worker:
+        for done, file in enumerate(files, 1):
+            source = str(file.path)
+            try:
+                raw = read(file, limits)
+                digest = _source_hash(raw, default_allow, owner)
+                if store.source_hash(tenant, collection, source) == digest:
+                    report.files_unchanged += 1
+                else:
+                    documents = [_relative(doc, file.path, root)
+                                 for doc in worker.prepare(source, raw, default_allow)]
+                    change = store.replace_source(
+                        tenant, collection, source, digest, owner, documents
+                    )
+                    report.documents_added += change.added
+                    report.documents_updated += change.updated
+                    report.documents_removed += change.removed
+            except (OSError, LoadError, ValueError, InvalidRequest) as exc:
+                report.failed.append((source, str(exc)))
+            if progress:
+                progress(done, len(files), source)
     if prune:
         report.documents_removed += store.prune(
-            tenant, collection, str(root), {str(f) for f in files}
+            tenant, collection, str(root), {str(f.path) for f in files}
         )
     return report
 
 
-def _relative(doc: Document, file: Path, root: Path) -> Document:
+def _relative(doc: PreparedDocument, file: Path, root: Path) -> PreparedDocument:
     """A document id names the file relative to the ingested root, never the server's
     absolute path (ingesting one file: its name)."""
     name = file.relative_to(root).as_posix() if root.is_dir() else file.name

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ownlight.audit.ledger import record_admin_act
 from ownlight.audit.records import AdminRecord
 from ownlight.auth import Principal
-from ownlight.config import load_config
+from ownlight.config import Config, load_config
 from ownlight.errors import ConfigError, OwnlightError
 from ownlight.knowledge.base import KnowledgeBase, index_path
+from ownlight.knowledge.limits import IngestLimits
 
 data_dir_option = click.option(
     "--data-dir",
@@ -31,16 +34,19 @@ data_dir_option = click.option(
 )
 
 
-def resolve_data_dir(data_dir: str | None) -> Path:
-    """``--data-dir``, else the data dir of the config ``ownlight --config`` names."""
-    if data_dir:
-        return Path(data_dir).expanduser()
+def _config() -> Config:
+    """The config ``ownlight --config`` names (else the default one)."""
     root = click.get_current_context().find_root()
     config_path = root.obj.get("config_path") if isinstance(root.obj, dict) else None
     try:
-        return load_config(config_path).data_dir
+        return load_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    """``--data-dir``, else the data dir of the config ``ownlight --config`` names."""
+    return Path(data_dir).expanduser() if data_dir else _config().data_dir
 
 
 def _progress(console: Console) -> Progress:
@@ -64,6 +70,9 @@ def run_ingest(
     vectors: bool,
     console: Console,
     tenant: str = "default",
+    limits: IngestLimits | None = None,
+    follow_links: bool = False,
+    protected: Sequence[Path] = (),
 ) -> int:
     """Ingest into the index at ``index``; returns the process exit code."""
     with KnowledgeBase.open(index, vectors=vectors) as kb, _progress(console) as bar:
@@ -73,7 +82,8 @@ def run_ingest(
             bar.update(files, completed=done, total=total)
 
         report = kb.ingest(path, collection, allow, owner=owner, tenant=tenant, prune=prune,
-                           progress=on_file)
+                           progress=on_file, limits=limits, follow_links=follow_links,
+                           protected=protected)
         bar.update(files, completed=report.files_seen, total=report.files_seen)
         if vectors and kb.pending_vectors():
             chunks = bar.add_task("vectors", total=kb.pending_vectors())
@@ -81,7 +91,7 @@ def run_ingest(
                 progress=lambda done, total: bar.update(chunks, completed=done, total=total)
             )
     for path_, error in report.failed:
-        console.print(f"[yellow]skipped[/] {path_}: {error}")
+        console.print(f"[yellow]skipped[/] {escape(path_)}: {escape(error)}")
     console.print(
         f"{report.files_seen} files ({report.files_unchanged} unchanged): "
         f"{report.documents_added} documents added, {report.documents_updated} updated, "
@@ -105,15 +115,21 @@ def run_ingest(
     "--no-vectors", is_flag=True,
     help="Index lexically only; vectors can be added by a later run.",
 )
+@click.option(
+    "--follow-links", is_flag=True,
+    help="Follow symbolic links out of PATH (never into Ownlight's data directory).",
+)
 @data_dir_option
 def ingest_command(
     path: str, collection: str, allow: tuple[str, ...], owner: str | None, tenant: str,
-    prune: bool, no_vectors: bool, data_dir: str | None,
+    prune: bool, no_vectors: bool, follow_links: bool, data_dir: str | None,
 ) -> None:
     """Ingest a file, a directory (recursively) or a JSON Lines file into a collection.
 
     Only new and changed files are processed. Documents are searchable lexically as
-    soon as their file is indexed; vectors follow and resume if interrupted.
+    soon as their file is indexed; vectors follow and resume if interrupted. Each file
+    is parsed within the knowledge.max_* and knowledge.file_timeout bounds; one over a
+    bound, a link out of PATH and anything that is not a regular file are skipped.
     """
     console = Console(stderr=True)
     if not allow and not owner:
@@ -121,11 +137,14 @@ def ingest_command(
             "[yellow]note[/]: no --allow and no --owner: documents without their own access"
             " list will be readable by nobody (use --allow public to share them)."
         )
-    root = resolve_data_dir(data_dir)
+    config = _config()
+    root = Path(data_dir).expanduser() if data_dir else config.data_dir
     try:
         code = run_ingest(
             index_path(root), path, collection, allow, owner, prune,
             not no_vectors, console, tenant,
+            limits=IngestLimits.from_settings(config.settings.knowledge),
+            follow_links=follow_links, protected=(root, config.data_dir),
         )
     except OwnlightError as exc:
         raise click.ClickException(exc.message) from exc
@@ -185,7 +204,7 @@ def search_command(
         console.print("no results")
     for rank, hit in enumerate(results, 1):
         console.print(
-            f"[bold]{rank}. {hit['title']}[/]  [dim]{hit['document_id']}"
+            f"[bold]{rank}. {escape(str(hit['title']))}[/]  [dim]{escape(str(hit['document_id']))}"
             f" [{hit['start']}:{hit['end']}] score {hit['score']:.4f}[/]"
         )
         console.print(str(hit["text"])[:400], markup=False, highlight=False)

@@ -9,24 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ownlight.auth import Principal
-from ownlight.knowledge.types import Chunk, Hit
+from ownlight.knowledge.types import Hit, PreparedDocument
 
-
-@dataclass(frozen=True)
-class PreparedDocument:
-    """A document ready to store: chunked, with its final access list and hash."""
-
-    key: str
-    title: str
-    metadata: dict[str, Any]
-    allow: tuple[str, ...]
-    content_hash: str
-    chunks: list[Chunk]
+__all__ = ["KnowledgeStore", "PreparedDocument", "SourceChange"]
 
 
 @dataclass(frozen=True)

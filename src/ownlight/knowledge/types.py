@@ -58,3 +58,15 @@ class Hit:
             "end": self.end,
             "score": self.score,
         }
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A document ready to store: chunked, with its final access list and hash."""
+
+    key: str
+    title: str
+    metadata: dict[str, Any]
+    allow: tuple[str, ...]
+    content_hash: str
+    chunks: list[Chunk]
