@@ -155,3 +155,28 @@ def test_claude_code_stops_with_a_readable_message_when_a_file_holds_an_ssn(
     assert SSN not in sent_texts(cloud_agent)
     shown = done.stdout + done.stderr
     assert "US_SSN" in shown and "authenticate" not in shown.lower(), shown[-3000:]
+
+
+# -- the embedded model, with the agent-sized alias of the README -------------------------
+
+
+@pytest.fixture(scope="module")
+def agent_gateway(tmp_path_factory):
+    from tests.support.gateway import gateway_from
+    from tests.test_agent_window import AGENT_ALIAS
+
+    with gateway_from(tmp_path_factory.mktemp("agents-local"), AGENT_ALIAS) as gateway:
+        yield gateway
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", [run_codex, run_claude], ids=["codex", "claude"])
+def test_a_turn_completes_on_the_embedded_model(agent_gateway, workdir, run) -> None:
+    """No network at all: the bundled 270M model answers the agent's whole first request
+    (8,000-11,000 tokens of prompt, its tools under grammar) within the agent window."""
+    done = run(agent_gateway, workdir, "agent", "Say hello in one word.", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip()
+    agent_gateway.runtime.pipeline.ledger.flush()
+    served = agent_gateway.runtime.pipeline.ledger.query("kind = 'request' AND status = 200")
+    assert served and all(r["route"].startswith("agent/") for r in served)
