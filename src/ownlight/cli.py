@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ownlight.audit.audit_cli import audit_group
@@ -243,6 +244,10 @@ async def _ask(runtime: Runtime, principal: Principal, model: str,
                 parts.append(piece)
                 click.echo(piece, nl=False)
     click.echo()
+    if response.headers.get("x-ownlight-grounding") == "none":
+        names = ", ".join(sampling.get("knowledge") or [])
+        err.print(f"[yellow]note[/]: nothing you may read in {escape(names)} matched, so this "
+                  "answer cites no source (see `ownlight ingest --owner/--allow`).")
     messages.append({"role": "assistant", "content": "".join(parts).strip()})
 
 

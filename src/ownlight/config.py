@@ -214,6 +214,9 @@ class KnowledgeSettings(Table):
     embed_batch: int = setting(
         4, "Chunks the server embeds per background step (pending vectors); 0 never.")
     sources_footer: bool = setting(True, "Append the numbered sources to a grounded answer's text.")
+    require_sources: bool = setting(
+        False, "A grounded request in which no chunk the caller may read matches is answered "
+               "that nothing readable was found, without calling the model.")
     max_file_mb: int = setting(
         50, "Most input `ownlight ingest` parses from one file, in MB: the file itself, a "
             ".docx's unpacked parts, the content a PDF's pages draw (a stream shared by pages "

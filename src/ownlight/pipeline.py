@@ -46,6 +46,7 @@ from ownlight.knowledge.citations import (
     CitationPrompt,
     CitationStream,
     attach_citations,
+    unsourced_answer,
     with_sources,
 )
 from ownlight.knowledge.service import KnowledgeService
@@ -182,6 +183,8 @@ class RequestContext:
             headers["x-ownlight-route-reason"] = self.route.explain()
         if self.sensitivity != "unknown":
             headers["x-ownlight-sensitivity"] = self.sensitivity
+        if self.grounding is not None:  # how many sources the answer may cite; "none" warns
+            headers["x-ownlight-grounding"] = str(len(self.grounding.citations) or "none")
         if self.dropped:
             headers[carry.HEADER] = ", ".join(self.dropped)
         if self.guard is not None and (self.guard.untrusted or self.guard.input_flagged):
@@ -222,10 +225,14 @@ class Pipeline:
             self.validate(ctx)
             self.precheck(ctx)
             await self.retrieve(ctx)
-            await self.guard_input(ctx)
-            await self.classify(ctx)
-            ctx.route = await self.route(ctx)
-            result = await self.call_backend(ctx)
+            if self._unsourced(ctx):  # sources required, none readable: no model asked
+                assert ctx.request is not None and ctx.grounding is not None
+                result = unsourced_answer(ctx.request, ctx.grounding.collections)
+            else:
+                await self.guard_input(ctx)
+                await self.classify(ctx)
+                ctx.route = await self.route(ctx)
+                result = await self.call_backend(ctx)
         except OwnlightError as exc:
             self.commit(self.record(ctx, None, exc), failing=True)
             raise
@@ -320,6 +327,10 @@ class Pipeline:
         screen = self._screen_chunks(ctx) if self.guard is not None else None
         ctx.grounding = await self.knowledge.ground(ctx.principal, question, query, screen)
         with_sources(ctx.request, ctx.grounding.system)
+
+    def _unsourced(self, ctx: RequestContext) -> bool:
+        return (ctx.grounding is not None and not ctx.grounding.citations
+                and self.knowledge is not None and self.knowledge.require_sources)
 
     def _screen_chunks(self, ctx: RequestContext) -> Callable[[Hit], bool]:
         """Retrieved chunks that score as injections are left out of the sources."""

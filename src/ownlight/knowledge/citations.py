@@ -6,12 +6,24 @@ returns next to the answer (document id, title, chunk span), in the same numberi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ownlight.knowledge.types import Hit
-from ownlight.protocol.model import ChoiceDelta, Chunk, Request, Response, TextPart, Turn
+from ownlight.protocol.model import (
+    Choice,
+    ChoiceDelta,
+    Chunk,
+    Operation,
+    Request,
+    Response,
+    TextPart,
+    Turn,
+    Usage,
+)
 
 INSTRUCTIONS = (
     "Answer the question using only the numbered sources below. Cite every claim with "
@@ -21,10 +33,18 @@ INSTRUCTIONS = (
 )
 
 
+#: The answer to a grounded question when ``knowledge.require_sources`` is on and nothing
+#: the caller may read matched: said by Ownlight, not made up by a model.
+NOTHING_READABLE = ("I found nothing you may read in {collections} that answers this, so I "
+                    "have no sourced answer. (Ownlight did not ask the model: "
+                    "knowledge.require_sources is on.)")
+
+
 @dataclass(frozen=True)
 class CitationPrompt:
     system: str
     citations: list[dict[str, Any]]
+    collections: tuple[str, ...] = ()  # what was searched, for "nothing readable found"
 
 
 def citations(hits: Sequence[Hit]) -> list[dict[str, Any]]:
@@ -107,3 +127,23 @@ def with_sources(request: Request, system: str) -> None:
     while at < len(request.turns) and request.turns[at].role in ("system", "developer"):
         at += 1
     request.turns.insert(at, Turn("system", [TextPart(system)]))
+
+
+def unsourced_answer(request: Request,
+                     collections: Sequence[str]) -> Response | AsyncIterator[Chunk]:
+    """Ownlight's own answer when no readable source matched and sources are required:
+    a whole answer, or the same as a stream, shaped like any backend's."""
+    text = NOTHING_READABLE.format(collections=", ".join(collections) or "the knowledge base")
+    answer_id, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
+    if not request.stream:
+        return Response(Operation.CHAT, request.model, answer_id, created,
+                        [Choice(0, text, finish_reason="stop")], usage=Usage())
+    return _stream(request, text, answer_id, created)
+
+
+async def _stream(request: Request, text: str, answer_id: str,
+                  created: int) -> AsyncIterator[Chunk]:
+    for delta in (ChoiceDelta(0, role="assistant", text=text),
+                  ChoiceDelta(0, finish_reason="stop")):
+        yield Chunk(Operation.CHAT, request.model, answer_id, created, [delta])
+    yield Chunk(Operation.CHAT, request.model, answer_id, created, usage=Usage())

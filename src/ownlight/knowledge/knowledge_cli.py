@@ -7,6 +7,7 @@ and the HTTP API behave the same.
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -107,7 +108,8 @@ def run_ingest(
     "--allow", multiple=True, metavar="user:NAME|group:NAME|public",
     help="Who may read these documents (repeatable). A JSON Lines row's own 'allow' wins.",
 )
-@click.option("--owner", default=None, help="User who may always read these documents.")
+@click.option("--owner", default=None,
+              help="User who may always read these documents (default, with no --allow: you).")
 @click.option("--tenant", default="default", show_default=True,
               help="Tenant the collection belongs to (keys of other tenants never see it).")
 @click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
@@ -133,10 +135,10 @@ def ingest_command(
     """
     console = Console(stderr=True)
     if not allow and not owner:
-        console.print(
-            "[yellow]note[/]: no --allow and no --owner: documents without their own access"
-            " list will be readable by nobody (use --allow public to share them)."
-        )
+        owner = getpass.getuser()  # the identity `ownlight chat` uses: your notes are yours
+    console.print(f"readable by: {escape(readers(allow, owner))} "
+                  "(a JSON Lines row's own 'allow' wins; share with --allow group:NAME or "
+                  "--allow public)")
     config = _config()
     root = Path(data_dir).expanduser() if data_dir else config.data_dir
     try:
@@ -153,6 +155,13 @@ def ingest_command(
         {"path": Path(path).name, "allow": list(allow), "owner": owner, "prune": prune,
          "exit": code}))
     sys.exit(code)
+
+
+def readers(allow: Sequence[str], owner: str | None) -> str:
+    """Who may read what an ingest adds, in words."""
+    who = [f"owner {owner}"] if owner else []
+    who += ["everyone" if a == "public" else a for a in allow]
+    return ", ".join(who) or "nobody"
 
 
 def _search_one(

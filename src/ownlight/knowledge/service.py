@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,11 @@ class KnowledgeService:
         max_context_chars: int = 6000,
         embed_batch: int = 4,
         sources_footer: bool = True,
+        require_sources: bool = False,
     ):
         self.path = Path(path)
         self.sources_footer = sources_footer
+        self.require_sources = require_sources
         self.embedder = LockedEmbedder(embedder) if embedder is not None else None
         self.k = k
         self.max_context_chars = max_context_chars
@@ -119,6 +121,7 @@ class KnowledgeService:
             max_context_chars=int(config.get("knowledge.max_context_chars")),
             embed_batch=int(config.get("knowledge.embed_batch")) if vectors else 0,
             sources_footer=bool(config.get("knowledge.sources_footer")),
+            require_sources=bool(config.get("knowledge.require_sources")),
         )
 
     def _open(self) -> KnowledgeBase:
@@ -156,7 +159,8 @@ class KnowledgeService:
                                  request.k)
         if screen is not None:
             hits = await asyncio.to_thread(lambda: [hit for hit in hits if screen(hit)])
-        return build_citation_prompt(hits, self.max_context_chars)
+        prompt = build_citation_prompt(hits, self.max_context_chars)
+        return replace(prompt, collections=tuple(request.collections))
 
     def parse(self, raw: Any, bound: Sequence[str] = ()) -> KnowledgeQuery | None:
         """A request's ``knowledge`` field (and an alias's bound collections) -> a query.
