@@ -24,6 +24,7 @@ from ownlight.api import (
     privacy_routes,
 )
 from ownlight.api.common import PipelineRoute, bearer_key
+from ownlight.api.frontend import FrontEnd, pipeline_paths
 from ownlight.api.responses import error_response, json_response
 from ownlight.auth import request_scope
 from ownlight.errors import OwnlightError
@@ -31,11 +32,16 @@ from ownlight.runtime import Runtime
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
 
+# One front-end per wire protocol; adding a protocol adds an entry here.
+FRONT_ENDS: list[FrontEnd] = [
+    openai_routes.FRONT_END,
+    openai_responses_routes.FRONT_END,
+    anthropic_routes.FRONT_END,
+]
 # Every pipeline POST, whatever its protocol: the hot path dispatches these directly.
 PIPELINE_PATHS: dict[str, PipelineRoute] = {
-    **openai_routes.PIPELINE_PATHS,
-    **openai_responses_routes.PIPELINE_PATHS,
-    **anthropic_routes.PIPELINE_PATHS,
+    **pipeline_paths(FRONT_ENDS),
+    **anthropic_routes.OTHER_PATHS,
 }
 
 
@@ -130,6 +136,9 @@ def create_app(runtime: Runtime) -> FastPath:
             Route("/", root, methods=["GET"]),  # HEAD too: Starlette adds it to GET
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            # the hot paths again, so a wrong method gets 405 in the error shape
+            *(Route(path, endpoint, methods=["POST"])  # type: ignore[arg-type]
+              for path, endpoint in PIPELINE_PATHS.items()),
             *openai_routes.routes,
             *openai_responses_routes.routes,
             *privacy_routes.routes,

@@ -8,20 +8,22 @@ routes take Anthropic's shape, ``{"type": "error", "error": {"type", "message"}}
 from __future__ import annotations
 
 import logging
-from functools import partial
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from ownlight.backends.base import Operation
+from ownlight.auth import Principal
 from ownlight.errors import OwnlightError
-from ownlight.pipeline import GatewayRequest, new_request_id
+from ownlight.pipeline import new_request_id
 from ownlight.protocol import anthropic as wire
-from ownlight.protocol.model import Request
+from ownlight.protocol.model import Chunk, Json, Operation, Request
+from ownlight.protocol.model import Response as Answer
 from ownlight.protocol.slots import estimate_tokens
 from ownlight.runtime import Runtime
 
-from .common import PipelineRoute, authenticated_body, until_disconnect
+from .common import PipelineRoute, authenticated_body
+from .frontend import Exchange, FrontEnd
 from .responses import error_headers, event_stream_response, json_response
 
 log = logging.getLogger("ownlight.api")
@@ -34,38 +36,44 @@ def anthropic_error(error: OwnlightError, request_id: str) -> Response:
                           **error_headers(error)})
 
 
-def parse_with_betas(headers: dict[str, str], operation: Operation, body: object) -> Request:
-    """A Messages body, with the betas its ``anthropic-beta`` header asks for: they go to
-    an Anthropic upstream with the fields they unlock."""
-    request = wire.parse_request(operation, body)
-    beta = headers.get("anthropic-beta", "")
-    request.betas = [b.strip() for b in beta.split(",") if b.strip()]
-    return request
+class MessagesFrontEnd(FrontEnd):
+    """Anthropic's Messages API: its error shape and its named stream events."""
+
+    paths = {"/v1/messages": Operation.CHAT}
+
+    def exchange(self, runtime: Runtime, principal: Principal,
+                 headers: Mapping[str, str]) -> Exchange:
+        return _Exchange(headers.get("anthropic-beta", ""))
+
+    def error_response(self, error: OwnlightError, request_id: str) -> Response:
+        return anthropic_error(error, request_id)
+
+    def internal_error(self, request_id: str) -> Response:
+        return json_response(FAILURE, 500, {"x-ownlight-request-id": request_id})
+
+    def stream_response(self, events: AsyncIterator[Json],
+                        headers: Mapping[str, str]) -> Response:
+        return event_stream_response(events, headers, FAILURE)
 
 
-class MessagesEndpoint:
-    async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
-        request_id = new_request_id()
-        limit = int(runtime.config.get("server.max_body_bytes"))
-        try:
-            principal, key, headers, body = await authenticated_body(
-                runtime.keys, scope, receive, limit)
-            result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
-                Operation.CHAT, body, key, partial(parse_with_betas, headers), headers,
-                request_id,
-                endpoint="/v1/messages",
-            ), principal=principal))
-        except OwnlightError as exc:
-            return anthropic_error(exc, request_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            return json_response(FAILURE, 500, {"x-ownlight-request-id": request_id})
-        if result.stream is not None:
-            model = body.get("model", "") if isinstance(body, dict) else ""
-            return event_stream_response(wire.render_stream(result.stream, str(model)),
-                                         result.headers, FAILURE)
-        assert result.body is not None
-        return json_response(wire.render_response(result.body), headers=result.headers)
+class _Exchange:
+    def __init__(self, beta: str):
+        self.betas = [b.strip() for b in beta.split(",") if b.strip()]
+        self.model = ""
+
+    def parse(self, operation: Operation, body: object) -> Request:
+        """A Messages body, with the betas its ``anthropic-beta`` header asks for: they go
+        to an Anthropic upstream with the fields they unlock."""
+        request = wire.parse_request(operation, body)
+        request.betas = self.betas
+        self.model = request.model  # the stream's message_start names what was asked for
+        return request
+
+    def render(self, answer: Answer) -> Json:
+        return wire.render_response(answer)
+
+    def events(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Json]:
+        return wire.render_stream(chunks, self.model)
 
 
 class CountTokensEndpoint:
@@ -92,7 +100,7 @@ class CountTokensEndpoint:
         return json_response({"input_tokens": count}, headers={"x-ownlight-request-id": request_id})
 
 
-PIPELINE_PATHS: dict[str, PipelineRoute] = {
-    "/v1/messages": MessagesEndpoint(),
-    "/v1/messages/count_tokens": CountTokensEndpoint(),
-}
+FRONT_END = MessagesFrontEnd()
+
+#: Not a pipeline request (nothing is generated), but as hot as one for Claude Code.
+OTHER_PATHS: dict[str, PipelineRoute] = {"/v1/messages/count_tokens": CountTokensEndpoint()}

@@ -8,75 +8,54 @@ included. The answer is stored when ``store`` is true, as OpenAI does by default
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope
 
 from ownlight.auth import Principal
-from ownlight.backends.base import Json, Operation
 from ownlight.errors import OwnlightError
-from ownlight.pipeline import GatewayRequest, GatewayResponse, new_request_id
 from ownlight.protocol import responses as wire
+from ownlight.protocol.model import Chunk, Json, Operation
 from ownlight.protocol.model import Request as CanonicalRequest
+from ownlight.protocol.model import Response as Answer
 from ownlight.protocol.responses import ResponsesCall
 from ownlight.runtime import Runtime
 
-from .common import authenticated_body, bearer_key, until_disconnect
-from .responses import error_response, event_stream_response, internal_error, json_response
+from .common import bearer_key
+from .frontend import Exchange, FrontEnd
+from .responses import error_response, event_stream_response, json_response
 
-log = logging.getLogger("ownlight.api")
 FAILURE = {"type": "error", "code": "internal_error", "message": "internal error",
            "sequence_number": 0}
 
 
-class ResponsesEndpoint:
-    """``POST /v1/responses``: a raw ASGI endpoint like the Chat Completions one."""
+class ResponsesFrontEnd(FrontEnd):
+    """OpenAI's Responses API: its named stream events; errors in OpenAI's shape."""
 
-    async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
-        request_id = new_request_id()
-        limit = int(runtime.config.get("server.max_body_bytes"))
-        try:
-            principal, key, headers, body = await authenticated_body(
-                runtime.keys, scope, receive, limit)
-            parsed = _Parsed(runtime, principal)
-            result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
-                Operation.CHAT, body, key, parsed, headers, request_id,
-                endpoint="/v1/responses",
-            ), principal=principal))
-            call, context = parsed.call, parsed.context
-            assert call is not None
-        except OwnlightError as exc:
-            return error_response(exc, {"x-ownlight-request-id": request_id})
-        except Exception:
-            log.exception("request %s failed", request_id)
-            return internal_error(request_id)
-        response_id = wire.new_id("resp")
-        stored = context + call.items
-        if result.stream is not None:
-            return event_stream_response(
-                _stored_stream(runtime, principal, call, result, response_id, stored),
-                result.headers, FAILURE)
-        assert result.body is not None
-        rendered = wire.render_response(result.body, call, response_id)
-        if call.store:
-            runtime.responses.save(principal, rendered, stored)
-        return json_response(rendered, headers=result.headers)
+    paths = {"/v1/responses": Operation.CHAT}
+
+    def exchange(self, runtime: Runtime, principal: Principal,
+                 headers: Mapping[str, str]) -> Exchange:
+        return _Exchange(runtime, principal)
+
+    def stream_response(self, events: AsyncIterator[Json],
+                        headers: Mapping[str, str]) -> Response:
+        return event_stream_response(events, headers, FAILURE)
 
 
-class _Parsed:
-    """The pipeline's parser for this route: the body, then the stored conversation a
-    ``previous_response_id`` names; run inside the pipeline, so a refusal is recorded."""
+class _Exchange:
+    """The body, then the stored conversation a ``previous_response_id`` names (parsed
+    inside the pipeline, so a refusal is recorded); the answer, stored when asked."""
 
     def __init__(self, runtime: Runtime, principal: Principal):
         self.runtime, self.principal = runtime, principal
         self.call: ResponsesCall | None = None
         self.context: list[Json] = []
+        self.response_id = wire.new_id("resp")
 
-    def __call__(self, _operation: Operation, body: object) -> CanonicalRequest:
+    def parse(self, _operation: Operation, body: object) -> CanonicalRequest:
         call = wire.parse_call(body)
         if call.previous_response_id:
             previous, earlier = self.runtime.responses.get(self.principal,
@@ -86,17 +65,26 @@ class _Parsed:
         self.call = call
         return call.request
 
+    def render(self, answer: Answer) -> Json:
+        assert self.call is not None
+        rendered = wire.render_response(answer, self.call, self.response_id)
+        self._store(rendered)
+        return rendered
 
-async def _stored_stream(runtime: Runtime, principal: Principal, call: ResponsesCall,
-                         result: GatewayResponse, response_id: str,
-                         stored: list[Json]) -> AsyncIterator[Json]:
-    """The event stream; once complete, the response is stored as the client saw it."""
-    assert result.stream is not None
-    writer = wire.EventWriter(call, response_id, call.request.model)
-    async for event in wire.render_stream(result.stream, writer):
-        yield event
-    if call.store and writer.final is not None:
-        runtime.responses.save(principal, writer.final, stored)
+    async def events(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Json]:
+        """The event stream; once complete, the response is stored as the client saw it."""
+        assert self.call is not None
+        writer = wire.EventWriter(self.call, self.response_id, self.call.request.model)
+        async for event in wire.render_stream(chunks, writer):
+            yield event
+        if writer.final is not None:
+            self._store(writer.final)
+
+    def _store(self, rendered: Json) -> None:
+        assert self.call is not None
+        if self.call.store:
+            self.runtime.responses.save(self.principal, rendered,
+                                        self.context + self.call.items)
 
 
 async def _stored(request: Request, action: str) -> Response:
@@ -130,7 +118,7 @@ async def list_input_items(request: Request) -> Response:
     return await _stored(request, "items")
 
 
-PIPELINE_PATHS = {"/v1/responses": ResponsesEndpoint()}
+FRONT_END = ResponsesFrontEnd()
 
 routes = [
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),

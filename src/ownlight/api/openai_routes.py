@@ -6,71 +6,44 @@ runs it, and the canonical answer or stream is rendered back in OpenAI's shapes.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from ownlight.backends.base import Json, Operation
+from ownlight.auth import Principal
 from ownlight.errors import ModelNotFound, OwnlightError
-from ownlight.pipeline import GatewayRequest, new_request_id
 from ownlight.protocol import openai as wire
-from ownlight.protocol.model import Chunk
+from ownlight.protocol.model import Chunk, Json, Operation
 from ownlight.runtime import Runtime
 
-from .common import authenticated_body, bearer_key, until_disconnect
-from .responses import error_response, internal_error, json_response, sse_response
+from .common import bearer_key
+from .frontend import Exchange, FrontEnd
+from .responses import error_response, json_response
 
-log = logging.getLogger("ownlight.api")
+
+class ChatCompletionsFrontEnd(FrontEnd):
+    """OpenAI's Chat Completions, Completions and Embeddings."""
+
+    paths = {"/v1/chat/completions": Operation.CHAT, "/v1/completions": Operation.COMPLETION,
+             "/v1/embeddings": Operation.EMBEDDING}
+
+    def exchange(self, runtime: Runtime, principal: Principal,
+                 headers: Mapping[str, str]) -> Exchange:
+        return _Exchange()
 
 
-class PipelineEndpoint:
-    """A raw ASGI endpoint for one pipeline operation.
+class _Exchange:
+    parse = staticmethod(wire.parse_request)
+    render = staticmethod(wire.render_response)
 
-    These are the gateway's hot routes, so the server dispatches to them directly and
-    they skip Starlette's request object and middleware (measured in bench/overhead.py);
-    through the router they behave identically.
-    """
-
-    def __init__(self, operation: Operation):
-        self.operation = operation
-        self.runtime: Runtime | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime = self.runtime or scope["app"].state.runtime
-        response = await self.respond(runtime, scope, receive)
-        await response(scope, receive, send)
-
-    async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
-        request_id = new_request_id()
-        limit = int(runtime.config.get("server.max_body_bytes"))
+    async def events(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Json]:
         try:
-            principal, key, headers, body = await authenticated_body(
-                runtime.keys, scope, receive, limit)
-            result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
-                self.operation, body, key, wire.parse_request, headers, request_id,
-                endpoint=scope["path"],
-            ), principal=principal))
-        except OwnlightError as exc:
-            return error_response(exc, {"x-ownlight-request-id": request_id})
-        except Exception:
-            log.exception("request %s failed", request_id)
-            return internal_error(request_id)
-        if result.stream is not None:
-            return sse_response(_rendered(result.stream), result.headers)
-        assert result.body is not None
-        return json_response(wire.render_response(result.body), headers=result.headers)
-
-
-async def _rendered(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Json]:
-    try:
-        async for chunk in chunks:
-            yield wire.render_chunk(chunk)
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+            async for chunk in chunks:
+                yield wire.render_chunk(chunk)
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _models(request: Request) -> list[Json]:
@@ -115,15 +88,9 @@ async def get_model(request: Request) -> Response:
     return json_response(found)
 
 
-PIPELINE_PATHS = {
-    "/v1/chat/completions": PipelineEndpoint(Operation.CHAT),
-    "/v1/completions": PipelineEndpoint(Operation.COMPLETION),
-    "/v1/embeddings": PipelineEndpoint(Operation.EMBEDDING),
-}
+FRONT_END = ChatCompletionsFrontEnd()
 
 routes = [
-    Route(path, endpoint, methods=["POST"]) for path, endpoint in PIPELINE_PATHS.items()
-] + [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
 ]
