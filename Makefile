@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # tests/data/agents/ were recorded from (update both together).
 AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332
 
-.PHONY: install agents serve test test-fast lint typecheck bench bench-overhead bench-router bench-privacy \
+.PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
 	bench-retrieval bench-guard bench-serving clean
 
 $(BIN)/.installed: pyproject.toml
@@ -40,6 +40,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy src/ownlight
+
+# The reference site (docs/, mkdocs.yml), built strictly: a broken link or anchor fails it.
+docs: install
+	$(BIN)/mkdocs build --strict -d build/site
 
 # Each benchmark runs Ownlight and its peer in the same run and prints a ratio.
 bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard bench-serving
