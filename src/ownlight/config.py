@@ -364,6 +364,10 @@ class ModelSettings(Table):
     circuit_failures: int = setting(3, "Consecutive failures that open the circuit.")
     circuit_cooldown: float = setting(30.0, "Seconds before a probe is let through.")
     stop: list[str] = setting([], "Extra stop strings for a custom chat template.")
+    temperature: float | None = setting(
+        None, "Sampling temperature of an embedded model for requests that name none (0.7 "
+              "if unset). Agents such as the Codex CLI send none; a low value keeps a small "
+              "model's choices between a tool call and words steady.")
     input_type: Literal["passage", "query"] = setting(
         "passage", "How an embedding model prefixes inputs: passage or query.")
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = setting(

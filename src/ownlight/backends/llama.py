@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,9 @@ class LlamaBackend(Backend):
         extra_stop = () if plan.constrained or request.operation is not Operation.CHAT \
             else self.template.stop
         s = request.sampling
+        default = self.entry.extra.get("temperature")
+        if s.temperature is None and default is not None:
+            s = replace(s, temperature=float(default))  # the alias's, for clients that send none
         tokens = {p: engine.tokenize(p, add_bos=not _has_bos(p)) for p in prompts}
         budgets = {p: answer_budget(self.entry.alias, self.n_ctx, len(t), s.max_tokens,
                                     request.tools_active, engine.n_ctx_train)
