@@ -17,6 +17,7 @@ from ownlight.audit.ledger import Ledger
 from ownlight.audit.metrics import Metrics
 from ownlight.cli import main
 from ownlight.pipeline import Pipeline
+from ownlight.privacy.egress import EgressBackend
 
 
 def _nothing(*args: Any, **kwargs: Any) -> None:
@@ -24,7 +25,7 @@ def _nothing(*args: Any, **kwargs: Any) -> None:
 
 
 def switch_off() -> None:
-    Pipeline.record_egress = _nothing  # type: ignore[method-assign]
+    EgressBackend.record = _nothing  # type: ignore[method-assign]
     Pipeline.commit = _nothing  # type: ignore[method-assign]
     Ledger.seal = _nothing  # type: ignore[assignment,method-assign]
     Ledger.append = _nothing  # type: ignore[method-assign]

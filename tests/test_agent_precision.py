@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from ownlight.guard.input_stage import GuardStage
 from ownlight.guard.stage import InjectionGuard
-from ownlight.pipeline import Pipeline
 from ownlight.privacy.client_text import client_blocks
 from ownlight.privacy.detector import CLIENT, Detector
 from ownlight.privacy.recognizers import checksums
@@ -282,7 +282,7 @@ class Recorder:
 
 def guard_input(request: Request, guard: InjectionGuard) -> SimpleNamespace:
     ctx = SimpleNamespace(request=request, operation=Operation.CHAT, guard=None, principal=None)
-    asyncio.run(Pipeline.guard_input(SimpleNamespace(guard=guard), ctx))  # type: ignore[arg-type]
+    asyncio.run(GuardStage(guard).before(ctx))  # type: ignore[arg-type]
     return ctx
 
 

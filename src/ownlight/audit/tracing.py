@@ -7,44 +7,30 @@ Spans carry what the ledger's indexes carry (route, target, inside or outside th
 domain, status, token counts), never a prompt, an answer or a key.
 
 Without the setting nothing here runs: the OpenTelemetry SDK is not even imported and
-the pipeline's stages are its plain methods. With it, ``instrument`` wraps each stage
-method of that one pipeline in a timer that notes when it started and ended; the spans
-are made from those notes once the request's record is committed, so a stage costs two
-clock reads and no SDK call while the request is in flight.
+the pipeline reports to an observer that does nothing. With it, ``instrument`` hands
+that one pipeline a ``TraceObserver`` that notes when each step (stage, routing, backend,
+egress protection and record) started and ended; the spans are made from those notes
+once the request's record is committed, so a step costs two clock reads and no SDK call
+while the request is in flight.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ownlight.audit.records import RequestRecord
-from ownlight.errors import OwnlightError
+from ownlight.stages.base import Observer
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from ownlight.pipeline import GatewayRequest, Pipeline
-
-# Pipeline method -> the span its time is reported as.
-STAGES = {
-    "authenticate": "auth",
-    "validate": "validate",
-    "precheck": "validate",
-    "retrieve": "knowledge",
-    "guard_input": "guard",
-    "classify": "privacy",
-    "protect_egress": "privacy.egress",
-    "route": "routing",
-    "call_backend": "backend",
-    "record_egress": "ledger.egress",
-}  # and the key check (``auth``) and the request's record (``ledger``), timed apart
-
+    from ownlight.pipeline import Pipeline
 
 @dataclass
 class RequestTrace:
@@ -89,31 +75,10 @@ class Tracing:
         self.tracer = self.provider.get_tracer("ownlight.pipeline", __version__)
 
     def instrument(self, pipeline: Pipeline) -> None:
-        """Time each stage of this pipeline (instance attributes shadow the methods).
-
-        A stream's record is committed after ``handle`` has returned, from whichever
-        task sends the stream, so traces wait for their record by request id.
-        """
-        open_traces: dict[str, RequestTrace] = {}
-        handle = pipeline.handle
-
-        @functools.wraps(handle)
-        async def traced_handle(request: GatewayRequest, **kwargs: Any) -> Any:
-            trace = RequestTrace()
-            checked, _ = _key_check.get(), _key_check.set(None)
-            if checked is not None:
-                trace.start = checked[0]
-                trace.stages.append(("auth", *checked))
-            _current.set(trace)
-            open_traces[request.request_id] = trace
-            try:
-                return await handle(request, **kwargs)
-            except BaseException as exc:
-                if not isinstance(exc, OwnlightError):  # recorded without a commit
-                    open_traces.pop(request.request_id, None)
-                raise
-
-        pipeline.handle = traced_handle  # type: ignore[method-assign]
+        """Time each step of this pipeline: it reports to a ``TraceObserver`` instead of
+        the observer that does nothing, and the key store's check is timed in place
+        (the HTTP routes call it before the pipeline runs)."""
+        pipeline.observer = TraceObserver(self)
         authenticate = pipeline.keys.authenticate
 
         @functools.wraps(authenticate)
@@ -127,22 +92,6 @@ class Tracing:
                 _key_check.set((start, time.time_ns(), failed))
 
         pipeline.keys.authenticate = timed_key_check  # type: ignore[method-assign]
-        for method, name in STAGES.items():
-            setattr(pipeline, method, _timed(getattr(pipeline, method), name))
-        commit = pipeline.commit
-
-        @functools.wraps(commit)
-        def commit_and_export(record: RequestRecord, failing: bool = False) -> None:
-            start = time.time_ns()
-            try:
-                commit(record, failing)
-            finally:
-                trace = open_traces.pop(record.request_id, None)
-                if trace is not None:
-                    trace.stages.append(("ledger", start, time.time_ns(), False))
-                    self.export(trace, record)
-
-        pipeline.commit = commit_and_export  # type: ignore[method-assign]
 
     def export(self, trace: RequestTrace, record: RequestRecord) -> None:
         """The request's span and its stages' spans, handed to the batch exporter."""
@@ -172,35 +121,48 @@ class Tracing:
         self.provider.shutdown()
 
 
-def _timed(method: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """``method``, noting its start and end on the current request's trace."""
-    if inspect.iscoroutinefunction(method):
+class TraceObserver(Observer):
+    """Notes when each step of a request started and ended; exports the request's spans
+    once its record is committed. A stream's record is committed after ``handle`` has
+    returned, from whichever task sends the stream, so traces wait by request id."""
 
-        @functools.wraps(method)
-        async def timed_async(*args: Any, **kwargs: Any) -> Any:
-            trace, start, failed = _current.get(), time.time_ns(), True
-            try:
-                result = await method(*args, **kwargs)
-                failed = False
-                return result
-            finally:
-                if trace is not None:
-                    trace.stages.append((name, start, time.time_ns(), failed))
+    def __init__(self, tracing: Tracing):
+        self.tracing = tracing
+        self.open: dict[str, RequestTrace] = {}
 
-        return timed_async
+    def begin(self, request_id: str) -> None:
+        trace = RequestTrace()
+        checked, _ = _key_check.get(), _key_check.set(None)
+        if checked is not None:
+            trace.start = checked[0]
+            trace.stages.append(("auth", *checked))
+        _current.set(trace)
+        self.open[request_id] = trace
 
-    @functools.wraps(method)
-    def timed(*args: Any, **kwargs: Any) -> Any:
+    def drop(self, request_id: str) -> None:
+        self.open.pop(request_id, None)
+
+    @staticmethod
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
         trace, start, failed = _current.get(), time.time_ns(), True
         try:
-            result = method(*args, **kwargs)
+            yield
             failed = False
-            return result
         finally:
             if trace is not None:
                 trace.stages.append((name, start, time.time_ns(), failed))
 
-    return timed
+    @contextmanager
+    def committing(self, record: RequestRecord) -> Iterator[None]:
+        start = time.time_ns()
+        try:
+            yield
+        finally:
+            trace = self.open.pop(record.request_id, None)
+            if trace is not None:
+                trace.stages.append(("ledger", start, time.time_ns(), False))
+                self.tracing.export(trace, record)
 
 
 def _request_attributes(record: RequestRecord) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""What one request carries through the pipeline: as it arrives, as it leaves, and what
+the stages learn about it on the way."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ownlight.auth import Principal
+from ownlight.backends.base import Json, Operation
+from ownlight.guard.stage import GuardFacts
+from ownlight.knowledge.citations import CitationPrompt
+from ownlight.privacy.stage import Egress, Findings
+from ownlight.protocol import carry
+from ownlight.protocol.model import Chunk, Request, Response
+from ownlight.protocol.slots import Slot
+from ownlight.routing.decision import RouteDecision
+
+
+def new_request_id() -> str:
+    """``req_`` and 32 hex digits: the time in milliseconds, then 80 random bits.
+
+    Time first, so ids arrive in nearly ascending order and the ledger's index on them
+    grows at its right edge instead of splitting pages all over (a third of a record's
+    insert cost with random ids).
+    """
+    return f"req_{time.time_ns() // 1_000_000:012x}{_random_bytes(10).hex()}"
+
+
+class _RandomPool:
+    """Random bytes from the OS, fetched 4 KiB at a time. ``os.urandom`` is a system call
+    that lets go of the GIL; on the request path the event loop would then wait for the
+    audit writer thread to give it back, once per request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool = b""
+        self.at = 0
+
+    def __call__(self, n: int) -> bytes:
+        with self.lock:
+            if self.at + n > len(self.pool):
+                self.pool, self.at = secrets.token_bytes(4096), 0
+            self.at += n
+            return self.pool[self.at - n:self.at]
+
+
+_random_bytes = _RandomPool()
+
+
+Parser = Callable[[Operation, Any], Request]
+
+
+@dataclass
+class GatewayRequest:
+    """A request as it arrives, before anything is trusted.
+
+    ``parse`` is the front-end's translator from its wire JSON to the canonical
+    ``Request``; it runs after the key is checked, so strangers learn nothing.
+    """
+
+    operation: Operation
+    body: Any
+    api_key: str | None
+    parse: Parser
+    headers: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = field(default_factory=new_request_id)
+    endpoint: str = ""  # the route it came in on, for the record and the metrics
+
+
+@dataclass
+class GatewayResponse:
+    """A canonical answer, or a stream of canonical chunks, plus the headers explaining it."""
+
+    headers: dict[str, str]
+    body: Response | None = None
+    stream: AsyncIterator[Chunk] | None = None
+
+
+@dataclass
+class RequestContext:
+    """What the stages learn about one request as it moves along."""
+
+    incoming: GatewayRequest
+    principal: Principal | None = None
+    request: Request | None = None
+    slots: list[Slot] = field(default_factory=list)
+    sensitivity: str = "unknown"
+    findings: Findings | None = None
+    privacy_failure: str | None = None  # why the scan failed ("timed out", an error)
+    egress: Egress | None = None
+    route: RouteDecision | None = None
+    usage: Json | None = None
+    grounding: CitationPrompt | None = None
+    started: float = field(default_factory=time.perf_counter)
+    answer: list[str] = field(default_factory=list)  # kept only when audit.bodies asks
+    guard: GuardFacts | None = None
+    served_label: str | None = None  # the target and model version that answered
+    prompt_mac: str | None = None  # the prompt's salted hash, when the egress record made it
+    #: ``x-ownlight-*`` headers the serving in-process backend added to its answer
+    backend_headers: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # client fields the backend did not get
+    #: a stage's own per-request state (a stream's citation state), by stage name
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alias(self) -> str:
+        return self.request.model if self.request is not None else ""
+
+    @property
+    def operation(self) -> Operation:
+        return self.incoming.operation
+
+    @property
+    def stream(self) -> bool:
+        return self.request is not None and self.request.stream
+
+    @property
+    def include_usage(self) -> bool:
+        return self.request is not None and self.request.include_usage
+
+    def headers(self) -> dict[str, str]:
+        headers = {**self.backend_headers, "x-ownlight-request-id": self.incoming.request_id}
+        if self.route is not None and self.route.served_by is not None:
+            headers["x-ownlight-route"] = self.served_label or self.route.served_by.label
+            headers["x-ownlight-route-reason"] = self.route.explain()
+        if self.sensitivity != "unknown":
+            headers["x-ownlight-sensitivity"] = self.sensitivity
+        if self.grounding is not None:  # how many sources the answer may cite; "none" warns
+            headers["x-ownlight-grounding"] = str(len(self.grounding.citations) or "none")
+        if self.dropped:
+            headers[carry.HEADER] = ", ".join(self.dropped)
+        if self.guard is not None and (self.guard.untrusted or self.guard.input_flagged):
+            g = self.guard
+            headers["x-ownlight-guard"] = (
+                f"untrusted={g.tool_results_flagged + g.chunks_flagged + g.chunks_withheld}; "
+                f"chunks_withheld={g.chunks_withheld}; "
+                f"input={'flagged' if g.input_flagged else 'ok'}")
+        return headers
