@@ -23,6 +23,7 @@ from typing import Any
 
 from ownlight.audit.ledger import AuditUnavailableError, Ledger
 from ownlight.audit.metrics import Metrics
+from ownlight.audit.recorder import answer_text, chunk_text, request_record
 from ownlight.audit.records import RequestRecord
 from ownlight.auth import KeyStore, Principal
 from ownlight.backends.base import BackendResult, Json
@@ -37,7 +38,6 @@ from ownlight.errors import (
 )
 from ownlight.guard.input_stage import GuardStage
 from ownlight.guard.stage import InjectionGuard
-from ownlight.knowledge.citations import CitationPrompt
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.knowledge.stage import GroundingStage
 from ownlight.privacy.classify_stage import ClassifyStage
@@ -210,7 +210,7 @@ class Pipeline:
             for stage in after:
                 result = stage.after(ctx, result)
             if self.ledger.bodies != "none":
-                ctx.answer = [_answer_text(result)]
+                ctx.answer = [answer_text(result)]
             self.commit(self.record(ctx, result.usage))
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, after, result))
@@ -237,7 +237,7 @@ class Pipeline:
                         continue
                     if not ctx.include_usage:
                         chunk.usage = None
-                text = _chunk_text(chunk)
+                text = chunk_text(chunk)
                 sent_chars += len(text)
                 if keep:
                     ctx.answer += [text]
@@ -273,48 +273,8 @@ class Pipeline:
 
     def record(self, ctx: RequestContext, usage: Usage | None,
                error: OwnlightError | None = None) -> RequestRecord:
-        """Charge budgets and describe the request: route, reason, types found (no values)."""
-        ctx.usage = _usage_dict(usage)
-        usage_json = ctx.usage
-        served = ctx.route.served_by if ctx.route else None
-        cost = 0.0
-        if served is not None and not served.inside_domain and ctx.principal is not None:
-            cost = served.price.cost(usage_json)
-            self.budgets.charge(ctx.principal, cost)
-        principal = ctx.principal
-        seconds = time.perf_counter() - ctx.started
-        record = RequestRecord(
-            request_id=ctx.incoming.request_id,
-            operation=ctx.operation.value,
-            endpoint=ctx.incoming.endpoint or ctx.operation.value,
-            groups=list(principal.groups) if principal else [],
-            status=error.status if error else 200,
-            error_code=error.code if error else None,
-            principal=principal.name if principal else None,
-            tenant=principal.tenant if principal else None,
-            model=ctx.alias or None,
-            route=(ctx.served_label or served.label) if served else None,
-            reason=ctx.route.explain() if ctx.route else None,
-            inside_domain=served.inside_domain if served else None,
-            sensitivity=ctx.sensitivity,
-            found=ctx.findings.counts if ctx.findings else {},
-            knowledge=_knowledge_facts(ctx.grounding),
-            injection=ctx.guard.to_dict() if ctx.guard is not None else None,
-            dropped=ctx.dropped or None,
-            pseudonymized=ctx.egress.vault.counts() if ctx.egress else {},
-            usage=usage_json,
-            cost_usd=cost,
-            latency_ms=round(seconds * 1000, 3),
-            prompt=self._sealed_prompt(ctx),
-            answer=self.ledger.seal("".join(ctx.answer)),
-        )
-        self.metrics.observe(record, seconds)
-        return record
-
-    def _sealed_prompt(self, ctx: RequestContext) -> Any:
-        if ctx.prompt_mac is not None and self.ledger.bodies == "hashed":
-            return self.ledger.hashed(ctx.prompt_mac)  # the egress record hashed this text
-        return self.ledger.seal("\n".join(s.text for s in ctx.slots))
+        """Charge budgets and describe the request (``audit/recorder.py``)."""
+        return request_record(ctx, usage, error, self.ledger, self.budgets, self.metrics)
 
     # -- not a request: POST /v1/privacy/scan -----------------------------------------
 
@@ -343,29 +303,3 @@ class Pipeline:
             self._fallback_shield = PrivacyShield()
         return self._fallback_shield
 
-
-def _answer_text(response: Response) -> str:
-    parts = []
-    for choice in response.choices:
-        parts.append(choice.text or "")
-        parts += [f"{c.name}({c.arguments})" for c in choice.tool_calls]
-    return "\n".join(p for p in parts if p)
-
-
-def _chunk_text(chunk: Chunk) -> str:
-    return "".join((d.text or "") + "".join(t.arguments for t in d.tool_calls)
-                   for d in chunk.choices)
-
-
-def _usage_dict(usage: Usage | None) -> Json | None:
-    if usage is None:
-        return None
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}
-
-
-def _knowledge_facts(grounding: CitationPrompt | None) -> Json | None:
-    """What the request log keeps of a grounded request: which documents were sources."""
-    if grounding is None:
-        return None
-    return {"documents": [(c["collection"], c["document_id"]) for c in grounding.citations]}

@@ -46,7 +46,7 @@ class EgressBackend:
             self.record(request, sent)
         result = await self.wrapped.execute(sent)
         egress = self.ctx.egress
-        if egress is None:
+        if egress is None or not egress.vault.placeholders():  # nothing to put back
             return result
         if isinstance(result, Response):
             return egress.restore_response(result)
