@@ -31,7 +31,6 @@ from ownlight.errors import (
     AuditUnavailable,
     ClientDisconnected,
     ContextLengthExceeded,
-    InvalidRequest,
     OwnlightError,
     PermissionDenied,
     UpstreamTimeout,
@@ -42,7 +41,7 @@ from ownlight.knowledge.service import KnowledgeService
 from ownlight.knowledge.stage import GroundingStage
 from ownlight.privacy.classify_stage import ClassifyStage
 from ownlight.privacy.egress import EgressBackend
-from ownlight.privacy.levels import LEVELS
+from ownlight.privacy.scan import scan_texts
 from ownlight.privacy.stage import PrivacyShield
 from ownlight.protocol import carry
 from ownlight.protocol.model import Chunk, Response, Usage
@@ -279,24 +278,8 @@ class Pipeline:
     # -- not a request: POST /v1/privacy/scan -----------------------------------------
 
     def scan_texts(self, body: Any) -> Json:
-        """``POST /v1/privacy/scan``: spans and level for one or many texts (the route has
-        checked the caller's key)."""
-        texts = body.get("input") if isinstance(body, dict) else None
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidRequest("input must be a string or a non-empty list of strings",
-                                 param="input")
-        shield = self.privacy or self._default_shield()
-        found = [shield.scan(t) for t in texts]
-        levels = [shield.level([spans]) for spans in found]
-        return {
-            "object": "list",
-            "data": [{"index": i, "level": level,
-                      "spans": [s.to_dict() | {"recognizer": s.recognizer} for s in spans]}
-                     for i, (spans, level) in enumerate(zip(found, levels, strict=True))],
-            "level": max(levels, key=LEVELS.index),
-        }
+        """``POST /v1/privacy/scan`` with this server's shield (``privacy/scan.py``)."""
+        return scan_texts(self.privacy or self._default_shield(), body)
 
     def _default_shield(self) -> PrivacyShield:
         if self._fallback_shield is None:
