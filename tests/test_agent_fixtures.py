@@ -177,3 +177,16 @@ def test_a_bad_responses_body_is_a_400_in_the_ledger(gateway_factory, inside_ups
     gateway.runtime.pipeline.ledger.flush()
     refused = gateway.runtime.pipeline.ledger.query("status = 400")
     assert [r["endpoint"] for r in refused] == ["/v1/responses"]
+
+
+def test_dropped_names_cannot_break_the_header() -> None:
+    from ownlight.protocol import carry
+    from ownlight.protocol.model import Operation, Request
+
+    request = Request(Operation.CHAT, "m", protocol="anthropic")
+    request.extra = {"a\r\nX-Evil: 1": 1, "Ā": 2, "x" * 500: 3}
+    request.hosted_tools = [{"type": "Ā"}]
+    names = carry.dropped(request, "openai")
+    header = ", ".join(names)
+    assert header.isascii() and "\r" not in header and "\n" not in header
+    assert max(map(len, names)) <= carry.MAX_NAME

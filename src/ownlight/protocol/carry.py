@@ -8,17 +8,23 @@ what was left out in ``x-ownlight-dropped``, and the ledger keeps the same list.
 
 from __future__ import annotations
 
+import re
+
 from ownlight.protocol.model import Request, TextPart, ToolCall, ToolResult
 
 #: The header that names what a backend did not receive.
 HEADER = "x-ownlight-dropped"
+#: The names come from the client (field names, tool types): in a header they keep only
+#: characters that cannot break it or its encoding, and the list is cut short.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:=\[\]-]")
+MAX_NAME, MAX_NAMES = 64, 40
 
 
 def dropped(request: Request, wire_protocol: str | None) -> list[str]:
     """Names of the client's fields this backend does not receive, sorted."""
     names = set(request.dropped)
     if request.protocol == wire_protocol:
-        return sorted(names)
+        return _safe(names)
     names.update(request.extra)
     names.update(f"tools[type={t.get('type')}]" for t in request.hosted_tools)
     names.update(f"tools[].{key}" for t in request.tools for key in t.extra or ())
@@ -29,4 +35,9 @@ def dropped(request: Request, wire_protocol: str | None) -> list[str]:
                 names.update(f"content[].{key}" for key in part.extra)
     if request.betas:
         names.add("anthropic-beta")
-    return sorted(names)
+    return _safe(names)
+
+
+def _safe(names: set[str]) -> list[str]:
+    clean = sorted({_UNSAFE.sub("?", name)[:MAX_NAME] for name in names})
+    return clean if len(clean) <= MAX_NAMES else [*clean[:MAX_NAMES], "..."]
