@@ -214,6 +214,29 @@ def test_a_request_with_tools_gets_a_budget_a_call_fits_in(scripted) -> None:
     assert backend.jobs[-1].max_tokens == DEFAULT_MAX_TOKENS
 
 
+def test_a_held_call_that_breaks_its_schema_is_decoded_again_streamed_or_not(scripted) -> None:
+    """The grammar cannot hold every keyword (a pattern, a long maxLength): a call that
+    breaks the client's schema is decoded again (three times in all), streamed too,
+    since a call chosen among several is held until complete."""
+    gateway, backend, key = scripted(n_ctx=4096, answer=BASH_CALL)  # command "ls"
+    bash = {"type": "function", "function": {"name": "Bash", "parameters": {
+        "type": "object", "properties": {"command": {"type": "string", "pattern": "^git .*$",
+                                                     "maxLength": 100_000}},
+        "required": ["command"]}}}
+    ask = {"model": "agent", "tools": [bash], "messages": [{"role": "user", "content": "Go."}]}
+    for stream in (False, True):
+        before = len(backend.jobs)
+        reply = post(gateway, "/v1/chat/completions", {**ask, "stream": stream}, key)
+        assert reply.status_code == 200, reply.text
+        assert len(backend.jobs) - before == 3
+        seeds = {job.sampling.seed for job in backend.jobs[before:]}
+        assert len(seeds) == 3  # each attempt draws anew
+        if stream:
+            calls = [c for e in sse_events(reply.text) for ch in e["choices"]
+                     for c in ch["delta"].get("tool_calls") or []]
+            assert [c["function"]["name"] for c in calls] == ["Bash"]  # sent once
+
+
 def sse_events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[6:]) for line in text.splitlines()
             if line.startswith("data: {")]
