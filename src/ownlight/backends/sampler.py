@@ -8,8 +8,13 @@ seeded draw), so an answer reads the same as it did through the high-level API.
 A grammar is checked after the draw rather than over the whole vocabulary first (as
 llama.cpp's own server does): the bundled model has 262,144 tokens, and matching each
 against the grammar at every step would slow the whole batch down. The drawn token is
-kept when the grammar allows it; otherwise the grammar filters the candidates and the
-chain draws again.
+kept when the grammar allows it; otherwise the chain draws again among the allowed
+tokens. Those it could draw are the best ones (top-k, and min-p's cut below the best
+allowed), so the best candidates are checked one at a time first; only when they may
+lie further down is the grammar matched against the whole vocabulary. Inside a tool
+call's arguments a draw is refused often (a raw newline in a string), and a whole-
+vocabulary pass took the bundled model's steps from 0.02 to 2 s: a call of a thousand
+tokens took more than ten minutes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp draws a random seed
 TOP_K = 40
 MIN_P = 0.05
 PENALTY_LAST_N = 64
+SCAN = 256  # candidates checked one at a time, best first, before the whole vocabulary
 
 
 class SamplingSettings(Protocol):
@@ -45,6 +51,8 @@ class Sampler:
         self._ll = ll
         self.n_vocab = n_vocab
         self.grammar: Any = None
+        self._greedy = settings.temperature <= 0
+        self._penalties = bool(settings.presence_penalty or settings.frequency_penalty)
         self.chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         add = lambda s: ll.llama_sampler_chain_add(self.chain, s)  # noqa: E731
         if settings.presence_penalty or settings.frequency_penalty:
@@ -69,6 +77,7 @@ class Sampler:
             self._candidates = (ll.llama_token_data * n_vocab)()
             self._view = np.ctypeslib.as_array(self._candidates)
             self._ids = np.arange(n_vocab, dtype=np.int32)
+            self._few = (ll.llama_token_data * TOP_K)()
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits at ``index`` of the last batch (accepted)."""
@@ -78,7 +87,7 @@ class Sampler:
         logits = logits_row(ctx, index, self.n_vocab)
         token = self._draw(logits, constrained=False)
         if not self._allowed(token):
-            token = self._draw(logits, constrained=True)
+            token = self._draw_allowed(logits)
         ll.llama_sampler_accept(self.grammar, token)
         ll.llama_sampler_accept(self.chain, token)
         return token
@@ -93,6 +102,39 @@ class Sampler:
             ll.llama_sampler_apply(self.grammar, ctypes.byref(candidates))
         ll.llama_sampler_apply(self.chain, ctypes.byref(candidates))
         return int(candidates.data[candidates.selected].id)
+
+    def _draw_allowed(self, logits: np.ndarray) -> int:
+        """The chain's draw among the tokens the grammar allows."""
+        ll = self._ll
+        allowed = None if self._penalties else self._best_allowed(logits)
+        if not allowed:  # (penalties change the order the best are found in)
+            return self._draw(logits, constrained=True)
+        for slot, token in zip(self._few, allowed, strict=False):
+            slot.id, slot.logit, slot.p = token, float(logits[token]), 0.0
+        candidates = ll.llama_token_data_array(self._few, len(allowed), -1, False)
+        ll.llama_sampler_apply(self.chain, ctypes.byref(candidates))
+        return int(candidates.data[candidates.selected].id)
+
+    def _best_allowed(self, logits: np.ndarray) -> list[int] | None:
+        """The allowed tokens the chain could draw, found among the best ``SCAN``: the
+        first for greedy decoding, else up to top-k of them down to min-p's cut below
+        the best one (the same draw, exactly so when top_p is 1). None when they may lie
+        further down."""
+        count = min(SCAN, self.n_vocab)
+        best = np.argpartition(logits, -count)[-count:] if count < self.n_vocab \
+            else np.arange(count)
+        best = best[np.argsort(logits[best])[::-1]]
+        allowed: list[int] = []
+        floor = -math.inf
+        for token in best.tolist():
+            if logits[token] < floor:
+                return allowed
+            if self._allowed(token):
+                allowed.append(token)
+                if self._greedy or len(allowed) == TOP_K:
+                    return allowed
+                floor = max(floor, float(logits[token]) + math.log(MIN_P))
+        return None
 
     def _allowed(self, token: int) -> bool:
         ll = self._ll
