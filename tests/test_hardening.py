@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ownlight.auth import Principal
 from ownlight.knowledge.base import KnowledgeBase, index_path
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.principal import Principal
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream
 

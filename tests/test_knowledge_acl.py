@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ownlight.auth import Principal
 from ownlight.knowledge.base import KnowledgeBase
+from ownlight.principal import Principal
 from tests.knowledge_support import open_kb
 
 ACCESS_LISTS: dict[str, list[str]] = {

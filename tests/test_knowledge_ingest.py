@@ -12,8 +12,8 @@ from pathlib import Path
 import apsw
 import pytest
 
-from ownlight.auth import Principal
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.principal import Principal
 from tests.knowledge_support import open_kb
 
 READER = Principal(1, "reader")

@@ -16,11 +16,12 @@ import json
 import secrets
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ownlight.errors import AuthenticationFailed
+from ownlight.principal import Principal
 from ownlight.store.sqlite import StateStore
 
 KEY_PREFIX = "ol-"
@@ -37,26 +38,6 @@ class RefusalSink(Protocol):
     def __call__(self, status: int, reason: str, digest: str | None, origin: Origin | None,
                  principal: str | None = None, tenant: str | None = None,
                  code: str | None = None) -> None: ...
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: every later stage (ACLs, routing policy, budgets) reads this."""
-
-    key_id: int
-    name: str
-    tenant: str = "default"
-    groups: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def is_admin(self) -> bool:
-        """Admin keys are those in the ``admin`` group (the first key Ownlight makes is one)."""
-        return "admin" in self.groups
-
-    @property
-    def identities(self) -> tuple[str, ...]:
-        """The access-list entries this principal matches: user:NAME, group:G, public."""
-        return (f"user:{self.name}", *(f"group:{g}" for g in self.groups), "public")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from rich.table import Table
 from ownlight.audit.audit_cli import audit_group
 from ownlight.audit.ledger import record_admin_act
 from ownlight.audit.records import AdminRecord
-from ownlight.auth import Principal
 from ownlight.backends.base import Operation
 from ownlight.cli_support import progress_bar
 from ownlight.config import Config, effective_view, load_config, upstream_entry
@@ -27,6 +26,7 @@ from ownlight.guard.guard_cli import guard_group
 from ownlight.knowledge.knowledge_cli import ingest_command, search_command
 from ownlight.models.models_cli import models_group
 from ownlight.pipeline import GatewayRequest
+from ownlight.principal import Principal
 from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group

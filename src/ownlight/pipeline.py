@@ -25,7 +25,7 @@ from ownlight.audit.ledger import AuditUnavailableError, Ledger
 from ownlight.audit.metrics import Metrics
 from ownlight.audit.recorder import answer_text, chunk_text, request_record
 from ownlight.audit.records import RequestRecord
-from ownlight.auth import KeyStore, Principal
+from ownlight.auth import KeyStore
 from ownlight.backends.base import BackendResult, Json
 from ownlight.errors import (
     AuditUnavailable,
@@ -39,6 +39,7 @@ from ownlight.guard.input_stage import GuardStage
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.knowledge.stage import GroundingStage
+from ownlight.principal import Principal
 from ownlight.privacy.classify_stage import ClassifyStage
 from ownlight.privacy.egress import EgressBackend
 from ownlight.privacy.scan import scan_texts

@@ -14,8 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ownlight.audit.audit_cli import select, since_iso
-from ownlight.auth import Principal, hash_key
+from ownlight.auth import hash_key
 from ownlight.errors import InvalidRequest, OwnlightError, PermissionDenied
+from ownlight.principal import Principal
 from ownlight.runtime import Runtime
 
 from .common import bearer_key

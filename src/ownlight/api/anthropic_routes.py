@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from ownlight.auth import Principal
 from ownlight.errors import OwnlightError
 from ownlight.pipeline import new_request_id
+from ownlight.principal import Principal
 from ownlight.protocol import anthropic as wire
 from ownlight.protocol.model import Chunk, Json, Operation, Request
 from ownlight.protocol.model import Response as Answer

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope
 
 from ownlight.audit.ledger import AuditUnavailableError
 from ownlight.audit.records import RequestRecord
-from ownlight.auth import KeyStore, Principal
+from ownlight.auth import KeyStore
 from ownlight.errors import (
     AuditUnavailable,
     ClientDisconnected,
@@ -27,6 +27,7 @@ from ownlight.errors import (
     PayloadTooLarge,
 )
 from ownlight.pipeline import new_request_id
+from ownlight.principal import Principal
 from ownlight.runtime import Runtime
 
 T = TypeVar("T")

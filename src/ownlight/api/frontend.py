@@ -18,9 +18,9 @@ from typing import Any, ClassVar, Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ownlight.auth import Principal
 from ownlight.errors import OwnlightError
 from ownlight.pipeline import GatewayRequest, new_request_id
+from ownlight.principal import Principal
 from ownlight.protocol.model import Chunk, Json, Operation, Request
 from ownlight.protocol.model import Response as Answer
 from ownlight.runtime import Runtime

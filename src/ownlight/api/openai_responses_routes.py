@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ownlight.auth import Principal
 from ownlight.errors import OwnlightError
+from ownlight.principal import Principal
 from ownlight.protocol import responses as wire
 from ownlight.protocol.model import Chunk, Json, Operation
 from ownlight.protocol.model import Request as CanonicalRequest

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ownlight.auth import Principal
 from ownlight.errors import ModelNotFound, OwnlightError
+from ownlight.principal import Principal
 from ownlight.protocol import openai as wire
 from ownlight.protocol.model import Chunk, Json, Operation
 from ownlight.runtime import Runtime

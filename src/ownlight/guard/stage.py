@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ownlight.auth import Principal
 from ownlight.guard.model import GuardModel, Verdict
+from ownlight.principal import Principal
 from ownlight.privacy.client_text import tool_output, without_client_blocks
 from ownlight.protocol.model import TextPart, ToolResult, Turn
 from ownlight.textcache import cache_short_texts

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from ownlight.auth import Principal
 from ownlight.knowledge import segment
 from ownlight.knowledge.access import normalize_entry, normalize_list
 from ownlight.knowledge.chunking import prepare
@@ -31,6 +30,7 @@ from ownlight.knowledge.limits import IngestLimits
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.store import KnowledgeStore, SourceChange
 from ownlight.knowledge.types import Document, Hit
+from ownlight.principal import Principal
 
 Mode = Literal["hybrid", "lexical", "vector"]
 INDEX_FILENAME = "knowledge.db"

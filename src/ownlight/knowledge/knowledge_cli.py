@@ -20,11 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ownlight.audit.ledger import record_admin_act
 from ownlight.audit.records import AdminRecord
-from ownlight.auth import Principal
 from ownlight.config import Config, load_config
 from ownlight.errors import ConfigError, OwnlightError
 from ownlight.knowledge.base import KnowledgeBase, index_path
 from ownlight.knowledge.limits import IngestLimits
+from ownlight.principal import Principal
 
 data_dir_option = click.option(
     "--data-dir",

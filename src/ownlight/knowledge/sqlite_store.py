@@ -26,11 +26,11 @@ import apsw
 import numpy as np
 import sqlite_vec
 
-from ownlight.auth import Principal
 from ownlight.knowledge import segment
 from ownlight.knowledge.access import READABLE_CLASSES_SQL, members
 from ownlight.knowledge.store import PreparedDocument, SourceChange
 from ownlight.knowledge.types import Hit
+from ownlight.principal import Principal
 
 DIM = 384
 #: Bit-quantized candidates fetched per requested result before the exact rerank.

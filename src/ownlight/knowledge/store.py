@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ownlight.auth import Principal
 from ownlight.knowledge.types import Hit, PreparedDocument
+from ownlight.principal import Principal
 
 __all__ = ["KnowledgeStore", "PreparedDocument", "SourceChange"]
 

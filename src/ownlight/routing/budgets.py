@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ownlight.auth import Principal
 from ownlight.errors import ConfigError
+from ownlight.principal import Principal
 from ownlight.store.sqlite import StateStore
 
 

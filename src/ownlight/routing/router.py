@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ownlight.auth import Principal
 from ownlight.backends.base import Backend, Operation
 from ownlight.errors import (
     ConfigError,
@@ -31,6 +30,7 @@ from ownlight.errors import (
     PolicyRefused,
     RateLimited,
 )
+from ownlight.principal import Principal
 from ownlight.protocol.model import Request
 from ownlight.protocol.slots import Slot, estimate_tokens, last_user_text
 from ownlight.routing.budgets import BudgetBook

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ownlight.auth import Principal
 from ownlight.backends.base import Json, Operation
 from ownlight.guard.stage import GuardFacts
 from ownlight.knowledge.citations import CitationPrompt
+from ownlight.principal import Principal
 from ownlight.privacy.stage import Egress, Findings
 from ownlight.protocol import carry
 from ownlight.protocol.model import Chunk, Request, Response

@@ -14,8 +14,8 @@ import time
 
 import orjson
 
-from ownlight.auth import Principal
 from ownlight.errors import NotFound
+from ownlight.principal import Principal
 from ownlight.protocol.model import Json
 from ownlight.store.sqlite import StateStore
 
