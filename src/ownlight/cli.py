@@ -64,7 +64,7 @@ def _check_data_dir(config_path: str | None) -> None:
     except ConfigError:
         return  # the command says what is wrong with it
     try:
-        secure_data_dir(config.data_dir, strict=bool(config.get("server.strict_permissions")),
+        secure_data_dir(config.data_dir, strict=config.settings.server.strict_permissions,
                         warn=lambda message: click.secho(f"Warning: {message}", err=True,
                                                          fg="yellow"))
     except ConfigError as exc:
@@ -145,7 +145,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
     freeze_startup_objects()
     uvicorn.run(
         create_app(runtime), host=config.host, port=config.port, loop="uvloop",
-        http="httptools", access_log=bool(config.get("server.access_log")),
+        http="httptools", access_log=config.settings.server.access_log,
         log_level="info", timeout_graceful_shutdown=5, proxy_headers=False,
     )
 

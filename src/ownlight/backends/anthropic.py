@@ -17,8 +17,6 @@ from ownlight.backends.http import HttpBackend
 from ownlight.protocol import anthropic as wire
 from ownlight.protocol.model import Chunk, Request
 
-API_VERSION = "2023-06-01"
-
 
 class AnthropicBackend(HttpBackend):
     kind = "anthropic"
@@ -26,8 +24,7 @@ class AnthropicBackend(HttpBackend):
     operations = frozenset({Operation.CHAT})
 
     def auth_headers(self) -> dict[str, str]:
-        headers = {"anthropic-version": str(self.entry.extra.get("anthropic_version",
-                                                                 API_VERSION))}
+        headers = {"anthropic-version": self.entry.settings.anthropic_version}
         if self.entry.api_key is not None:
             headers["x-api-key"] = self.entry.api_key.reveal()
         return headers

@@ -52,16 +52,15 @@ class HttpBackend(Backend):
         self._unserved: dict[str, float] = {}  # endpoint path -> until when it is off
         self._session = session
         self._owns_session = session is None
-        total = entry.timeout or float(config.get("upstream.timeout"))
+        total = entry.timeout or config.settings.upstream.timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None,
-            connect=float(config.get("upstream.connect_timeout")),
+            connect=config.settings.upstream.connect_timeout,
             sock_read=total,
         )
         self.headers = {"Content-Type": "application/json", **self.auth_headers()}
-        idle = entry.extra.get("idle_timeout")
-        self.idle_timeout = float(idle if idle is not None
-                                  else config.get("upstream.idle_timeout"))
+        idle = entry.settings.idle_timeout
+        self.idle_timeout = idle if idle is not None else config.settings.upstream.idle_timeout
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that carry the upstream key (and protocol version)."""
@@ -87,7 +86,7 @@ class HttpBackend(Backend):
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=int(self.config.get("upstream.max_connections")),
+                limit=self.config.settings.upstream.max_connections,
                 keepalive_timeout=30,
                 ttl_dns_cache=300,
             )

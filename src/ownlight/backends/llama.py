@@ -66,8 +66,8 @@ class LlamaBackend(Backend):
         super().__init__(entry, config)
         self._engine: BatchEngine | None = None
         self._load: asyncio.Task[None] | None = None
-        self._queue_limit = int(config.get("local.queue_limit"))
-        self.template = resolve_template(entry.chat_template, entry.extra.get("stop", ()))
+        self._queue_limit = config.settings.local.queue_limit
+        self.template = resolve_template(entry.chat_template, entry.settings.stop)
         self.path: Path | None = None
 
     @property
@@ -97,8 +97,8 @@ class LlamaBackend(Backend):
     def _load_blocking(self) -> None:
         if self.path is None:
             self.prepare()
-        threads = int(self.config.get("local.threads")) or os.cpu_count() or 2
-        parallel = int(self.config.get("local.parallel"))
+        threads = self.config.settings.local.threads or os.cpu_count() or 2
+        parallel = self.config.settings.local.parallel
         self._engine = BatchEngine(str(self.path), self.n_ctx, parallel, threads)
 
     async def close(self) -> None:
@@ -125,9 +125,9 @@ class LlamaBackend(Backend):
         extra_stop = () if plan.constrained or request.operation is not Operation.CHAT \
             else self.template.stop
         s = request.sampling
-        default = self.entry.extra.get("temperature")
+        default = self.entry.settings.temperature
         if s.temperature is None and default is not None:
-            s = replace(s, temperature=float(default))  # the alias's, for clients that send none
+            s = replace(s, temperature=default)  # the alias's, for clients that send none
         tokens = {p: engine.tokenize(p, add_bos=not _has_bos(p)) for p in prompts}
         budgets = {p: answer_budget(self.entry.alias, self.n_ctx, len(t), s.max_tokens,
                                     request.tools_active, engine.n_ctx_train)

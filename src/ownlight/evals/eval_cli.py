@@ -58,7 +58,7 @@ def eval_run(suite: str, ref: str, against: str | None, rerun: bool, as_json: bo
                 store_run(registry.store, baseline.name, baseline.version, base_run)
     except (ConfigError, OwnlightError) as exc:
         raise click.ClickException(getattr(exc, "message", None) or str(exc)) from exc
-    margin = float(config.get("lifecycle.eval_margin"))
+    margin = config.settings.lifecycle.eval_margin
     view = {"run": run.as_dict()}
     if base_run is not None:
         comparison = compare(run, base_run)

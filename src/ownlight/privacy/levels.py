@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from ownlight.config.settings import PrivacySettings
 from ownlight.privacy.spans import Span
 
 LEVELS = ("public", "internal", "confidential", "restricted")
@@ -48,14 +48,13 @@ class LevelPolicy:
         self.unknown_level = default_level  # for types no rule names (e.g. deny-list types)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None = None) -> LevelPolicy:
-        s = dict(settings or {})
-        levels = {**DEFAULT_LEVELS, **{k: tuple(v) for k, v in dict(s.get("levels", {})).items()}}
-        rules = [LevelRule(_check(lv), frozenset(types)) for lv, types in levels.items()]
-        for r in s.get("level_rules", ()):
-            rules.append(LevelRule(_check(r["level"]), frozenset(r.get("types", ())),
-                                   int(r.get("min_count", 1))))
-        return cls(rules, _check(s.get("unknown_type_level", "confidential")))
+    def from_settings(cls, settings: PrivacySettings | None = None) -> LevelPolicy:
+        s = settings or PrivacySettings()
+        levels: dict[str, tuple[str, ...]] = {**DEFAULT_LEVELS}
+        levels.update((str(level), tuple(types)) for level, types in s.levels.items())
+        rules = [LevelRule(level, frozenset(types)) for level, types in levels.items()]
+        rules += [LevelRule(r.level, frozenset(r.types), r.min_count) for r in s.level_rules]
+        return cls(rules, s.unknown_type_level)
 
     def level(self, spans: Iterable[Span]) -> str:
         counts = Counter(s.type for s in spans)
@@ -76,9 +75,3 @@ class LevelPolicy:
         if level == self.unknown_level:
             types |= {t for t in counts if t not in named}
         return sorted(types)
-
-
-def _check(level: str) -> str:
-    if level not in LEVELS:
-        raise ValueError(f"unknown sensitivity level {level!r}; expected one of {LEVELS}")
-    return level

@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
 
 from ownlight.config import load_config
+from ownlight.config.settings import PrivacySettings
 from ownlight.errors import ConfigError
 from ownlight.privacy.detector import Detector
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.vault import Blocked, Vault
 
 
-def _settings(ctx: click.Context) -> dict[str, Any]:
+def _settings(ctx: click.Context) -> PrivacySettings:
     path = (ctx.find_root().obj or {}).get("config_path")
     try:
-        settings = dict(load_config(path).section("privacy"))
+        return load_config(path).settings.privacy
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings.pop("enabled", None)
-    return settings
 
 
 @click.group("privacy")
@@ -63,7 +61,7 @@ def redact(ctx: click.Context, text: str | None) -> None:
     settings = _settings(ctx)
     if text is None:
         text = sys.stdin.read()
-    vault = Vault(Detector.from_settings(settings), actions=settings.get("actions"))
+    vault = Vault(Detector.from_settings(settings), actions=settings.actions)
     try:
         click.echo(vault.pseudonymize(text))
     except Blocked as exc:

@@ -12,10 +12,10 @@ arguments (streamed argument deltas too), with JSON kept valid.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ownlight.config.settings import PrivacySettings
 from ownlight.errors import PolicyRefused
 from ownlight.privacy.client_text import client_blocks
 from ownlight.privacy.detector import CLIENT, PROSE, Detector, Reading
@@ -121,12 +121,12 @@ class Egress:
 
 
 class PrivacyShield:
-    def __init__(self, settings: Mapping[str, Any] | None = None):
-        settings = dict(settings or {})
+    def __init__(self, settings: PrivacySettings | None = None):
+        settings = settings or PrivacySettings()
         self.detector = Detector.from_settings(settings)
         self.levels = LevelPolicy.from_settings(settings)
-        self.actions = dict(settings.get("actions") or {})
-        self.scan_timeout = float(settings.get("scan_timeout", 2.0))
+        self.actions: dict[str, str] = dict(settings.actions)
+        self.scan_timeout = settings.scan_timeout
         # What the recognizers find in a text is the same wherever it stands; only which
         # findings count differs (``Detector.settle``), so the candidates are kept.
         self._candidates = cache_short_texts(self.detector.candidates)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ownlight.errors import ConfigError
+from ownlight.config.settings import BudgetSettings
 from ownlight.principal import Principal
 from ownlight.store.sqlite import StateStore
 
@@ -52,18 +52,9 @@ class Price:
         return (prompt * self.input_per_million + completion * self.output_per_million) / 1e6
 
 
-def parse_budgets(raw: Sequence[Mapping[str, Any]]) -> list[Budget]:
-    budgets = []
-    for table in raw:
-        scope, period = table.get("scope", "key"), table.get("period", "month")
-        if scope not in ("key", "tenant") or period not in ("day", "month"):
-            raise ConfigError("routing.budgets: scope is key|tenant, period is day|month")
-        try:
-            limit = float(table["limit_usd"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError("routing.budgets: each budget needs limit_usd") from None
-        budgets.append(Budget(scope, str(table.get("match", "*")), period, limit))
-    return budgets
+def budgets_from(settings: Sequence[BudgetSettings]) -> list[Budget]:
+    """The ``[[routing.budgets]]`` tables (validated when loaded)."""
+    return [Budget(b.scope, b.match, b.period, b.limit_usd) for b in settings]
 
 
 class BudgetBook:

@@ -17,16 +17,12 @@ class Target:
 
     @classmethod
     def of(cls, backend: Backend) -> Target:
-        extra = backend.entry.extra
+        s = backend.entry.settings
         return cls(
             backend,
-            Price(float(extra.get("price_in", 0.0)), float(extra.get("price_out", 0.0))),
-            HealthPolicy(
-                retries=int(extra.get("retries", 1)),
-                backoff=float(extra.get("backoff", 0.2)),
-                failures=int(extra.get("circuit_failures", 3)),
-                cooldown=float(extra.get("circuit_cooldown", 30.0)),
-            ),
+            Price(s.price_in, s.price_out),
+            HealthPolicy(retries=s.retries, backoff=s.backoff, failures=s.circuit_failures,
+                         cooldown=s.circuit_cooldown),
         )
 
     @property

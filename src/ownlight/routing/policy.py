@@ -17,12 +17,11 @@ the action is ``score``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from ownlight.errors import ConfigError
+from ownlight.config.settings import RoutingRule, RuleConditions
 
 
 class Action(StrEnum):
@@ -57,54 +56,33 @@ class RequestFacts:
         return self._score is not None
 
 
-CONDITIONS = {
-    "tenants", "groups", "users", "models", "min_tokens", "max_tokens", "prefer",
-    "sensitivity", "min_score", "max_score",
-}
-
-
 @dataclass(frozen=True)
 class Rule:
     name: str
     action: Action
-    when: Mapping[str, Any] = field(default_factory=dict)
+    when: RuleConditions = RuleConditions()
 
     def matches(self, facts: RequestFacts) -> bool:
         w = self.when
         checks: list[Callable[[], bool]] = [
-            lambda: "tenants" not in w or facts.tenant in w["tenants"],
-            lambda: "users" not in w or facts.user in w["users"],
-            lambda: "groups" not in w or bool(set(facts.groups) & set(w["groups"])),
-            lambda: "models" not in w or facts.model in w["models"],
-            lambda: "min_tokens" not in w or facts.tokens >= w["min_tokens"],
-            lambda: "max_tokens" not in w or facts.tokens <= w["max_tokens"],
-            lambda: "prefer" not in w or facts.prefer == w["prefer"],
-            lambda: "sensitivity" not in w or facts.sensitivity in w["sensitivity"],
-            lambda: "min_score" not in w or facts.score >= w["min_score"],
-            lambda: "max_score" not in w or facts.score <= w["max_score"],
+            lambda: w.tenants is None or facts.tenant in w.tenants,
+            lambda: w.users is None or facts.user in w.users,
+            lambda: w.groups is None or bool(set(facts.groups) & set(w.groups)),
+            lambda: w.models is None or facts.model in w.models,
+            lambda: w.min_tokens is None or facts.tokens >= w.min_tokens,
+            lambda: w.max_tokens is None or facts.tokens <= w.max_tokens,
+            lambda: w.prefer is None or facts.prefer == w.prefer,
+            lambda: w.sensitivity is None or facts.sensitivity in w.sensitivity,
+            lambda: w.min_score is None or facts.score >= w.min_score,
+            lambda: w.max_score is None or facts.score <= w.max_score,
         ]
         return all(check() for check in checks)  # lazily: the score only if reached
 
 
-def parse_rules(raw: Sequence[Mapping[str, Any]]) -> list[Rule]:
-    rules = []
-    for i, table in enumerate(raw):
-        name = str(table.get("name") or f"rule-{i + 1}")
-        try:
-            action = Action(table.get("action", "score"))
-        except ValueError:
-            raise ConfigError(f"routing rule {name!r}: action must be one of "
-                              f"{', '.join(a.value for a in Action)}") from None
-        when = dict(table.get("when") or {})
-        unknown = set(when) - CONDITIONS
-        if unknown:
-            raise ConfigError(f"routing rule {name!r}: unknown condition(s) "
-                              f"{', '.join(sorted(unknown))}")
-        for key in ("tenants", "groups", "users", "models", "sensitivity"):
-            if isinstance(when.get(key), str):
-                when[key] = [when[key]]
-        rules.append(Rule(name, action, when))
-    return rules
+def rules_from(settings: Sequence[RoutingRule]) -> list[Rule]:
+    """The ``[[routing.rules]]`` tables (validated when loaded), in order."""
+    return [Rule(table.name or f"rule-{i + 1}", Action(table.action), table.when)
+            for i, table in enumerate(settings)]
 
 
 def first_match(rules: Sequence[Rule], facts: RequestFacts) -> Rule | None:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ownlight.backends.base import Backend, Operation
+from ownlight.config.settings import RoutingSettings
 from ownlight.errors import (
     ConfigError,
     InvalidRequest,
@@ -35,7 +35,7 @@ from ownlight.protocol.model import Request
 from ownlight.protocol.slots import Slot, estimate_tokens, last_user_text
 from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
-from ownlight.routing.policy import Action, RequestFacts, Rule, first_match, parse_rules
+from ownlight.routing.policy import Action, RequestFacts, Rule, first_match, rules_from
 
 PREFER_HEADER = "x-ownlight-prefer"
 #: The sensitivity of a request whose privacy scan failed: it never leaves the domain.
@@ -67,19 +67,19 @@ class Router:
     def __init__(
         self,
         backends: Mapping[str, Backend],
-        settings: Mapping[str, Any],
+        settings: RoutingSettings,
         budgets: BudgetBook,
         scorer: Callable[[str], float] | None = None,
     ):
         self.backends = backends
         self.budgets = budgets
         self.scorer = scorer
-        self.rules: list[Rule] = parse_rules(settings.get("rules") or [])
-        self.red_line = tuple(settings.get("red_line", ("restricted",)))
-        self.allow_prefer = frozenset(settings.get("allow_prefer") or ())
+        self.rules: list[Rule] = rules_from(settings.rules)
+        self.red_line = tuple(settings.red_line)
+        self.allow_prefer = frozenset(settings.allow_prefer)
         self.routed = {
-            name: _routed_alias(name, table)
-            for name, table in (settings.get("aliases") or {}).items()
+            name: RoutedAlias(name, tuple(table.targets), table.threshold, tuple(table.knowledge))
+            for name, table in settings.aliases.items()
         }
         for routed in self.routed.values():
             missing = [t for t in routed.targets if t not in backends]
@@ -186,17 +186,6 @@ class Router:
             raise RateLimited(f"{note}. Try again next {over.period}, or ask for a local model.",
                               code="budget_exceeded")
         return RouteDecision([*cloud, *local], reason or "cloud", "cloud", rule)
-
-
-def _routed_alias(name: str, table: Mapping[str, Any]) -> RoutedAlias:
-    targets = table.get("targets")
-    knowledge = table.get("knowledge") or []
-    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
-        raise ConfigError(f"[routing.aliases.{name}] needs targets = [\"model\", ...]")
-    if not isinstance(knowledge, list) or not all(isinstance(c, str) for c in knowledge):
-        raise ConfigError(f"[routing.aliases.{name}] knowledge must be a list of collections")
-    return RoutedAlias(name, tuple(targets), float(table.get("threshold", 0.5)),
-                       tuple(knowledge))
 
 
 def _identities(principal: Principal) -> tuple[str, ...]:
