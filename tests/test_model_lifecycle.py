@@ -361,9 +361,9 @@ def test_least_recently_used_model_is_unloaded(tmp_path: Path, gateway_factory) 
 
 
 def test_a_model_in_use_is_never_unloaded(tmp_path: Path) -> None:
+    from ownlight.backends.pool import ModelPool
     from ownlight.config import load_config
     from ownlight.errors import UpstreamUnavailable
-    from ownlight.models.pool import ModelPool
     from tests.support.tiny_gguf import FakeLocalBackend
 
     entry = load_config(write_config(tmp_path, MANAGED)).models["assistant"]
@@ -386,8 +386,8 @@ def test_a_model_in_use_is_never_unloaded(tmp_path: Path) -> None:
 
 
 def test_a_promoted_name_is_served_without_a_models_table(tmp_path: Path) -> None:
+    from ownlight.backends.managed import Lifecycle, ManagedBackend
     from ownlight.config import load_config
-    from ownlight.models.serving import Lifecycle, ManagedBackend
     from ownlight.runtime import build_backends, state_path
 
     config_path = write_config(tmp_path, MANAGED)  # promoted as the fake-local kind

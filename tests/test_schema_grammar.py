@@ -230,7 +230,7 @@ def test_auto_text_cannot_open_with_white_space_and_then_a_call(tmp_path: Path) 
     response after 2,048 tokens). Text may now start with one space at most."""
     import llama_cpp as ll
 
-    from ownlight.backends.llama import Sampling
+    from ownlight.backends.llama import DecodeSettings
     from ownlight.backends.sampler import Sampler
     from ownlight.models.files import resolve_model_path
 
@@ -249,7 +249,7 @@ def test_auto_text_cannot_open_with_white_space_and_then_a_call(tmp_path: Path) 
             tokens = (ll.llama_token * 8)()
             count = ll.llama_tokenize(vocab, text.encode(), len(text.encode()), tokens, 8,
                                       False, True)
-            sampler = Sampler(vocab, n_vocab, Sampling(None, 0.0, 1.0, (), None, grammar))
+            sampler = Sampler(vocab, n_vocab, DecodeSettings(None, 0.0, 1.0, (), None, grammar))
             try:
                 return sampler._allowed(tokens[0]) and count >= 1
             finally:
@@ -273,7 +273,7 @@ def test_a_refused_draw_is_redrawn_among_the_same_allowed_tokens(tmp_path: Path)
     import llama_cpp as ll
     import numpy as np
 
-    from ownlight.backends.llama import Sampling
+    from ownlight.backends.llama import DecodeSettings
     from ownlight.backends.sampler import MIN_P, TOP_K, Sampler
     from ownlight.models.files import resolve_model_path
 
@@ -287,7 +287,8 @@ def test_a_refused_draw_is_redrawn_among_the_same_allowed_tokens(tmp_path: Path)
     rng = np.random.default_rng(7)
     try:
         for temperature in (0.0, 0.7):
-            sampler = Sampler(vocab, n_vocab, Sampling(None, temperature, 1.0, (), 1, grammar))
+            settings = DecodeSettings(None, temperature, 1.0, (), 1, grammar)
+            sampler = Sampler(vocab, n_vocab, settings)
             checked = 0
             try:
                 for _ in range(20):

@@ -53,14 +53,9 @@ from ownlight.routing.fallback import Executes, FallbackBackend
 from ownlight.routing.health import HealthTracker
 from ownlight.routing.router import Router, RouteRequest
 from ownlight.stages.base import Observer, Stage
-from ownlight.stages.context import (
-    GatewayRequest,
-    GatewayResponse,
-    RequestContext,
-    new_request_id,
-)
+from ownlight.stages.context import GatewayRequest, GatewayResponse, RequestContext
 
-__all__ = ["GatewayRequest", "GatewayResponse", "Pipeline", "RequestContext", "new_request_id"]
+__all__ = ["GatewayRequest", "GatewayResponse", "Pipeline", "RequestContext"]
 
 log = logging.getLogger("ownlight.pipeline")
 
@@ -116,15 +111,16 @@ class Pipeline:
                 with timer("backend"):
                     result = await self.call_backend(ctx)
         except OwnlightError as exc:
-            self.commit(self.record(ctx, None, exc), failing=True)
+            self.commit(self.charge_and_describe(ctx, None, exc), failing=True)
             raise
         except asyncio.CancelledError:
             observer.drop(request.request_id)
-            self.ledger.append(self.record(ctx, None, ClientDisconnected("client gone")))
+            self.ledger.append(
+                self.charge_and_describe(ctx, None, ClientDisconnected("client gone")))
             raise
         except Exception:
             observer.drop(request.request_id)
-            self.ledger.append(self.record(ctx, None, OwnlightError("internal error")))
+            self.ledger.append(self.charge_and_describe(ctx, None, OwnlightError("internal error")))
             raise
         return self.finish(ctx, ran[::-1], result)
 
@@ -211,7 +207,7 @@ class Pipeline:
                 result = stage.after(ctx, result)
             if self.ledger.bodies != "none":
                 ctx.answer = [answer_text(result)]
-            self.commit(self.record(ctx, result.usage))
+            self.commit(self.charge_and_describe(ctx, result.usage))
             return GatewayResponse(ctx.headers(), body=result)
         return GatewayResponse(ctx.headers(), stream=self._finish_stream(ctx, after, result))
 
@@ -256,7 +252,7 @@ class Pipeline:
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
-            self.commit(self.record(ctx, usage, error), failing=error is not None)
+            self.commit(self.charge_and_describe(ctx, usage, error), failing=error is not None)
 
     def commit(self, record: RequestRecord, failing: bool = False) -> None:
         """The request's record, durable before its answer is sent (fail closed)."""
@@ -271,7 +267,7 @@ class Pipeline:
                 raise AuditUnavailable(
                     "The audit ledger could not record this request.") from None
 
-    def record(self, ctx: RequestContext, usage: Usage | None,
+    def charge_and_describe(self, ctx: RequestContext, usage: Usage | None,
                error: OwnlightError | None = None) -> RequestRecord:
         """Charge budgets and describe the request (``audit/recorder.py``)."""
         return request_record(ctx, usage, error, self.ledger, self.budgets, self.metrics)

@@ -19,13 +19,13 @@ from ownlight.audit.metrics import Metrics
 from ownlight.audit.refusals import RefusalLog
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
+from ownlight.backends.managed import Lifecycle, ManagedBackend, is_managed
 from ownlight.config import Config, ModelEntry
 from ownlight.config.settings import BACKEND_KINDS
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
 from ownlight.models.registry import REGISTRY_PREFIX
-from ownlight.models.serving import Lifecycle, ManagedBackend, is_managed
 from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, budgets_from

@@ -23,9 +23,9 @@ from ownlight.api import (
     openai_routes,
     privacy_routes,
 )
+from ownlight.api.bodies import error_response, json_response
 from ownlight.api.common import PipelineRoute, bearer_key
 from ownlight.api.frontend import FrontEnd, pipeline_paths
-from ownlight.api.responses import error_response, json_response
 from ownlight.auth import request_scope
 from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime

@@ -19,7 +19,7 @@ from ownlight.principal import Principal
 from ownlight.runtime import Runtime
 
 from .common import bearer_key
-from .responses import error_response, json_response
+from .bodies import error_response, json_response
 
 MAX_RECORDS = 1000
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
+from ownlight.audit.records import new_request_id
 from ownlight.errors import OwnlightError
-from ownlight.pipeline import new_request_id
 from ownlight.principal import Principal
 from ownlight.protocol import anthropic as wire
 from ownlight.protocol.model import Chunk, Json, Operation, Request
@@ -24,7 +24,7 @@ from ownlight.runtime import Runtime
 
 from .common import PipelineRoute, authenticated_body
 from .frontend import Exchange, FrontEnd
-from .responses import error_headers, event_stream_response, json_response
+from .bodies import error_headers, event_stream_response, json_response
 
 log = logging.getLogger("ownlight.api")
 FAILURE = {"type": "error", "error": {"type": "api_error", "message": "internal error"}}

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from ownlight.audit.ledger import AuditUnavailableError
-from ownlight.audit.records import RequestRecord
+from ownlight.audit.records import RequestRecord, new_request_id
 from ownlight.auth import KeyStore
 from ownlight.errors import (
     AuditUnavailable,
@@ -26,7 +26,6 @@ from ownlight.errors import (
     InvalidRequest,
     PayloadTooLarge,
 )
-from ownlight.pipeline import new_request_id
 from ownlight.principal import Principal
 from ownlight.runtime import Runtime
 

@@ -18,15 +18,16 @@ from typing import Any, ClassVar, Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ownlight.audit.records import new_request_id
 from ownlight.errors import OwnlightError
-from ownlight.pipeline import GatewayRequest, new_request_id
+from ownlight.pipeline import GatewayRequest
 from ownlight.principal import Principal
 from ownlight.protocol.model import Chunk, Json, Operation, Request
 from ownlight.protocol.model import Response as Answer
 from ownlight.runtime import Runtime
 
 from .common import authenticated_body, until_disconnect
-from .responses import error_response, internal_error, json_response, sse_response
+from .bodies import error_response, internal_error, json_response, sse_response
 
 log = logging.getLogger("ownlight.api")
 

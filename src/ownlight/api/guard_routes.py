@@ -14,7 +14,7 @@ from ownlight.guard.stage import InjectionGuard
 from ownlight.runtime import Runtime
 
 from .common import bearer_key, read_json, record_read
-from .responses import error_response, json_response
+from .bodies import error_response, json_response
 
 MAX_TEXTS = 256
 

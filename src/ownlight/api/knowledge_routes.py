@@ -19,7 +19,7 @@ from ownlight.knowledge.service import (
 from ownlight.runtime import Runtime
 
 from .common import bearer_key, read_json, record_read
-from .responses import error_response, json_response
+from .bodies import error_response, json_response
 
 
 def _search_args(body: Any, service: KnowledgeService) -> tuple[list[str], list[str], int, Any]:

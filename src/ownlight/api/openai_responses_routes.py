@@ -25,7 +25,7 @@ from ownlight.runtime import Runtime
 
 from .common import bearer_key
 from .frontend import Exchange, FrontEnd
-from .responses import error_response, event_stream_response, json_response
+from .bodies import error_response, event_stream_response, json_response
 
 FAILURE = {"type": "error", "code": "internal_error", "message": "internal error",
            "sequence_number": 0}

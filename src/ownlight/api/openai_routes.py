@@ -20,7 +20,7 @@ from ownlight.runtime import Runtime
 
 from .common import bearer_key
 from .frontend import Exchange, FrontEnd
-from .responses import error_response, json_response
+from .bodies import error_response, json_response
 
 
 class ChatCompletionsFrontEnd(FrontEnd):

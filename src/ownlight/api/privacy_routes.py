@@ -13,7 +13,7 @@ from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
 
 from .common import bearer_key, read_json, record_read
-from .responses import error_response, json_response
+from .bodies import error_response, json_response
 
 
 async def privacy_scan(request: Request) -> Response:

@@ -12,10 +12,9 @@ from typing import Any
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.metrics import Metrics
 from ownlight.audit.records import RequestRecord
-from ownlight.backends.base import Json
 from ownlight.errors import OwnlightError
 from ownlight.knowledge.citations import CitationPrompt
-from ownlight.protocol.model import Chunk, Response, Usage
+from ownlight.protocol.model import Chunk, Json, Response, Usage
 from ownlight.routing.budgets import BudgetBook
 from ownlight.stages.context import RequestContext
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,3 +130,34 @@ def journal_line(record: Record) -> bytes:
     request's ``target`` (its ``route``) is added when it is chained (``_body``)."""
     record.uid = f"{_UID_PREFIX}-{next(_uids)}"
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def new_request_id() -> str:
+    """``req_`` and 32 hex digits: the time in milliseconds, then 80 random bits.
+
+    Time first, so ids arrive in nearly ascending order and the ledger's index on them
+    grows at its right edge instead of splitting pages all over (a third of a record's
+    insert cost with random ids).
+    """
+    return f"req_{time.time_ns() // 1_000_000:012x}{_random_bytes(10).hex()}"
+
+
+class _RandomPool:
+    """Random bytes from the OS, fetched 4 KiB at a time. ``os.urandom`` is a system call
+    that lets go of the GIL; on the request path the event loop would then wait for the
+    audit writer thread to give it back, once per request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool = b""
+        self.at = 0
+
+    def __call__(self, n: int) -> bytes:
+        with self.lock:
+            if self.at + n > len(self.pool):
+                self.pool, self.at = secrets.token_bytes(4096), 0
+            self.at += n
+            return self.pool[self.at - n:self.at]
+
+
+_random_bytes = _RandomPool()

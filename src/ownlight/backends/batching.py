@@ -54,7 +54,7 @@ class Job:
     """One generation: a tokenized prompt and how to continue it."""
 
     tokens: list[int]
-    sampling: Any  # llama.Sampling
+    sampling: Any  # llama.DecodeSettings
     max_tokens: int
     principal: str
     emit: Emit
@@ -63,7 +63,7 @@ class Job:
 
 
 @dataclass(eq=False)
-class Slot:
+class SequenceSlot:
     seq: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV cells this seq holds
     job: Job | None = None
@@ -71,7 +71,7 @@ class Slot:
     text: AnswerText | None = None
     next_token: int | None = None  # sampled, fed at the next step
     generated: int = 0
-    donor: Slot | None = None  # waiting for it to evaluate a prefix it shares
+    donor: SequenceSlot | None = None  # waiting for it to evaluate a prefix it shares
     donor_job: Job | None = None
     share: int = 0
     order: int = 0  # admission order
@@ -115,7 +115,7 @@ class BatchEngine:
             raise ValueError("llama.cpp could not create a context")
         self.memory = ll.llama_get_memory(self.ctx)
         self.batch = ll.llama_batch_init(BATCH_TOKENS, 0, 1)
-        self.slots = [Slot(seq) for seq in range(parallel)]
+        self.slots = [SequenceSlot(seq) for seq in range(parallel)]
         self.queue: FairQueue[Job] = FairQueue()
         self._wake = threading.Condition()
         self._closed = False
@@ -225,7 +225,7 @@ class BatchEngine:
             best = max(free, key=lambda s: (_common(s.cached, job.tokens), -s.used))
             self._place(best, job)
 
-    def _place(self, slot: Slot, job: Job) -> None:
+    def _place(self, slot: SequenceSlot, job: Job) -> None:
         """Start a job in a slot, reusing the longest prefix any slot already holds."""
         self._admitted += 1
         slot.job, slot.order, slot.started = job, self._admitted, time.monotonic()
@@ -245,7 +245,7 @@ class BatchEngine:
         self._reused += len(slot.cached)
         job.emit(Piece(prompt_tokens=len(job.tokens)))
 
-    def _share(self, slot: Slot, last: int) -> None:
+    def _share(self, slot: SequenceSlot, last: int) -> None:
         """Copy the cells of a longer common prefix another slot holds; or, when another
         slot admitted earlier is still evaluating a longer one, wait for it."""
         job = slot.job
@@ -261,17 +261,17 @@ class BatchEngine:
                 if planned >= max(len(slot.cached), slot.share) + MIN_SHARE:
                     slot.donor, slot.donor_job, slot.share = other, other.job, planned
 
-    def _copy(self, source: Slot, target: Slot, count: int) -> None:
+    def _copy(self, source: SequenceSlot, target: SequenceSlot, count: int) -> None:
         self._ll.llama_memory_seq_rm(self.memory, target.seq, 0, -1)
         self._ll.llama_memory_seq_cp(self.memory, source.seq, target.seq, 0, count)
         target.cached = source.cached[:count]
 
-    def _truncate(self, slot: Slot, count: int) -> None:
+    def _truncate(self, slot: SequenceSlot, count: int) -> None:
         if count < len(slot.cached):
             self._ll.llama_memory_seq_rm(self.memory, slot.seq, count, -1)
             slot.cached = slot.cached[:count]
 
-    def _waiting_for_donor(self, slot: Slot) -> bool:
+    def _waiting_for_donor(self, slot: SequenceSlot) -> bool:
         donor = slot.donor
         if donor is None:
             return False
@@ -286,7 +286,7 @@ class BatchEngine:
     def _step(self) -> None:
         batch = self.batch
         batch.n_tokens = 0
-        wanted: list[tuple[Slot, int]] = []  # slots whose logits this batch yields
+        wanted: list[tuple[SequenceSlot, int]] = []  # slots whose logits this batch yields
         for slot in self.slots:
             if slot.job is not None and slot.next_token is not None:
                 wanted.append((slot, batch.n_tokens))
@@ -319,7 +319,7 @@ class BatchEngine:
         while self._produced and now - self._produced[0][0] > RATE_WINDOW:
             self._produced.popleft()
 
-    def _add(self, slot: Slot, tokens: list[int], last_logits: bool) -> None:
+    def _add(self, slot: SequenceSlot, tokens: list[int], last_logits: bool) -> None:
         batch = self.batch
         start = len(slot.cached)
         for i, token in enumerate(tokens):
@@ -335,7 +335,7 @@ class BatchEngine:
         slot.cached.extend(tokens)
         slot.next_token = None
 
-    def _advance(self, slot: Slot, index: int) -> int:
+    def _advance(self, slot: SequenceSlot, index: int) -> int:
         """Sample a slot's next token and pass on its text; 1 if a token was produced."""
         job, sampler, text = slot.job, slot.sampler, slot.text
         assert job is not None and sampler is not None and text is not None
@@ -359,7 +359,7 @@ class BatchEngine:
             slot.next_token = token
         return 1
 
-    def _finish(self, slot: Slot, reason: str) -> None:
+    def _finish(self, slot: SequenceSlot, reason: str) -> None:
         job, text = slot.job, slot.text
         assert job is not None and text is not None
         rest = text.finish() if not text.stopped else None
@@ -371,7 +371,7 @@ class BatchEngine:
         self._request_seconds = 0.8 * self._request_seconds + 0.2 * seconds
         self._free(slot)
 
-    def _free(self, slot: Slot) -> None:
+    def _free(self, slot: SequenceSlot) -> None:
         if slot.job is not None:
             slot.job.emit(END)
         if slot.sampler is not None:

@@ -30,8 +30,7 @@ from ownlight.backends.local_answer import LocalAnswer, Piece
 from ownlight.backends.templates import prompt_messages, resolve_template
 from ownlight.errors import ContextLengthExceeded, InvalidRequest, UpstreamUnavailable
 from ownlight.models.files import Progress, resolve_model_path
-from ownlight.protocol.model import Request
-from ownlight.protocol.model import Sampling as SamplingSettings
+from ownlight.protocol.model import Request, Sampling
 
 DEFAULT_MAX_TOKENS = 256
 # The default answer budget when tools are offered. A tool call must be complete to be
@@ -46,7 +45,10 @@ MAX_TOKENS_HEADER = "x-ownlight-max-tokens"
 
 
 @dataclass(frozen=True)
-class Sampling:
+class DecodeSettings:
+    """How one sequence is decoded: the request's ``Sampling`` made concrete (its token
+    budget, the template's stop strings, the grammar, a seed per choice)."""
+
     max_tokens: int | None
     temperature: float
     top_p: float
@@ -175,8 +177,8 @@ class LlamaBackend(Backend):
         assert self._engine is not None
         return self._engine
 
-    async def _generate(self, prompt: str, sampling: Sampling, *, tokens: dict[str, list[int]],
-                        principal: str) -> AsyncIterator[Piece]:
+    async def _generate(self, prompt: str, sampling: DecodeSettings, *,
+                        tokens: dict[str, list[int]], principal: str) -> AsyncIterator[Piece]:
         """Queue one generation for the batching loop and relay its pieces."""
         engine = await self._ensure_loaded()
         if len(engine.queue) >= self._queue_limit:
@@ -248,9 +250,9 @@ def _has_bos(prompt: str) -> bool:
     return prompt.startswith("<bos>")
 
 
-def _sampling(s: SamplingSettings, max_tokens: int, template_stop: tuple[str, ...],
-              plan: DecodingPlan, choice: int) -> Sampling:
-    return Sampling(
+def _sampling(s: Sampling, max_tokens: int, template_stop: tuple[str, ...],
+              plan: DecodingPlan, choice: int) -> DecodeSettings:
+    return DecodeSettings(
         max_tokens=max_tokens,
         temperature=0.7 if s.temperature is None else s.temperature,
         top_p=1.0 if s.top_p is None else s.top_p,

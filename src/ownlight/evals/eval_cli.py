@@ -17,15 +17,22 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ownlight.backends.managed import load_version
 from ownlight.cli_support import cli_config, err
 from ownlight.config import Config, ModelEntry
 from ownlight.errors import ConfigError, OwnlightError
 from ownlight.evals.runner import EvalRun, ItemResult, run_suite
 from ownlight.evals.scores import compare, gate, latest_run, runs, store_run
 from ownlight.evals.suite import Suite, load_suite
-from ownlight.models.models_cli import DEFAULT_N_CTX, alias_for, open_registry
-from ownlight.models.registry import ModelVersion, Registry, RegistryError, parse_ref
-from ownlight.models.serving import load_version
+from ownlight.models.registry import (
+    DEFAULT_N_CTX,
+    ModelVersion,
+    Registry,
+    RegistryError,
+    alias_for,
+    open_registry,
+    parse_ref,
+)
 
 
 @click.group("eval")

@@ -2,7 +2,7 @@
 
 Every command reads and writes the registry in the state database; the running server
 follows a promotion or rollback on its next request for that model (the registry's
-generation counter, see ownlight.models.serving). Imports, switches and refused
+generation counter, see ownlight.backends.managed). Imports, switches and refused
 promotions are audit events.
 """
 
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ownlight.audit.ledger import record_admin_act
 from ownlight.audit.records import AdminRecord
+from ownlight.backends.trial import trial_load
 from ownlight.cli_support import cli_config, err, progress_bar
 from ownlight.config import Config
 from ownlight.errors import ConfigError
@@ -31,26 +32,11 @@ from ownlight.models.registry import (
     ModelVersion,
     Registry,
     RegistryError,
+    alias_for,
+    n_ctx_for,
+    open_registry,
     parse_ref,
 )
-from ownlight.models.trial import trial_load
-from ownlight.store.sqlite import StateStore
-
-DEFAULT_N_CTX = 4096
-
-
-def open_registry(config: Config) -> Registry:
-    return Registry(StateStore(config.data_dir / "state.db"), config.data_dir)
-
-
-def alias_for(config: Config, name: str) -> str | None:
-    """The configured alias that serves registry name ``name``, if any."""
-    return next((a for a, e in config.models.items() if e.path == REGISTRY_PREFIX + name), None)
-
-
-def n_ctx_for(config: Config, name: str) -> int:
-    alias = alias_for(config, name)
-    return config.models[alias].n_ctx if alias else DEFAULT_N_CTX
 
 
 def audit(config: Config, action: str, subject: str, details: dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ownlight.config import Config
+from ownlight.config.settings import ModelSettings
 from ownlight.errors import ConfigError
 from ownlight.models.describe import describe
 from ownlight.models.files import Progress, file_sha256, read_sha256
@@ -272,3 +274,25 @@ def _version(row: tuple[Any, ...]) -> ModelVersion:
     return ModelVersion(str(row[0]), int(row[1]), Path(str(row[2])), str(row[3]), int(row[4]),
                         None if row[5] is None else str(row[5]), str(row[6]),
                         json.loads(str(row[7])), str(row[8]))
+
+
+# -- the registry as the configuration sees it (shared by `ownlight models` and `ownlight eval`)
+
+
+def open_registry(config: Config) -> Registry:
+    return Registry(StateStore(config.data_dir / "state.db"), config.data_dir)
+
+
+def alias_for(config: Config, name: str) -> str | None:
+    """The configured alias that serves registry name ``name``, if any."""
+    return next((a for a, e in config.models.items() if e.path == REGISTRY_PREFIX + name), None)
+
+
+def n_ctx_for(config: Config, name: str) -> int:
+    """The context window registry name ``name`` is served with: its alias's, else the
+    declared default of ``models.NAME.n_ctx``."""
+    alias = alias_for(config, name)
+    return config.models[alias].n_ctx if alias else DEFAULT_N_CTX
+
+
+DEFAULT_N_CTX: int = ModelSettings.model_fields["n_ctx"].default

@@ -1,7 +1,7 @@
 """The canonical request and response: one typed model for every wire protocol.
 
-Front-ends translate a client's wire JSON (OpenAI Chat Completions and Completions
-today; the OpenAI Responses API and Anthropic Messages next) into a ``Request``;
+Front-ends translate a client's wire JSON (OpenAI Chat Completions and Completions, the
+OpenAI Responses API, Anthropic Messages) into a ``Request``;
 pipeline stages read and write only these types; backends render them into their
 own wire format and hand back a ``Response`` or a stream of ``Chunk``s, which the
 front-end renders for its client. docs/protocol.md maps every wire field to a field

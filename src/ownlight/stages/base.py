@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ownlight.audit.records import RequestRecord
 from ownlight.backends.base import BackendResult
 from ownlight.protocol.model import Chunk, Response
 from ownlight.stages.context import RequestContext
+
+if TYPE_CHECKING:
+    from ownlight.audit.records import RequestRecord
 
 
 class Stage:

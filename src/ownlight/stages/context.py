@@ -3,53 +3,22 @@ the stages learn about it on the way."""
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ownlight.backends.base import Json, Operation
-from ownlight.guard.stage import GuardFacts
-from ownlight.knowledge.citations import CitationPrompt
+from ownlight.audit.records import new_request_id
 from ownlight.principal import Principal
-from ownlight.privacy.stage import Egress, Findings
 from ownlight.protocol import carry
-from ownlight.protocol.model import Chunk, Request, Response
+from ownlight.protocol.model import Chunk, Json, Operation, Request, Response
 from ownlight.protocol.slots import Slot
-from ownlight.routing.decision import RouteDecision
 
-
-def new_request_id() -> str:
-    """``req_`` and 32 hex digits: the time in milliseconds, then 80 random bits.
-
-    Time first, so ids arrive in nearly ascending order and the ledger's index on them
-    grows at its right edge instead of splitting pages all over (a third of a record's
-    insert cost with random ids).
-    """
-    return f"req_{time.time_ns() // 1_000_000:012x}{_random_bytes(10).hex()}"
-
-
-class _RandomPool:
-    """Random bytes from the OS, fetched 4 KiB at a time. ``os.urandom`` is a system call
-    that lets go of the GIL; on the request path the event loop would then wait for the
-    audit writer thread to give it back, once per request."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pool = b""
-        self.at = 0
-
-    def __call__(self, n: int) -> bytes:
-        with self.lock:
-            if self.at + n > len(self.pool):
-                self.pool, self.at = secrets.token_bytes(4096), 0
-            self.at += n
-            return self.pool[self.at - n:self.at]
-
-
-_random_bytes = _RandomPool()
+if TYPE_CHECKING:  # what the stages learn: each stage's own facts, typed where it lives
+    from ownlight.guard.stage import GuardFacts
+    from ownlight.knowledge.citations import CitationPrompt
+    from ownlight.privacy.stage import Egress, Findings
+    from ownlight.routing.decision import RouteDecision
 
 
 Parser = Callable[[Operation, Any], Request]

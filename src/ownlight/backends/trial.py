@@ -7,7 +7,7 @@ as the server would load it: the alias's backend, the server's loader
 (``serving.start_version``) and its memory check (a ``ModelPool`` under
 ``lifecycle.memory_budget_mb``), then unloads it.
 
-The load runs in a child process (``python -m ownlight.models.trial``). llama.cpp
+The load runs in a child process (``python -m ownlight.backends.trial``). llama.cpp
 aborts the process on some malformed files; in a child that is one refused promotion,
 with the signal named, rather than a dead command with nothing recorded, and llama.cpp's
 messages stay out of the operator's terminal (its error lines are kept for the reason).
@@ -65,7 +65,7 @@ def trial_load(config: Config, version: ModelVersion,
     # package, as the tests' does).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     try:
-        done = subprocess.run([sys.executable, "-m", "ownlight.models.trial"],
+        done = subprocess.run([sys.executable, "-m", "ownlight.backends.trial"],
                               input=json.dumps(order), capture_output=True, text=True,
                               timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -109,7 +109,7 @@ def _errors(stderr: str) -> str:
 
 
 async def _load(entry: ModelEntry, config: Config, version: ModelVersion) -> dict[str, Any]:
-    from ownlight.models.serving import memory_needed, memory_pool, start_version
+    from ownlight.backends.managed import memory_needed, memory_pool, start_version
 
     pool = memory_pool(config)
     need = memory_needed(version, entry.n_ctx)

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 from ownlight.audit.records import AdminRecord
 from ownlight.backends import backend_class
 from ownlight.backends.base import Backend, BackendResult, Operation
+from ownlight.backends.pool import Lease, ModelPool
 from ownlight.config import Config, ModelEntry
 from ownlight.errors import UpstreamUnavailable
 from ownlight.models.describe import MB, ModelFacts
-from ownlight.models.pool import Lease, ModelPool
 from ownlight.models.registry import (
     REGISTRY_PREFIX,
     ModelVersion,
