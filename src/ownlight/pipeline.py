@@ -27,6 +27,7 @@ from ownlight.audit.recorder import answer_text, chunk_text, request_record
 from ownlight.audit.records import RequestRecord
 from ownlight.auth import KeyStore
 from ownlight.backends.base import BackendResult, Json
+from ownlight.config.settings import UpstreamSettings
 from ownlight.errors import (
     AuditUnavailable,
     ClientDisconnected,
@@ -65,7 +66,8 @@ class Pipeline:
                  privacy: PrivacyShield | None, ledger: Ledger,
                  health: HealthTracker | None = None,
                  knowledge: KnowledgeService | None = None,
-                 deadline: float = 120.0, metrics: Metrics | None = None,
+                 deadline: float = UpstreamSettings().deadline,
+                 metrics: Metrics | None = None,
                  guard: InjectionGuard | None = None):
         self.keys = keys
         self.guard = guard

@@ -18,8 +18,8 @@ from ownlight.errors import InvalidRequest, OwnlightError, PermissionDenied
 from ownlight.principal import Principal
 from ownlight.runtime import Runtime
 
-from .common import bearer_key
 from .bodies import error_response, json_response
+from .common import bearer_key
 
 MAX_RECORDS = 1000
 

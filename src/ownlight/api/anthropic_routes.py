@@ -22,9 +22,9 @@ from ownlight.protocol.model import Response as Answer
 from ownlight.protocol.slots import estimate_tokens
 from ownlight.runtime import Runtime
 
+from .bodies import error_headers, event_stream_response, json_response
 from .common import PipelineRoute, authenticated_body
 from .frontend import Exchange, FrontEnd
-from .bodies import error_headers, event_stream_response, json_response
 
 log = logging.getLogger("ownlight.api")
 FAILURE = {"type": "error", "error": {"type": "api_error", "message": "internal error"}}

@@ -26,8 +26,8 @@ from ownlight.protocol.model import Chunk, Json, Operation, Request
 from ownlight.protocol.model import Response as Answer
 from ownlight.runtime import Runtime
 
-from .common import authenticated_body, until_disconnect
 from .bodies import error_response, internal_error, json_response, sse_response
+from .common import authenticated_body, until_disconnect
 
 log = logging.getLogger("ownlight.api")
 

@@ -13,8 +13,8 @@ from ownlight.errors import InvalidRequest, OwnlightError
 from ownlight.guard.stage import InjectionGuard
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, read_json, record_read
 from .bodies import error_response, json_response
+from .common import bearer_key, read_json, record_read
 
 MAX_TEXTS = 256
 

@@ -18,8 +18,8 @@ from ownlight.knowledge.service import (
 )
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, read_json, record_read
 from .bodies import error_response, json_response
+from .common import bearer_key, read_json, record_read
 
 
 def _search_args(body: Any, service: KnowledgeService) -> tuple[list[str], list[str], int, Any]:

@@ -23,9 +23,9 @@ from ownlight.protocol.model import Response as Answer
 from ownlight.protocol.responses import ResponsesCall
 from ownlight.runtime import Runtime
 
+from .bodies import error_response, event_stream_response, json_response
 from .common import bearer_key
 from .frontend import Exchange, FrontEnd
-from .bodies import error_response, event_stream_response, json_response
 
 FAILURE = {"type": "error", "code": "internal_error", "message": "internal error",
            "sequence_number": 0}

@@ -18,9 +18,9 @@ from ownlight.protocol import openai as wire
 from ownlight.protocol.model import Chunk, Json, Operation
 from ownlight.runtime import Runtime
 
+from .bodies import error_response, json_response
 from .common import bearer_key
 from .frontend import Exchange, FrontEnd
-from .bodies import error_response, json_response
 
 
 class ChatCompletionsFrontEnd(FrontEnd):

@@ -12,8 +12,8 @@ from starlette.routing import Route
 from ownlight.errors import OwnlightError
 from ownlight.runtime import Runtime
 
-from .common import bearer_key, read_json, record_read
 from .bodies import error_response, json_response
+from .common import bearer_key, read_json, record_read
 
 
 async def privacy_scan(request: Request) -> Response:

@@ -63,7 +63,7 @@ class ModelEntry:
     base_url: str | None = None
     api_key: Secret | None = None
     chat_template: str | None = None
-    n_ctx: int = 4096
+    n_ctx: int = ModelSettings.model_fields["n_ctx"].default
     timeout: float | None = None
     inside_domain: bool = True
     sha256: str | None = None
