@@ -6,9 +6,11 @@ itself, because ``httpx.ASGITransport`` sends only ``http`` scopes: startup star
 backends (and the knowledge embedder) through the app's own lifespan handler, shutdown
 closes them, and ``/readyz`` is polled through the app before the first test request.
 
-Clients are the real SDKs with an ``httpx.AsyncClient`` over ``ASGITransport``:
-``client()`` is an ``openai.AsyncOpenAI``, ``anthropic()`` an ``anthropic.AsyncAnthropic``,
-``http()`` a plain ``httpx.AsyncClient``. Streams work, but ``ASGITransport`` hands the
+Clients are the real SDKs with an ``http_client`` over ``ASGITransport``: ``client()`` is
+an ``openai.AsyncOpenAI``, ``anthropic()`` an ``anthropic.AsyncAnthropic`` (both are built
+on ``httpx2`` and the anthropic SDK refuses ``httpx`` objects, so theirs is an
+``httpx2.AsyncClient`` over ``httpx2.ASGITransport``), ``http()`` a plain
+``httpx.AsyncClient`` over ``httpx.ASGITransport``. Streams work, but ``ASGITransport`` hands the
 body over only once the app has finished it: tests about timing, client disconnects,
 concurrency, sockets or the CLIs stay on the real server (``tests/support/gateway.py``).
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import httpx2
 import openai
 
 from ownlight.config import Config, load_config
@@ -84,6 +87,7 @@ class InProcessGateway:
         self.runtime = Runtime.build(config)
         self.app = create_app(self.runtime)
         self.transport = httpx.ASGITransport(app=self.app)
+        self.sdk_transport = httpx2.ASGITransport(app=self.app)  # what the SDKs are built on
         self._lifespan = Lifespan(self.app)
         self._clients: list[Any] = []
 
@@ -129,14 +133,18 @@ class InProcessGateway:
     def client(self, key: str | None = None, **kwargs: Any) -> openai.AsyncOpenAI:
         client = openai.AsyncOpenAI(
             base_url=BASE_URL + "/v1", api_key=key or self.create_key(), max_retries=0,
-            http_client=httpx.AsyncClient(transport=self.transport), **kwargs)
+            http_client=httpx2.AsyncClient(transport=self.sdk_transport), **kwargs)
         self._clients.append(client)
         return client
 
     def anthropic(self, key: str | None = None, **kwargs: Any) -> anthropic.AsyncAnthropic:
+        """With no ``key``, a new one, unless ``auth_token`` or ``default_headers`` says
+        how the client authenticates."""
+        if key is None and "auth_token" not in kwargs and "default_headers" not in kwargs:
+            key = self.create_key()
         client = anthropic.AsyncAnthropic(
-            base_url=BASE_URL, api_key=key or self.create_key(), max_retries=0,
-            http_client=httpx.AsyncClient(transport=self.transport), **kwargs)
+            base_url=BASE_URL, api_key=key, max_retries=0,
+            http_client=httpx2.AsyncClient(transport=self.sdk_transport), **kwargs)
         self._clients.append(client)
         return client
 
