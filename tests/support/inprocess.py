@@ -48,16 +48,19 @@ class Lifespan:
     async def _expect(self, wanted: str) -> None:
         assert self._task is not None
         reply = asyncio.ensure_future(self._from_app.get())
-        done, _ = await asyncio.wait({reply, self._task}, timeout=self.timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if reply not in done:
-            reply.cancel()
-            if self._task in done:
-                self._task.result()  # the app's own exception, if it raised one
-            raise RuntimeError(f"the app did not answer {wanted!r}")
-        message = reply.result()
+        await asyncio.wait({reply, self._task}, timeout=self.timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not reply.done():
+            reply.cancel()  # a message the app sent just before it returned is still queued
+        if reply.done() and not reply.cancelled():
+            message = reply.result()
+        elif not self._from_app.empty():
+            message = self._from_app.get_nowait()
+        else:
+            message = {"type": "no answer within the timeout or before the app returned"}
         if message["type"] != wanted:
-            raise RuntimeError(f"lifespan: {message}")
+            failure = self._task.exception() if self._task.done() else None
+            raise RuntimeError(f"lifespan: wanted {wanted!r}, got {message}") from failure
 
     async def startup(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
