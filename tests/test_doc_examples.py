@@ -54,7 +54,22 @@ DOCUMENTED_ADDRESS = "127.0.0.1:8088"
 RUNNABLE = {("privacy", "redact"), ("privacy", "scan"), ("audit", "verify"),
             ("audit", "list"), ("audit", "egress"), ("audit", "checkpoint"),
             ("audit", "export"), ("keys", "create"), ("keys", "list"), ("config", "show"),
-            ("models", "list"), ("models", "licenses"), ("eval", "list")}
+            ("models", "list"), ("models", "licenses"), ("eval", "list"), ("ingest",),
+            ("search",)}
+MAIL = ("From alice@example.com Mon Jan  6 09:00:00 2025\nFrom: alice@example.com\n"
+        "Subject: Offsite\n\nThe Q4 offsite is in Lisbon.\n")
+#: the files the examples name, with content the commands that run can read
+FILES = {
+    "notes/offsite.md": "# Offsite\n\nThe Q4 offsite is in Lisbon, 14-16 October.\n",
+    "mail/inbox.mbox": MAIL,
+    "Mail/archive.mbox": MAIL,
+    "handbook/leave.md": "# Leave\n\nParental leave is 16 weeks, on full pay.\n",
+    "finance.jsonl": '{"id": "q3", "title": "Q3", "text": "Q3 revenue grew.", '
+                     '"allow": ["group:finance"]}\n',
+}
+# Named by commands that are parsed only: they exist, empty.
+EMPTY = ("model.gguf", "qwen2.5-1.5b-q4_k_m.gguf", "texts.jsonl", "FILE.jsonl",
+         "prompts.jsonl", "PATH.gguf")
 
 
 @dataclass(frozen=True)
@@ -208,23 +223,20 @@ def test_python_examples_run(block: Block, docs_gateway: RunningGateway,
 
 @pytest.fixture
 def scratch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A home and working directory holding the files the examples name (empty ones: the
-    commands that read them are parsed, not run)."""
+    """A home and working directory holding the files the examples name."""
     home = tmp_path / "home"
-    for name in ("notes/offsite.md", "handbook/leave.md", "mail/inbox.mbox",
-                 "Mail/archive.mbox", "finance.jsonl", "model.gguf",
-                 "qwen2.5-1.5b-q4_k_m.gguf", "texts.jsonl", "FILE.jsonl", "prompts.jsonl",
-                 "PATH.gguf"):
+    for name, text in [*FILES.items(), *((name, "") for name in EMPTY)]:
         (home / name).parent.mkdir(parents=True, exist_ok=True)
-        (home / name).write_text("")
+        (home / name).write_text(text)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(home)
     return home
 
 
-def run_ownlight(words: list[str], stdin: str | None) -> None:
+def run_ownlight(words: list[str], stdin: str | None, model: bool = False) -> None:
+    """Run the command, or parse it; with ``model``, ``ownlight chat`` runs too."""
     command, path, rest = cli_path(words)
-    if tuple(path) in RUNNABLE:
+    if tuple(path) in RUNNABLE or (model and path == ["chat"]):
         done = CliRunner().invoke(main, [*path, *rest], input=stdin, catch_exceptions=False)
         assert done.exit_code == 0, f"{' '.join(words)}: {done.output}"
     else:
@@ -243,7 +255,7 @@ def run_curl(line: str, gateway: RunningGateway, key: str) -> None:
 
 @pytest.mark.parametrize("block", of("sh"))
 def test_shell_examples_run(block: Block, request: pytest.FixtureRequest,
-                            scratch_home: Path) -> None:
+                            scratch_home: Path, model: bool = False) -> None:
     for line, words in commands(block.text):
         kind = kind_of(words)
         if kind == "make":
@@ -252,9 +264,17 @@ def test_shell_examples_run(block: Block, request: pytest.FixtureRequest,
             gateway = request.getfixturevalue("docs_gateway")
             run_curl(line, gateway, gateway.create_key())
         elif words[0] == "echo":
-            run_ownlight(words[words.index("|") + 1:], stdin=words[1] + "\n")
+            run_ownlight(words[words.index("|") + 1:], stdin=words[1] + "\n", model=model)
         else:
-            run_ownlight(words, stdin=None)
+            run_ownlight(words, stdin=None, model=model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [b for b in of("sh") if "ownlight chat" in b.values[0].text])
+def test_chat_examples_run_on_the_embedded_model(block: Block, request: pytest.FixtureRequest,
+                                                 scratch_home: Path) -> None:
+    """The blocks with ``ownlight chat``, every line run, the chats on the bundled model."""
+    test_shell_examples_run(block, request, scratch_home, model=True)
 
 
 @pytest.mark.parametrize("block", of("sh", "synopsis"))
@@ -273,6 +293,8 @@ def test_the_shell_checks_fail_on_a_wrong_command(scratch_home: Path) -> None:
     with pytest.raises(AssertionError, match="no such command"):
         run_ownlight(["ownlight", "audit"], stdin=None)
     with pytest.raises(click.UsageError):
+        run_ownlight(["ownlight", "chat", "--knowlege", "notes", "hi"], stdin=None)
+    with pytest.raises(AssertionError, match="No such option"):
         run_ownlight(["ownlight", "ingest", "notes", "--colection", "x"], stdin=None)
     with pytest.raises(AssertionError):
         test_synopses_name_real_commands_and_options(
