@@ -11,7 +11,8 @@ an ``openai.AsyncOpenAI``, ``anthropic()`` an ``anthropic.AsyncAnthropic`` (both
 on ``httpx2`` and the anthropic SDK refuses ``httpx`` objects, so theirs is an
 ``httpx2.AsyncClient`` over ``httpx2.ASGITransport``), ``http()`` a plain
 ``httpx.AsyncClient`` over ``httpx.ASGITransport``. Streams work, but ``ASGITransport`` hands the
-body over only once the app has finished it: tests about timing, client disconnects,
+body over only once the app has finished it, and an exception that escapes the app reaches
+the test itself (where uvicorn would answer 500): tests about timing, client disconnects,
 concurrency, sockets or the CLIs stay on the real server (``tests/support/gateway.py``).
 """
 
