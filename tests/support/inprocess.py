@@ -1,7 +1,8 @@
 """The fast tier: Ownlight's ASGI app in the test's own event loop, no uvicorn, no socket.
 
-``InProcessGateway`` builds the runtime exactly as ``ownlight serve`` and ``RunningGateway``
-do (``Runtime.build``, ``prepare``, ``create_app``), then drives the app's ASGI lifespan
+``InProcessGateway`` builds the runtime as ``RunningGateway`` does (``Runtime.build``,
+``prepare``, ``create_app``: the steps of ``ownlight serve``, with the ledger chained in a
+thread rather than a child process), then drives the app's ASGI lifespan
 itself, because ``httpx.ASGITransport`` sends only ``http`` scopes: startup starts the
 backends (and the knowledge embedder) through the app's own lifespan handler, shutdown
 closes them, and ``/readyz`` is polled through the app before the first test request.
