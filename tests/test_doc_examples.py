@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +58,10 @@ RUNNABLE = {("privacy", "redact"), ("privacy", "scan"), ("audit", "verify"),
             ("models", "list"), ("models", "licenses"), ("eval", "list"), ("ingest",),
             ("search",)}
 MAIL = ("From alice@example.com Mon Jan  6 09:00:00 2025\nFrom: alice@example.com\n"
-        "Subject: Offsite\n\nThe Q4 offsite is in Lisbon.\n")
+        "Subject: Lunch\n\nLunch on Friday is at noon.\n")
 #: the files the examples name, with content the commands that run can read
 FILES = {
-    "notes/offsite.md": "# Offsite\n\nThe Q4 offsite is in Lisbon, 14-16 October.\n",
+    "notes/offsite.md": "The Q4 offsite is in Lisbon, 14-16 October.\n",
     "mail/inbox.mbox": MAIL,
     "Mail/archive.mbox": MAIL,
     "handbook/leave.md": "# Leave\n\nParental leave is 16 weeks, on full pay.\n",
@@ -109,6 +110,18 @@ def commands(text: str) -> Iterator[tuple[str, list[str]]]:
         words = [os.path.expanduser(w) for w in shlex.split(line, comments=True)]
         if words:
             yield line, words
+
+
+def shown_output(text: str, line: str) -> list[str]:
+    """The comment lines right under ``line``: what the example says it prints. A line with
+    ``...`` stands for the model's own words and is not compared."""
+    lines = text.splitlines()
+    shown = []
+    for after in lines[lines.index(line) + 1:]:
+        if not after.startswith("#"):
+            break
+        shown.append(after.removeprefix("#").strip())
+    return [s for s in shown if s and "..." not in s]
 
 
 def cli_path(words: list[str]) -> tuple[click.Command, list[str], list[str]]:
@@ -233,15 +246,22 @@ def scratch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def run_ownlight(words: list[str], stdin: str | None, model: bool = False) -> None:
-    """Run the command, or parse it; with ``model``, ``ownlight chat`` runs too."""
+def run_ownlight(words: list[str], stdin: str | None, model: bool = False) -> str:
+    """Run the command and return what it printed, or parse it (and return ""); with
+    ``model``, ``ownlight chat`` runs too."""
     command, path, rest = cli_path(words)
-    if tuple(path) in RUNNABLE or (model and path == ["chat"]):
-        done = CliRunner().invoke(main, [*path, *rest], input=stdin, catch_exceptions=False)
-        assert done.exit_code == 0, f"{' '.join(words)}: {done.output}"
-    else:
-        with command.make_context(" ".join(["ownlight", *path]), rest):
-            pass  # parsed: options, arguments and their types
+    if model and path == ["chat"]:  # a process of its own, as the user runs it
+        done = subprocess.run([sys.executable, "-m", "ownlight.cli", *path, *rest],
+                              input=stdin or "", capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(words)}: {done.stderr}"
+        return done.stdout
+    if tuple(path) in RUNNABLE:
+        ran = CliRunner().invoke(main, [*path, *rest], input=stdin, catch_exceptions=False)
+        assert ran.exit_code == 0, f"{' '.join(words)}: {ran.output}"
+        return ran.output
+    with command.make_context(" ".join(["ownlight", *path]), rest):
+        pass  # parsed: options, arguments and their types
+    return ""
 
 
 def run_curl(line: str, gateway: RunningGateway, key: str) -> None:
@@ -263,10 +283,14 @@ def test_shell_examples_run(block: Block, request: pytest.FixtureRequest,
         elif kind == "curl":
             gateway = request.getfixturevalue("docs_gateway")
             run_curl(line, gateway, gateway.create_key())
-        elif words[0] == "echo":
-            run_ownlight(words[words.index("|") + 1:], stdin=words[1] + "\n", model=model)
         else:
-            run_ownlight(words, stdin=None, model=model)
+            command, stdin = words, None
+            if words[0] == "echo":
+                command, stdin = words[words.index("|") + 1:], words[1] + "\n"
+            printed = run_ownlight(command, stdin=stdin, model=model)
+            if printed:
+                missing = [s for s in shown_output(block.text, line) if s not in printed]
+                assert not missing, f"{line} did not print {missing}: {printed}"
 
 
 @pytest.mark.slow
