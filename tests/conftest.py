@@ -1,16 +1,21 @@
-"""Shared fixtures: a hermetic data dir, real fake upstreams, a real running gateway."""
+"""Shared fixtures: a hermetic data dir, real fake upstreams, and a gateway in two tiers.
+
+``gateway_factory`` runs a real server (uvicorn on a 127.0.0.1 port, in a thread);
+``app_gateway_factory`` runs the same app in the test's event loop over
+``httpx.ASGITransport`` (the fast tier: async tests marked ``pytest.mark.anyio``).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ownlight.config import load_config
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import RunningGateway
+from tests.support.inprocess import InProcessGateway, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -39,16 +44,20 @@ def cloud() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """The fast tier runs on asyncio, the loop the server runs on (uvloop is asyncio too)."""
+    return "asyncio"
+
+
+@pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[object]:
     """Start gateways from a TOML text; all are stopped at the end of the test."""
     started: list[RunningGateway] = []
 
     def start(toml: str = "", *, local: bool = False) -> RunningGateway:
-        path = tmp_path / f"ownlight-{len(started)}.toml"
-        data_dir = tmp_path / f"gw-data-{len(started)}"
-        path.write_text(f'data_dir = "{data_dir}"\n[local]\nenabled = {str(local).lower()}\n'
-                        + toml)
-        gateway = RunningGateway(load_config(path))
+        count = len(started)
+        gateway = RunningGateway(write_config(tmp_path / f"ownlight-{count}.toml",
+                                              tmp_path / f"gw-data-{count}", toml, local=local))
         gateway.start()
         started.append(gateway)
         return gateway
@@ -56,6 +65,29 @@ def gateway_factory(tmp_path: Path) -> Iterator[object]:
     yield start
     for gateway in started:
         gateway.stop()
+
+
+AppGatewayFactory = Callable[..., Awaitable[InProcessGateway]]
+
+
+@pytest.fixture
+async def app_gateway_factory(anyio_backend: str,
+                              tmp_path: Path) -> AsyncIterator[AppGatewayFactory]:
+    """The fast tier's ``gateway_factory``: the same config, served in-process; every
+    gateway's lifespan is shut down at the end of the test."""
+    started: list[InProcessGateway] = []
+
+    async def start(toml: str = "", *, local: bool = False) -> InProcessGateway:
+        count = len(started)
+        gateway = InProcessGateway(write_config(tmp_path / f"ownlight-{count}.toml",
+                                                tmp_path / f"gw-data-{count}", toml, local=local))
+        started.append(gateway)
+        await gateway.start()
+        return gateway
+
+    yield start
+    for gateway in reversed(started):
+        await gateway.stop()
 
 
 def upstream_toml(alias: str, url: str, model: str = "fake-model", **extra: object) -> str:

@@ -25,6 +25,7 @@ from tests.conftest import upstream_toml
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import RunningGateway, gateway_from
+from tests.support.inprocess import InProcessGateway
 
 EMAIL = "maria.gonzalez@example.com"
 PERSON = "Maria Gonzalez"
@@ -131,15 +132,21 @@ def test_the_fake_anthropic_upstream_talks_to_the_real_sdk(fake_claude, sdk) -> 
 # == /v1/messages in front of an OpenAI-compatible cloud upstream ==========================
 
 
+# These use HTTP only as a transport: the fast tier serves the app in-process and the
+# SDK is ``anthropic.AsyncAnthropic`` over ``httpx.ASGITransport``.
+
+
 @pytest.fixture
-def cloud_gateway(gateway_factory, cloud: FakeUpstream) -> RunningGateway:
-    return gateway_factory(upstream_toml("cloud", cloud.url, "fake-echo", retries=0)
-                           + upstream_toml("cloud-tools", cloud.url, "fake-tools", retries=0))
+async def cloud_gateway(app_gateway_factory, cloud: FakeUpstream) -> InProcessGateway:
+    return await app_gateway_factory(
+        upstream_toml("cloud", cloud.url, "fake-echo", retries=0)
+        + upstream_toml("cloud-tools", cloud.url, "fake-tools", retries=0))
 
 
-def test_create_restores_text_and_sends_placeholders(cloud_gateway, cloud, sdk) -> None:
+@pytest.mark.anyio
+async def test_create_restores_text_and_sends_placeholders(cloud_gateway, cloud) -> None:
     prompt = f"Write to {EMAIL} about {PERSON}."
-    reply = sdk(cloud_gateway).messages.create(
+    reply = await cloud_gateway.anthropic().messages.create(
         model="cloud", max_tokens=64, system=f"You assist {PERSON}.",
         metadata={"user_id": EMAIL}, messages=[{"role": "user", "content": prompt}])
     assert reply.type == "message" and reply.role == "assistant"
@@ -156,12 +163,14 @@ def test_create_restores_text_and_sends_placeholders(cloud_gateway, cloud, sdk) 
     assert forwarded["messages"][0]["role"] == "system"
 
 
-def test_a_stream_is_anthropics_event_sequence_with_real_values(
-        cloud_gateway, cloud, sdk) -> None:
-    client = sdk(cloud_gateway)
+@pytest.mark.anyio
+async def test_a_stream_is_anthropics_event_sequence_with_real_values(
+        cloud_gateway, cloud) -> None:
+    client = cloud_gateway.anthropic()
     prompt = f'Mail "{PERSON}" at {EMAIL}.'
-    events = list(client.messages.create(model="cloud", max_tokens=64, stream=True,
-                                         messages=[{"role": "user", "content": prompt}]))
+    events = [e async for e in await client.messages.create(
+        model="cloud", max_tokens=64, stream=True,
+        messages=[{"role": "user", "content": prompt}])]
     kinds = [e.type for e in events if e.type != "ping"]
     assert kinds[0] == "message_start" and kinds[1] == "content_block_start"
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
@@ -173,10 +182,10 @@ def test_a_stream_is_anthropics_event_sequence_with_real_values(
     stop = next(e for e in events if e.type == "message_delta")
     assert stop.delta.stop_reason == "end_turn"
 
-    with client.messages.stream(model="cloud", max_tokens=64,
-                                messages=[{"role": "user", "content": prompt}]) as stream:
-        text = "".join(stream.text_stream)
-        final = stream.get_final_message()
+    async with client.messages.stream(model="cloud", max_tokens=64,
+                                      messages=[{"role": "user", "content": prompt}]) as stream:
+        text = "".join([piece async for piece in stream.text_stream])
+        final = await stream.get_final_message()
     assert text == f"You said: {prompt}"
     assert final.content[0].text == text  # type: ignore[union-attr]
     assert final.stop_reason == "end_turn"
@@ -199,17 +208,18 @@ def tool_history(value: str, prompt: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("stream", [False, True])
-def test_tool_use_and_tool_result_round_trip(cloud_gateway, cloud, sdk, stream: bool) -> None:
-    client = sdk(cloud_gateway)
+async def test_tool_use_and_tool_result_round_trip(cloud_gateway, cloud, stream: bool) -> None:
+    client = cloud_gateway.anthropic()
     prompt = f'Thanks. Now mail "{PERSON}" at {EMAIL} again.'
     kwargs: dict[str, Any] = {"model": "cloud-tools", "max_tokens": 200, "tools": [MAIL],
                               "messages": tool_history(EMAIL, prompt)}
     if stream:
-        with client.messages.stream(**kwargs) as events:
-            reply = events.get_final_message()
+        async with client.messages.stream(**kwargs) as events:
+            reply = await events.get_final_message()
     else:
-        reply = client.messages.create(**kwargs)
+        reply = await client.messages.create(**kwargs)
     assert reply.stop_reason == "tool_use"
     calls = [b for b in reply.content if b.type == "tool_use"]
     assert len(calls) == 1 and calls[0].name == "send_mail" and calls[0].id
@@ -228,16 +238,17 @@ def test_tool_use_and_tool_result_round_trip(cloud_gateway, cloud, sdk, stream: 
     assert forwarded["tools"][0]["function"]["parameters"] == MAIL_SCHEMA
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("value", [SSN, CARD])
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_red_line_value_in_a_tool_result_is_refused_with_nothing_sent(
-        cloud_gateway, cloud, sdk, value: str, stream: bool) -> None:
-    client = sdk(cloud_gateway)
+async def test_a_red_line_value_in_a_tool_result_is_refused_with_nothing_sent(
+        cloud_gateway, cloud, value: str, stream: bool) -> None:
+    client = cloud_gateway.anthropic()
     with pytest.raises(anthropic.BadRequestError) as caught:
-        reply = client.messages.create(model="cloud-tools", max_tokens=50, tools=[MAIL],
-                                       messages=tool_history(value, "Again, please."),
-                                       stream=stream)
-        list(reply) if stream else None  # type: ignore[call-overload]
+        reply = await client.messages.create(model="cloud-tools", max_tokens=50, tools=[MAIL],
+                                             messages=tool_history(value, "Again, please."),
+                                             stream=stream)
+        [e async for e in reply] if stream else None  # type: ignore[union-attr]
     assert caught.value.status_code == 400
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "error"
@@ -246,11 +257,12 @@ def test_a_red_line_value_in_a_tool_result_is_refused_with_nothing_sent(
     assert cloud.received == []
 
 
-def test_count_tokens_estimates_without_sending_anything(cloud_gateway, cloud, sdk) -> None:
-    client = sdk(cloud_gateway)
-    short = client.messages.count_tokens(
+@pytest.mark.anyio
+async def test_count_tokens_estimates_without_sending_anything(cloud_gateway, cloud) -> None:
+    client = cloud_gateway.anthropic()
+    short = await client.messages.count_tokens(
         model="cloud", messages=[{"role": "user", "content": f"Hi {PERSON}"}])
-    long = client.messages.count_tokens(
+    long = await client.messages.count_tokens(
         model="cloud", system="Be brief.", tools=[MAIL],
         messages=[{"role": "user", "content": f"Hi {PERSON}, " + "tell me more. " * 50}])
     assert isinstance(short.input_tokens, int) and short.input_tokens > 0
@@ -258,20 +270,22 @@ def test_count_tokens_estimates_without_sending_anything(cloud_gateway, cloud, s
     assert cloud.received == []  # counting is no reason for text to leave
 
 
-def test_count_tokens_errors_take_anthropics_shape(cloud_gateway, sdk) -> None:
+@pytest.mark.anyio
+async def test_count_tokens_errors_take_anthropics_shape(cloud_gateway) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        sdk(cloud_gateway).messages.count_tokens(
+        await cloud_gateway.anthropic().messages.count_tokens(
             model="no-such-model", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.AuthenticationError):
-        sdk(cloud_gateway, key="sk-wrong").messages.count_tokens(
+        await cloud_gateway.anthropic("sk-wrong").messages.count_tokens(
             model="cloud", messages=[{"role": "user", "content": "hi"}])
 
 
-def test_an_unknown_model_is_a_not_found_error(cloud_gateway, cloud, sdk) -> None:
+@pytest.mark.anyio
+async def test_an_unknown_model_is_a_not_found_error(cloud_gateway, cloud) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        sdk(cloud_gateway).messages.create(model="no-such-model", max_tokens=10,
-                                           messages=[{"role": "user", "content": "hi"}])
+        await cloud_gateway.anthropic().messages.create(
+            model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 404
     body = caught.value.body
     assert isinstance(body, dict) and set(body) == {"type", "error"}
@@ -280,26 +294,27 @@ def test_an_unknown_model_is_a_not_found_error(cloud_gateway, cloud, sdk) -> Non
     assert cloud.received == []
 
 
-def test_a_bad_key_is_an_authentication_error(cloud_gateway, cloud, sdk) -> None:
+@pytest.mark.anyio
+async def test_a_bad_key_is_an_authentication_error(cloud_gateway, cloud) -> None:
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        sdk(cloud_gateway, key="sk-not-a-key").messages.create(
+        await cloud_gateway.anthropic("sk-not-a-key").messages.create(
             model="cloud", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 401
     assert caught.value.body == {"type": "error", "error": {  # type: ignore[comparison-overlap]
         "type": "authentication_error", "message": caught.value.body["error"]["message"]}}  # type: ignore[index]
-    missing = httpx.post(cloud_gateway.url + "/v1/messages", json={
+    missing = await cloud_gateway.http().post("/v1/messages", json={
         "model": "cloud", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
     assert missing.status_code == 401
     assert missing.json()["error"]["type"] == "authentication_error"
     assert cloud.received == []
 
 
-def test_a_missing_max_tokens_is_an_invalid_request_error(cloud_gateway, cloud) -> None:
-    response = httpx.post(cloud_gateway.url + "/v1/messages",
-                          headers={"x-api-key": cloud_gateway.create_key(),
-                                   "anthropic-version": "2023-06-01"},
-                          json={"model": "cloud",
-                                "messages": [{"role": "user", "content": "hi"}]})
+@pytest.mark.anyio
+async def test_a_missing_max_tokens_is_an_invalid_request_error(cloud_gateway, cloud) -> None:
+    response = await cloud_gateway.http().post(
+        "/v1/messages", headers={"x-api-key": cloud_gateway.create_key(),
+                                 "anthropic-version": "2023-06-01"},
+        json={"model": "cloud", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
@@ -307,31 +322,33 @@ def test_a_missing_max_tokens_is_an_invalid_request_error(cloud_gateway, cloud) 
     assert cloud.received == []
 
 
-def test_x_api_key_and_bearer_auth_both_work(cloud_gateway, cloud, sdk) -> None:
+@pytest.mark.anyio
+async def test_x_api_key_and_bearer_auth_both_work(cloud_gateway, cloud) -> None:
     key = cloud_gateway.create_key()
     ask = {"model": "cloud", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     for headers in ({"x-api-key": key}, {"Authorization": f"Bearer {key}"}):
-        response = httpx.post(cloud_gateway.url + "/v1/messages", json=ask,
-                              headers={"anthropic-version": "2023-06-01", **headers})
+        response = await cloud_gateway.http().post(
+            "/v1/messages", json=ask, headers={"anthropic-version": "2023-06-01", **headers})
         assert response.status_code == 200, (headers, response.text)
         assert response.json()["content"][0]["text"] == "You said: hi"
-    by_header = sdk(cloud_gateway, default_headers={"X-Api-Key": key})
-    by_token = sdk(cloud_gateway, auth_token=key)
+    by_header = cloud_gateway.anthropic(default_headers={"X-Api-Key": key})
+    by_token = cloud_gateway.anthropic(auth_token=key)
     for client in (by_header, by_token):
-        reply = client.messages.create(**ask)
+        reply = await client.messages.create(**ask)
         assert reply.content[0].text == "You said: hi"  # type: ignore[union-attr]
     assert len(cloud.received) == 4
 
 
-def test_anthropic_version_and_beta_headers_are_accepted(cloud_gateway, sdk) -> None:
-    client = sdk(cloud_gateway)
+@pytest.mark.anyio
+async def test_anthropic_version_and_beta_headers_are_accepted(cloud_gateway) -> None:
+    client = cloud_gateway.anthropic()
     ask = {"model": "cloud", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
-    reply = client.messages.create(**ask, extra_headers={
+    reply = await client.messages.create(**ask, extra_headers={
         "anthropic-version": "2023-06-01",
         "anthropic-beta": "prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14"})
     assert reply.content[0].text == "You said: hi"  # type: ignore[union-attr]
     # The beta client (as Claude Code uses it) posts to /v1/messages?beta=true.
-    beta = client.beta.messages.create(**ask, betas=["interleaved-thinking-2025-05-14"])
+    beta = await client.beta.messages.create(**ask, betas=["interleaved-thinking-2025-05-14"])
     assert beta.content[0].text == "You said: hi"  # type: ignore[union-attr]
 
 

@@ -1,10 +1,13 @@
-"""The privacy shield in the request path: a real gateway, a real fake cloud upstream."""
+"""The privacy shield in the request path: the gateway and a real fake cloud upstream.
+
+The gateway is served in-process (the fast tier, ``app_gateway_factory``); concurrent
+requests from threads stay on the real server.
+"""
 
 from __future__ import annotations
 
 import threading
 
-import httpx
 import openai
 import pytest
 
@@ -24,14 +27,18 @@ def home():
         yield upstream
 
 
-def gateway_with(gateway_factory, cloud: FakeUpstream, home: FakeUpstream | None = None,
-                 extra: str = ""):
+def toml_with(cloud: FakeUpstream, home: FakeUpstream | None = None, extra: str = "") -> str:
     toml = upstream_toml("cloud", cloud.url, "fake-echo", inside_domain=False, retries=0)
     if home is not None:
         toml += upstream_toml("home", home.url, "fake-echo", inside_domain=True, retries=0)
         toml += '[routing.aliases.auto]\ntargets = ["cloud", "home"]\n'
         toml += '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
-    return gateway_factory(toml + extra)
+    return toml + extra
+
+
+async def gateway_with(app_gateway_factory, cloud: FakeUpstream,
+                       home: FakeUpstream | None = None, extra: str = ""):
+    return await app_gateway_factory(toml_with(cloud, home, extra))
 
 
 def ask(client: openai.OpenAI, text: str, model: str = "cloud", **kwargs: object):
@@ -39,9 +46,16 @@ def ask(client: openai.OpenAI, text: str, model: str = "cloud", **kwargs: object
         model=model, messages=[{"role": "user", "content": text}], **kwargs)
 
 
-def test_cloud_sees_placeholders_and_the_client_sees_real_values(gateway_factory, cloud) -> None:
-    gateway = gateway_with(gateway_factory, cloud)
-    raw = ask(gateway.client(), CONTACT)
+async def aask(client: openai.AsyncOpenAI, text: str, model: str = "cloud", **kwargs: object):
+    return await client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}], **kwargs)
+
+
+@pytest.mark.anyio
+async def test_cloud_sees_placeholders_and_the_client_sees_real_values(
+        app_gateway_factory, cloud) -> None:
+    gateway = await gateway_with(app_gateway_factory, cloud)
+    raw = await aask(gateway.client(), CONTACT)
     sent = cloud.received[-1]["messages"][-1]["content"]
     assert all(value not in sent for value in ORIGINALS)
     assert "<PERSON_1>" in sent and "<EMAIL_ADDRESS_1>" in sent and "<PHONE_NUMBER_1>" in sent
@@ -49,17 +63,19 @@ def test_cloud_sees_placeholders_and_the_client_sees_real_values(gateway_factory
     assert raw.headers["x-ownlight-sensitivity"] == "confidential"
 
 
-def test_streamed_answers_are_restored_across_split_placeholders(gateway_factory, cloud) -> None:
-    gateway = gateway_with(gateway_factory, cloud)
-    raw = ask(gateway.client(), CONTACT, stream=True)
-    pieces = [c.choices[0].delta.content or "" for c in raw.parse() if c.choices]
+@pytest.mark.anyio
+async def test_streamed_answers_are_restored_across_split_placeholders(
+        app_gateway_factory, cloud) -> None:
+    gateway = await gateway_with(app_gateway_factory, cloud)
+    raw = await aask(gateway.client(), CONTACT, stream=True)
+    pieces = [c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]
     assert "".join(pieces) == f"You said: {CONTACT}"
     assert not any("<" in p for p in pieces)  # no half placeholder ever reached the client
     assert all(value not in str(cloud.received) for value in ORIGINALS)
 
 
 def test_concurrent_requests_never_mix_their_values(gateway_factory, cloud) -> None:
-    gateway = gateway_with(gateway_factory, cloud)
+    gateway = gateway_factory(toml_with(cloud))
     client = gateway.client()
     names = ["Maria Gonzalez", "John Smith", "Emily Clarke", "David Miller", "Sarah Johnson",
              "James Wilson"]
@@ -79,13 +95,15 @@ def test_concurrent_requests_never_mix_their_values(gateway_factory, cloud) -> N
     assert all(n not in str(cloud.received) for n in names)
 
 
-def test_red_line_refuses_400_naming_the_types_and_never_connects(gateway_factory, cloud) -> None:
-    gateway = gateway_with(gateway_factory, cloud)
+@pytest.mark.anyio
+async def test_red_line_refuses_400_naming_the_types_and_never_connects(
+        app_gateway_factory, cloud) -> None:
+    gateway = await gateway_with(app_gateway_factory, cloud)
     client = gateway.client()
     for text in (CN_ID, SECRET):
         for stream in (False, True):
             with pytest.raises(openai.BadRequestError) as caught:
-                ask(client, text, stream=stream)
+                await aask(client, text, stream=stream)
             assert caught.value.code == "policy_local_only"
             assert "restricted" in caught.value.message
             assert ("NATIONAL_ID" if text == CN_ID else "SECRET") in caught.value.message
@@ -97,28 +115,31 @@ def test_red_line_refuses_400_naming_the_types_and_never_connects(gateway_factor
     assert refused[0]["sensitivity"] == "restricted"
 
 
-def test_red_line_with_a_local_target_stays_home(gateway_factory, cloud, home) -> None:
-    gateway = gateway_with(gateway_factory, cloud, home)
-    raw = ask(gateway.client(), CN_ID, model="auto")
+@pytest.mark.anyio
+async def test_red_line_with_a_local_target_stays_home(app_gateway_factory, cloud, home) -> None:
+    gateway = await gateway_with(app_gateway_factory, cloud, home)
+    raw = await aask(gateway.client(), CN_ID, model="auto")
     assert raw.headers["x-ownlight-route"] == "home/fake-echo"
     assert raw.headers["x-ownlight-route-reason"].startswith("red line: restricted")
     assert home.received[-1]["messages"][-1]["content"] == CN_ID  # at home, nothing hidden
     assert cloud.received == []
 
 
-def test_blocked_types_are_refused(gateway_factory, cloud) -> None:
+@pytest.mark.anyio
+async def test_blocked_types_are_refused(app_gateway_factory, cloud) -> None:
     extra = '[privacy.actions]\nEMAIL_ADDRESS = "block"\n'
-    gateway = gateway_with(gateway_factory, cloud, extra=extra)
+    gateway = await gateway_with(app_gateway_factory, cloud, extra=extra)
     with pytest.raises(openai.BadRequestError) as caught:
-        ask(gateway.client(), CONTACT)
+        await aask(gateway.client(), CONTACT)
     assert caught.value.code == "sensitive_data_blocked"
     assert "maria" not in caught.value.message.lower()
     assert cloud.received == []
 
 
-def test_audit_records_types_and_counts_never_values(gateway_factory, cloud) -> None:
-    gateway = gateway_with(gateway_factory, cloud)
-    ask(gateway.client(), CONTACT + " Maria Gonzalez agreed.")
+@pytest.mark.anyio
+async def test_audit_records_types_and_counts_never_values(app_gateway_factory, cloud) -> None:
+    gateway = await gateway_with(app_gateway_factory, cloud)
+    await aask(gateway.client(), CONTACT + " Maria Gonzalez agreed.")
     log = gateway.runtime.pipeline.ledger
     log.flush()
     (row,) = log.query("status = 200")
@@ -129,11 +150,13 @@ def test_audit_records_types_and_counts_never_values(gateway_factory, cloud) -> 
     assert all(value.encode() not in stored for value in ORIGINALS)
 
 
-def test_privacy_scan_endpoint(gateway_factory, cloud) -> None:
-    gateway = gateway_with(gateway_factory, cloud)
+@pytest.mark.anyio
+async def test_privacy_scan_endpoint(app_gateway_factory, cloud) -> None:
+    gateway = await gateway_with(app_gateway_factory, cloud)
     key = gateway.create_key()
-    response = httpx.post(gateway.url + "/v1/privacy/scan", json={"input": [CONTACT, CN_ID, "hi"]},
-                          headers={"Authorization": f"Bearer {key}"})
+    http = gateway.http()
+    response = await http.post("/v1/privacy/scan", json={"input": [CONTACT, CN_ID, "hi"]},
+                               headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.text
     result = response.json()
     assert [d["level"] for d in result["data"]] == ["confidential", "restricted", "public"]
@@ -142,7 +165,7 @@ def test_privacy_scan_endpoint(gateway_factory, cloud) -> None:
     assert types == ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER"]
     first = result["data"][0]["spans"][0]
     assert CONTACT[first["start"]:first["end"]] == "Maria Gonzalez"
-    assert httpx.post(gateway.url + "/v1/privacy/scan", json={"input": "x"}).status_code == 401
-    bad = httpx.post(gateway.url + "/v1/privacy/scan", json={"input": 5},
-                     headers={"Authorization": f"Bearer {key}"})
+    assert (await http.post("/v1/privacy/scan", json={"input": "x"})).status_code == 401
+    bad = await http.post("/v1/privacy/scan", json={"input": 5},
+                          headers={"Authorization": f"Bearer {key}"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"

@@ -1,6 +1,7 @@
 """The privacy shield sees every slot of a chat request, not only message text.
 
-Driven with the openai SDK against a real gateway and a recording fake cloud upstream:
+Driven with the openai SDK against the gateway served in-process (the fast tier) and a
+recording fake cloud upstream:
 tool-call arguments, tool results, tool definitions, participant names, ``user``,
 ``stop``, ``metadata``, image URLs and fields Ownlight does not model must never carry
 a raw value out; red-line values anywhere are refused with nothing sent; and values
@@ -30,8 +31,11 @@ TOOLS = [{"type": "function", "function": {
         "to": {"type": "string", "enum": [EMAIL, "ops@example.org"]}}}}}]
 
 
-def start(gateway_factory, cloud: FakeUpstream, model: str = "fake-tools"):
-    return gateway_factory(upstream_toml("cloud", cloud.url, model, retries=0))
+pytestmark = pytest.mark.anyio
+
+
+async def start(app_gateway_factory, cloud: FakeUpstream, model: str = "fake-tools"):
+    return await app_gateway_factory(upstream_toml("cloud", cloud.url, model, retries=0))
 
 
 def sent(cloud: FakeUpstream) -> str:
@@ -51,14 +55,14 @@ def history(value: str) -> list[dict[str, object]]:
     ]
 
 
-def test_every_slot_leaves_as_placeholders(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+async def test_every_slot_leaves_as_placeholders(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     messages = history(EMAIL)
     messages.insert(0, {"role": "system", "content": f"You assist {PERSON}."})
     messages[-1] = {"role": "user", "name": "maria_gonzalez", "content": [
         {"type": "text", "text": f"Also call {PHONE}."},
         {"type": "image_url", "image_url": {"url": f"https://img.example.com/?owner={EMAIL}"}}]}
-    client.chat.completions.create(
+    await client.chat.completions.create(
         model="cloud", messages=messages, tools=TOOLS, user=EMAIL, stop=[EMAIL],
         metadata={"owner": PERSON}, extra_body={"vendor_note": {"contact": EMAIL}})
     body = sent(cloud)
@@ -74,22 +78,23 @@ def test_every_slot_leaves_as_placeholders(gateway_factory, cloud) -> None:
 
 
 @pytest.mark.parametrize("value", [SSN, CARD])
-def test_red_line_values_in_tool_calls_are_refused_with_nothing_sent(
-        gateway_factory, cloud, value: str) -> None:
-    client = start(gateway_factory, cloud).client()
+async def test_red_line_values_in_tool_calls_are_refused_with_nothing_sent(
+        app_gateway_factory, cloud, value: str) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="cloud", messages=history(value), tools=TOOLS)
+        await client.chat.completions.create(model="cloud", messages=history(value), tools=TOOLS)
     assert caught.value.body["code"] == "policy_local_only"  # type: ignore[index]
     assert cloud.received == []
 
 
-def test_red_line_in_a_tool_result_or_metadata_is_refused(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+async def test_red_line_in_a_tool_result_or_metadata_is_refused(app_gateway_factory,
+                                                                cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="cloud", messages=[
+        await client.chat.completions.create(model="cloud", messages=[
             {"role": "user", "content": "hi"}], metadata={"ssn": SSN})
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="cloud", messages=[
+        await client.chat.completions.create(model="cloud", messages=[
             {"role": "user", "content": "look up the card"},
             {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
                                                   "function": {"name": "f", "arguments": "{}"}}]},
@@ -97,10 +102,10 @@ def test_red_line_in_a_tool_result_or_metadata_is_refused(gateway_factory, cloud
     assert cloud.received == []
 
 
-def test_tool_calls_come_back_with_real_values(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+async def test_tool_calls_come_back_with_real_values(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     prompt = f"Write to {EMAIL} about {PERSON}."
-    reply = client.chat.completions.create(
+    reply = await client.chat.completions.create(
         model="cloud", messages=[{"role": "user", "content": prompt}], tools=TOOLS)
     call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert call.function.name == "send_mail"
@@ -110,15 +115,15 @@ def test_tool_calls_come_back_with_real_values(gateway_factory, cloud) -> None:
     assert EMAIL not in sent(cloud) and PERSON not in sent(cloud)
 
 
-def test_streamed_tool_call_arguments_are_restored(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+async def test_streamed_tool_call_arguments_are_restored(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     prompt = f'Write to {EMAIL} about "{PERSON}".'  # quotes must stay escaped in JSON
-    stream = client.chat.completions.create(
+    stream = await client.chat.completions.create(
         model="cloud", messages=[{"role": "user", "content": prompt}], tools=TOOLS,
         stream=True)
     pieces: list[str] = []
     finish = None
-    for chunk in stream:
+    async for chunk in stream:
         for choice in chunk.choices:
             for call in choice.delta.tool_calls or []:
                 pieces.append(call.function.arguments or "")  # type: ignore[union-attr]
@@ -130,30 +135,32 @@ def test_streamed_tool_call_arguments_are_restored(gateway_factory, cloud) -> No
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_json_outputs_stay_valid_when_restored(gateway_factory, cloud, stream: bool) -> None:
-    client = start(gateway_factory, cloud, "fake-json").client()
+async def test_json_outputs_stay_valid_when_restored(app_gateway_factory, cloud,
+                                                     stream: bool) -> None:
+    client = (await start(app_gateway_factory, cloud, "fake-json")).client()
     prompt = f'Mail {EMAIL}, signed "{PERSON}"\\n'
     kwargs = {"model": "cloud", "messages": [{"role": "user", "content": prompt}],
               "response_format": {"type": "json_object"}}
     if stream:
-        text = "".join(c.choices[0].delta.content or "" for c in
-                       client.chat.completions.create(stream=True, **kwargs)  # type: ignore
-                       if c.choices)
+        text = "".join([c.choices[0].delta.content or "" async for c in
+                        await client.chat.completions.create(stream=True, **kwargs)  # type: ignore
+                        if c.choices])
     else:
-        text = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore
+        text = (await client.chat.completions.create(**kwargs)  # type: ignore
+                ).choices[0].message.content
     assert json.loads(text or "") == {"echo": prompt}
     assert EMAIL not in sent(cloud)
 
 
-def test_a_failing_detector_fails_closed(gateway_factory, cloud, monkeypatch) -> None:
-    gateway = start(gateway_factory, cloud, "fake-echo")
+async def test_a_failing_detector_fails_closed(app_gateway_factory, cloud, monkeypatch) -> None:
+    gateway = await start(app_gateway_factory, cloud, "fake-echo")
 
     def broken(self: PrivacyShield, slots: object) -> None:
         raise RuntimeError("recognizer crashed")
 
     monkeypatch.setattr(PrivacyShield, "classify_slots", broken)
     with pytest.raises(openai.BadRequestError) as caught:
-        gateway.client().chat.completions.create(
+        await gateway.client().chat.completions.create(
             model="cloud", messages=[{"role": "user", "content": "hello"}])
     assert caught.value.status_code == 400
     assert cloud.received == []
@@ -162,21 +169,21 @@ def test_a_failing_detector_fails_closed(gateway_factory, cloud, monkeypatch) ->
     assert refused and refused[-1]["sensitivity"] == "unscanned"
 
 
-def test_n_choices_are_honoured_and_restored(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud, "fake-echo").client()
-    reply = client.chat.completions.create(
+async def test_n_choices_are_honoured_and_restored(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud, "fake-echo")).client()
+    reply = await client.chat.completions.create(
         model="cloud", messages=[{"role": "user", "content": f"Hi {PERSON}"}], n=3)
     assert [c.index for c in reply.choices] == [0, 1, 2]
     assert all(c.message.content == f"You said: Hi {PERSON}" for c in reply.choices)
     assert cloud.received[-1]["n"] == 3
 
 
-def test_a_long_list_of_numbers_is_text_not_a_blob(gateway_factory, cloud) -> None:
+async def test_a_long_list_of_numbers_is_text_not_a_blob(app_gateway_factory, cloud) -> None:
     """Only unbroken base64-like runs are skipped; newline-separated cards are scanned."""
-    client = start(gateway_factory, cloud).client()
+    client = (await start(app_gateway_factory, cloud)).client()
     cards = json.dumps({"cards": f"{CARD}\n" * 60})
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="cloud", tools=TOOLS, messages=[
+        await client.chat.completions.create(model="cloud", tools=TOOLS, messages=[
             {"role": "user", "content": "Check these"},
             {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
                 "name": "send_mail", "arguments": cards}}]},
@@ -206,10 +213,10 @@ def test_a_legacy_function_name_is_a_slot() -> None:
     assert names == ["lookup_maria_gonzalez"]
 
 
-def test_sensitive_field_names_never_leave(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud, "fake-echo").client()
+async def test_sensitive_field_names_never_leave(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud, "fake-echo")).client()
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="cloud", metadata={EMAIL: "owner"},
+        await client.chat.completions.create(model="cloud", metadata={EMAIL: "owner"},
                                        messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["code"] == "sensitive_field_name"  # type: ignore[index]
     assert cloud.received == []

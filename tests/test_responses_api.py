@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import jsonschema
 import openai
 import pytest
@@ -36,21 +35,24 @@ MAIL_TOOL = {"type": "function", "name": "send_mail", "description": "Send an e-
                  "text": {"type": "string", "maxLength": 60}}, "required": ["text"]}}
 
 
-def start(gateway_factory, cloud: FakeUpstream):
+async def start(app_gateway_factory, cloud: FakeUpstream):
+    """The gateway in-process (the fast tier): these tests use HTTP only as a transport."""
     toml = upstream_toml("cloud", cloud.url, "fake-echo", retries=0)
     toml += upstream_toml("tools", cloud.url, "fake-tools", retries=0)
-    return gateway_factory(toml)
+    return await app_gateway_factory(toml)
 
 
 def sent(cloud: FakeUpstream) -> str:
     return json.dumps(cloud.received, ensure_ascii=False)
 
 
-def test_create_restores_values_and_sends_placeholders(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+@pytest.mark.anyio
+async def test_create_restores_values_and_sends_placeholders(app_gateway_factory,
+                                                             cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     text = f"I am {PERSON}, write to {EMAIL}."
-    response = client.responses.create(model="cloud", input=text, instructions="Be brief.",
-                                       metadata={"ticket": "42"})
+    response = await client.responses.create(model="cloud", input=text,
+                                             instructions="Be brief.", metadata={"ticket": "42"})
     assert response.object == "response" and response.status == "completed"
     assert response.output_text == f"You said: {text}"
     assert response.usage is not None and response.usage.total_tokens == 11
@@ -60,10 +62,12 @@ def test_create_restores_values_and_sends_placeholders(gateway_factory, cloud) -
     assert EMAIL not in sent(cloud) and PERSON not in sent(cloud)
 
 
-def test_stream_follows_the_documented_event_sequence(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+@pytest.mark.anyio
+async def test_stream_follows_the_documented_event_sequence(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     text = f"Stream this for {EMAIL}"
-    events = list(client.responses.create(model="cloud", input=text, stream=True))
+    events = [e async for e in await client.responses.create(model="cloud", input=text,
+                                                              stream=True)]
     kinds = [e.type for e in events]
     assert kinds[:4] == ["response.created", "response.in_progress",
                          "response.output_item.added", "response.content_part.added"]
@@ -77,13 +81,16 @@ def test_stream_follows_the_documented_event_sequence(gateway_factory, cloud) ->
     assert EMAIL not in sent(cloud)
 
 
-def test_function_calls_and_their_outputs_round_trip(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
-    first = client.responses.create(model="tools", input=f"Mail {EMAIL}", tools=[MAIL_TOOL])
+@pytest.mark.anyio
+async def test_function_calls_and_their_outputs_round_trip(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
+    first = await client.responses.create(model="tools", input=f"Mail {EMAIL}",
+                                          tools=[MAIL_TOOL])
     call = first.output[0]
     assert call.type == "function_call" and call.name == "send_mail"
     assert json.loads(call.arguments)["text"] == f"Mail {EMAIL}"
-    second = client.responses.create(model="cloud", previous_response_id=first.id, input=[
+    second = await client.responses.create(model="cloud", previous_response_id=first.id,
+                                           input=[
         {"type": "function_call_output", "call_id": call.call_id, "output": f"sent to {EMAIL}"},
         {"role": "user", "content": "Thanks"}])
     assert second.output_text == "You said: Thanks"
@@ -95,10 +102,11 @@ def test_function_calls_and_their_outputs_round_trip(gateway_factory, cloud) -> 
     assert EMAIL not in sent(cloud)
 
 
-def test_streamed_function_call_arguments(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
-    events = list(client.responses.create(model="tools", input=f"Mail {EMAIL}",
-                                          tools=[MAIL_TOOL], stream=True))
+@pytest.mark.anyio
+async def test_streamed_function_call_arguments(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
+    events = [e async for e in await client.responses.create(
+        model="tools", input=f"Mail {EMAIL}", tools=[MAIL_TOOL], stream=True)]
     kinds = [e.type for e in events]
     assert "response.function_call_arguments.delta" in kinds
     done = next(e for e in events if e.type == "response.function_call_arguments.done")
@@ -106,17 +114,20 @@ def test_streamed_function_call_arguments(gateway_factory, cloud) -> None:
     assert EMAIL not in sent(cloud)
 
 
-def test_stored_responses_continue_and_belong_to_their_owner(gateway_factory, cloud) -> None:
-    gateway = start(gateway_factory, cloud)
+@pytest.mark.anyio
+async def test_stored_responses_continue_and_belong_to_their_owner(app_gateway_factory,
+                                                                   cloud) -> None:
+    gateway = await start(app_gateway_factory, cloud)
     client = gateway.client()
-    first = client.responses.create(model="cloud", input=f"My e-mail is {EMAIL}")
-    second = client.responses.create(model="cloud", input="What did I say?",
-                                     previous_response_id=first.id)
+    first = await client.responses.create(model="cloud", input=f"My e-mail is {EMAIL}")
+    second = await client.responses.create(model="cloud", input="What did I say?",
+                                           previous_response_id=first.id)
     replayed = cloud.received[-1]["messages"]
     assert [m["role"] for m in replayed] == ["user", "assistant", "user"]
     assert "<EMAIL_ADDRESS_1>" in replayed[0]["content"]  # pseudonymized again
-    assert client.responses.retrieve(second.id).output_text == "You said: What did I say?"
-    items = client.responses.input_items.list(second.id).data
+    assert (await client.responses.retrieve(second.id)).output_text \
+        == "You said: What did I say?"
+    items = (await client.responses.input_items.list(second.id)).data
     assert [i.type for i in items] == ["message", "message", "message"]
     assert EMAIL in items[0].content[0].text  # type: ignore[union-attr]
 
@@ -126,26 +137,29 @@ def test_stored_responses_continue_and_belong_to_their_owner(gateway_factory, cl
                    lambda: stranger.responses.create(model="cloud", input="hi",
                                                      previous_response_id=first.id)):
         with pytest.raises(openai.NotFoundError):
-            action()
-    client.responses.delete(first.id)
+            await action()
+    await client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
-        client.responses.retrieve(first.id)
+        await client.responses.retrieve(first.id)
     with pytest.raises(openai.NotFoundError):
-        client.responses.retrieve("resp_never_was")
+        await client.responses.retrieve("resp_never_was")
 
 
-def test_store_false_keeps_nothing(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
-    response = client.responses.create(model="cloud", input="hi", store=False)
+@pytest.mark.anyio
+async def test_store_false_keeps_nothing(app_gateway_factory, cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
+    response = await client.responses.create(model="cloud", input="hi", store=False)
     assert response.store is False
     with pytest.raises(openai.NotFoundError):
-        client.responses.retrieve(response.id)
+        await client.responses.retrieve(response.id)
 
 
-def test_red_line_values_are_refused_with_nothing_sent(gateway_factory, cloud) -> None:
-    client = start(gateway_factory, cloud).client()
+@pytest.mark.anyio
+async def test_red_line_values_are_refused_with_nothing_sent(app_gateway_factory,
+                                                             cloud) -> None:
+    client = (await start(app_gateway_factory, cloud)).client()
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="tools", tools=[MAIL_TOOL], input=[
+        await client.responses.create(model="tools", tools=[MAIL_TOOL], input=[
             {"role": "user", "content": "Send my number"},
             {"type": "function_call", "call_id": "c1", "name": "send_mail",
              "arguments": json.dumps({"text": f"SSN {SSN}"})},
@@ -154,25 +168,29 @@ def test_red_line_values_are_refused_with_nothing_sent(gateway_factory, cloud) -
     assert cloud.received == []
 
 
-def test_bad_requests_are_400_in_openai_shape(gateway_factory, cloud) -> None:
-    gateway = start(gateway_factory, cloud)
+@pytest.mark.anyio
+async def test_bad_requests_are_400_in_openai_shape(app_gateway_factory, cloud) -> None:
+    gateway = await start(app_gateway_factory, cloud)
+    http = gateway.http()
     key = gateway.create_key()
     for body, param in (({"model": "cloud"}, "input"),
                         ({"model": "cloud", "input": [{"type": "message", "role": "wizard",
                                                        "content": "x"}]}, "input[0].role"),
                         ({"model": "cloud", "input": "x", "max_output_tokens": 0},
                          "max_output_tokens")):
-        response = httpx.post(gateway.url + "/v1/responses", json=body,
-                              headers={"Authorization": f"Bearer {key}"})
+        response = await http.post("/v1/responses", json=body,
+                                   headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 400, response.text
         assert response.json()["error"]["param"] == param
-    assert httpx.post(gateway.url + "/v1/responses", json={"model": "cloud", "input": "x"},
-                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (await http.post("/v1/responses", json={"model": "cloud", "input": "x"},
+                            headers={"Authorization": "Bearer wrong"})).status_code == 401
 
 
-def test_an_agent_on_the_responses_model_calls_its_tool(gateway_factory, cloud) -> None:
+@pytest.mark.anyio
+async def test_an_agent_on_the_responses_model_calls_its_tool(app_gateway_factory,
+                                                              cloud) -> None:
     set_tracing_disabled(True)
-    gateway = start(gateway_factory, cloud)
+    gateway = await start(app_gateway_factory, cloud)
     seen: list[str] = []
 
     @function_tool
@@ -181,15 +199,10 @@ def test_an_agent_on_the_responses_model_calls_its_tool(gateway_factory, cloud) 
         seen.append(text)
         return "sent"
 
-    async def run() -> object:
-        async with openai.AsyncOpenAI(base_url=gateway.url + "/v1",
-                                      api_key=gateway.create_key(), max_retries=0) as client:
-            model = OpenAIResponsesModel(model="tools", openai_client=client)
-            agent = Agent(name="mailer", instructions="Send mail.", tools=[send_mail],
-                          model=model, tool_use_behavior="stop_on_first_tool")
-            return await Runner.run(agent, f"Mail {EMAIL} today")
-
-    result = asyncio.run(run())
+    model = OpenAIResponsesModel(model="tools", openai_client=gateway.client())
+    agent = Agent(name="mailer", instructions="Send mail.", tools=[send_mail],
+                  model=model, tool_use_behavior="stop_on_first_tool")
+    result = await Runner.run(agent, f"Mail {EMAIL} today")
     assert seen == [f"Mail {EMAIL} today"]  # the real value reached the tool
     assert result.final_output == "sent"  # type: ignore[attr-defined]
     assert EMAIL not in sent(cloud)

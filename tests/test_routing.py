@@ -1,9 +1,14 @@
-"""Dual-track routing through a real gateway: two fake upstreams, one inside the domain
-("home", standing in for a local model server) and one outside ("cloud")."""
+"""Dual-track routing through the gateway: two fake upstreams, one inside the domain
+("home", standing in for a local model server) and one outside ("cloud").
+
+The gateway is served in-process (the fast tier, ``app_gateway_factory``): HTTP is only the
+transport here. A stream cut mid-answer stays on the real server, where the client sees the
+first chunks arrive before the error.
+"""
 
 from __future__ import annotations
 
-import time
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,15 +49,17 @@ def routed_toml(home: FakeUpstream, cloud: FakeUpstream, *, rules: str = "",
     return toml + rules
 
 
-def chat(client: openai.OpenAI, model: str = "auto", **kwargs: object):
-    raw = client.chat.completions.with_raw_response.create(model=model, messages=HI, **kwargs)
+async def chat(client: openai.AsyncOpenAI, model: str = "auto", **kwargs: object):
+    raw = await client.chat.completions.with_raw_response.create(model=model, messages=HI,
+                                                                 **kwargs)
     return raw.parse(), raw.headers
 
 
-def test_cloud_rule_sends_to_cloud_and_says_why(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_cloud_rule_sends_to_cloud_and_says_why(app_gateway_factory, home, cloud) -> None:
     rules = '[[routing.rules]]\nname = "everything-to-cloud"\naction = "cloud"\n'
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules))
-    reply, headers = chat(gateway.client())
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules))
+    reply, headers = await chat(gateway.client())
     assert reply.choices[0].message.content == "answer from cloud"
     assert headers["x-ownlight-route"] == "cloud/fake-model"
     assert headers["x-ownlight-route-reason"] == "rule everything-to-cloud"
@@ -67,20 +74,22 @@ def test_cloud_rule_sends_to_cloud_and_says_why(gateway_factory, home, cloud) ->
         ("fake-model", True, "cloud upstream_unavailable"),
     ],
 )
-def test_cloud_failure_falls_back_to_home(gateway_factory, home, cloud, cloud_model,
-                                          cloud_url_dead, reason) -> None:
+@pytest.mark.anyio
+async def test_cloud_failure_falls_back_to_home(app_gateway_factory, home, cloud, cloud_model,
+                                                cloud_url_dead, reason) -> None:
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
     dead = f"http://127.0.0.1:{free_port()}/v1" if cloud_url_dead else None
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules, cloud_model=cloud_model,
-                                          cloud_url=dead, timeout=0.5))
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules,
+                                                    cloud_model=cloud_model, cloud_url=dead,
+                                                    timeout=0.5))
     for stream in (False, True):
-        raw = gateway.client().chat.completions.with_raw_response.create(
+        raw = await gateway.client().chat.completions.with_raw_response.create(
             model="auto", messages=HI, stream=stream)
         assert raw.headers["x-ownlight-route"] == "home/fake-model"
         assert raw.headers["x-ownlight-route-reason"].startswith(f"fallback: {reason}")
         parsed = raw.parse()
         text = (parsed.choices[0].message.content if not stream else
-                "".join(c.choices[0].delta.content or "" for c in parsed if c.choices))
+                "".join([c.choices[0].delta.content or "" async for c in parsed if c.choices]))
         assert text == "answer from home"
 
 
@@ -96,115 +105,128 @@ def test_stream_cut_mid_answer_is_not_silently_replaced(gateway_factory, home, c
     assert home.received == []  # no second answer was spliced in
 
 
-def test_circuit_opens_skips_the_target_then_recovers(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_circuit_opens_skips_the_target_then_recovers(
+        app_gateway_factory, home, cloud) -> None:
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules, circuit_failures=2,
-                                          circuit_cooldown=1.0))
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules, circuit_failures=2,
+                                                    circuit_cooldown=1.0))
     client = gateway.client()
     cloud.failing.add("fake-model")
     for _ in range(2):
-        assert chat(client)[1]["x-ownlight-route"] == "home/fake-model"
+        assert (await chat(client))[1]["x-ownlight-route"] == "home/fake-model"
     calls = len(cloud.received)
-    _, headers = chat(client)
+    _, headers = await chat(client)
     assert len(cloud.received) == calls  # open circuit: the cloud was not even tried
     assert "cloud circuit_open" in headers["x-ownlight-route-reason"]
     cloud.failing.clear()
-    time.sleep(1.1)
-    _, headers = chat(client)  # half-open: one probe goes through and succeeds
+    await asyncio.sleep(1.1)
+    _, headers = await chat(client)  # half-open: one probe goes through and succeeds
     assert headers["x-ownlight-route"] == "cloud/fake-model"
     assert len(cloud.received) == calls + 1
 
 
-def test_retries_with_backoff_before_failing_over(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_retries_with_backoff_before_failing_over(app_gateway_factory, home, cloud) -> None:
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules, cloud_model="fake-500",
-                                          retries=2, backoff=0.01, circuit_failures=10))
-    _, headers = chat(gateway.client())
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules,
+                                                    cloud_model="fake-500", retries=2,
+                                                    backoff=0.01, circuit_failures=10))
+    _, headers = await chat(gateway.client())
     assert headers["x-ownlight-route"] == "home/fake-model"
     assert len(cloud.received) == 3  # one try and two retries
 
 
-def test_forced_local_never_leaves_even_when_home_fails(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_forced_local_never_leaves_even_when_home_fails(
+        app_gateway_factory, home, cloud) -> None:
     rules = ('[[routing.rules]]\nname = "finance-stays-home"\nwhen = { groups = ["finance"] }\n'
              'action = "local"\n[[routing.rules]]\nname = "rest"\naction = "cloud"\n')
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules))
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules))
     finance = gateway.client(gateway.create_key("fiona", ("finance", "eng")))
-    reply, headers = chat(finance, extra_headers={"x-ownlight-prefer": "cloud"})
+    reply, headers = await chat(finance, extra_headers={"x-ownlight-prefer": "cloud"})
     assert headers["x-ownlight-route"] == "home/fake-model"
     assert headers["x-ownlight-route-reason"] == "rule finance-stays-home"
     home.failing.add("fake-model")
     with pytest.raises(openai.InternalServerError):
-        chat(finance, extra_headers={"x-ownlight-prefer": "cloud"})
+        await chat(finance, extra_headers={"x-ownlight-prefer": "cloud"})
     with pytest.raises(openai.BadRequestError) as caught:
-        chat(finance, model="cloud-only")  # no local target: refused, nothing sent
+        await chat(finance, model="cloud-only")  # no local target: refused, nothing sent
     assert caught.value.code == "policy_local_only"
     assert cloud.received == []
 
 
-def test_prefer_header_only_for_keys_allowed_to_choose(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_prefer_header_only_for_keys_allowed_to_choose(
+        app_gateway_factory, home, cloud) -> None:
     rules = '[[routing.rules]]\nname = "default-home"\naction = "score"\nwhen = {}\n'
     toml = routed_toml(home, cloud, rules=rules).replace("threshold = 0.5", "threshold = 1.0")
-    gateway = gateway_factory(toml)
+    gateway = await app_gateway_factory(toml)
     engineer = gateway.client(gateway.create_key("erin", ("eng",)))
     sales = gateway.client(gateway.create_key("sam", ("sales",)))
-    _, headers = chat(engineer, extra_headers={"x-ownlight-prefer": "cloud"})
+    _, headers = await chat(engineer, extra_headers={"x-ownlight-prefer": "cloud"})
     assert headers["x-ownlight-route"] == "cloud/fake-model"
     assert headers["x-ownlight-route-reason"] == "header x-ownlight-prefer=cloud"
-    _, headers = chat(sales, extra_headers={"x-ownlight-prefer": "cloud"})
+    _, headers = await chat(sales, extra_headers={"x-ownlight-prefer": "cloud"})
     assert headers["x-ownlight-route"] == "home/fake-model"  # header ignored
     assert headers["x-ownlight-route-reason"].startswith("complexity=")
 
 
-def test_deny_rule_is_a_400_refusal(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_deny_rule_is_a_400_refusal(app_gateway_factory, home, cloud) -> None:
     rules = ('[[routing.rules]]\nname = "no-contractors"\nwhen = { tenants = ["contractors"] }\n'
              'action = "deny"\n')
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules))
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules))
     with pytest.raises(openai.BadRequestError):
-        chat(gateway.client(gateway.create_key("cy", tenant="contractors")))
+        await chat(gateway.client(gateway.create_key("cy", tenant="contractors")))
     assert home.received == [] and cloud.received == []
 
 
-def test_budget_exhaustion_goes_local_then_429_then_resets(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_budget_exhaustion_goes_local_then_429_then_resets(
+        app_gateway_factory, home, cloud) -> None:
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
     budgets = ('[[routing.budgets]]\nscope = "key"\nmatch = "*"\nperiod = "day"\n'
                'limit_usd = 1.0\n')
     # 7 prompt tokens at 100,000 USD per million: 0.70 USD a request.
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules, extra=budgets,
-                                          price_in=100000.0))
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules, extra=budgets,
+                                                    price_in=100000.0))
     client = gateway.client(gateway.create_key("bo"))
-    assert chat(client)[1]["x-ownlight-route"] == "cloud/fake-model"
-    assert chat(client)[1]["x-ownlight-route"] == "cloud/fake-model"  # 0.70 < 1.0 before
-    _, headers = chat(client)
+    assert (await chat(client))[1]["x-ownlight-route"] == "cloud/fake-model"
+    assert (await chat(client))[1]["x-ownlight-route"] == "cloud/fake-model"  # 0.70 < 1.0
+    _, headers = await chat(client)
     assert headers["x-ownlight-route"] == "home/fake-model"
     assert "budget: key bo reached its day limit of 1 USD" in headers["x-ownlight-route-reason"]
     with pytest.raises(openai.RateLimitError) as caught:
-        chat(client, model="cloud-only")
+        await chat(client, model="cloud-only")
     assert caught.value.code == "budget_exceeded"
     other = gateway.client(gateway.create_key("di"))  # budgets are per key
-    assert chat(other)[1]["x-ownlight-route"] == "cloud/fake-model"
+    assert (await chat(other))[1]["x-ownlight-route"] == "cloud/fake-model"
 
     book = gateway.runtime.pipeline.budgets
     book.now = lambda: datetime.now(UTC) + timedelta(days=1)
-    assert chat(client)[1]["x-ownlight-route"] == "cloud/fake-model"  # a new day
+    assert (await chat(client))[1]["x-ownlight-route"] == "cloud/fake-model"  # a new day
 
 
-def test_spend_survives_a_restart(gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_spend_survives_a_restart(app_gateway_factory, home, cloud) -> None:
     from ownlight.routing.budgets import Budget, BudgetBook
     from ownlight.store.sqlite import StateStore
 
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
-    gateway = gateway_factory(routed_toml(home, cloud, rules=rules, price_in=100000.0))
+    gateway = await app_gateway_factory(routed_toml(home, cloud, rules=rules, price_in=100000.0))
     key = gateway.create_key("pat")
-    chat(gateway.client(key))
+    await chat(gateway.client(key))
     principal = gateway.runtime.keys.authenticate(key)
-    gateway.stop()
+    await gateway.stop()
     reopened = BudgetBook(StateStore(gateway.config.data_dir / "state.db"),
                           [Budget("key", "pat", "month", 10.0)])
     assert reopened.spent(reopened.budgets[0], principal) == pytest.approx(0.7)
 
 
-def test_complexity_sends_hard_prompts_to_the_cloud_and_easy_ones_home(
-        gateway_factory, home, cloud) -> None:
+@pytest.mark.anyio
+async def test_complexity_sends_hard_prompts_to_the_cloud_and_easy_ones_home(
+        app_gateway_factory, home, cloud) -> None:
     """The packaged scorer, through the gateway: the threshold splits two dev prompts."""
     from ownlight.routing.complexity import ComplexityRouter
 
@@ -216,10 +238,10 @@ def test_complexity_sends_hard_prompts_to_the_cloud_and_easy_ones_home(
     assert low < high
     threshold = round((low + high) / 2, 6)
     toml = routed_toml(home, cloud).replace("threshold = 0.5", f"threshold = {threshold}")
-    client = gateway_factory(toml).client()
+    client = (await app_gateway_factory(toml)).client()
     routes = {}
     for prompt in (easy, hard):
-        raw = client.chat.completions.with_raw_response.create(
+        raw = await client.chat.completions.with_raw_response.create(
             model="auto", messages=[{"role": "user", "content": prompt}])
         routes[prompt] = (raw.headers["x-ownlight-route"], raw.headers["x-ownlight-route-reason"])
     assert routes[easy] == ("home/fake-model", f"complexity={low:.2f}<={threshold:g}")
