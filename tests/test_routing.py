@@ -190,6 +190,7 @@ def test_budget_exhaustion_goes_local_then_429_then_resets(gateway_factory, home
 
 def test_spend_survives_a_restart(gateway_factory, home, cloud) -> None:
     from ownlight.routing.budgets import Budget, BudgetBook
+    from ownlight.store.spend import SqliteSpend
     from ownlight.store.sqlite import StateStore
 
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
@@ -198,7 +199,7 @@ def test_spend_survives_a_restart(gateway_factory, home, cloud) -> None:
     chat(gateway.client(key))
     principal = gateway.runtime.keys.authenticate(key)
     gateway.stop()
-    reopened = BudgetBook(StateStore(gateway.config.data_dir / "state.db"),
+    reopened = BudgetBook(SqliteSpend(StateStore(gateway.config.data_dir / "state.db")),
                           [Budget("key", "pat", "month", 10.0)])
     assert reopened.spent(reopened.budgets[0], principal) == pytest.approx(0.7)
 

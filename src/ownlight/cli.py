@@ -31,6 +31,7 @@ from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group
 from ownlight.runtime import Runtime, freeze_startup_objects, open_keys, state_path
+from ownlight.store.db_cli import db_group
 from ownlight.store.files import private_umask, secure_data_dir
 
 err = Console(stderr=True)
@@ -269,7 +270,8 @@ def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: 
                 as_json: bool) -> None:
     """Make a key. It is printed once, alone on the last line; only its hash is kept."""
     config = _load(ctx)
-    key, record = open_keys(config).create(name, groups, tenant)
+    with open_keys(config) as store:
+        key, record = store.create(name, groups, tenant)
     record_admin_act(state_path(config), AdminRecord(
         "key.create", name, "cli", tenant, {"key_id": record.id, "groups": list(groups)}))
     if as_json:
@@ -286,7 +288,8 @@ def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: 
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """List keys (prefixes only; keys themselves are never stored)."""
-    records = open_keys(_load(ctx)).list()
+    with open_keys(_load(ctx)) as store:
+        records = store.list()
     if as_json:
         click.echo(json.dumps([r.__dict__ | {"groups": list(r.groups)} for r in records]))
         return
@@ -303,7 +306,8 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 def keys_revoke(ctx: click.Context, ident: str) -> None:
     """Revoke a key by id, name or prefix. Takes effect on the next request."""
     config = _load(ctx)
-    count = open_keys(config).revoke(ident)
+    with open_keys(config) as store:
+        count = store.revoke(ident)
     if not count:
         raise click.ClickException(f"no active key matches {ident!r}")
     record_admin_act(state_path(config), AdminRecord("key.revoke", ident, "cli",
@@ -401,6 +405,7 @@ main.add_command(eval_group)
 main.add_command(guard_group)
 main.add_command(privacy_group)
 main.add_command(router_group)
+main.add_command(db_group)
 main.add_command(ingest_command)
 main.add_command(search_command)
 

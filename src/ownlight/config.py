@@ -35,6 +35,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     ValidationError,
 )
@@ -92,6 +93,12 @@ def _to_secret(value: Any) -> Secret:
     raise ValueError(_SECRET_SHAPE)
 
 
+def _from_secret(secret: Secret) -> Any:
+    """A secret back in the shape it was written in (so settings dumped and validated again,
+    as ``Config.with_overrides`` does, keep their references)."""
+    return secret.ref if secret.source == "inline" else {f"${secret.source}": secret.ref}
+
+
 def parse_secret(value: Any, where: str) -> Secret | None:
     if value is None:
         return None
@@ -114,7 +121,7 @@ def _one_or_many(value: Any) -> Any:
 
 # A list of names where a single name may be written without brackets.
 Names = Annotated[list[str], BeforeValidator(_one_or_many)]
-SecretRef = Annotated[Secret, PlainValidator(_to_secret)]
+SecretRef = Annotated[Secret, PlainValidator(_to_secret), PlainSerializer(_from_secret)]
 
 
 def setting(default: Any = ..., help: str = "") -> Any:
@@ -395,6 +402,15 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+class StoreSettings(Table):
+    url: SecretRef | None = setting(
+        None, 'PostgreSQL URL of the store every instance shares (keys, spend, stored '
+              'responses), e.g. `postgresql://ownlight@db.internal/ownlight`, or '
+              '{"$env" = "NAME"} / {"$file" = "path"}; unset: the SQLite file in the data dir.')
+    max_connections: int = setting(
+        10, "Most connections one instance keeps open to the PostgreSQL store.")
+
+
 class Settings(Table):
     """Everything but the model aliases: what :attr:`Config.settings` holds."""
 
@@ -409,6 +425,7 @@ class Settings(Table):
     audit: AuditSettings = AuditSettings()
     guard: GuardSettings = GuardSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    store: StoreSettings = StoreSettings()
 
 
 class Document(Settings):
@@ -878,6 +895,8 @@ def effective_view(config: Config) -> dict[str, Any]:
         row.update(_mask_extra(entry.extra))
         models[alias] = row
     out = _mask_extra(out)
+    if config.settings.store.url is not None:  # may hold a password
+        out["store"]["url"] = config.settings.store.url.masked()
     out["models"] = models
     return out
 
