@@ -1,0 +1,79 @@
+"""Two Ownlight instances on one real PostgreSQL behave as one, end to end.
+
+Each instance is a real server with its own data dir; ``[store] url`` points both at the
+session's PostgreSQL. A key is made with ``ownlight keys create`` from a third data dir (an
+operator's machine), used through the ``openai`` SDK on both instances, a stored response
+is continued on the other instance, and the key, revoked from the command line, is then
+refused by both.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import openai
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from ownlight.cli import main
+from tests.conftest import upstream_toml
+from tests.support.fake_upstream import FakeUpstream
+
+
+def cli(tmp_path: Path, url: str, *args: str) -> str:
+    env = {"OWNLIGHT_DATA_DIR": str(tmp_path / "operator"), "OWNLIGHT_STORE_URL": url}
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_two_instances_share_keys_responses_and_spend(gateway_factory, fake_upstream: FakeUpstream,
+                                                     postgres_url: str, tmp_path: Path) -> None:
+    toml = upstream_toml("cloud", fake_upstream.url, "fake-echo", retries=0, price_in=1000.0)
+    toml += f'[store]\nurl = "{postgres_url}"\n'
+    first, second = gateway_factory(toml), gateway_factory(toml)
+
+    made = json.loads(cli(tmp_path, postgres_url, "keys", "create", "--name", "alice",
+                          "--group", "staff", "--tenant", "acme", "--json"))
+    key = made["key"]
+    one, two = first.client(key), second.client(key)
+    for client in (one, two):
+        reply = client.chat.completions.create(
+            model="cloud", messages=[{"role": "user", "content": "hello"}])
+        assert reply.choices[0].message.content == "You said: hello"
+
+    started = one.responses.create(model="cloud", input="remember 42")
+    continued = two.responses.create(model="cloud", input="what did I say?",
+                                     previous_response_id=started.id)
+    assert continued.output_text == "You said: what did I say?"
+    assert two.responses.retrieve(started.id).output_text == "You said: remember 42"
+    stranger = second.client(second.create_key("bob", tenant="acme"))
+    with pytest.raises(openai.NotFoundError):
+        stranger.responses.retrieve(started.id)
+
+    month = datetime.now(UTC).strftime("%Y-%m")
+    spent = [g.runtime.pipeline.budgets.spend.spent(("key", "alice", month))
+             for g in (first, second)]
+    assert spent[0] == spent[1] > 0  # both instances' requests, counted once each
+
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT name, tenant, groups FROM api_keys ORDER BY id").fetchall()
+    assert rows == [("alice", "acme", ["staff"]), ("bob", "acme", [])]
+    for gateway in (first, second):  # nothing shared was written to an instance's own file
+        with sqlite3.connect(gateway.config.data_dir / "state.db") as db:
+            assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM responses").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM spend").fetchone() == (0,)
+
+    assert "revoked 1 key(s)" in cli(tmp_path, postgres_url, "keys", "revoke", "alice")
+    for client in (one, two):
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(
+                model="cloud", messages=[{"role": "user", "content": "hello"}])
+    listed = json.loads(cli(tmp_path, postgres_url, "keys", "list", "--json"))
+    assert [(k["name"], k["revoked_at"] is not None) for k in listed] == [
+        ("alice", True), ("bob", False)]
