@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 from ownlight.cli import main
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import Postgres, running
 
 
 def cli(tmp_path: Path, url: str, *args: str) -> str:
@@ -77,3 +79,38 @@ def test_two_instances_share_keys_responses_and_spend(gateway_factory, fake_upst
     listed = json.loads(cli(tmp_path, postgres_url, "keys", "list", "--json"))
     assert [(k["name"], k["revoked_at"] is not None) for k in listed] == [
         ("alice", True), ("bob", False)]
+
+
+def test_a_lost_store_refuses_with_503_then_recovers(gateway_factory, fake_upstream: FakeUpstream
+                                                     ) -> None:
+    """PostgreSQL stopped under a running instance: requests fail closed with 503 and
+    ``Retry-After`` (no key is trusted), never a traceback; once it is back, the same key
+    works again without restarting Ownlight."""
+    with running(Postgres()) as server:
+        url = server.database()
+        toml = upstream_toml("cloud", fake_upstream.url, "fake-echo", retries=0)
+        gateway = gateway_factory(toml + f'[store]\nurl = "{url}"\n')
+        client = gateway.client(gateway.create_key("alice"))
+
+        def ask() -> str | None:
+            reply = client.chat.completions.create(
+                model="cloud", messages=[{"role": "user", "content": "hello"}])
+            return reply.choices[0].message.content
+
+        assert ask() == "You said: hello"
+        server.halt()
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError) as failed:
+                ask()
+            assert failed.value.status_code == 503
+            assert failed.value.response.headers["retry-after"] == "5"
+            assert failed.value.response.json()["error"]["code"] == "store_unavailable"
+        server.resume()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert ask() == "You said: hello"
+                break
+            except openai.InternalServerError:
+                assert time.monotonic() < deadline, "the store did not come back"
+                time.sleep(0.2)

@@ -82,12 +82,19 @@ class Postgres:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--encoding=UTF8", "--no-sync")
+        self.resume()
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")  # pgvector is there
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (``resume`` starts it again, same port)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t",
                   str(int(START_TIMEOUT)), "-o",
                   f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
                   "-c max_connections=200", "start")
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")  # pgvector is there
 
     def database(self) -> str:
         """A new empty database's URL."""

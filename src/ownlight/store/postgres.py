@@ -5,23 +5,29 @@ it at once, so, as with the SQLite file, nothing is cached here: every call is a
 and a key revoked anywhere is refused on the next request that reaches any instance.
 
 Connections come from a psycopg pool in autocommit mode: a read is one statement, a write
-that must be atomic runs in ``transaction()``. Schema steps (``postgres_migrations``) are
-applied when the store opens, by whichever instance first takes the database's advisory
-lock; the others wait on the lock and then find nothing left to do, so instances started
-together apply each step exactly once.
+that must be atomic runs in ``transaction()``. When the server cannot be reached, a call
+fails closed with ``StoreUnavailable`` (503 with ``Retry-After``: no key is trusted while
+the store cannot say whether it is revoked). A read is tried once more on a fresh connection first, since a
+connection that broke while idle (the server restarted) is the usual cause. The pool
+reconnects in the background, so service comes back with the server.
+
+Schema steps (``postgres_migrations``) are applied when the store opens, by whichever
+instance first takes the database's advisory lock; the others wait on the lock and then
+find nothing left to do, so instances started together apply each step exactly once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ownlight.errors import ConfigError
+from ownlight.errors import ConfigError, StoreUnavailable
 from ownlight.store.base import MigrationState
 from ownlight.store.postgres_migrations import POSTGRES_MIGRATIONS
 
@@ -29,6 +35,11 @@ from ownlight.store.postgres_migrations import POSTGRES_MIGRATIONS
 # not use ("OWNL" in ASCII).
 MIGRATION_LOCK = 0x4F574E4C
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server when the store opens
+WAIT_TIMEOUT = 3.0  # seconds a call waits for a pooled connection before failing closed
+RETRY_AFTER = 5.0  # seconds a client is told to wait when the store is unreachable
+UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+
+log = logging.getLogger("ownlight.store")
 
 
 def without_password(url: str) -> str:
@@ -48,7 +59,7 @@ class PostgresDatabase:
         self.url = url
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, name="ownlight-store",
-            kwargs={"autocommit": True}, timeout=CONNECT_TIMEOUT)
+            kwargs={"autocommit": True}, timeout=WAIT_TIMEOUT)
         try:
             # One plain connection first: a refused or misspelt address fails at once with
             # the server's reason, where the pool would retry until its timeout.
@@ -71,12 +82,30 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """Run statements atomically; a failure rolls everything back."""
-        with self.pool.connection() as conn, conn.transaction():
-            yield conn
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except UNREACHABLE as exc:
+            raise self._unavailable(exc) from None
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._query(sql, params)
+        except psycopg.OperationalError:
+            pass  # a connection broken while idle is dropped by the pool: once more
+        try:
+            return self._query(sql, params)
+        except UNREACHABLE as exc:
+            raise self._unavailable(exc) from None
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         with self.pool.connection() as conn:
             return conn.execute(sql, params).fetchall()
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        log.warning("the store at %s is unreachable: %s", self.where, str(exc).strip())
+        return StoreUnavailable("Ownlight's state store is unreachable; try again shortly.",
+                                retry_after=RETRY_AFTER)
 
     # -- migrations -------------------------------------------------------------------------
 
