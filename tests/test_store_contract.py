@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 from ownlight.auth import KeyStore
 from ownlight.cli import main
 from ownlight.config import Config, load_config
-from ownlight.errors import AuthenticationFailed, ConfigError, NotFound
+from ownlight.errors import AuthenticationFailed, ConfigError, NotFound, StoreUnavailable
 from ownlight.principal import Principal
 from ownlight.routing.budgets import Budget, BudgetBook
 from ownlight.store.base import Migrations
@@ -32,6 +33,7 @@ from ownlight.store.open import Stores, open_stores, store_url
 from ownlight.store.postgres import PostgresDatabase, without_password
 from ownlight.store.postgres_migrations import POSTGRES_MIGRATIONS
 from ownlight.store.sqlite import StateStore
+from tests.support.servers import Postgres, running
 
 ALICE = Principal(1, "alice", "acme", ("staff",))
 
@@ -320,3 +322,35 @@ def test_a_store_url_may_be_a_secret_reference(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"store.ulr \(did you mean store.url\?\)"):
         path.write_text('[store]\nulr = "postgresql://db.internal/ownlight"\n')
         load_config(path, env={})
+
+
+def test_budgets_fail_closed_when_the_store_is_lost(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A budget check that cannot read spend refuses (503); a charge that cannot be written
+    is logged, not raised, so the request's ledger record (which has the cost) is kept."""
+    with running(Postgres()) as server:
+        config = config_for("postgresql", tmp_path / "data", server.database())
+        state = StateStore(tmp_path / "state.db")
+        stores = open_stores(config, state)
+        book = BudgetBook(stores.spend, [Budget("key", "*", "month", 1.0)])
+        book.charge(ALICE, 0.5)
+        server.halt()
+        try:
+            with pytest.raises(StoreUnavailable) as lost:
+                book.exhausted(ALICE)
+            assert lost.value.status == 503 and lost.value.retry_after == 5.0
+            book.charge(ALICE, 0.25)
+            assert "spend of 0.250000 USD by alice (tenant acme) not counted" in caplog.text
+            with pytest.raises(StoreUnavailable):
+                KeyStore(stores.keys).authenticate("ol-anything")
+        finally:
+            server.resume()
+        deadline = time.monotonic() + 20  # the pool reconnects by itself, within seconds
+        while True:
+            try:
+                assert book.spent(book.budgets[0], ALICE) == pytest.approx(0.5)
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the store did not come back"
+        stores.close()
+        state.close()

@@ -11,19 +11,24 @@ Config shape::
 Spend is the sum of token usage times the target's price; local targets cost
 nothing and never count. Spend survives restarts and resets when a period starts. The sums
 are kept by the configured store (``store.base.SpendRows``): the SQLite file, or PostgreSQL
-shared by every instance.
+shared by every instance. A check that cannot read the store fails closed (the store's
+``StoreUnavailable``); a charge it cannot take is logged and dropped rather than lose the
+request's ledger record, which keeps the cost too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ownlight.errors import ConfigError
+from ownlight.errors import ConfigError, StoreUnavailable
 from ownlight.principal import Principal
 from ownlight.store.base import SpendRows
+
+log = logging.getLogger("ownlight.budgets")
 
 
 @dataclass(frozen=True)
@@ -98,4 +103,9 @@ class BudgetBook:
                    for b in self.budgets if b.applies_to(principal)}
         entries |= {("key", principal.name, self.now().strftime("%Y-%m")),
                     ("tenant", principal.tenant, self.now().strftime("%Y-%m"))}
-        self.spend.add(entries, usd)
+        try:
+            self.spend.add(entries, usd)
+        except StoreUnavailable:
+            log.error("spend of %.6f USD by %s (tenant %s) not counted: the store is "
+                      "unreachable (the request's ledger record keeps its cost)",
+                      usd, principal.name, principal.tenant)

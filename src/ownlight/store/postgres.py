@@ -7,9 +7,9 @@ and a key revoked anywhere is refused on the next request that reaches any insta
 Connections come from a psycopg pool in autocommit mode: a read is one statement, a write
 that must be atomic runs in ``transaction()``. When the server cannot be reached, a call
 fails closed with ``StoreUnavailable`` (503 with ``Retry-After``: no key is trusted while
-the store cannot say whether it is revoked). A read is tried once more on a fresh connection first, since a
-connection that broke while idle (the server restarted) is the usual cause. The pool
-reconnects in the background, so service comes back with the server.
+the store cannot say whether it is revoked). A read is tried once more on a fresh
+connection first, since a connection that broke while idle (the server restarted) is the
+usual cause. The pool reconnects in the background, so service comes back with the server.
 
 Schema steps (``postgres_migrations``) are applied when the store opens, by whichever
 instance first takes the database's advisory lock; the others wait on the lock and then
@@ -91,6 +91,8 @@ class PostgresDatabase:
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._query(sql, params)
+        except PoolTimeout as exc:  # no connection to be had: the server is down
+            raise self._unavailable(exc) from None
         except psycopg.OperationalError:
             pass  # a connection broken while idle is dropped by the pool: once more
         try:
