@@ -10,11 +10,15 @@ refused by both.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import openai
 import psycopg
 import pytest
@@ -22,7 +26,7 @@ from click.testing import CliRunner
 
 from ownlight.cli import main
 from tests.conftest import upstream_toml
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, free_port
 from tests.support.servers import Postgres, running
 
 
@@ -114,3 +118,51 @@ def test_a_lost_store_refuses_with_503_then_recovers(gateway_factory, fake_upstr
             except openai.InternalServerError:
                 assert time.monotonic() < deadline, "the store did not come back"
                 time.sleep(0.2)
+
+
+def test_ownlight_serve_on_postgresql(fake_upstream: FakeUpstream, postgres_url: str,
+                                      tmp_path: Path) -> None:
+    """Two ``ownlight serve`` processes configured with ``[store] url``: the first makes
+    the admin key (printed once), the second finds it and makes none; the key works on the
+    second through the openai SDK."""
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        for number in range(2):
+            port = free_port()
+            config = tmp_path / f"ownlight-{number}.toml"
+            config.write_text(f'data_dir = "{tmp_path / f"data-{number}"}"\n'
+                              f'[store]\nurl = "{postgres_url}"\n')
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "ownlight.cli", "--config", str(config), "serve",
+                 "--no-local", "--port", str(port), "--upstream", f"cloud={fake_upstream.url}"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                env={**os.environ, "PYTHONPATH": ":".join(sys.path)}))
+            wait_ready(f"http://127.0.0.1:{port}", servers[-1])
+        assert servers[0].stdout is not None
+        key = servers[0].stdout.readline().strip()  # the first line it printed
+        assert key.startswith("ol-")
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key,
+                           max_retries=0) as client:
+            reply = client.chat.completions.create(
+                model="cloud", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].message.content
+        servers[1].terminate()
+        assert not servers[1].communicate(timeout=30)[0].strip()  # no second admin key
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.terminate()
+                server.communicate(timeout=30)
+
+
+def wait_ready(url: str, server: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "ownlight serve exited"
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready")

@@ -127,6 +127,35 @@ def test_keys_are_revoked_by_id_or_prefix(stores: Stores) -> None:
             keys.authenticate(key)
 
 
+def test_instances_starting_together_make_one_first_key(config: Config) -> None:
+    """``ownlight serve`` makes an admin key on an empty store; four instances (each its own
+    handle on the database) starting at once make one between them."""
+    count = 4
+    states = [StateStore(config.data_dir / "state.db") for _ in range(count)]
+    handles = [open_stores(config, state) for state in states]
+    start = threading.Barrier(count)
+    made: list[object] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait()
+        made[i] = KeyStore(handles[i].keys).create_first("admin", ("admin",))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert sum(m is not None for m in made) == 1
+        assert [(r.name, r.groups) for r in KeyStore(handles[0].keys).list()] == [
+            ("admin", ("admin",))]
+        assert KeyStore(handles[0].keys).create_first("admin") is None
+    finally:
+        for handle, state in zip(handles, states, strict=True):
+            handle.close()
+            state.close()
+
+
 # -- stored responses -----------------------------------------------------------------------
 
 

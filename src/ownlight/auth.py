@@ -60,6 +60,17 @@ class KeyStore:
         key_id = self.rows.insert(name, key[:10], hash_key(key), tenant, groups, now)
         return key, KeyRecord(key_id, name, key[:10], tenant, groups, now, None)
 
+    def create_first(self, name: str, groups: tuple[str, ...] = ()
+                     ) -> tuple[str, KeyRecord] | None:
+        """Make a key only if none exists yet (the first admin key of a new install); None
+        when there was one, even if another instance made it a moment ago."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        key_id = self.rows.insert_first(name, key[:10], hash_key(key), "default", groups, now)
+        if key_id is None:
+            return None
+        return key, KeyRecord(key_id, name, key[:10], "default", groups, now, None)
+
     def list(self) -> list[KeyRecord]:
         return self.rows.all()
 

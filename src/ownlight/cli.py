@@ -153,9 +153,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
 
 def _bootstrap_key(runtime: Runtime) -> None:
     """On a brand-new install, make the first key so the operator can call the API."""
-    if runtime.keys.list():
+    made = runtime.keys.create_first("admin", groups=("admin",))
+    if made is None:
         return
-    key, record = runtime.keys.create("admin", groups=("admin",))
+    key, record = made
     runtime.pipeline.ledger.write_sync(AdminRecord(
         "key.create", "admin", "ownlight serve", details={"key_id": record.id,
                                                           "groups": ["admin"]}))

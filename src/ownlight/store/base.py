@@ -43,6 +43,12 @@ class KeyRows(Protocol):
         """Store a new key; returns its id."""
         ...
 
+    def insert_first(self, name: str, prefix: str, key_hash: str, tenant: str,
+                     groups: tuple[str, ...], created_at: str) -> int | None:
+        """Store a key only if there is none at all, atomically (instances starting together
+        on an empty store make one first key between them); its id, or None."""
+        ...
+
     def all(self) -> list[KeyRecord]:
         """Every key, revoked ones too, oldest first."""
         ...

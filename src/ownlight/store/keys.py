@@ -29,6 +29,18 @@ class SqliteKeys:
             )
         return int(cursor.lastrowid or 0)
 
+    def insert_first(self, name: str, prefix: str, key_hash: str, tenant: str,
+                     groups: tuple[str, ...], created_at: str) -> int | None:
+        with self.store.transaction() as db:  # BEGIN IMMEDIATE: one writer at a time
+            if db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                return None
+            cursor = db.execute(
+                "INSERT INTO api_keys (name, prefix, key_hash, tenant, groups, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, prefix, key_hash, tenant, json.dumps(list(groups)), created_at),
+            )
+        return int(cursor.lastrowid or 0)
+
     def all(self) -> list[KeyRecord]:
         rows = self.store.query(
             "SELECT id, name, prefix, tenant, groups, created_at, revoked_at"
@@ -80,6 +92,22 @@ class PostgresKeys:
     def insert(self, name: str, prefix: str, key_hash: str, tenant: str,
                groups: tuple[str, ...], created_at: str) -> int:
         with self.db.transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO api_keys (name, prefix, key_hash, tenant, groups, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (name, prefix, key_hash, tenant, list(groups),
+                 datetime.fromisoformat(created_at)),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def insert_first(self, name: str, prefix: str, key_hash: str, tenant: str,
+                     groups: tuple[str, ...], created_at: str) -> int | None:
+        with self.db.transaction() as conn:
+            # Blocks other writers of api_keys (not readers) until this transaction ends.
+            conn.execute("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
+            if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                return None
             row = conn.execute(
                 "INSERT INTO api_keys (name, prefix, key_hash, tenant, groups, created_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
