@@ -88,8 +88,8 @@ def test_two_instances_share_keys_responses_and_spend(gateway_factory, fake_upst
 def test_a_lost_store_refuses_with_503_then_recovers(gateway_factory, fake_upstream: FakeUpstream
                                                      ) -> None:
     """PostgreSQL stopped under a running instance: requests fail closed with 503 and
-    ``Retry-After`` (no key is trusted), never a traceback; once it is back, the same key
-    works again without restarting Ownlight."""
+    ``Retry-After`` (no key is trusted), never a traceback, and once the store is known to be
+    down at once; once it is back, the same key works again without restarting Ownlight."""
     with running(Postgres()) as server:
         url = server.database()
         toml = upstream_toml("cloud", fake_upstream.url, "fake-echo", retries=0)
@@ -103,12 +103,16 @@ def test_a_lost_store_refuses_with_503_then_recovers(gateway_factory, fake_upstr
 
         assert ask() == "You said: hello"
         server.halt()
-        for _ in range(2):
+        for attempt in range(3):
+            started = time.monotonic()
             with pytest.raises(openai.InternalServerError) as failed:
                 ask()
             assert failed.value.status_code == 503
             assert failed.value.response.headers["retry-after"] == "5"
             assert failed.value.response.json()["error"]["code"] == "store_unavailable"
+            if attempt:  # known down: refused at once, the event loop is not held
+                assert time.monotonic() - started < 0.5
+        assert httpx.get(gateway.url + "/healthz", timeout=1).status_code == 200
         server.resume()
         deadline = time.monotonic() + 20
         while True:

@@ -383,3 +383,23 @@ def test_budgets_fail_closed_when_the_store_is_lost(tmp_path: Path,
                 assert time.monotonic() < deadline, "the store did not come back"
         stores.close()
         state.close()
+
+
+def test_a_dropped_connection_is_retried_and_a_failed_statement_is_not_an_outage(
+        postgres_url: str) -> None:
+    """A pooled connection killed by the server (an idle timeout, a failover) costs a read
+    nothing: it is tried again on a fresh one. A statement that fails on its own (here a
+    statement timeout) raises as itself and does not mark the store down."""
+    db = PostgresDatabase(postgres_url, max_connections=1)
+    try:
+        pid = db.query("SELECT pg_backend_pid()")[0][0]
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert db.query("SELECT 1") == [(1,)]
+        assert db.query("SELECT pg_backend_pid()")[0][0] != pid
+        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as conn:
+            conn.execute("SET LOCAL statement_timeout = 10")
+            conn.execute("SELECT pg_sleep(1)")
+        assert db.query("SELECT 2") == [(2,)]
+    finally:
+        db.close()

@@ -9,7 +9,10 @@ that must be atomic runs in ``transaction()``. When the server cannot be reached
 fails closed with ``StoreUnavailable`` (503 with ``Retry-After``: no key is trusted while
 the store cannot say whether it is revoked). A read is tried once more on a fresh
 connection first, since a connection that broke while idle (the server restarted) is the
-usual cause. The pool reconnects in the background, so service comes back with the server.
+usual cause. The store calls are made on the event loop's thread, so once the server is
+known to be down, calls fail at once instead of each waiting for a connection (local work
+keeps being served meanwhile), and a probe thread connects every second: when one works,
+the pool's connections are renewed and calls go through again.
 
 Schema steps (``postgres_migrations``) are applied when the store opens, by whichever
 instance first takes the database's advisory lock; the others wait on the lock and then
@@ -19,6 +22,7 @@ find nothing left to do, so instances started together apply each step exactly o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,9 +39,9 @@ from ownlight.store.postgres_migrations import POSTGRES_MIGRATIONS
 # not use ("OWNL" in ASCII).
 MIGRATION_LOCK = 0x4F574E4C
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server when the store opens
-WAIT_TIMEOUT = 3.0  # seconds a call waits for a pooled connection before failing closed
+WAIT_TIMEOUT = 1.0  # seconds a call waits for a pooled connection before failing closed
 RETRY_AFTER = 5.0  # seconds a client is told to wait when the store is unreachable
-UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+PROBE_EVERY = 1.0  # seconds between attempts to reach a store known to be down
 
 log = logging.getLogger("ownlight.store")
 
@@ -57,6 +61,10 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, max_connections: int = 10, migrate: bool = True):
         self.url = url
+        self._down = threading.Event()  # set while the server is known to be unreachable
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._probe: threading.Thread | None = None
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, name="ownlight-store",
             kwargs={"autocommit": True}, timeout=WAIT_TIMEOUT)
@@ -82,32 +90,65 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """Run statements atomically; a failure rolls everything back."""
+        self._check_up()
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                yield conn
-        except UNREACHABLE as exc:
+            with self.pool.connection() as conn:
+                try:
+                    with conn.transaction():
+                        yield conn
+                except psycopg.OperationalError as exc:
+                    if conn.broken or conn.closed:
+                        raise self._unavailable(exc) from None
+                    raise  # the statement's own failure (a deadlock, a timeout)
+        except PoolTimeout as exc:
             raise self._unavailable(exc) from None
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._query(sql, params)
-        except PoolTimeout as exc:  # no connection to be had: the server is down
-            raise self._unavailable(exc) from None
-        except psycopg.OperationalError:
-            pass  # a connection broken while idle is dropped by the pool: once more
-        try:
-            return self._query(sql, params)
-        except UNREACHABLE as exc:
-            raise self._unavailable(exc) from None
+        self._check_up()
+        lost: Exception | None = None
+        for _ in range(2):  # a connection broken while idle is dropped: once more
+            try:
+                with self.pool.connection() as conn:
+                    try:
+                        return conn.execute(sql, params).fetchall()
+                    except psycopg.OperationalError as exc:
+                        if not (conn.broken or conn.closed):
+                            raise
+                        lost = exc
+            except PoolTimeout as exc:  # no connection to be had: the server is down
+                raise self._unavailable(exc) from None
+        assert lost is not None
+        raise self._unavailable(lost)
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        with self.pool.connection() as conn:
-            return conn.execute(sql, params).fetchall()
+    # -- when the server is lost -----------------------------------------------------------
+
+    def _check_up(self) -> None:
+        if self._down.is_set():
+            raise StoreUnavailable("Ownlight's state store is unreachable; try again shortly.",
+                                   retry_after=RETRY_AFTER)
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
-        log.warning("the store at %s is unreachable: %s", self.where, str(exc).strip())
+        """Mark the store down (the probe starts) and say so to the caller."""
+        with self._lock:
+            if not self._down.is_set() and not self._closing.is_set():
+                log.error("the store at %s is unreachable: %s", self.where, str(exc).strip())
+                self._down.set()
+                self._probe = threading.Thread(target=self._watch, daemon=True,
+                                               name="ownlight-store-probe")
+                self._probe.start()
         return StoreUnavailable("Ownlight's state store is unreachable; try again shortly.",
                                 retry_after=RETRY_AFTER)
+
+    def _watch(self) -> None:
+        while not self._closing.wait(PROBE_EVERY):
+            try:
+                psycopg.connect(self.url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+            except psycopg.Error:
+                continue
+            self.pool.check()  # drop the connections the outage broke, open fresh ones
+            self._down.clear()
+            log.warning("the store at %s is reachable again", self.where)
+            return
 
     # -- migrations -------------------------------------------------------------------------
 
@@ -147,4 +188,7 @@ class PostgresDatabase:
         return applied
 
     def close(self) -> None:
+        self._closing.set()
+        if self._probe is not None:
+            self._probe.join(CONNECT_TIMEOUT)
         self.pool.close()
