@@ -10,8 +10,8 @@ fails closed with ``StoreUnavailable`` (503 with ``Retry-After``: no key is trus
 the store cannot say whether it is revoked). A read is tried once more on a fresh
 connection first, since a connection that broke while idle (the server restarted) is the
 usual cause. The store calls are made on the event loop's thread, so once the server is
-known to be down, calls fail at once instead of each waiting for a connection (local work
-keeps being served meanwhile), and a probe thread connects every second: when one works,
+known to be down, calls fail at once instead of each waiting for a connection (the instance
+stays responsive meanwhile), and a probe thread connects every second: when one works,
 the pool's connections are renewed and calls go through again.
 
 Schema steps (``postgres_migrations``) are applied when the store opens, by whichever
