@@ -333,6 +333,13 @@ def test_an_unreachable_store_stops_start_up_with_its_address(tmp_path: Path) ->
     finally:
         state.close()
     assert "s3cret" not in str(caught.value) and "ownlight:****@127.0.0.1" in str(caught.value)
+    env = {"OWNLIGHT_DATA_DIR": str(tmp_path / "data"), "OWNLIGHT_STORE_URL": url}
+    for command in (["keys", "list"], ["db", "status"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 1 and result.exception is not None
+        assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+        assert "Error: cannot reach the store at" in result.output
+        assert "s3cret" not in result.output
 
 
 def test_a_store_url_may_be_a_secret_reference(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ class OwnlightGroup(click.Group):
     """The root command. Before any subcommand runs, this process's files are made private
     and the data dir is checked (``store.files``): a warning naming what other users may
     read and the ``chmod`` that fixes it, or a refusal. Help and ``config`` never open the
-    data dir, so they skip the check."""
+    data dir, so they skip the check. A ``ConfigError`` from any command is its message."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]
                         ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -57,6 +57,14 @@ class OwnlightGroup(click.Group):
         if name != "config" and not ctx.resilient_parsing and not {"-h", "--help"} & set(rest):
             _check_data_dir(ctx.params.get("config_path"))
         return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A configuration that cannot work (a store that cannot be reached, a secret file
+        that is missing) ends any command with its message, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _check_data_dir(config_path: str | None) -> None:
