@@ -113,6 +113,9 @@ def test_a_lost_store_refuses_with_503_then_recovers(gateway_factory, fake_upstr
             if attempt:  # known down: refused at once, the event loop is not held
                 assert time.monotonic() - started < 0.5
         assert httpx.get(gateway.url + "/healthz", timeout=1).status_code == 200
+        ready = httpx.get(gateway.url + "/readyz", timeout=1)
+        assert ready.status_code == 503
+        assert ready.json() == {"ready": False, "store": "unreachable"}
         server.resume()
         deadline = time.monotonic() + 20
         while True:
@@ -122,6 +125,7 @@ def test_a_lost_store_refuses_with_503_then_recovers(gateway_factory, fake_upstr
             except openai.InternalServerError:
                 assert time.monotonic() < deadline, "the store did not come back"
                 time.sleep(0.2)
+        assert httpx.get(gateway.url + "/readyz").json() == {"ready": True}
 
 
 def test_ownlight_serve_on_postgresql(fake_upstream: FakeUpstream, postgres_url: str,

@@ -34,6 +34,10 @@ class Stores:
         """True when the state is in PostgreSQL, shared with other instances."""
         return self._owned is not None
 
+    def reachable(self) -> bool:
+        """Whether the shared store answers (the SQLite file always does)."""
+        return self._owned is None or self._owned.reachable()
+
     def close(self) -> None:
         """Close what was opened here (the SQLite file belongs to whoever opened it)."""
         if self._owned is not None:

@@ -122,6 +122,14 @@ class PostgresDatabase:
 
     # -- when the server is lost -----------------------------------------------------------
 
+    def reachable(self) -> bool:
+        """Whether the server answers now (at once False while it is known to be down)."""
+        try:
+            self.query("SELECT 1")
+        except StoreUnavailable:
+            return False
+        return True
+
     def _check_up(self) -> None:
         if self._down.is_set():
             raise StoreUnavailable("Ownlight's state store is unreachable; try again shortly.",
