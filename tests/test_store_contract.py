@@ -351,6 +351,10 @@ def test_a_store_url_may_be_a_secret_reference(tmp_path: Path) -> None:
     assert store_url(config) == "postgresql://ownlight:pw@db.internal/ownlight"
     assert without_password(store_url(config) or "") == \
         "postgresql://ownlight:****@db.internal/ownlight"
+    assert without_password("postgresql://db.internal/o?sslmode=require&password=pw2") == \
+        "postgresql://db.internal/o?sslmode=require&password=****"
+    assert without_password("host=db.internal password='p w' dbname=o") == \
+        "host=db.internal password=**** dbname=o"
     assert store_url(load_config(env={"OWNLIGHT_DATA_DIR": str(tmp_path / "empty")})) is None
     assert config.with_overrides(server__port=9000).settings.store.url == \
         config.settings.store.url  # the reference survives a re-validation

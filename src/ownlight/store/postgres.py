@@ -22,6 +22,7 @@ find nothing left to do, so instances started together apply each step exactly o
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,8 +47,13 @@ PROBE_EVERY = 1.0  # seconds between attempts to reach a store known to be down
 log = logging.getLogger("ownlight.store")
 
 
+PASSWORD_PARAMETER = re.compile(r"(password\s*=\s*)('[^']*'|[^&\s]*)", re.IGNORECASE)
+
+
 def without_password(url: str) -> str:
-    """``url`` safe to print: the password, if any, is replaced by ``****``."""
+    """``url`` safe to print: a password, in the URL's user part or as a ``password=``
+    parameter (of the URL or of a ``key=value`` connection string), becomes ``****``."""
+    url = PASSWORD_PARAMETER.sub(r"\1****", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -76,9 +82,10 @@ class PostgresDatabase:
         except Exception as exc:
             self.pool.close()
             reason = str(exc).strip()
-            password = urlsplit(url).password
-            if password:
-                reason = reason.replace(password, "****")
+            for password in (urlsplit(url).password, *(
+                    m.group(2).strip("'") for m in PASSWORD_PARAMETER.finditer(url))):
+                if password:
+                    reason = reason.replace(password, "****")
             raise ConfigError(f"cannot reach the store at {self.where}: {reason}") from None
         if migrate:
             self.migrate()
