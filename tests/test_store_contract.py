@@ -414,3 +414,45 @@ def test_a_dropped_connection_is_retried_and_a_failed_statement_is_not_an_outage
         assert db.query("SELECT 2") == [(2,)]
     finally:
         db.close()
+
+
+def test_db_copy_moves_a_single_machine_onto_postgresql(postgres_url: str,
+                                                        tmp_path: Path) -> None:
+    """``ownlight db copy``: keys keep their ids and keep working (a revoked one stays
+    revoked), spend and stored responses follow; a second copy is refused."""
+    env = {"OWNLIGHT_DATA_DIR": str(tmp_path / "data")}
+    state = StateStore(tmp_path / "data" / "state.db")
+    sqlite = open_stores(config_for("sqlite", tmp_path / "data", ""), state)
+    keys = KeyStore(sqlite.keys)
+    kept, _ = keys.create("alice", ("staff",), "acme")
+    gone, _ = keys.create("bob")
+    keys.revoke("bob")
+    BudgetBook(sqlite.spend, []).charge(ALICE, 0.5)
+    sqlite.responses.save(ALICE, {"id": "resp_1", "z": 1, "a": 2}, [{"role": "user"}])
+    before = keys.list()
+    state.close()
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "copy", "--to", postgres_url], env=env)
+    assert result.exit_code == 0, result.output
+    assert "copied 2 key(s), 2 spend total(s) and 1 stored response(s)" in result.output
+    assert "the audit ledger stays in" in result.output
+
+    other = StateStore(tmp_path / "other.db")
+    shared = open_stores(config_for("postgresql", tmp_path / "data", postgres_url), other)
+    try:
+        moved = KeyStore(shared.keys)
+        assert moved.list() == before
+        assert moved.authenticate(kept) == Principal(before[0].id, "alice", "acme", ("staff",))
+        with pytest.raises(AuthenticationFailed):
+            moved.authenticate(gone)
+        assert moved.create("carol")[1].id == before[-1].id + 1  # ids go on after the copy
+        assert shared.spend.spent(("tenant", "acme", datetime.now(UTC).strftime("%Y-%m"))) \
+            == pytest.approx(0.5)
+        body, _ = shared.responses.get(ALICE, "resp_1")
+        assert list(body) == ["id", "z", "a"]
+    finally:
+        shared.close()
+        other.close()
+    again = runner.invoke(main, ["db", "copy", "--to", postgres_url], env=env)
+    assert again.exit_code == 1 and "has keys already" in again.output

@@ -1,4 +1,5 @@
-"""``ownlight db``: the configured store's schema steps, applied or pending, and applying them.
+"""``ownlight db``: the configured store's schema steps, applied or pending, and applying them;
+moving a single machine's state onto PostgreSQL.
 
 Ownlight applies pending steps itself when it starts (on PostgreSQL under an advisory lock,
 so instances started together apply each once); these commands let an operator see and do
@@ -11,22 +12,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
-from ownlight.config import load_config
+from ownlight.config import Config, load_config
 from ownlight.errors import ConfigError
 from ownlight.store.base import Migrations
-from ownlight.store.open import open_stores
+from ownlight.store.copy import copy_state
+from ownlight.store.open import open_stores, store_url
+from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.sqlite import StateStore
+
+
+def _config(ctx: click.Context) -> Config:
+    root = ctx.find_root().obj
+    return load_config(root.get("config_path") if isinstance(root, dict) else None)
 
 
 @contextmanager
 def _database(ctx: click.Context) -> Iterator[Migrations]:
     """The configured store's database, its schema left as it is."""
-    root = ctx.find_root().obj
     try:
-        config = load_config(root.get("config_path") if isinstance(root, dict) else None)
+        config = _config(ctx)
         state = StateStore(config.data_dir / "state.db", migrate=False)
         try:
             stores = open_stores(config, state, migrate=False)
@@ -73,3 +81,40 @@ def db_migrate(ctx: click.Context) -> None:
         click.echo(f"{where}: applied {', '.join(applied)}")
     else:
         click.echo(f"{where}: up to date, nothing to apply")
+
+
+@db_group.command("copy")
+@click.option("--from", "source", metavar="sqlite:PATH",
+              help="The SQLite state file to copy from (default: the data dir's state.db).")
+@click.option("--to", "target", metavar="postgresql://...",
+              help="The PostgreSQL store to copy into (default: [store] url).")
+@click.pass_context
+def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
+    """Copy keys, spend and stored responses from a SQLite state file into a PostgreSQL
+    store that has no keys yet (keys keep their ids; the audit ledger stays in the file)."""
+    try:
+        config = _config(ctx)
+        path = config.data_dir / "state.db"
+        if source is not None:
+            if not source.startswith("sqlite:"):
+                raise click.BadParameter("expected sqlite:PATH", param_hint="--from")
+            path = Path(source.removeprefix("sqlite:")).expanduser()
+        url = target or store_url(config)
+        if not url:
+            raise click.UsageError("no PostgreSQL store: give --to or set [store] url")
+        if not path.is_file():
+            raise click.ClickException(f"no state file at {path}")
+        state = StateStore(path)
+        try:
+            database = PostgresDatabase(url)
+            try:
+                copied = copy_state(state, database)
+            finally:
+                database.close()
+        finally:
+            state.close()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s) and "
+               f"{copied.responses} stored response(s) from {path} to {database.where}; "
+               f"the audit ledger stays in {path}")
