@@ -284,11 +284,12 @@ def test_processes_migrating_together_apply_each_step_once(postgres_url: str,
                                                            tmp_path: Path) -> None:
     """Three ``ownlight db migrate`` processes on one fresh PostgreSQL database: the
     advisory lock lets one apply the steps; the others find them done."""
-    env = {"PATH": "/usr/bin:/bin", "OWNLIGHT_DATA_DIR": str(tmp_path / "data"),
-           "OWNLIGHT_STORE_URL": postgres_url, "PYTHONPATH": ":".join(sys.path)}
+    env = {"PATH": "/usr/bin:/bin", "OWNLIGHT_STORE_URL": postgres_url,
+           "PYTHONPATH": ":".join(sys.path)}
     command = [sys.executable, "-c", "from ownlight.cli import main; main()", "db", "migrate"]
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    processes = [subprocess.Popen(  # as on three machines: each its own data dir
+        command, env={**env, "OWNLIGHT_DATA_DIR": str(tmp_path / f"data-{i}")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
     lines = [out for out, _ in outputs]
@@ -318,6 +319,8 @@ def test_db_status_and_migrate_commands(kind: str, url: str, tmp_path: Path) -> 
     assert "pending  " not in after and after.strip().endswith("up to date")
     shown = run("db", "status", "--json")
     assert '"pending": []' in shown
+    # On PostgreSQL this machine's SQLite file is not the store: left alone, not made.
+    assert (tmp_path / "data" / "state.db").exists() == (kind == "sqlite")
 
 
 def test_an_unreachable_store_stops_start_up_with_its_address(tmp_path: Path) -> None:

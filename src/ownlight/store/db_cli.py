@@ -20,7 +20,7 @@ from ownlight.config import Config, load_config
 from ownlight.errors import ConfigError
 from ownlight.store.base import Migrations
 from ownlight.store.copy import copy_state
-from ownlight.store.open import open_stores, store_url
+from ownlight.store.open import open_database, store_url
 from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.sqlite import StateStore
 
@@ -34,16 +34,8 @@ def _config(ctx: click.Context) -> Config:
 def _database(ctx: click.Context) -> Iterator[Migrations]:
     """The configured store's database, its schema left as it is."""
     try:
-        config = _config(ctx)
-        state = StateStore(config.data_dir / "state.db", migrate=False)
-        try:
-            stores = open_stores(config, state, migrate=False)
-            try:
-                yield stores.database
-            finally:
-                stores.close()
-        finally:
-            state.close()
+        with open_database(_config(ctx)) as database:
+            yield database
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -8,6 +8,8 @@ spend in another.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ownlight.config import Config
@@ -51,10 +53,24 @@ def store_url(config: Config) -> str | None:
     return url or None
 
 
+@contextmanager
+def open_database(config: Config) -> Iterator[Migrations]:
+    """The configured store's database alone, its schema left as it is (for ``ownlight
+    db``): PostgreSQL without touching this machine's SQLite file, or that file."""
+    url = store_url(config)
+    database: PostgresDatabase | StateStore = (
+        PostgresDatabase(url, max_connections=2, migrate=False) if url is not None
+        else StateStore(config.data_dir / "state.db", migrate=False))
+    try:
+        yield database
+    finally:
+        database.close()
+
+
 def open_stores(config: Config, state: StateStore, *, migrate: bool = True) -> Stores:
     """The configured stores. ``state`` is this instance's SQLite file, which holds them
     when no ``[store] url`` is set. With ``migrate`` false, PostgreSQL's schema is left as
-    it is (``ownlight db status``)."""
+    it is."""
     url = store_url(config)
     if url is None:
         return Stores(SqliteKeys(state), SqliteResponses(state), SqliteSpend(state), state)
