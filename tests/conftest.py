@@ -16,6 +16,7 @@ import pytest
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import RunningGateway
 from tests.support.inprocess import InProcessGateway, write_config
+from tests.support.servers import Postgres, Redis, running
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,29 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     data_dir = tmp_path / "ownlight-data"
     monkeypatch.setenv("OWNLIGHT_DATA_DIR", str(data_dir))
     yield data_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL with pgvector for the whole session (started on first use);
+    ``postgres_server.database()`` gives a test its own empty database. Fails if it cannot
+    start: CI installs it."""
+    with running(Postgres()) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Postgres) -> str:
+    """A fresh, empty database on the session's PostgreSQL."""
+    return postgres_server.database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """A throwaway Redis (Debian's redis-server) for the whole session; fails if it cannot
+    start (``.ci/run`` installs it)."""
+    with running(Redis()) as server:
+        yield server
 
 
 @pytest.fixture

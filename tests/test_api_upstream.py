@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from ownlight.auth import KeyStore
+from ownlight.store.keys import SqliteKeys
 from ownlight.store.sqlite import StateStore
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream, free_port
@@ -84,7 +85,7 @@ def test_revoked_key_stops_working_at_once(gateway) -> None:
     client = gateway.client(key)
     assert client.models.list().data
     # Revoke from another connection, as `ownlight keys revoke` does.
-    other = KeyStore(StateStore(gateway.config.data_dir / "state.db"))
+    other = KeyStore(SqliteKeys(StateStore(gateway.config.data_dir / "state.db")))
     assert other.revoke("carol") == 1
     with pytest.raises(openai.AuthenticationError):
         client.models.list()

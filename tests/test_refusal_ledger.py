@@ -20,6 +20,7 @@ import httpx
 from ownlight.audit.records import RefusalRecord
 from ownlight.audit.refusals import PER_MINUTE, RefusalLog
 from ownlight.auth import KeyStore
+from ownlight.store.keys import SqliteKeys
 from ownlight.store.sqlite import StateStore
 from tests.conftest import upstream_toml
 from tests.support.gateway import RunningGateway
@@ -174,6 +175,6 @@ def test_a_valid_key_never_reaches_the_refusal_log(tmp_path: Path) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("a valid key was reported as refused")
 
-    keys = KeyStore(StateStore(tmp_path / "state.db"), refusals=fail)
+    keys = KeyStore(SqliteKeys(StateStore(tmp_path / "state.db")), refusals=fail)
     key, _ = keys.create("alice")
     assert keys.authenticate(key, scope("127.0.0.1")).name == "alice"

@@ -211,6 +211,7 @@ async def test_budget_exhaustion_goes_local_then_429_then_resets(
 @pytest.mark.anyio
 async def test_spend_survives_a_restart(app_gateway_factory, home, cloud) -> None:
     from ownlight.routing.budgets import Budget, BudgetBook
+    from ownlight.store.spend import SqliteSpend
     from ownlight.store.sqlite import StateStore
 
     rules = '[[routing.rules]]\nname = "to-cloud"\naction = "cloud"\n'
@@ -219,7 +220,7 @@ async def test_spend_survives_a_restart(app_gateway_factory, home, cloud) -> Non
     await chat(gateway.client(key))
     principal = gateway.runtime.keys.authenticate(key)
     await gateway.stop()
-    reopened = BudgetBook(StateStore(gateway.config.data_dir / "state.db"),
+    reopened = BudgetBook(SqliteSpend(StateStore(gateway.config.data_dir / "state.db")),
                           [Budget("key", "pat", "month", 10.0)])
     assert reopened.spent(reopened.budgets[0], principal) == pytest.approx(0.7)
 

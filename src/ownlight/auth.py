@@ -2,6 +2,8 @@
 
 A key is shown once, at creation; only its sha256 is stored. Keys are 32 random
 bytes, so a plain hash is enough (a slow KDF protects low-entropy passwords, not these).
+The rows live in whichever store is configured (``store.base.KeyRows``: the SQLite file,
+or PostgreSQL shared by every instance); this module never knows which.
 
 A refused key is reported to the key store's ``refusals`` (the audit ledger's
 ``RefusalLog``, wired by ``Runtime.build``) with the request it came with: its ASGI scope,
@@ -12,17 +14,15 @@ valid key costs nothing more.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ownlight.errors import AuthenticationFailed
 from ownlight.principal import Principal
-from ownlight.store.sqlite import StateStore
+from ownlight.store.base import KeyRecord, KeyRows
 
 KEY_PREFIX = "ol-"
 
@@ -40,24 +40,13 @@ class RefusalSink(Protocol):
                  code: str | None = None) -> None: ...
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    id: int
-    name: str
-    prefix: str
-    tenant: str
-    groups: tuple[str, ...]
-    created_at: str
-    revoked_at: str | None
-
-
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 class KeyStore:
-    def __init__(self, store: StateStore, refusals: RefusalSink | None = None):
-        self.store = store
+    def __init__(self, rows: KeyRows, refusals: RefusalSink | None = None):
+        self.rows = rows
         self.refusals = refusals
 
     def create(
@@ -68,38 +57,26 @@ class KeyStore:
             raise ValueError("a key needs a name")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.store.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO api_keys (name, prefix, key_hash, tenant, groups, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (name, key[:10], hash_key(key), tenant, json.dumps(list(groups)), now),
-            )
-        record = KeyRecord(int(cursor.lastrowid or 0), name, key[:10], tenant, groups, now, None)
-        return key, record
+        key_id = self.rows.insert(name, key[:10], hash_key(key), tenant, groups, now)
+        return key, KeyRecord(key_id, name, key[:10], tenant, groups, now, None)
+
+    def create_first(self, name: str, groups: tuple[str, ...] = ()
+                     ) -> tuple[str, KeyRecord] | None:
+        """Make a key only if none exists yet (the first admin key of a new install); None
+        when there was one, even if another instance made it a moment ago."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        key_id = self.rows.insert_first(name, key[:10], hash_key(key), "default", groups, now)
+        if key_id is None:
+            return None
+        return key, KeyRecord(key_id, name, key[:10], "default", groups, now, None)
 
     def list(self) -> list[KeyRecord]:
-        rows = self.store.query(
-            "SELECT id, name, prefix, tenant, groups, created_at, revoked_at"
-            " FROM api_keys ORDER BY id"
-        )
-        return [
-            KeyRecord(
-                int(str(r[0])), str(r[1]), str(r[2]), str(r[3]), tuple(json.loads(str(r[4]))),
-                str(r[5]), None if r[6] is None else str(r[6]),
-            )
-            for r in rows
-        ]
+        return self.rows.all()
 
     def revoke(self, ident: str) -> int:
         """Revoke by id, name or key prefix; returns how many keys were revoked."""
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.store.transaction() as db:
-            cursor = db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE revoked_at IS NULL"
-                " AND (CAST(id AS TEXT) = ? OR name = ? OR prefix = ?)",
-                (now, ident, ident, ident),
-            )
-        return cursor.rowcount
+        return self.rows.revoke(ident, datetime.now(UTC).isoformat(timespec="seconds"))
 
     def authenticate(self, key: str | None, origin: Origin | None = None) -> Principal:
         """Map a presented key to its principal, or fail closed (and say so to
@@ -110,27 +87,21 @@ class KeyStore:
                 "Missing API key. Send it as 'Authorization: Bearer <key>'."
             )
         digest = hash_key(key)
-        rows = self.store.query(
-            "SELECT id, name, tenant, groups FROM api_keys"
-            " WHERE key_hash = ? AND revoked_at IS NULL",
-            (digest,),
-        )
-        if not rows:
+        principal = self.rows.principal(digest)
+        if principal is None:
             self._refused_key(digest, origin)
             raise AuthenticationFailed("Incorrect or revoked API key provided.")
-        key_id, name, tenant, groups = rows[0]
-        return Principal(int(str(key_id)), str(name), str(tenant), tuple(json.loads(str(groups))))
+        return principal
 
     def _refused_key(self, digest: str, origin: Origin | None) -> None:
         """An unknown or a revoked key: which one, and a revoked key's owner, are looked up
         here, on the refusal's path (the valid key's query stays what it was)."""
         if self.refusals is None:
             return
-        revoked = self.store.query("SELECT name, tenant FROM api_keys WHERE key_hash = ?",
-                                   (digest,))
+        revoked = self.rows.owner(digest)
         if revoked:
-            name, tenant = revoked[0]
-            self.refused(401, "revoked_key", digest, origin, str(name), str(tenant),
+            name, tenant = revoked
+            self.refused(401, "revoked_key", digest, origin, name, tenant,
                          AuthenticationFailed.code)
         else:
             self.refused(401, "unknown_key", digest, origin, code=AuthenticationFailed.code)

@@ -31,6 +31,7 @@ from ownlight.privacy.privacy_cli import privacy_group
 from ownlight.protocol import openai as wire
 from ownlight.routing.router_cli import router_group
 from ownlight.runtime import Runtime, freeze_startup_objects, open_keys, state_path
+from ownlight.store.db_cli import db_group
 from ownlight.store.files import private_umask, secure_data_dir
 
 err = Console(stderr=True)
@@ -47,7 +48,7 @@ class OwnlightGroup(click.Group):
     """The root command. Before any subcommand runs, this process's files are made private
     and the data dir is checked (``store.files``): a warning naming what other users may
     read and the ``chmod`` that fixes it, or a refusal. Help and ``config`` never open the
-    data dir, so they skip the check."""
+    data dir, so they skip the check. A ``ConfigError`` from any command is its message."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]
                         ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -56,6 +57,14 @@ class OwnlightGroup(click.Group):
         if name != "config" and not ctx.resilient_parsing and not {"-h", "--help"} & set(rest):
             _check_data_dir(ctx.params.get("config_path"))
         return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A configuration that cannot work (a store that cannot be reached, a secret file
+        that is missing) ends any command with its message, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _check_data_dir(config_path: str | None) -> None:
@@ -152,9 +161,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
 
 def _bootstrap_key(runtime: Runtime) -> None:
     """On a brand-new install, make the first key so the operator can call the API."""
-    if runtime.keys.list():
+    made = runtime.keys.create_first("admin", groups=("admin",))
+    if made is None:
         return
-    key, record = runtime.keys.create("admin", groups=("admin",))
+    key, record = made
     runtime.pipeline.ledger.write_sync(AdminRecord(
         "key.create", "admin", "ownlight serve", details={"key_id": record.id,
                                                           "groups": ["admin"]}))
@@ -269,7 +279,8 @@ def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: 
                 as_json: bool) -> None:
     """Make a key. It is printed once, alone on the last line; only its hash is kept."""
     config = _load(ctx)
-    key, record = open_keys(config).create(name, groups, tenant)
+    with open_keys(config) as store:
+        key, record = store.create(name, groups, tenant)
     record_admin_act(state_path(config), AdminRecord(
         "key.create", name, "cli", tenant, {"key_id": record.id, "groups": list(groups)}))
     if as_json:
@@ -286,7 +297,8 @@ def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: 
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """List keys (prefixes only; keys themselves are never stored)."""
-    records = open_keys(_load(ctx)).list()
+    with open_keys(_load(ctx)) as store:
+        records = store.list()
     if as_json:
         click.echo(json.dumps([r.__dict__ | {"groups": list(r.groups)} for r in records]))
         return
@@ -303,7 +315,8 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 def keys_revoke(ctx: click.Context, ident: str) -> None:
     """Revoke a key by id, name or prefix. Takes effect on the next request."""
     config = _load(ctx)
-    count = open_keys(config).revoke(ident)
+    with open_keys(config) as store:
+        count = store.revoke(ident)
     if not count:
         raise click.ClickException(f"no active key matches {ident!r}")
     record_admin_act(state_path(config), AdminRecord("key.revoke", ident, "cli",
@@ -401,6 +414,7 @@ main.add_command(eval_group)
 main.add_command(guard_group)
 main.add_command(privacy_group)
 main.add_command(router_group)
+main.add_command(db_group)
 main.add_command(ingest_command)
 main.add_command(search_command)
 

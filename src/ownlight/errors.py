@@ -18,6 +18,7 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── RateLimited               429 rate_limit_exceeded
     ├── ClientDisconnected        499 client_closed_request (recorded, never sent)
     ├── AuditUnavailable          503 audit_unavailable (nothing sent, nothing answered)
+    ├── StoreUnavailable          503 store_unavailable (the shared store: fail closed)
     └── UpstreamError             502 upstream_error
         ├── UpstreamUnavailable   503 upstream_unavailable
         └── UpstreamTimeout       504 upstream_timeout
@@ -153,6 +154,19 @@ class AuditUnavailable(OwnlightError):
     status = 503
     type = "server_error"
     code = "audit_unavailable"
+
+
+class StoreUnavailable(OwnlightError):
+    """The shared state store (PostgreSQL) cannot be reached: no key is trusted, nothing
+    is spent, with ``Retry-After``."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(OwnlightError):

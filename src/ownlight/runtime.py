@@ -2,7 +2,9 @@
 
 The server, the CLI and the tests all build a ``Runtime`` the same way, so there is
 one place where backends are created, started and closed. Building one makes this
-process's files private (``store.files``: umask 077, the data dir checked).
+process's files private (``store.files``: umask 077, the data dir checked). The shared
+state (keys, spend, stored responses) comes from ``store.open``, in the SQLite state file
+or in PostgreSQL when ``[store] url`` is set; nothing built here knows which.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,8 +34,9 @@ from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, budgets_from
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
+from ownlight.store.base import ResponseStore, SpendRows
 from ownlight.store.files import secure_data_dir
-from ownlight.store.responses import ResponseStore
+from ownlight.store.open import Stores, open_stores
 from ownlight.store.sqlite import StateStore
 
 if TYPE_CHECKING:
@@ -47,8 +51,24 @@ def state_path(config: Config) -> str:
     return str(config.data_dir / "state.db")
 
 
-def open_keys(config: Config) -> KeyStore:
-    return KeyStore(StateStore(state_path(config)))
+def open_state(config: Config) -> StateStore:
+    """This instance's SQLite state file (the ledger, the registry; and the shared state
+    too when no ``[store] url`` is set)."""
+    return StateStore(state_path(config))
+
+
+@contextmanager
+def open_keys(config: Config) -> Iterator[KeyStore]:
+    """The key store of the configured store, closed on leaving (for the CLI)."""
+    state = open_state(config)
+    try:
+        stores = open_stores(config, state)
+        try:
+            yield KeyStore(stores.keys)
+        finally:
+            stores.close()
+    finally:
+        state.close()
 
 
 def open_ledger(config: Config, chainer: str = "thread") -> Ledger:
@@ -73,9 +93,9 @@ def build_privacy(config: Config) -> PrivacyShield | None:
     return shield
 
 
-def build_router(config: Config, backends: Mapping[str, Backend], store: StateStore) -> Router:
+def build_router(config: Config, backends: Mapping[str, Backend], spend: SpendRows) -> Router:
     settings = config.settings.routing
-    budgets = BudgetBook(store, budgets_from(settings.budgets))
+    budgets = BudgetBook(spend, budgets_from(settings.budgets))
     return Router(backends, settings, budgets, LazyScorer(settings.router_path))
 
 
@@ -90,6 +110,8 @@ class Runtime:
     load_errors: dict[str, str] = field(default_factory=dict)
     tracing: Tracing | None = None  # audit.otlp_endpoint
     refusals: RefusalLog | None = None  # 401s and 403s, into the ledger
+    stores: Stores | None = None  # the shared state, closed with the runtime
+    state_file: StateStore | None = None  # this instance's SQLite file
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -99,17 +121,20 @@ class Runtime:
         others may write there, a logged warning if they may read (``store.files``)."""
         secure_data_dir(config.data_dir, strict=config.settings.server.strict_permissions,
                         warn=log.warning)
-        keys = open_keys(config)
-        lifecycle = Lifecycle.from_config(config, keys.store)
+        state = open_state(config)
+        stores = open_stores(config, state)
+        keys = KeyStore(stores.keys)
+        lifecycle = Lifecycle.from_config(config, state)
         backends = build_backends(config.models, config, lifecycle)
-        router = build_router(config, backends, keys.store)
+        router = build_router(config, backends, stores.spend)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
                             open_ledger(config, chainer),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=config.settings.upstream.deadline,
                             metrics=Metrics(), guard=build_guard(config))
         lifecycle.audit = pipeline.ledger.put
-        runtime = cls(config, keys, backends, pipeline, ResponseStore(keys.store), lifecycle)
+        runtime = cls(config, keys, backends, pipeline, stores.responses, lifecycle,
+                      stores=stores, state_file=state)
         runtime.refusals = keys.refusals = RefusalLog(pipeline.ledger.append)
         pipeline.metrics.watch(runtime.state)
         endpoint = config.settings.audit.otlp_endpoint
@@ -177,7 +202,10 @@ class Runtime:
         self.pipeline.ledger.close()
         if self.tracing is not None:
             self.tracing.close()
-        self.keys.store.close()
+        if self.stores is not None:
+            self.stores.close()
+        if self.state_file is not None:
+            self.state_file.close()
 
     def readiness(self) -> dict[str, str]:
         status = {}

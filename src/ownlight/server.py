@@ -56,15 +56,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: every configured model is loaded (503 while one is loading or broken).
+    """Readiness: every configured model is loaded and the state store answers (503 while
+    a model is loading or broken, or PostgreSQL cannot be reached: a load balancer then
+    sends requests elsewhere).
 
-    Anyone may ask whether the gateway is ready; which models exist and why one failed
-    (file paths included) is for an admin key only.
+    Anyone may ask whether the gateway is ready, and whether the store is the reason it is
+    not; which models exist and why one failed (file paths included) is for an admin key.
     """
     runtime: Runtime = request.app.state.runtime
     models = runtime.readiness()
-    ready = all(state == "ready" for state in models.values())
+    store = runtime.stores is None or runtime.stores.reachable()
+    ready = store and all(state == "ready" for state in models.values())
     body: dict[str, object] = {"ready": ready}
+    if not store:
+        body["store"] = "unreachable"
     key = bearer_key(request)
     if key is not None:
         try:

@@ -49,6 +49,8 @@ def effective_view(config: Config) -> dict[str, Any]:
         row.update(_mask_extra(explicit_settings(entry)))
         models[alias] = row
     out = _mask_extra(out)
+    if config.settings.store.url is not None:  # may hold a password
+        out["store"]["url"] = config.settings.store.url.masked()
     out["models"] = models
     return out
 

@@ -54,6 +54,12 @@ def _to_secret(value: Any) -> Secret:
     raise ValueError(_SECRET_SHAPE)
 
 
+def _from_secret(secret: Secret) -> Any:
+    """A secret back in the shape it was written in (so settings dumped and validated again,
+    as ``Config.with_overrides`` does, keep their references)."""
+    return secret.ref if secret.source == "inline" else {f"${secret.source}": secret.ref}
+
+
 def parse_secret(value: Any, where: str) -> Secret | None:
     if value is None:
         return None

@@ -16,11 +16,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     model_validator,
 )
 
-from ownlight.config.secrets import Secret, _to_secret
+from ownlight.config.secrets import Secret, _from_secret, _to_secret
 
 # -- the declarations -------------------------------------------------------------------
 
@@ -35,7 +36,7 @@ def _one_or_many(value: Any) -> Any:
 
 # A list of names where a single name may be written without brackets.
 Names = Annotated[list[str], BeforeValidator(_one_or_many)]
-SecretRef = Annotated[Secret, PlainValidator(_to_secret)]
+SecretRef = Annotated[Secret, PlainValidator(_to_secret), PlainSerializer(_from_secret)]
 
 
 def setting(default: Any = ..., help: str = "") -> Any:
@@ -361,6 +362,15 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+class StoreSettings(Table):
+    url: SecretRef | None = setting(
+        None, 'PostgreSQL URL of the store every instance shares (keys, spend, stored '
+              'responses), e.g. `postgresql://ownlight@db.internal/ownlight`, or '
+              '{"$env" = "NAME"} / {"$file" = "path"}; unset: the SQLite file in the data dir.')
+    max_connections: int = setting(
+        10, "Most connections one instance keeps open to the PostgreSQL store.")
+
+
 class Settings(Table):
     """Everything but the model aliases: what :attr:`Config.settings` holds."""
 
@@ -375,6 +385,7 @@ class Settings(Table):
     audit: AuditSettings = AuditSettings()
     guard: GuardSettings = GuardSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    store: StoreSettings = StoreSettings()
 
 
 class Document(Settings):

@@ -9,19 +9,27 @@ Config shape::
     limit_usd = 5.0
 
 Spend is the sum of token usage times the target's price; local targets cost
-nothing and never count. Spend survives restarts and resets when a period starts.
+nothing and never count. Spend survives restarts and resets when a period starts. The sums
+are kept by the configured store (``store.base.SpendRows``): the SQLite file, or PostgreSQL
+shared by every instance. A check that cannot read the store fails closed (the store's
+``StoreUnavailable``); a charge it cannot take is logged and dropped rather than lose the
+request's ledger record, which keeps the cost too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ownlight.config.settings import BudgetSettings
+from ownlight.errors import StoreUnavailable
 from ownlight.principal import Principal
-from ownlight.store.sqlite import StateStore
+from ownlight.store.base import SpendRows
+
+log = logging.getLogger("ownlight.budgets")
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,9 @@ def budgets_from(settings: Sequence[BudgetSettings]) -> list[Budget]:
 
 
 class BudgetBook:
-    def __init__(self, store: StateStore, budgets: Sequence[Budget],
+    def __init__(self, spend: SpendRows, budgets: Sequence[Budget],
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
-        self.store = store
+        self.spend = spend
         self.budgets = list(budgets)
         self.now = now
 
@@ -78,11 +86,7 @@ class BudgetBook:
         return None
 
     def spent(self, budget: Budget, principal: Principal) -> float:
-        rows = self.store.query(
-            "SELECT usd FROM spend WHERE scope = ? AND subject = ? AND period = ?",
-            (budget.scope, budget.subject(principal), self._period(budget)),
-        )
-        return float(str(rows[0][0])) if rows else 0.0
+        return self.spend.spent((budget.scope, budget.subject(principal), self._period(budget)))
 
     def charge(self, principal: Principal, usd: float) -> None:
         if usd <= 0:
@@ -91,10 +95,9 @@ class BudgetBook:
                    for b in self.budgets if b.applies_to(principal)}
         entries |= {("key", principal.name, self.now().strftime("%Y-%m")),
                     ("tenant", principal.tenant, self.now().strftime("%Y-%m"))}
-        with self.store.transaction() as db:
-            for scope, subject, period in entries:
-                db.execute(
-                    "INSERT INTO spend (scope, subject, period, usd) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (scope, subject, period) DO UPDATE SET usd = usd + excluded.usd",
-                    (scope, subject, period, usd),
-                )
+        try:
+            self.spend.add(entries, usd)
+        except StoreUnavailable:
+            log.error("spend of %.6f USD by %s (tenant %s) not counted: the store is "
+                      "unreachable (the request's ledger record keeps its cost)",
+                      usd, principal.name, principal.tenant)

@@ -1,1 +1,3 @@
-"""Ownlight's own state (keys, and later budgets and the audit ledger)."""
+"""Ownlight's own state, one small interface per kind (``store.base``), each on SQLite (the
+embedded default, one file per instance) and on PostgreSQL (shared by every instance);
+``store.open`` is the one place that picks, from ``[store] url``."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ownlight.store.base import MigrationState
 from ownlight.store.files import create_private_file, make_private_dir
 from ownlight.store.migrations import STATE_MIGRATIONS
 
@@ -23,7 +24,7 @@ from ownlight.store.migrations import STATE_MIGRATIONS
 class StateStore:
     """A thread-safe handle on the state database."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, migrate: bool = True):
         self.path = Path(path)
         if str(path) != ":memory:":
             make_private_dir(self.path.parent)
@@ -35,9 +36,17 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        if migrate:
+            self.migrate()
 
-    def _migrate(self) -> None:
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def migrate(self) -> list[str]:
+        """Apply the steps this file has not seen, in one transaction (``BEGIN IMMEDIATE``
+        holds the write lock, so processes opening the file together apply each once)."""
+        applied = []
         with self.transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY)")
             done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
@@ -45,6 +54,13 @@ class StateStore:
                 if name not in done:
                     step(db)
                     db.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
+                    applied.append(name)
+        return applied
+
+    def status(self) -> list[MigrationState]:
+        tables = self.query("SELECT 1 FROM sqlite_master WHERE name = '_migrations'")
+        done = {str(r[0]) for r in self.query("SELECT name FROM _migrations")} if tables else set()
+        return [MigrationState(name, name in done) for name, _ in STATE_MIGRATIONS]
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

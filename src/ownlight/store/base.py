@@ -1,0 +1,129 @@
+"""The store interfaces: one small protocol per kind of shared state.
+
+Ownlight keeps its state in SQLite beside one process by default, or in PostgreSQL shared by
+every instance (``[store] url``). The code that uses the state (the key check, budgets, the
+Responses API) talks to these protocols only, so it never knows which database answers;
+``ownlight.store.open`` picks the implementations, all from one database at once.
+
+Each protocol is what its one user needs and no more, so a new database (or a cache in
+front of one, such as the in-memory key set that revocation broadcasts will keep) adds a
+class, never a branch. Kinds of state not here yet (the audit ledger, the knowledge index,
+the model registry, eval runs) still live in the SQLite state file of each instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ownlight.errors import NotFound
+from ownlight.principal import Principal
+from ownlight.protocol.model import Json
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One API key as listed: never the key itself, only its first characters."""
+
+    id: int
+    name: str
+    prefix: str
+    tenant: str
+    groups: tuple[str, ...]
+    created_at: str  # ISO 8601, UTC, to the second
+    revoked_at: str | None
+
+
+class KeyRows(Protocol):
+    """Principals and their keys, stored by the key's sha256 (``auth.hash_key``)."""
+
+    def insert(self, name: str, prefix: str, key_hash: str, tenant: str,
+               groups: tuple[str, ...], created_at: str) -> int:
+        """Store a new key; returns its id."""
+        ...
+
+    def insert_first(self, name: str, prefix: str, key_hash: str, tenant: str,
+                     groups: tuple[str, ...], created_at: str) -> int | None:
+        """Store a key only if there is none at all, atomically (instances starting together
+        on an empty store make one first key between them); its id, or None."""
+        ...
+
+    def all(self) -> list[KeyRecord]:
+        """Every key, revoked ones too, oldest first."""
+        ...
+
+    def revoke(self, ident: str, at: str) -> int:
+        """Revoke the active keys whose id, name or prefix is ``ident``; how many were."""
+        ...
+
+    def principal(self, key_hash: str) -> Principal | None:
+        """The principal of an active key, or None (unknown or revoked)."""
+        ...
+
+    def owner(self, key_hash: str) -> tuple[str, str] | None:
+        """(name, tenant) of any key with this hash, revoked or not: for refusal records."""
+        ...
+
+
+class ResponseStore(Protocol):
+    """Stored responses of the Responses API: only the principal who made one sees it;
+    for anyone else it does not exist (``NotFound``, as for an id never made)."""
+
+    def save(self, principal: Principal, body: Json, context: list[Json]) -> None:
+        """Keep a response and its input items (previous turns and this request's input)."""
+        ...
+
+    def get(self, principal: Principal, response_id: str) -> tuple[Json, list[Json]]:
+        """(response object, input items); NotFound for an unknown id or another's."""
+        ...
+
+    def delete(self, principal: Principal, response_id: str) -> None:
+        """Forget a response; NotFound for an unknown id or another's."""
+        ...
+
+
+SpendEntry = tuple[str, str, str]  # (scope, subject, period): ("key", "alice", "2026-12")
+
+
+class SpendRows(Protocol):
+    """Money spent per (scope, subject, period), as ``routing.budgets`` counts it.
+
+    Today a request's real cost is added after it; the shared counters (Redis) will add a
+    reservation before the call and its settlement after, beside these two methods.
+    """
+
+    def spent(self, entry: SpendEntry) -> float:
+        """USD spent so far in this period (0 when nothing was)."""
+        ...
+
+    def add(self, entries: Iterable[SpendEntry], usd: float) -> None:
+        """Add ``usd`` to every entry, atomically."""
+        ...
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    name: str
+    applied: bool
+
+
+class Migrations(Protocol):
+    """A database's ordered schema steps: which are applied, and applying the rest once."""
+
+    @property
+    def where(self) -> str:
+        """The database, for people: a path, or a URL without its password."""
+        ...
+
+    def status(self) -> list[MigrationState]:
+        """Every step, in order, and whether this database has it (changes nothing)."""
+        ...
+
+    def migrate(self) -> list[str]:
+        """Apply the pending steps, in order; the names applied by this call."""
+        ...
+
+
+def response_not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", param="response_id")

@@ -1,0 +1,67 @@
+"""Moving a single-machine deployment onto PostgreSQL: the shared kinds of state, copied
+from a SQLite state file into a PostgreSQL store.
+
+This is the one module that reads both schemas, because it moves rows between them as
+they are: a key keeps its id and hash (so every key already handed out keeps working, and
+audit records that name key ids still match), spend keeps its periods, stored responses
+their owners. It copies only into a store with no keys yet, so ids cannot clash and
+nothing is copied twice. The audit ledger, the registry and the knowledge base stay in
+the SQLite file: they are not kept in PostgreSQL yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ownlight.errors import ConfigError
+from ownlight.store.postgres import PostgresDatabase
+from ownlight.store.sqlite import StateStore
+
+
+@dataclass(frozen=True)
+class Copied:
+    keys: int
+    spend: int
+    responses: int
+
+
+def _timestamp(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
+    """Copy keys, spend and stored responses from ``source`` into ``target``, in one
+    transaction; ``ConfigError`` if ``target`` has keys already."""
+    keys = source.query("SELECT id, name, prefix, key_hash, tenant, groups, created_at,"
+                        " revoked_at FROM api_keys ORDER BY id")
+    spend = source.query("SELECT scope, subject, period, usd FROM spend")
+    responses = source.query("SELECT id, tenant, principal, created_at, body, context"
+                             " FROM responses")
+    with target.transaction() as conn:
+        conn.execute("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
+        if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+            raise ConfigError(f"the store at {target.where} has keys already; "
+                              "Ownlight copies only into a store without any")
+        for row in keys:
+            conn.execute(
+                "INSERT INTO api_keys (id, name, prefix, key_hash, tenant, groups, created_at,"
+                " revoked_at) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (row[0], row[1], row[2], row[3], row[4], json.loads(str(row[5])),
+                 _timestamp(row[6]), _timestamp(row[7])))
+        if keys:
+            conn.execute("SELECT setval(pg_get_serial_sequence('api_keys', 'id'),"
+                         " (SELECT max(id) FROM api_keys))")
+        for row in spend:
+            conn.execute(
+                "INSERT INTO spend (scope, subject, period, usd) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (scope, subject, period)"
+                " DO UPDATE SET usd = spend.usd + excluded.usd", row)
+        for row in responses:
+            conn.execute(
+                "INSERT INTO responses (id, tenant, principal, created_at, body, context)"
+                " VALUES (%s, %s, %s, %s, %s::json, %s::json) ON CONFLICT (id) DO NOTHING",
+                (row[0], row[1], row[2], datetime.fromtimestamp(float(str(row[3])), UTC),
+                 row[4], row[5]))
+    return Copied(len(keys), len(spend), len(responses))
