@@ -123,7 +123,15 @@ class Runtime:
                         warn=log.warning)
         state = open_state(config)
         stores = open_stores(config, state)
-        keys = KeyStore(stores.keys)
+        endpoint = config.settings.audit.otlp_endpoint
+        tracing: Tracing | None = None
+        if endpoint:
+            from ownlight.audit.tracing import TimedKeyStore, Tracing  # the SDK only if asked
+
+            tracing = Tracing(endpoint)
+            keys: KeyStore = TimedKeyStore(stores.keys)
+        else:
+            keys = KeyStore(stores.keys)
         lifecycle = Lifecycle.from_config(config, state)
         backends = build_backends(config.models, config, lifecycle)
         router = build_router(config, backends, stores.spend)
@@ -137,12 +145,9 @@ class Runtime:
                       stores=stores, state_file=state)
         runtime.refusals = keys.refusals = RefusalLog(pipeline.ledger.append)
         pipeline.metrics.watch(runtime.state)
-        endpoint = config.settings.audit.otlp_endpoint
-        if endpoint:
-            from ownlight.audit.tracing import Tracing  # the SDK only when asked for
-
-            runtime.tracing = Tracing(str(endpoint))
-            runtime.tracing.instrument(pipeline)
+        if tracing is not None:
+            runtime.tracing = tracing
+            tracing.instrument(pipeline)
         return runtime
 
     def state(self) -> dict[str, dict[str, object]]:
