@@ -172,6 +172,17 @@ def test_model_settings_keep_what_the_file_set_and_declared_defaults(tmp_path: P
     assert config.models["local-embed"].settings.input_type == "query"
 
 
+def test_a_built_in_alias_of_another_kind_keeps_only_what_that_kind_reads(tmp_path: Path) -> None:
+    config = load_toml(tmp_path, '[models.local]\nbackend = "openai"\n'
+                                 'base_url = "http://127.0.0.1:9/v1"\n')
+    local = config.models["local"]
+    assert (local.backend, local.path, local.chat_template) == ("openai", None, None)
+    assert local.inside_domain is True  # as declared for the built-in alias, as before
+    # The same kind keeps the built-in settings it does not replace.
+    config = load_toml(tmp_path, "[models.local]\nn_ctx = 2048\n")
+    assert (config.models["local"].n_ctx, config.models["local"].chat_template) == (2048, "plain")
+
+
 def test_a_setting_the_backend_kind_never_reads_stops_start_up(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"models\.cloud: input_type: not read by openai"):
         load_toml(tmp_path, '[models.cloud]\nbackend = "openai"\n'

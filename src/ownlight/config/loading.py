@@ -37,6 +37,7 @@ from ownlight.config.secrets import Secret
 from ownlight.config.settings import (
     BACKEND_KINDS,
     DEFAULT_MODELS,
+    SHARED_MODEL_SETTINGS,
     Document,
     ModelSettings,
     Settings,
@@ -201,7 +202,12 @@ def _merged_models(tables: Any) -> dict[str, Any]:
     for alias, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"[models.{alias}] must be a table")
-        models[alias] = {**models.get(alias, {}), **table}
+        built_in = models.get(alias, {})
+        kind = BACKEND_KINDS.get(table.get("backend", built_in.get("backend")))
+        if kind is not None:  # a built-in alias given another kind keeps what that kind reads
+            built_in = {k: v for k, v in built_in.items()
+                        if k in SHARED_MODEL_SETTINGS or k in kind.options}
+        models[alias] = {**built_in, **table}
     return models
 
 

@@ -16,9 +16,9 @@ from ownlight.config import Config
 from ownlight.store.base import KeyRows, Migrations, ResponseStore, SpendRows
 from ownlight.store.keys import PostgresKeys, SqliteKeys
 from ownlight.store.postgres import PostgresDatabase
-from ownlight.store.responses import PostgresResponses, SqliteResponses
 from ownlight.store.spend import PostgresSpend, SqliteSpend
 from ownlight.store.sqlite import StateStore
+from ownlight.store.stored_responses import PostgresResponses, SqliteResponses
 
 
 @dataclass
