@@ -102,6 +102,20 @@ class HttpBackend(Backend):
         if self._owns_session and self._session is not None:
             await self._session.close()
 
+    async def probe(self, path: str, timeout: float) -> str | None:
+        """GET ``path`` as a health check: None when it answers 2xx, else what went wrong."""
+        try:
+            async with self.session().get(
+                self.base_url + path, headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                await response.read()
+                return None if response.status < 300 else f"probe answered {response.status}"
+        except TimeoutError:
+            return f"probe got no answer within {timeout:g} s"
+        except aiohttp.ClientError as exc:
+            return f"probe failed: {type(exc).__name__}"
+
     async def post_json(self, path: str, body: Json,
                         headers: dict[str, str] | None = None) -> Json:
         """POST a body, return the parsed JSON answer (or raise the matching error)."""
