@@ -1,0 +1,298 @@
+"""An alias served by a pool of model servers: real servers on 127.0.0.1, the real
+``openai`` SDK against the running gateway.
+
+Each replica is a fake OpenAI-compatible server whose fault is switched while it runs
+(``tests/support/replica_upstream.py``): dies before answering, hangs, answers 503, cuts a
+stream. The pool must fail over before the first byte and never after, eject a replica
+that keeps failing and take it back after a good probe, drain one under load without a
+failed request, and keep each conversation on one replica while spreading many.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from click.testing import CliRunner
+
+from ownlight.cli import main
+from ownlight.config import build_model_entry
+from ownlight.errors import ConfigError
+from tests.support.replica_upstream import ReplicaUpstream
+
+
+@pytest.fixture
+def replicas() -> Iterator[list[ReplicaUpstream]]:
+    servers = [ReplicaUpstream(f"Hello from replica {i}") for i in range(3)]
+    for server in servers:
+        server.__enter__()
+    yield servers
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def pool_toml(servers: list[ReplicaUpstream], alias: str = "pool", **settings: object) -> str:
+    settings = {"backend": "openai", "model": "fake-model", "inside_domain": "true",
+                "retries": 0, "circuit_failures": 1000, "probe_interval": 0, **settings}
+    lines = [f"[models.{alias}]"]
+    lines += [f'{k} = "{v}"' if isinstance(v, str) and v != "true" else f"{k} = {v}"
+              for k, v in settings.items()]
+    for server in servers:
+        lines += [f"[[models.{alias}.replicas]]", f'url = "{server.url}"']
+    return "\n".join(lines) + "\n"
+
+
+def ask(client: openai.OpenAI, content: str, history: list[dict[str, str]] | None = None,
+        system: str = "You are a careful assistant.") -> tuple[str, str]:
+    """One chat turn: the answer and the x-ownlight-replica that served it."""
+    messages = [{"role": "system", "content": system}, *(history or []),
+                {"role": "user", "content": content}]
+    raw = client.chat.completions.with_raw_response.create(model="pool", messages=messages)
+    return raw.parse().choices[0].message.content or "", raw.headers["x-ownlight-replica"]
+
+
+def stream(client: openai.OpenAI, content: str) -> str:
+    pieces = client.chat.completions.create(
+        model="pool", stream=True, messages=[{"role": "user", "content": content}])
+    return "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+
+
+def admin_get(gateway, path: str, key: str) -> httpx.Response:
+    return httpx.get(gateway.url + path, headers={"Authorization": f"Bearer {key}"})
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_a_pool_is_declared_with_replica_tables() -> None:
+    entry = build_model_entry("pool", {
+        "backend": "openai", "model": "m", "replica_routing": "least_outstanding",
+        "replicas": [{"url": "http://a:1/v1", "weight": 2, "max_concurrent": 4},
+                     {"url": "http://b:2/v1", "api_key": {"$env": "B_KEY"}}]})
+    assert [r.url for r in entry.settings.replicas] == ["http://a:1/v1", "http://b:2/v1"]
+    assert entry.settings.replicas[0].weight == 2.0
+    with pytest.raises(ConfigError, match="base_url and replicas"):
+        build_model_entry("pool", {"backend": "openai", "base_url": "http://a:1/v1",
+                                   "replicas": [{"url": "http://b:2/v1"}]})
+    with pytest.raises(ConfigError, match="affinity_chars: read only by an alias with"):
+        build_model_entry("one", {"backend": "openai", "base_url": "http://a:1/v1",
+                                  "affinity_chars": 100})
+    with pytest.raises(ConfigError, match=r"replicas\[0\].wieght"):
+        build_model_entry("pool", {"backend": "openai",
+                                   "replicas": [{"url": "http://a:1/v1", "wieght": 2}]})
+    with pytest.raises(ConfigError, match="replicas: not read by llama backends"):
+        build_model_entry("local2", {"backend": "llama", "replicas": [{"url": "http://a"}]})
+
+
+# -- routing ------------------------------------------------------------------------------
+
+
+def test_a_conversation_stays_on_one_replica_while_many_spread(gateway_factory,
+                                                              replicas) -> None:
+    gateway = gateway_factory(pool_toml(replicas))
+    client = gateway.client()
+    history: list[dict[str, str]] = []
+    homes = set()
+    for turn in range(4):
+        answer, replica = ask(client, f"Question {turn} of one conversation", history)
+        history += [{"role": "user", "content": f"Question {turn} of one conversation"},
+                    {"role": "assistant", "content": answer}]
+        homes.add(replica)
+    assert len(homes) == 1
+    assert replicas[[r.name for r in replicas].index(homes.pop())].served == 4
+
+    # Sixty conversations of two turns each: every conversation on one replica, the
+    # pool balanced (rendezvous hashing spreads the first turns' digests).
+    where: dict[int, set[str]] = {}
+    for user in range(60):
+        system = f"You help user {user}." if user % 2 else "Shared."
+        first = f"I am user {user}, asking my first question"
+        answer, replica = ask(client, first, system=system)
+        history = [{"role": "user", "content": first}, {"role": "assistant", "content": answer}]
+        _, again = ask(client, "And my second?", history, system=system)
+        where[user] = {replica, again}
+    assert all(len(homes) == 1 for homes in where.values()), where
+    spread = Counter(next(iter(h)) for h in where.values())
+    assert len(spread) == 3 and min(spread.values()) >= 10, spread
+
+    stats = {r["replica"]: r for r in admin_get(
+        gateway, "/readyz", gateway.create_key("ops", ("admin",))).json()["replicas"]["pool"]}
+    assert sum(s["affinity_hits"] for s in stats.values()) == 4 + 120
+    assert sum(s["served"] for s in stats.values()) == 124
+
+
+def test_one_hot_prefix_is_bounded_to_its_share(gateway_factory, replicas) -> None:
+    """Twelve requests with one prefix at once: the home replica takes at most
+    (1+ε) × its share of them in flight, the rest spill to the others."""
+    for server in replicas:
+        server.delay = 0.5
+    gateway = gateway_factory(pool_toml(replicas, load_bound=0.25))
+    client = gateway.client()
+    seen: list[str] = []
+    threads = [threading.Thread(target=lambda: seen.append(ask(client, "same prompt")[1]))
+               for _ in range(12)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    counts = Counter(seen)
+    assert len(seen) == 12 and len(counts) == 3, counts
+    assert max(counts.values()) <= 6, counts  # ceil(1.25 × 12 / 3) = 5, plus arrival order
+
+
+def test_round_robin_and_least_outstanding_spread_evenly(gateway_factory, replicas) -> None:
+    gateway = gateway_factory(pool_toml(replicas, replica_routing="round_robin"))
+    client = gateway.client()
+    counts = Counter(ask(client, "same prompt")[1] for _ in range(9))
+    assert sorted(counts.values()) == [3, 3, 3]
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+def test_failover_before_the_first_byte(gateway_factory, replicas) -> None:
+    """One replica dies mid-request, one hangs, one answers 503; a fourth is well: every
+    request, whole or streamed, is answered by the fourth within the deadline."""
+    well = ReplicaUpstream("Hello from the well one")
+    with well:
+        replicas[0].mode, replicas[1].mode, replicas[2].mode = "die", "hang", "503"
+        gateway = gateway_factory(pool_toml([*replicas, well], timeout=1, deadline=20,
+                                            eject_failures=1000,
+                                            replica_routing="round_robin"))
+        client = gateway.client()
+        for i in range(4):
+            answer, replica = ask(client, f"question {i}")
+            assert (answer, replica) == ("Hello from the well one", well.name)
+            assert stream(client, f"streamed {i}") == "Hello from the well one"
+        assert well.served == 8
+        assert all(r.seen > 0 for r in replicas)  # each fault was really met
+        gateway.runtime.pipeline.ledger.flush()
+        rows = gateway.runtime.pipeline.ledger.query("status = 200")
+        assert {r["replica"] for r in rows} == {well.name}
+
+
+def test_a_stream_that_breaks_after_its_first_words_is_not_retried(gateway_factory,
+                                                                    replicas) -> None:
+    replicas[0].mode = "cut"
+    gateway = gateway_factory(pool_toml(replicas[:2], replica_routing="round_robin"))
+    pool = gateway.runtime.backends["pool"]
+    pool.replica(replicas[1].name).draining = True  # only the cutting one takes work
+    client = gateway.client()
+    with pytest.raises(openai.APIError):
+        stream(client, "tell me a story")
+    assert replicas[0].seen == 1 and replicas[1].seen == 0
+    stats = {s.replica: s for s in pool.replica_stats()}
+    assert stats[replicas[0].name].failures == 1
+    assert stats[replicas[0].name].outstanding == 0
+
+
+def test_ejected_after_failures_and_back_after_a_probe(gateway_factory, replicas) -> None:
+    gateway = gateway_factory(pool_toml(replicas, eject_failures=2, probe_interval=0.3,
+                                        replica_routing="round_robin"))
+    admin = gateway.create_key("ops", ("admin",))
+    client = gateway.client()
+    sick = replicas[2]
+    sick.mode = "503"
+    for i in range(12):
+        assert ask(client, f"q{i}")[1] != sick.name  # failed over, never seen by clients
+    state = admin_get(gateway, "/readyz", admin).json()["replicas"]["pool"]
+    assert {r["replica"]: r["state"] for r in state}[sick.name] == "ejected"
+    seen = sick.seen
+    for i in range(6):
+        ask(client, f"while ejected {i}")
+    assert sick.seen == seen  # out of rotation: no request tried it
+    metrics = admin_get(gateway, "/metrics", admin).text
+    assert (f'ownlight_replica_state{{model="pool",replica="{sick.name}"}} 2.0'
+            in metrics)
+    assert (f'ownlight_replica_ejections_total{{model="pool",replica="{sick.name}"}} 1.0'
+            in metrics)
+
+    sick.mode = "ok"
+    deadline = time.monotonic() + 5
+    while gateway.runtime.backends["pool"].replica(sick.name).state != "up":
+        assert time.monotonic() < deadline, "no probe brought the replica back"
+        time.sleep(0.1)
+    served = Counter(ask(client, f"after {i}")[1] for i in range(6))
+    assert served[sick.name] == 2
+
+
+def test_every_replica_down_answers_503(gateway_factory, replicas) -> None:
+    for server in replicas:
+        server.mode = "503"
+    gateway = gateway_factory(pool_toml(replicas, eject_failures=1))
+    client = gateway.client()
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as caught:
+            ask(client, "anyone?")
+        assert caught.value.status_code == 503
+    assert sum(r.seen for r in replicas) == 6  # all ejected, yet still tried (panic)
+
+
+# -- draining -----------------------------------------------------------------------------
+
+
+def test_drain_under_load_fails_no_request(gateway_factory, replicas) -> None:
+    for server in replicas:
+        server.delay = 0.2
+    gateway = gateway_factory(pool_toml(replicas))
+    admin = gateway.create_key("ops", ("admin",))
+    client = gateway.client()
+    failures: list[BaseException] = []
+    answers: list[str] = []
+    stop = threading.Event()
+
+    def user(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                if i % 2:
+                    answers.append(stream(client, f"user {n} turn {i}"))
+                else:
+                    answers.append(ask(client, f"user {n} turn {i}")[0])
+            except Exception as exc:  # any failure fails the test
+                failures.append(exc)
+            i += 1
+
+    users = [threading.Thread(target=user, args=(n,)) for n in range(8)]
+    for thread in users:
+        thread.start()
+    time.sleep(1.0)
+    target = replicas[0]
+    runner = CliRunner()
+    result = runner.invoke(main, ["models", "drain", "pool", target.name, "--url",
+                                  gateway.url, "--key", admin, "--wait", "10"])
+    assert result.exit_code == 0, result.output
+    assert '"state": "drained"' in result.output and '"outstanding": 0' in result.output
+    served_at_drain = target.served
+    time.sleep(1.0)
+    assert target.served == served_at_drain  # no new work after the drain returned
+    result = runner.invoke(main, ["models", "undrain", "pool", target.name, "--url",
+                                  gateway.url, "--key", admin])
+    assert result.exit_code == 0, result.output
+    time.sleep(1.0)
+    stop.set()
+    for thread in users:
+        thread.join()
+    assert not failures, failures[:3]
+    assert len(answers) > 40
+    assert target.served > served_at_drain  # back in rotation
+    gateway.runtime.pipeline.ledger.flush()
+    acts = gateway.runtime.pipeline.ledger.query(kind="admin")
+    assert [a["action"] for a in acts][-2:] == ["drain", "undrain"]
+
+
+def test_drain_needs_an_admin_key_and_a_known_replica(gateway_factory, replicas) -> None:
+    gateway = gateway_factory(pool_toml(replicas))
+    runner = CliRunner()
+    result = runner.invoke(main, ["models", "drain", "pool", replicas[0].name, "--url",
+                                  gateway.url, "--key", gateway.create_key("bob")])
+    assert result.exit_code == 1 and "403" in result.output
+    result = runner.invoke(main, ["models", "drain", "pool", "10.9.9.9:1", "--url",
+                                  gateway.url, "--key", gateway.create_key("ops", ("admin",))])
+    assert result.exit_code == 1 and "no replica" in result.output
