@@ -43,6 +43,9 @@ UNSERVED_SECONDS = 300.0  # how long an endpoint answered with a route-level 404
 class HttpBackend(Backend):
     """A backend whose model lives behind an HTTP API at ``base_url``."""
 
+    #: What a health probe GETs under ``base_url`` unless the alias names a ``probe_path``.
+    probe_path: str = "/models"
+
     def __init__(self, entry: Any, config: Any, session: aiohttp.ClientSession | None = None):
         super().__init__(entry, config)
         if not entry.base_url:

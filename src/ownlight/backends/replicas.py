@@ -121,7 +121,7 @@ class ReplicaPool(Backend):
         self.routing = s.replica_routing
         self.affinity_chars = s.affinity_chars
         self.load_bound = s.load_bound
-        self.probe_path = s.probe_path
+        self.probe_path = s.probe_path or self.replica_class.probe_path
         self.probe_interval = s.probe_interval
         self.eject_failures = max(1, s.eject_failures)
         self.eject_latency = s.eject_latency

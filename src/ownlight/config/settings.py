@@ -360,8 +360,10 @@ class ModelSettings(Table):
     load_bound: float = setting(
         0.25, "Affinity's load bound ε: a replica with more than (1+ε) × its weighted share "
               "of the pool's requests in flight is passed over for the next in its ranking.")
-    probe_path: str = setting(
-        "/models", "Path under each replica's URL that health probes GET (a 2xx is healthy).")
+    probe_path: str | None = setting(
+        None, "Path under each replica's URL that health probes GET (a 2xx is healthy); "
+              "unset: the kind's model list (/models for openai under its /v1 URL, "
+              "/v1/models for anthropic).")
     probe_interval: float = setting(
         5.0, "Seconds between health probes of each replica; 0: no probes.")
     eject_failures: int = setting(
