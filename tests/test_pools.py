@@ -10,6 +10,7 @@ failed request, and keep each conversation on one replica while spreading many.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -18,11 +19,14 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 
 from ownlight.cli import main
-from ownlight.config import build_model_entry
+from ownlight.config import build_model_entry, load_config
 from ownlight.errors import ConfigError
+from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.gateway import RunningGateway
 from tests.support.replica_upstream import ReplicaUpstream
 
 
@@ -296,3 +300,87 @@ def test_drain_needs_an_admin_key_and_a_known_replica(gateway_factory, replicas)
     result = runner.invoke(main, ["models", "drain", "pool", "10.9.9.9:1", "--url",
                                   gateway.url, "--key", gateway.create_key("ops", ("admin",))])
     assert result.exit_code == 1 and "no replica" in result.output
+
+
+# -- an Anthropic pool, and a real Ownlight on the bundled model as a replica -------------
+
+
+class ProbedAnthropic(FakeAnthropic):
+    """The Anthropic fake with its model list, what an anthropic pool probes."""
+
+    def add_routes(self, app: web.Application) -> None:
+        super().add_routes(app)
+
+        async def models(request: web.Request) -> web.Response:
+            self.probes = getattr(self, "probes", 0) + 1
+            return web.json_response({"data": [{"id": "claude-fake"}]})
+
+        app.router.add_get("/v1/models", models)
+
+
+def test_an_anthropic_pool_fails_over_when_a_replica_is_gone(gateway_factory) -> None:
+    first, second = ProbedAnthropic(), ProbedAnthropic()
+    with second, contextlib.ExitStack() as stack:
+        stack.enter_context(first)
+        toml = pool_toml([], alias="claude", backend="anthropic", model="claude-fake",
+                         probe_interval=0.2, eject_failures=1)
+        toml += "".join(f'[[models.claude.replicas]]\nurl = "{s.url}"\n' for s in (first, second))
+        gateway = gateway_factory(toml)
+        client = gateway.client()
+        pool = gateway.runtime.backends["claude"]
+        seen: Counter[str] = Counter()
+        for i in range(4):
+            raw = client.chat.completions.with_raw_response.create(
+                model="claude", messages=[{"role": "user", "content": f"hi {i}"}])
+            assert raw.parse().choices[0].message.content == f"You said: hi {i}"
+            seen[raw.headers["x-ownlight-replica"]] += 1
+        assert set(seen) <= {f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"}
+        time.sleep(0.5)
+        assert getattr(first, "probes", 0) > 0 and getattr(second, "probes", 0) > 0
+        stack.close()  # the first is gone: connections refused from now on
+        for i in range(4):
+            raw = client.chat.completions.with_raw_response.create(
+                model="claude", messages=[{"role": "user", "content": f"again {i}"}])
+            assert raw.headers["x-ownlight-replica"] == f"127.0.0.1:{second.port}"
+        assert pool.replica(f"127.0.0.1:{first.port}").state == "ejected"
+
+
+@pytest.mark.slow
+def test_a_real_ownlight_replica_serves_beside_faulty_fakes(gateway_factory, tmp_path,
+                                                            monkeypatch, replicas) -> None:
+    """``ownlight serve`` on the bundled model is a replica like any other: probed with
+    its key, and the one that answers when the fakes die and hang."""
+    real = RunningGateway(load_config_text(tmp_path / "replica", "[privacy]\nenabled = false\n"
+                                           "[guard]\nenabled = false\n[local]\nthreads = 1\n"))
+    real.start(ready_timeout=300)
+    try:
+        monkeypatch.setenv("REAL_REPLICA_KEY", real.create_key("gateway"))
+        replicas[0].mode, replicas[1].mode = "die", "hang"
+        toml = pool_toml(replicas[:2], model="local", timeout=2, deadline=120,
+                         probe_interval=0.5, eject_failures=2)
+        toml += (f'[[models.pool.replicas]]\nurl = "{real.url}/v1"\n'
+                 'api_key = {"$env" = "REAL_REPLICA_KEY"}\n')
+        gateway = gateway_factory(toml)
+        client = gateway.client()
+        history: list[dict[str, str]] = []
+        for question in ("What is the capital of France?", "And of Italy?"):
+            answer, replica = ask(client, question, history)
+            assert replica == f"127.0.0.1:{real.port}" and answer.strip()
+            history += [{"role": "user", "content": question},
+                        {"role": "assistant", "content": answer}]
+        text = stream(client, "Name a colour.")
+        assert text.strip()
+        pool = gateway.runtime.backends["pool"]
+        time.sleep(1.5)  # probes: the fakes fail theirs, the real replica passes its own
+        states = {s.replica: s.state for s in pool.replica_stats()}
+        assert states == {replicas[0].name: "ejected", replicas[1].name: "ejected",
+                          f"127.0.0.1:{real.port}": "up"}
+    finally:
+        real.stop()
+
+
+def load_config_text(root, toml: str):
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "ownlight.toml"
+    path.write_text(f'data_dir = "{root / "data"}"\n' + toml)
+    return load_config(path)
