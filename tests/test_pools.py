@@ -23,7 +23,7 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from ownlight.cli import main
-from ownlight.config import build_model_entry, load_config
+from ownlight.config import Config, Settings, build_model_entry, effective_view, load_config
 from ownlight.errors import ConfigError
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.gateway import RunningGateway
@@ -80,6 +80,9 @@ def test_a_pool_is_declared_with_replica_tables() -> None:
                      {"url": "http://b:2/v1", "api_key": {"$env": "B_KEY"}}]})
     assert [r.url for r in entry.settings.replicas] == ["http://a:1/v1", "http://b:2/v1"]
     assert entry.settings.replicas[0].weight == 2.0
+    shown = effective_view(Config(Settings(), {"pool": entry}))["models"]["pool"]["replicas"]
+    assert shown[1] == {"url": "http://b:2/v1", "api_key": "****  ($env: B_KEY)",
+                        "weight": 1.0, "max_concurrent": 0}
     with pytest.raises(ConfigError, match="base_url and replicas"):
         build_model_entry("pool", {"backend": "openai", "base_url": "http://a:1/v1",
                                    "replicas": [{"url": "http://b:2/v1"}]})

@@ -56,7 +56,8 @@ def models_list(as_json: bool) -> None:
     config = cli_config()
     aliases = [
         {"alias": alias, "backend": e.backend, "model": e.model, "path": e.path,
-         "base_url": e.base_url, "inside_domain": e.inside_domain}
+         "base_url": e.base_url, "inside_domain": e.inside_domain,
+         "replicas": [r.url for r in e.settings.replicas]}
         for alias, e in config.models.items()
     ]
     registry = open_registry(config)
@@ -69,6 +70,9 @@ def models_list(as_json: bool) -> None:
     table = Table("alias", "backend", "model / path / url", "inside domain")
     for row in aliases:
         where = row["model"] or row["path"] or row["base_url"] or ""
+        pool = row["replicas"]
+        if isinstance(pool, list) and pool:
+            where = f"{where} on {len(pool)} replicas"
         table.add_row(str(row["alias"]), str(row["backend"]), str(where),
                       "yes" if row["inside_domain"] else "no")
     Console().print(table)
