@@ -160,6 +160,27 @@ def test_round_robin_and_least_outstanding_spread_evenly(gateway_factory, replic
     assert sorted(counts.values()) == [3, 3, 3]
 
 
+def test_weights_and_max_concurrent_shape_the_spread(gateway_factory, replicas) -> None:
+    toml = pool_toml([], replica_routing="least_outstanding")
+    toml += "".join(f'[[models.pool.replicas]]\nurl = "{s.url}"\nweight = {w}\n'
+                    f"max_concurrent = {m}\n"
+                    for s, w, m in zip(replicas, (2, 1, 1), (0, 0, 1), strict=True))
+    gateway = gateway_factory(toml)
+    client = gateway.client()
+    counts = Counter(ask(client, f"question {i}")[1] for i in range(40))
+    assert [counts[r.name] for r in replicas] == [20, 10, 10]
+
+    for server in replicas:
+        server.delay = 0.3
+    threads = [threading.Thread(target=ask, args=(client, f"at once {i}")) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert replicas[2].peak == 1  # its max_concurrent
+    assert replicas[0].peak > replicas[1].peak  # twice the weight, more at once
+
+
 # -- failures -----------------------------------------------------------------------------
 
 

@@ -26,6 +26,8 @@ class ReplicaUpstream(FakeUpstream):
         self.seen = 0
         self.served = 0
         self.probes = 0
+        self.in_flight = 0
+        self.peak = 0  # most requests it held at once
         self.name = f"127.0.0.1:{self.port}"
 
     def add_routes(self, app: web.Application) -> None:
@@ -50,7 +52,12 @@ class ReplicaUpstream(FakeUpstream):
         if self.mode == "503":
             return web.json_response({"error": {"message": "overloaded"}}, status=503)
         if self.delay:
-            await asyncio.sleep(self.delay)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.in_flight -= 1
         if self.mode == "cut":
             body["model"] = "fake-cut"
         self.served += 1

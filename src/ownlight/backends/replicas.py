@@ -21,7 +21,8 @@ backend, so the pipeline, failover and egress protection see one alias:
   share of the requests in flight is passed over for the next in the ranking, so one hot
   prefix cannot swamp one server. A request with no text to hash (embeddings) and
   ``least_outstanding`` take the replica with the fewest requests in flight per unit of
-  weight; ``round_robin`` is there as a baseline (bench/pools.py).
+  weight (ties: the fewest served per unit of weight, so idle traffic follows the
+  weights too); ``round_robin`` is there as a baseline (bench/pools.py).
 - **Health.** A request that fails on a replica for availability (connection refused or
   dropped, timeout, 5xx, 429) before any byte of its answer arrived is sent to another
   replica, within the request's deadline; once a stream has begun, a failure ends it.
@@ -191,6 +192,10 @@ class ReplicaPool(Backend):
             return self._remember(result, replica)
         if last is not None:
             raise last
+        if any(r.state == "up" for r in self.replicas):
+            raise UpstreamUnavailable(
+                f"every replica of {self.entry.alias!r} in rotation has its max_concurrent "
+                "requests in flight")
         raise UpstreamUnavailable(
             f"no replica of {self.entry.alias!r} is in rotation "
             f"({', '.join(f'{r.name} {r.state}' for r in self.replicas)})")
@@ -234,7 +239,7 @@ class ReplicaPool(Backend):
                 bound = math.ceil((1 + self.load_bound) * total * replica.weight / weights)
                 if replica.outstanding + 1 <= bound:
                     return replica, replica is ranked[0]
-        least = min(serving, key=lambda r: ((r.outstanding + 1) / r.weight, r.served))
+        least = min(serving, key=lambda r: (r.outstanding / r.weight, r.served / r.weight))
         return least, key is not None and least is self._home(key)
 
     def _home(self, key: bytes) -> Replica:
