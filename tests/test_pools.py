@@ -41,10 +41,11 @@ def replicas() -> Iterator[list[ReplicaUpstream]]:
 
 
 def pool_toml(servers: list[ReplicaUpstream], alias: str = "pool", **settings: object) -> str:
-    settings = {"backend": "openai", "model": "fake-model", "inside_domain": "true",
+    settings = {"backend": "openai", "model": "fake-model", "inside_domain": True,
                 "retries": 0, "circuit_failures": 1000, "probe_interval": 0, **settings}
     lines = [f"[models.{alias}]"]
-    lines += [f'{k} = "{v}"' if isinstance(v, str) and v != "true" else f"{k} = {v}"
+    lines += [f"{k} = {str(v).lower()}" if isinstance(v, bool)
+              else f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}"
               for k, v in settings.items()]
     for server in servers:
         lines += [f"[[models.{alias}.replicas]]", f'url = "{server.url}"']
@@ -179,6 +180,23 @@ def test_weights_and_max_concurrent_shape_the_spread(gateway_factory, replicas) 
         thread.join()
     assert replicas[2].peak == 1  # its max_concurrent
     assert replicas[0].peak > replicas[1].peak  # twice the weight, more at once
+
+
+def test_a_pool_outside_the_domain_still_names_its_replica(gateway_factory,
+                                                          replicas) -> None:
+    """Egress protection wraps the pool like any upstream; the replica survives the wrap."""
+    gateway = gateway_factory(pool_toml(replicas, inside_domain=False))
+    client = gateway.client()
+    answer, replica = ask(client, "Mail bob@example.com about the plan")
+    assert answer.startswith("Hello from replica") and replica in {r.name for r in replicas}
+    pieces = client.chat.completions.with_raw_response.create(
+        model="pool", stream=True, messages=[{"role": "user", "content": "hi"}])
+    assert pieces.headers["x-ownlight-replica"] in {r.name for r in replicas}
+    assert "".join(c.choices[0].delta.content or "" for c in pieces.parse() if c.choices)
+    sent = [m["content"] for r in replicas for b in r.received for m in b["messages"]]
+    assert not any("bob@example.com" in str(c) for c in sent)  # pseudonymized on the way
+    gateway.runtime.pipeline.ledger.flush()
+    assert gateway.runtime.pipeline.ledger.query(kind="egress")
 
 
 # -- failures -----------------------------------------------------------------------------
