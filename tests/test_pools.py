@@ -22,6 +22,8 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
+from ownlight.backends import backend_class
+from ownlight.backends.replicas import ReplicaPool, pool_of
 from ownlight.cli import main
 from ownlight.config import Config, Settings, build_model_entry, effective_view, load_config
 from ownlight.errors import ConfigError
@@ -95,6 +97,50 @@ def test_a_pool_is_declared_with_replica_tables() -> None:
                                    "replicas": [{"url": "http://a:1/v1", "wieght": 2}]})
     with pytest.raises(ConfigError, match="replicas: not read by llama backends"):
         build_model_entry("local2", {"backend": "llama", "replicas": [{"url": "http://a"}]})
+
+
+def hashing_pool(weights: tuple[float, ...]) -> ReplicaPool:
+    entry = build_model_entry("pool", {
+        "backend": "openai", "model": "m",
+        "replicas": [{"url": f"http://10.0.0.{i}:8080/v1", "weight": w}
+                     for i, w in enumerate(weights)]})
+    return pool_of(backend_class("openai"))(entry, Config(Settings(), {"pool": entry}))
+
+
+def test_rendezvous_moves_only_the_prefixes_of_a_replica_taken_out() -> None:
+    pool = hashing_pool((1, 1, 1, 1))
+    keys = [bytes([i % 256, i // 256]) * 8 for i in range(2000)]
+
+    def homes() -> list[str]:
+        chosen = [pool.choose(k, set()) for k in keys]
+        return [c[0].name for c in chosen if c is not None]
+
+    before = homes()
+    assert max(Counter(before).values()) < 560  # about 500 each
+    gone = pool.replicas[1]
+    gone.draining = True
+    after = homes()
+    moved = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+    assert all(b == gone.name for b, _ in moved)  # nobody else's prefixes moved
+    assert len(moved) == Counter(before)[gone.name]
+    assert min(Counter(a for _, a in moved).values()) > 100  # spread over the other three
+
+
+def test_weights_and_the_load_bound_in_the_ranking() -> None:
+    pool = hashing_pool((2, 1, 1))
+    keys = [bytes([i % 256, i // 256]) * 8 for i in range(3000)]
+    counts = Counter(c[0].name for k in keys if (c := pool.choose(k, set())))
+    assert 1350 < counts["10.0.0.0:8080"] < 1650  # half, for twice the weight
+    # One hot prefix with requests in flight: the home takes up to (1+ε) × its share.
+    key = keys[0]
+    home = pool.choose(key, set())
+    assert home is not None and home[1]
+    for _ in range(40):
+        replica, _ = pool.choose(key, set())  # type: ignore[misc]
+        replica.begin()
+    share = {r.name: r.outstanding for r in pool.replicas}
+    assert share[home[0].name] <= 1.25 * 40 * home[0].weight / 4 + 1
+    assert all(n > 0 for n in share.values()), share
 
 
 # -- routing ------------------------------------------------------------------------------
