@@ -314,6 +314,19 @@ def test_ejected_after_failures_and_back_after_a_probe(gateway_factory, replicas
     assert served[sick.name] == 2
 
 
+def test_a_replica_slower_than_eject_latency_is_ejected(gateway_factory, replicas) -> None:
+    replicas[0].delay = 0.6
+    gateway = gateway_factory(pool_toml(replicas, eject_latency=0.3, eject_failures=2,
+                                        replica_routing="round_robin"))
+    client = gateway.client()
+    for i in range(9):
+        assert ask(client, f"q{i}")[0].startswith("Hello from replica")  # slow, still answered
+    stats = {s.replica: s for s in gateway.runtime.backends["pool"].replica_stats()}
+    slow = stats[replicas[0].name]
+    assert slow.state == "ejected" and slow.served == 2 and "eject_latency" in slow.last_error
+    assert stats[replicas[1].name].state == stats[replicas[2].name].state == "up"
+
+
 def test_every_replica_down_answers_503(gateway_factory, replicas) -> None:
     for server in replicas:
         server.mode = "503"
