@@ -365,7 +365,8 @@ class ModelSettings(Table):
               "unset: the kind's model list (/models for openai under its /v1 URL, "
               "/v1/models for anthropic).")
     probe_interval: float = setting(
-        5.0, "Seconds between health probes of each replica; 0: no probes.")
+        5.0, "Seconds between health probes of each replica; 0: no probes (an ejected "
+             "replica then returns only when every replica is out).")
     eject_failures: int = setting(
         3, "Consecutive failures (errors, failed probes, answers slower than "
            "`eject_latency`) that take a replica out of rotation until a probe succeeds.")
