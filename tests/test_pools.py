@@ -327,6 +327,23 @@ def test_a_replica_slower_than_eject_latency_is_ejected(gateway_factory, replica
     assert stats[replicas[1].name].state == stats[replicas[2].name].state == "up"
 
 
+def test_failover_stops_at_the_deadline_and_frees_the_replicas(gateway_factory,
+                                                               replicas) -> None:
+    for server in replicas:
+        server.mode = "hang"
+    gateway = gateway_factory(pool_toml(replicas, timeout=0.6, deadline=1.5,
+                                        eject_failures=1000))
+    client = gateway.client()
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(client, "anyone?")
+    assert caught.value.status_code == 504 and caught.value.code == "deadline_exceeded"
+    assert time.monotonic() - started < 3
+    assert sum(r.seen for r in replicas) == 3  # two timed out, the third ran into the deadline
+    stats = gateway.runtime.backends["pool"].replica_stats()
+    assert [s.outstanding for s in stats] == [0, 0, 0]
+
+
 def test_every_replica_down_answers_503(gateway_factory, replicas) -> None:
     for server in replicas:
         server.mode = "503"
