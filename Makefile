@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332
 
 .PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
-	bench-retrieval bench-guard bench-serving clean
+	bench-retrieval bench-guard bench-serving bench-pools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,8 @@ docs: install
 	$(BIN)/mkdocs build --strict -d build/site
 
 # Each benchmark runs Ownlight and its peer in the same run and prints a ratio.
-bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard bench-serving
+bench: bench-overhead bench-router bench-privacy bench-retrieval bench-guard bench-serving \
+	bench-pools
 
 bench-overhead: install
 	$(BIN)/python bench/overhead.py
@@ -66,6 +67,9 @@ bench-guard: install
 # Installs llama-cpp-python[server] into a throwaway venv under /tmp (pip's cached wheel).
 bench-serving: install
 	$(BIN)/python bench/serving.py
+
+bench-pools: install
+	$(BIN)/python bench/pools.py
 
 clean:
 	rm -rf $(VENV) .agents build src/*.egg-info .pytest_cache .ruff_cache

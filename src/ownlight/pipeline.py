@@ -183,6 +183,7 @@ class Pipeline:
         served = ctx.route.served_by
         assert served is not None
         ctx.served_label = backend.served.label
+        ctx.replica = backend.served.replica
         ctx.backend_headers = backend.served.headers
         ctx.dropped = carry.dropped(ctx.request, served.backend.wire_protocol)
         return result

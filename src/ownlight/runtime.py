@@ -22,7 +22,9 @@ from ownlight.audit.metrics import Metrics
 from ownlight.audit.refusals import RefusalLog
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
+from ownlight.backends.base import ReplicaStats
 from ownlight.backends.managed import Lifecycle, ManagedBackend, is_managed
+from ownlight.backends.replicas import pool_of
 from ownlight.config import Config, ModelEntry
 from ownlight.config.settings import BACKEND_KINDS
 from ownlight.guard.stage import InjectionGuard
@@ -151,8 +153,8 @@ class Runtime:
         return runtime
 
     def state(self) -> dict[str, dict[str, object]]:
-        """What the metrics' gauges show: circuits, model load state, queue lengths, and the
-        embedded model's slots and throughput."""
+        """What the metrics' gauges show: circuits, model load state, queue lengths, the
+        embedded model's slots and throughput, and each pool's replicas."""
         return {
             "circuits": {a: c.state for a, c in self.pipeline.health.circuits.items()},
             "models": dict(self.readiness()),
@@ -160,7 +162,13 @@ class Runtime:
                        if b.queue_length is not None},
             "serving": {a: stats for a, b in self.backends.items()
                         if (stats := b.serving_stats()) is not None},
+            "replicas": {a: list(s) for a, s in self.replica_stats().items()},
         }
+
+    def replica_stats(self) -> dict[str, list[ReplicaStats]]:
+        """Each pooled alias's model servers: state, load, answers, failures."""
+        return {a: stats for a, b in self.backends.items()
+                if (stats := b.replica_stats()) is not None}
 
     @property
     def knowledge(self) -> KnowledgeService | None:
@@ -234,6 +242,8 @@ def build_backends(
             continue
         if is_managed(entry):
             backends[alias] = ManagedBackend(entry, config, lifecycle)
+        elif entry.settings.replicas:  # a pool of model servers of that kind
+            backends[alias] = pool_of(backend_class(entry.backend))(entry, config)
         else:
             backends[alias] = backend_class(entry.backend)(entry, config)
     if local_enabled:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -78,6 +79,10 @@ async def readyz(request: Request) -> Response:
             return error_response(exc)
         if principal.is_admin:
             body["models"] = models
+            pools = runtime.replica_stats()
+            if pools:
+                body["replicas"] = {alias: [dataclasses.asdict(r) for r in stats]
+                                    for alias, stats in pools.items()}
     return json_response(body, 200 if ready else 503)
 
 

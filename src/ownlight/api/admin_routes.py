@@ -1,4 +1,5 @@
-"""Admin-only routes: the audit ledger over HTTP and the Prometheus metrics.
+"""Admin-only routes: the audit ledger over HTTP, the Prometheus metrics, and draining a
+pool's model servers (``ownlight models drain`` talks to these).
 
 An admin key is a key in the ``admin`` group; any other key gets 403, no key 401; both
 refusals are recorded in the ledger (``audit.refusals``).
@@ -13,8 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ownlight.audit.queries import select, since_iso
+from ownlight.audit.records import AdminRecord
 from ownlight.auth import hash_key
-from ownlight.errors import InvalidRequest, OwnlightError, PermissionDenied
+from ownlight.backends.replicas import ReplicaPool
+from ownlight.errors import InvalidRequest, NotFound, OwnlightError, PermissionDenied
 from ownlight.principal import Principal
 from ownlight.runtime import Runtime
 
@@ -68,7 +71,46 @@ async def metrics(request: Request) -> Response:
                     media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+DRAIN_WAIT = 300.0  # seconds a drain waits for in-flight requests unless told otherwise
+
+
+async def drain_replica(request: Request) -> Response:
+    """``POST /v1/admin/models/{alias}/replicas/{replica}/drain?wait=SECONDS``: no new
+    work for the replica; answers once its requests in flight have finished (``drained``)
+    or ``wait`` seconds have passed (``draining``, with what is still in flight).
+    ``.../undrain`` puts it back in rotation."""
+    runtime: Runtime = request.app.state.runtime
+    alias, name = request.path_params["alias"], request.path_params["replica"]
+    undrain = request.url.path.endswith("/undrain")
+    try:
+        principal = admin(request)
+        raw = request.query_params.get("wait", str(DRAIN_WAIT))
+        try:
+            wait = float(raw)
+        except ValueError:
+            raise InvalidRequest("wait must be a number of seconds", param="wait") from None
+        pool = runtime.backends.get(alias)
+        if not isinstance(pool, ReplicaPool):
+            raise NotFound(f"{alias!r} is not an alias served by replicas")
+        try:
+            replica = pool.undrain(name) if undrain else await pool.drain(name, wait)
+        except KeyError as exc:
+            raise NotFound(str(exc.args[0])) from None
+    except OwnlightError as exc:
+        return error_response(exc)
+    runtime.pipeline.ledger.append(AdminRecord(
+        "undrain" if undrain else "drain", f"{alias}/{replica.name}", principal.name,
+        principal.tenant, {"outstanding": replica.outstanding}))
+    state = replica.state if undrain or replica.outstanding else "drained"
+    return json_response({"model": alias, "replica": replica.name, "state": state,
+                          "outstanding": replica.outstanding})
+
+
 routes = [
+    Route("/v1/admin/models/{alias}/replicas/{replica}/drain", drain_replica,
+          methods=["POST"]),
+    Route("/v1/admin/models/{alias}/replicas/{replica}/undrain", drain_replica,
+          methods=["POST"]),
     Route("/v1/admin/audit", audit_records, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]

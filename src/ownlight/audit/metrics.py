@@ -155,7 +155,7 @@ class _StateCollector(Collector):
     def __init__(self, read_state: Callable[[], Mapping[str, Any]]):
         self.read_state = read_state
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         state = self.read_state()
         circuits = GaugeMetricFamily("ownlight_circuit_state",
                                      "Circuit breaker per target: 0 closed, 1 half-open, 2 open.",
@@ -174,6 +174,7 @@ class _StateCollector(Collector):
             waiting.add_metric([model], value)
         yield waiting
         yield from _serving_gauges(state.get("serving", {}))
+        yield from _replica_families(state.get("replicas", {}))
 
 
 def _serving_gauges(serving: Mapping[str, Any]) -> Iterator[GaugeMetricFamily]:
@@ -192,3 +193,45 @@ def _serving_gauges(serving: Mapping[str, Any]) -> Iterator[GaugeMetricFamily]:
         for model, stats in serving.items():
             gauge.add_metric([model], float(getattr(stats, attribute)))
         yield gauge
+
+
+REPLICA_STATES = {"up": 0, "draining": 1, "ejected": 2}
+
+
+def _replica_families(pools: Mapping[str, Any]) -> Iterator[Metric]:
+    """Each pooled alias's model servers (ReplicaStats): state and load as gauges, what
+    they served and how often they failed as counters."""
+    state = GaugeMetricFamily("ownlight_replica_state",
+                              "Replica of a pool: 0 up, 1 draining, 2 ejected.",
+                              labels=["model", "replica"])
+    outstanding = GaugeMetricFamily("ownlight_replica_outstanding",
+                                    "Requests in flight on a replica.",
+                                    labels=["model", "replica"])
+    counters = {
+        "served": CounterMetricFamily("ownlight_replica_served",
+                                      "Answers a replica started.", labels=["model", "replica"]),
+        "failures": CounterMetricFamily("ownlight_replica_failures",
+                                        "Failed requests and probes of a replica.",
+                                        labels=["model", "replica"]),
+        "ejections": CounterMetricFamily("ownlight_replica_ejections",
+                                         "Times a replica was taken out of rotation.",
+                                         labels=["model", "replica"]),
+        "affinity_hits": CounterMetricFamily(
+            "ownlight_replica_affinity_hits",
+            "Requests a replica served as their prefix's first choice.",
+            labels=["model", "replica"]),
+        "affinity_spills": CounterMetricFamily(
+            "ownlight_replica_affinity_spills",
+            "Requests a replica served for a prefix whose first choice was full or out.",
+            labels=["model", "replica"]),
+    }
+    for model, replicas in pools.items():
+        for r in replicas:
+            labels = [model, r.replica]
+            state.add_metric(labels, REPLICA_STATES.get(r.state, 0))
+            outstanding.add_metric(labels, r.outstanding)
+            for attribute, family in counters.items():
+                family.add_metric(labels, float(getattr(r, attribute)))
+    yield state
+    yield outstanding
+    yield from counters.values()

@@ -42,6 +42,7 @@ def request_record(ctx: RequestContext, usage: Usage | None, error: OwnlightErro
         tenant=principal.tenant if principal else None,
         model=ctx.alias or None,
         route=(ctx.served_label or served.label) if served else None,
+        replica=ctx.replica,
         reason=ctx.route.explain() if ctx.route else None,
         inside_domain=served.inside_domain if served else None,
         sensitivity=ctx.sensitivity,

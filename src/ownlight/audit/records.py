@@ -29,6 +29,7 @@ class RequestRecord:
     groups: list[str] = field(default_factory=list)
     model: str | None = None  # the alias asked for
     route: str | None = None  # the alias/model that served it
+    replica: str | None = None  # the pool member (host:port) that served it, if a pool
     reason: str | None = None
     inside_domain: bool | None = None
     error_code: str | None = None

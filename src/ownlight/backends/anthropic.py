@@ -22,6 +22,7 @@ class AnthropicBackend(HttpBackend):
     kind = "anthropic"
     wire_protocol = "anthropic"
     operations = frozenset({Operation.CHAT})
+    probe_path = "/v1/models"
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": self.entry.settings.anthropic_version}

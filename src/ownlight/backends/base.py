@@ -20,7 +20,7 @@ from ownlight.protocol.model import Chunk, Json, Operation, Request, Response
 
 BackendResult = Response | AsyncIterator[Chunk]
 
-__all__ = ["Backend", "BackendResult", "Json", "Operation", "ServingStats"]
+__all__ = ["Backend", "BackendResult", "Json", "Operation", "ReplicaStats", "ServingStats"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,23 @@ class ServingStats:
     tokens_per_second: float  # tokens produced, all requests together, lately
     prompt_tokens_evaluated: int  # since start
     prompt_tokens_reused: int  # prompt tokens served from cached prefixes, since start
+
+
+@dataclass(frozen=True)
+class ReplicaStats:
+    """One model server of a pool, for ``/metrics`` and an admin's ``/readyz``."""
+
+    replica: str  # its URL's host:port
+    url: str
+    state: str  # up, draining, ejected
+    weight: float
+    outstanding: int  # requests in flight on it
+    served: int  # answers it started, since start
+    failures: int  # failed requests and probes, since start
+    ejections: int  # times taken out of rotation, since start
+    affinity_hits: int  # requests it served as their prefix's first choice
+    affinity_spills: int  # requests it served as another replica's overflow
+    last_error: str | None
 
 
 class Backend(ABC):
@@ -93,6 +110,14 @@ class Backend(ABC):
 
     def serving_stats(self) -> ServingStats | None:
         """Slots, queue and throughput, where the backend schedules requests itself."""
+        return None
+
+    def replica_stats(self) -> list[ReplicaStats] | None:
+        """Each model server's state and load, where the alias is served by a pool."""
+        return None
+
+    def replica_for(self, result: BackendResult) -> str | None:
+        """The pool member (host:port) that produced ``result``, asked once per answer."""
         return None
 
     @property

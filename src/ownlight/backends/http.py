@@ -43,6 +43,9 @@ UNSERVED_SECONDS = 300.0  # how long an endpoint answered with a route-level 404
 class HttpBackend(Backend):
     """A backend whose model lives behind an HTTP API at ``base_url``."""
 
+    #: What a health probe GETs under ``base_url`` unless the alias names a ``probe_path``.
+    probe_path: str = "/models"
+
     def __init__(self, entry: Any, config: Any, session: aiohttp.ClientSession | None = None):
         super().__init__(entry, config)
         if not entry.base_url:
@@ -101,6 +104,20 @@ class HttpBackend(Backend):
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
+
+    async def probe(self, path: str, timeout: float) -> str | None:
+        """GET ``path`` as a health check: None when it answers 2xx, else what went wrong."""
+        try:
+            async with self.session().get(
+                self.base_url + path, headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                await response.read()
+                return None if response.status < 300 else f"probe answered {response.status}"
+        except TimeoutError:
+            return f"probe got no answer within {timeout:g} s"
+        except aiohttp.ClientError as exc:
+            return f"probe failed: {type(exc).__name__}"
 
     async def post_json(self, path: str, body: Json,
                         headers: dict[str, str] | None = None) -> Json:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from ownlight.config.loading import Config, ModelEntry
 from ownlight.config.names import SETTINGS, Setting
 from ownlight.config.secrets import Secret, parse_secret
@@ -56,6 +58,11 @@ def effective_view(config: Config) -> dict[str, Any]:
 
 
 def _mask_extra(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.masked()
+    if isinstance(value, BaseModel):  # a table in a list ([[models.NAME.replicas]])
+        return _mask_extra({k: getattr(value, k) for k in type(value).model_fields
+                            if getattr(value, k) is not None})
     if isinstance(value, dict):
         if len(value) == 1 and next(iter(value)) in ("$env", "$file"):
             secret = parse_secret(value, "")

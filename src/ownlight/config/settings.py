@@ -256,6 +256,16 @@ class RoutingSettings(Table):
         None, "Complexity router weights from `ownlight router train`; unset: the shipped ones.")
 
 
+class ReplicaSettings(Table):
+    url: str = setting(help="Base URL of this model server, e.g. http://10.0.0.5:8080/v1.")
+    api_key: SecretRef | None = setting(
+        None, "Its key, as a secret reference; unset: the alias's `api_key`.")
+    weight: float = Field(1.0, gt=0, description="Its share of the pool's work, relative "
+                                                 "to the other replicas'.")
+    max_concurrent: int = setting(
+        0, "Most requests in flight on it at once (the others go elsewhere); 0: no limit.")
+
+
 @dataclass(frozen=True)
 class BackendKind:
     """What Ownlight knows of a backend kind before importing its module."""
@@ -270,7 +280,11 @@ class BackendKind:
 SHARED_MODEL_SETTINGS = frozenset({
     "backend", "model", "inside_domain", "deadline", "price_in", "price_out", "retries",
     "backoff", "circuit_failures", "circuit_cooldown"})
-_HTTP_OPTIONS = frozenset({"base_url", "api_key", "timeout", "idle_timeout"})
+# What an alias served by a pool of model servers reads ([[models.NAME.replicas]]).
+POOL_OPTIONS = frozenset({
+    "replicas", "replica_routing", "affinity_chars", "load_bound", "probe_path",
+    "probe_interval", "eject_failures", "eject_latency"})
+_HTTP_OPTIONS = frozenset({"base_url", "api_key", "timeout", "idle_timeout"}) | POOL_OPTIONS
 
 # Backend kinds by name. A new kind is a module and an entry here; ``ownlight.backends``
 # imports its class from ``target`` (tests add fake kinds there, with no entry here: a kind
@@ -334,6 +348,32 @@ class ModelSettings(Table):
                       "models refuse max_tokens).")
     anthropic_version: str = setting(
         "2023-06-01", "The anthropic-version header an anthropic backend sends.")
+    replicas: list[ReplicaSettings] = setting(
+        [], "Model servers that serve this alias together, one `[[models.NAME.replicas]]` "
+            "table each (instead of `base_url`): health-checked, drained, prefix-aware.")
+    replica_routing: Literal["affinity", "least_outstanding", "round_robin"] = setting(
+        "affinity", "How a pool picks a replica: affinity (a request's leading text picks "
+                    "its replica by rendezvous hashing, bounded by `load_bound`), "
+                    "least_outstanding, or round_robin.")
+    affinity_chars: int = setting(
+        2048, "Characters of a request's system text and first user turn whose digest picks "
+              "its replica under affinity routing.")
+    load_bound: float = setting(
+        0.25, "Affinity's load bound ε: a replica with more than (1+ε) × its weighted share "
+              "of the pool's requests in flight is passed over for the next in its ranking.")
+    probe_path: str | None = setting(
+        None, "Path under each replica's URL that health probes GET (a 2xx is healthy); "
+              "unset: the kind's model list (/models for openai under its /v1 URL, "
+              "/v1/models for anthropic).")
+    probe_interval: float = setting(
+        5.0, "Seconds between health probes of each replica; 0: no probes (an ejected "
+             "replica then returns only when every replica is out).")
+    eject_failures: int = setting(
+        3, "Consecutive failures (errors, failed probes, answers slower than "
+           "`eject_latency`) that take a replica out of rotation until a probe succeeds.")
+    eject_latency: float = setting(
+        0.0, "Seconds to a replica's first byte above which an answer counts as a failure "
+             "for ejection; 0: latency never ejects.")
 
     @model_validator(mode="after")
     def _kind_reads_every_setting(self) -> ModelSettings:
@@ -345,6 +385,12 @@ class ModelSettings(Table):
                 raise ValueError(
                     f"{', '.join(unread)}: not read by {self.backend} backends (they read "
                     f"{', '.join(sorted(kind.options))} and the shared settings)")
+        if self.replicas and "base_url" in self.model_fields_set:
+            raise ValueError("base_url and replicas: give one (each replica has its url)")
+        pool_only = sorted((self.model_fields_set & POOL_OPTIONS) - {"replicas"})
+        if pool_only and not self.replicas:
+            raise ValueError(f"{', '.join(pool_only)}: read only by an alias with "
+                             "[[models.NAME.replicas]]")
         return self
 
 

@@ -56,7 +56,8 @@ def models_list(as_json: bool) -> None:
     config = cli_config()
     aliases = [
         {"alias": alias, "backend": e.backend, "model": e.model, "path": e.path,
-         "base_url": e.base_url, "inside_domain": e.inside_domain}
+         "base_url": e.base_url, "inside_domain": e.inside_domain,
+         "replicas": [r.url for r in e.settings.replicas]}
         for alias, e in config.models.items()
     ]
     registry = open_registry(config)
@@ -69,6 +70,9 @@ def models_list(as_json: bool) -> None:
     table = Table("alias", "backend", "model / path / url", "inside domain")
     for row in aliases:
         where = row["model"] or row["path"] or row["base_url"] or ""
+        pool = row["replicas"]
+        if isinstance(pool, list) and pool:
+            where = f"{where} on {len(pool)} replicas"
         table.add_row(str(row["alias"]), str(row["backend"]), str(where),
                       "yes" if row["inside_domain"] else "no")
     Console().print(table)
@@ -319,3 +323,79 @@ def models_history(name: str, as_json: bool) -> None:
         table.add_row(r["at"], r["action"], f"{name}@{r['version']}",
                       f"@{r['previous']}" if r["previous"] else "-", r["actor"])
     Console().print(table)
+
+
+# -- draining a pool's model servers: these talk to the running server ------------------
+
+
+def _admin_post(url: str, key: str, path: str, timeout: float) -> dict[str, Any]:
+    """POST to the running server's admin API; its error message if it refuses."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url.rstrip("/") + path, data=b"", method="POST",
+                                     headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = str(exc)
+        raise click.ClickException(f"{exc.code}: {message}") from None
+    except (urllib.error.URLError, TimeoutError) as exc:
+        raise click.ClickException(f"cannot reach Ownlight at {url}: {exc}") from None
+
+
+def _server_options(command: Any) -> Any:
+    command = click.option("--url", default=None,
+                           help="The running server (default: server.host and server.port "
+                                "from the config).")(command)
+    return click.option("--key", required=True, envvar="OWNLIGHT_API_KEY",
+                        help="An admin key (or $OWNLIGHT_API_KEY).")(command)
+
+
+def _server_url(url: str | None) -> str:
+    if url:
+        return url
+    config = cli_config()
+    return f"http://{config.host}:{config.port}"
+
+
+@models_group.command("drain")
+@click.argument("name")
+@click.argument("replica")
+@click.option("--wait", default=300.0, show_default=True,
+              help="Seconds to wait for the replica's requests in flight.")
+@_server_options
+def models_drain(name: str, replica: str, wait: float, url: str | None, key: str) -> None:
+    """Stop new work to REPLICA (host:port, URL or position) of the pooled alias NAME and
+    wait until its requests in flight have finished (for a rolling upgrade)."""
+    from urllib.parse import quote
+
+    path = f"/v1/admin/models/{quote(name)}/replicas/{quote(replica)}/drain?wait={wait:g}"
+    body = _admin_post(_server_url(url), key, path, wait + 30)
+    if body["state"] == "drained":
+        err.print(f"[bold]{body['replica']}[/] of {name} is drained: no requests in flight.")
+    else:
+        err.print(f"[bold]{body['replica']}[/] of {name} takes no new work; "
+                  f"{body['outstanding']} request(s) still in flight after {wait:g} s.")
+    click.echo(json.dumps(body))
+    if body["state"] != "drained":
+        raise SystemExit(1)
+
+
+@models_group.command("undrain")
+@click.argument("name")
+@click.argument("replica")
+@_server_options
+def models_undrain(name: str, replica: str, url: str | None, key: str) -> None:
+    """Put a drained REPLICA of the pooled alias NAME back in rotation."""
+    from urllib.parse import quote
+
+    path = f"/v1/admin/models/{quote(name)}/replicas/{quote(replica)}/undrain"
+    body = _admin_post(_server_url(url), key, path, 30)
+    err.print(f"[bold]{body['replica']}[/] of {name} is back in rotation ({body['state']}).")
+    click.echo(json.dumps(body))

@@ -31,6 +31,7 @@ class EgressBackend:
         self.ledger = ledger
         self.metrics = metrics
         self.timer = timer
+        self.replica: str | None = None
 
     @property
     def wire_protocol(self) -> str | None:
@@ -39,12 +40,16 @@ class EgressBackend:
     def label_for(self, result: BackendResult) -> str:
         return self.wrapped.label_for(result)
 
+    def replica_for(self, result: BackendResult) -> str | None:
+        return self.replica  # asked of the wrapped answer, before it was restored
+
     async def execute(self, request: Request) -> BackendResult:
         with self.timer("privacy.egress"):
             sent = self.protect(request)
         with self.timer("ledger.egress"):
             self.record(request, sent)
         result = await self.wrapped.execute(sent)
+        self.replica = self.wrapped.replica_for(result)
         egress = self.ctx.egress
         if egress is None or not egress.vault.placeholders():  # nothing to put back
             return result

@@ -27,6 +27,8 @@ class Executes(Protocol):
 
     def label_for(self, result: BackendResult) -> str: ...
 
+    def replica_for(self, result: BackendResult) -> str | None: ...
+
     async def execute(self, request: Request) -> BackendResult: ...
 
 
@@ -36,10 +38,12 @@ def availability_error(exc: OwnlightError) -> bool:
 
 
 class Served:
-    """What the answering target added: its label, its headers (in-process backends')."""
+    """What the answering target added: its label, the pool member that answered, its
+    headers (in-process backends')."""
 
     def __init__(self) -> None:
         self.label: str | None = None
+        self.replica: str | None = None
         self.headers: dict[str, str] = {}
 
 
@@ -77,6 +81,7 @@ class FallbackBackend:
     async def _attempt(self, backend: Executes, request: Request) -> BackendResult:
         result = await backend.execute(request)
         label = backend.label_for(result)
+        self.served.replica = backend.replica_for(result)
         own = self.served.headers if backend.wire_protocol is None else {}
         if isinstance(result, Response):
             own.update(_backend_headers(result.extra))

@@ -69,6 +69,7 @@ class RequestContext:
     answer: list[str] = field(default_factory=list)  # kept only when audit.bodies asks
     guard: GuardFacts | None = None
     served_label: str | None = None  # the target and model version that answered
+    replica: str | None = None  # the pool member (host:port) that answered, if a pool
     prompt_mac: str | None = None  # the prompt's salted hash, when the egress record made it
     #: ``x-ownlight-*`` headers the serving in-process backend added to its answer
     backend_headers: dict[str, str] = field(default_factory=dict)
@@ -97,6 +98,8 @@ class RequestContext:
         if self.route is not None and self.route.served_by is not None:
             headers["x-ownlight-route"] = self.served_label or self.route.served_by.label
             headers["x-ownlight-route-reason"] = self.route.explain()
+        if self.replica is not None:
+            headers["x-ownlight-replica"] = self.replica
         if self.sensitivity != "unknown":
             headers["x-ownlight-sensitivity"] = self.sensitivity
         if self.grounding is not None:  # how many sources the answer may cite; "none" warns
