@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332
 
 .PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
-	bench-retrieval bench-guard bench-serving bench-pools clean
+	bench-retrieval bench-guard bench-serving bench-pools cluster clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ agents: .agents/.installed
 serve: install
 	$(BIN)/ownlight serve
 
+# PostgreSQL, Redis, three instances and nginx on 127.0.0.1 (docs/scale-out.md); Ctrl-C stops all.
+cluster: install
+	$(BIN)/python deploy/cluster.py
+
 test: install agents lint typecheck
 	$(BIN)/python -m pytest
 
@@ -36,7 +40,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench deploy
 
 typecheck: install
 	$(BIN)/mypy src/ownlight

@@ -155,7 +155,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
     uvicorn.run(
         create_app(runtime), host=config.host, port=config.port, loop="uvloop",
         http="httptools", access_log=config.settings.server.access_log,
-        log_level="info", timeout_graceful_shutdown=5, proxy_headers=False,
+        log_level="info", timeout_graceful_shutdown=5,
+        proxy_headers=bool(config.settings.server.trusted_proxies),
+        forwarded_allow_ips=",".join(config.settings.server.trusted_proxies) or None,
     )
 
 

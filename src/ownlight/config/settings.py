@@ -59,6 +59,10 @@ class ServerSettings(Table):
         False, "Refuse to start when the data dir or anything in it is open to other local "
                "users at all; false: refused only when they may write there, a warning when "
                "they may read.")
+    trusted_proxies: list[str] = setting(
+        [], "Addresses of the reverse proxies (nginx, HAProxy) in front of this instance, e.g. "
+            '["127.0.0.1"]: only from them is X-Forwarded-For believed, so the ledger\'s '
+            "refusals name the real client's address; empty: the connection's address.")
 
 
 class LocalSettings(Table):
