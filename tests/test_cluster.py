@@ -5,12 +5,15 @@ made and revoked with ``ownlight keys`` from an operator's machine (its own data
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from click.testing import CliRunner
@@ -88,3 +91,25 @@ def test_a_revoked_key_is_refused_through_every_instance(cluster: Cluster,
         for _ in range(9):  # spread over the three instances
             with pytest.raises(openai.AuthenticationError):
                 leaver.models.list()
+
+
+def test_refusals_behind_nginx_name_the_client_not_the_proxy(cluster: Cluster) -> None:
+    """Each instance trusts X-Forwarded-For from nginx alone ([server] trusted_proxies), so a
+    refused request's record names the address nginx saw, not 127.0.0.1."""
+    for _ in range(3):
+        refused = httpx.get(cluster.url + "/v1/models", headers={
+            "Authorization": "Bearer ol-not-a-key", "X-Forwarded-For": "203.0.113.7"})
+        assert refused.status_code == 401
+    admin = {"Authorization": f"Bearer {cluster.admin_key}"}
+    ours = hashlib.sha256(b"ol-not-a-key").hexdigest()[:12]
+    deadline = time.monotonic() + 10
+    while True:
+        clients = [record.get("client") for server in cluster.servers
+                   for record in httpx.get(server.url + "/v1/admin/audit?kind=refusal",
+                                           headers=admin).json()["data"]
+                   if record.get("key") == ours]
+        if len(clients) == 3:
+            break
+        assert time.monotonic() < deadline, f"refusals recorded from {clients}"
+        time.sleep(0.2)
+    assert clients == ["203.0.113.7"] * 3
