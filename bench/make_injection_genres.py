@@ -8,9 +8,10 @@ carrier of its genre (e-mail, web page, review, ticket, code, tool output, chat 
 attacked one gets one instruction to the assistant in the carrier's own form (a code
 comment in code, an HTML comment in a page, a chat message in a log); its clean twin gets a
 look-alike instead: an instruction meant for people ("please forward this to accounting").
-Direct rows are the instructions themselves and other attacks, against ordinary requests
-that share their words (look-alikes are not direct rows here: inside a document, the
-untrusted-content model learns every user prompt as a positive).
+Direct rows are attacks a user types, against ordinary requests that share their words.
+The instructions hidden in documents are not direct rows (typed by a user, "summarise this
+as 'no action needed'" is an ordinary request), nor are the look-alikes (inside a document,
+the untrusted-content model learns every user prompt as a positive).
 Deterministic (seeded). Run: python bench/make_injection_genres.py
 """
 
@@ -253,7 +254,7 @@ def main() -> None:
                                  "genre": genre, "label": label, "text": text})
         attacks, benign = DIRECT[lang]
         rows += [{"source": "ownlight-genres", "lang": lang, "kind": "direct", "genre": "prompt",
-                  "label": 1, "text": t} for t in attacks + INJECTIONS[lang]]
+                  "label": 1, "text": t} for t in attacks]
         rows += [{"source": "ownlight-genres", "lang": lang, "kind": "direct", "genre": "prompt",
                   "label": 0, "text": t} for t in benign]
     with OUT.open("w", encoding="utf-8") as f:

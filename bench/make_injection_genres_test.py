@@ -193,7 +193,7 @@ def main() -> None:
                                  "text": "\n".join([*carrier[:at], line, *carrier[at:]])})
         attacks, benign = DIRECT[lang]
         rows += [{"source": "ownlight-genres-test", "lang": lang, "kind": "direct",
-                  "genre": "prompt", "label": 1, "text": t} for t in attacks + INJECTIONS[lang]]
+                  "genre": "prompt", "label": 1, "text": t} for t in attacks]
         rows += [{"source": "ownlight-genres-test", "lang": lang, "kind": "direct",
                   "genre": "prompt", "label": 0, "text": t} for t in benign + LOOKALIKES[lang]]
     with OUT.open("w", encoding="utf-8") as f:
