@@ -7,7 +7,10 @@
 Rows come from ``../shared/eval/injection/test.jsonl`` (BIPIA indirect attacks in
 e-mails, Giskard and PIGuard direct attacks, NotInject benign look-alikes) and
 ``eval/injection_multilingual_test.jsonl`` (our zh/ja/ru/en set, written apart from
-its dev half). The guard was trained on dev files only. Rates at a fixed FPR use the
+its dev half) and ``eval/injection_genres_test.jsonl`` (seven genres in en/zh/ja/ru,
+written apart from ``injection_genres_dev.jsonl``). The guard was trained on dev files only.
+Every figure is printed for this tree's weights and, beside it, for the weights shipped
+before them (``--previous REV`` picks others), in the same run. Rates at a fixed FPR use the
 benign rows of the same group; over-defence is the share of NotInject rows (all benign,
 full of trigger words) that the guard, at its shipped threshold, lets pass. The peer
 is the naive baseline every gateway ships without a guard: a keyword list.
@@ -17,6 +20,11 @@ by the user-input model, ``indirect`` rows (an e-mail the assistant reads) by th
 untrusted-content model, line by line. Benign documents from the retrieval test corpus
 (Wikipedia passages in en/zh/ja/ru, never used in training) measure how often an
 ordinary retrieved chunk would be flagged.
+
+Benign tool outputs from real files nobody wrote for the purpose (installed packages'
+sources and docs, Debian's ``/usr/share/doc``, configuration, ``git`` and ``ls`` output;
+``eval/benign_tool_outputs_test.jsonl``, split from the dev half by source) give the share
+each model flags at its threshold, per genre.
 
 Benign agent tool outputs (``agent_tool_outputs``) measure what a coding agent's tool loop
 costs: this repository's own files as Claude Code's ``Read`` returns them (numbered lines)
@@ -36,6 +44,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -53,6 +62,7 @@ from ownlight.protocol.model import Operation, TextPart, ToolResult, Turn  # noq
 SETS = {
     "shared test": ROOT.parent / "shared" / "eval" / "injection" / "test.jsonl",
     "ours test": ROOT / "eval" / "injection_multilingual_test.jsonl",
+    "genres test": ROOT / "eval" / "injection_genres_test.jsonl",
 }
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
 KEYWORDS = re.compile(r"ignore (all |the )?(previous|above|prior)|system prompt|jailbreak|"
@@ -149,10 +159,88 @@ def agent_rows(guard: InjectionGuard) -> None:
           f" (max score {max(v.score for v in sent):.2f}) |")
 
 
+BENIGN_TOOL_OUTPUTS = ROOT / "eval" / "benign_tool_outputs_test.jsonl"
+
+
+def previous_weights(rev: str | None, into: Path) -> tuple[Path, Path, str]:
+    """The weights shipped before the newest change to them (or at ``rev``), from git."""
+    if rev is None:
+        last = subprocess.run(["git", "rev-list", "-n", "1", "HEAD", "--",
+                               "src/ownlight/data/guard"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+        rev = f"{last}^"
+    paths = []
+    for name in ("guard.npz", "untrusted.npz"):
+        blob = subprocess.run(["git", "show", f"{rev}:src/ownlight/data/guard/{name}"],
+                              cwd=ROOT, capture_output=True, check=True).stdout
+        (into / name).write_bytes(blob)
+        paths.append(into / name)
+    label = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return paths[0], paths[1], label
+
+
+def measure(model: GuardModel, untrusted: GuardModel,
+            rows: list[dict]) -> tuple[dict[str, str], float, float]:
+    """Per group: AUC, TPR at 1%/5% FPR, TPR/FPR at the shipped threshold; NotInject pass
+    rate; ms per 1,000 characters."""
+    scores, flagged_at, spent, chars = [], [], 0.0, 0
+    for row in rows:
+        reader = untrusted if row.get("kind") == "indirect" else model
+        start = time.perf_counter()
+        scores.append(reader.scan(row["text"]).score)
+        spent += time.perf_counter() - start
+        chars += len(row["text"])
+        flagged_at.append(reader.threshold)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        lang = row.get("lang") or "en"
+        groups[f"{row['set']}: {row.get('kind')}"].append(i)
+        if row["set"] in ("ours test", "genres test"):
+            groups[f"{row['set']}: {row.get('kind')} {lang}"].append(i)
+        if row["set"] == "genres test" and row.get("kind") == "indirect":
+            groups[f"genres test: indirect {row.get('genre')}"].append(i)
+    s, thresholds = np.array(scores), np.array(flagged_at)
+    labels = np.array([int(r["label"]) for r in rows])
+    cells: dict[str, str] = {}
+    for name, index in groups.items():
+        idx = np.array(index)
+        pos, neg = s[idx][labels[idx] == 1], s[idx][labels[idx] == 0]
+        flagged = s[idx] >= thresholds[idx]
+        tp = flagged[labels[idx] == 1].mean() if len(pos) else float("nan")
+        fp = flagged[labels[idx] == 0].mean() if len(neg) else float("nan")
+        cells[name] = (f"{len(pos)}/{len(neg)} | {auc(pos, neg):.3f} | {tpr_at(pos, neg, 0.01):.3f}"
+                       f" | **{tpr_at(pos, neg, 0.05):.3f}** | {tp:.3f} / {fp:.3f}")
+    notinject = np.array([i for i, r in enumerate(rows) if r.get("source") == "notinject"])
+    passed = float((s[notinject] < thresholds[notinject]).mean()) if len(notinject) else 0.0
+    return cells, passed, spent / max(chars, 1) * 1e6
+
+
+def benign_tool_output_rates(model: GuardModel, untrusted: GuardModel) -> dict[str, str]:
+    """Share of real benign tool outputs (test split, by source) flagged by each model."""
+    if not BENIGN_TOOL_OUTPUTS.exists():
+        return {}
+    rows = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
+    by_genre: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for row in rows:
+        flags = (untrusted.scan(row["text"]).injection, model.scan(row["text"]).injection)
+        by_genre[row["genre"]].append(flags)
+        by_genre["all"].append(flags)
+    return {genre: f"{len(v)} | {np.mean([u for u, _ in v]):.3f} | {np.mean([m for _, m in v]):.3f}"
+            for genre, v in sorted(by_genre.items())}
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--untrusted-model", type=Path)
+    parser.add_argument("--previous", metavar="REV",
+                        help="git revision of the weights to compare with (default: the "
+                             "weights shipped before the newest change to them)")
     parser.add_argument("--documents", type=int, default=1000,
                         help="benign retrieval passages to score (0: none)")
     parser.add_argument("--agents-only", action="store_true",
@@ -160,10 +248,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.agents_only:
         agent_rows(InjectionGuard(GuardSettings(
-            model_path=args.model, untrusted_model_path=args.untrusted_model)))
+            model_path=_str(args.model), untrusted_model_path=_str(args.untrusted_model))))
         return 0
     model = GuardModel.load(args.model)
     untrusted = GuardModel.load_untrusted(args.untrusted_model)
+    with tempfile.TemporaryDirectory() as tmp:
+        old_path, old_untrusted_path, old_label = previous_weights(args.previous, Path(tmp))
+        old, old_untrusted = GuardModel.load(old_path), GuardModel.load(old_untrusted_path)
     rows = []
     for name, path in SETS.items():
         if not path.exists():
@@ -176,52 +267,32 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
-    scores, flagged_at, spent, chars = [], [], 0.0, 0
-    for row in rows:
-        reader = untrusted if row.get("kind") == "indirect" else model
-        start = time.perf_counter()
-        scores.append(reader.scan(row["text"]).score)
-        spent += time.perf_counter() - start
-        chars += len(row["text"])
-        flagged_at.append(reader.threshold)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        lang = row.get("lang") or "en"
-        groups[f"{row['set']}: all"].append(i)
-        groups[f"{row['set']}: {row.get('kind')}"].append(i)
-        if row["set"] == "ours test":
-            groups[f"ours test: {lang}"].append(i)
-    s = np.array(scores)
-    thresholds = np.array(flagged_at)
-    labels = np.array([int(r["label"]) for r in rows])
-    keyword = np.array([1.0 if KEYWORDS.search(r["text"]) else 0.0 for r in rows])
-    print("| rows | n (inj/benign) | AUC | TPR @1% FPR | TPR @5% FPR | TPR / FPR at shipped "
-          "threshold | keyword list TPR / FPR |")
+    new_cells, new_pass, new_speed = measure(model, untrusted, rows)
+    old_cells, old_pass, old_speed = measure(old, old_untrusted, rows)
+    print(f"Each cell: this tree's weights, then the previous ones ({old_label}).\n")
+    print("| rows | model | n (inj/benign) | AUC | TPR @1% FPR | TPR @5% FPR | TPR / FPR at "
+          "its threshold |")
     print("|---|---|---|---|---|---|---|")
-    for name, index in sorted(groups.items()):
-        idx = np.array(index)
-        pos, neg = s[idx][labels[idx] == 1], s[idx][labels[idx] == 0]
-        flagged = s[idx] >= thresholds[idx]
-        kw = keyword[idx] > 0
-        tp = flagged[labels[idx] == 1].mean() if len(pos) else float("nan")
-        fp = flagged[labels[idx] == 0].mean() if len(neg) else float("nan")
-        ktp = kw[labels[idx] == 1].mean() if len(pos) else float("nan")
-        kfp = kw[labels[idx] == 0].mean() if len(neg) else float("nan")
-        print(f"| {name} | {len(pos)}/{len(neg)} | {auc(pos, neg):.3f} | "
-              f"{tpr_at(pos, neg, 0.01):.3f} | {tpr_at(pos, neg, 0.05):.3f} | "
-              f"{tp:.3f} / {fp:.3f} | {ktp:.3f} / {kfp:.3f} |")
-    notinject = np.array([i for i, r in enumerate(rows) if r.get("source") == "notinject"])
-    if len(notinject):
-        passed = (s[notinject] < thresholds[notinject]).mean()
-        print(f"\nOver-defence (NotInject, {len(notinject)} benign rows with trigger words): "
-              f"{passed:.1%} pass at threshold {model.threshold:.3f} "
-              f"(keyword list: {(keyword[notinject] == 0).mean():.1%}).")
-    print(f"Thresholds shipped: user input {model.threshold:.3f}, untrusted content "
-          f"{untrusted.threshold:.3f}.")
-    print(f"Speed: {spent / max(chars, 1) * 1000 * 1000:.2f} ms per 1,000 characters "
-          f"({len(rows)} texts, {chars:,} characters, one core).")
+    for name in sorted(new_cells):
+        print(f"| {name} | now | {new_cells[name]} |")
+        print(f"| | previous | {old_cells[name]} |")
+    print(f"\nOver-defence (NotInject, benign rows with trigger words) passed: {new_pass:.1%} "
+          f"now, {old_pass:.1%} previous.")
+    print(f"Thresholds: user input {model.threshold:.3f} / untrusted {untrusted.threshold:.3f} "
+          f"now; {old.threshold:.3f} / {old_untrusted.threshold:.3f} previous.")
+    print(f"Speed: {new_speed:.2f} ms per 1,000 characters now, {old_speed:.2f} previous "
+          f"({len(rows)} texts, one core).")
+    now, before = benign_tool_output_rates(model, untrusted), benign_tool_output_rates(
+        old, old_untrusted)
+    if now:
+        print(f"\nBenign tool outputs ({BENIGN_TOOL_OUTPUTS.relative_to(ROOT)}: real files and "
+              "command output, split by source), share flagged at each model's threshold:\n")
+        print("| genre | model | n | untrusted-content model | user-input model |")
+        print("|---|---|---:|---:|---:|")
+        for genre in now:
+            print(f"| {genre} | now | {now[genre]} |\n| | previous | {before[genre]} |")
     agent_rows(InjectionGuard(GuardSettings(
-        model_path=args.model, untrusted_model_path=args.untrusted_model)))
+        model_path=_str(args.model), untrusted_model_path=_str(args.untrusted_model))))
     return 0
 
 

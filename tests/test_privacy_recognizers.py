@@ -75,3 +75,40 @@ def test_detects(detector, text, type_, value):
 )
 def test_negatives(detector, text):
     assert detector.scan(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("他的IP地址是１９２．１６８．０．１０５，昨天被封了。", "１９２．１６８．０．１０５"),
+        ("【告警】主机10.66.8.21CPU使用率超过95%", "10.66.8.21"),
+        ("ERROR conn refused 10.4.0.17:5432 (pg)", "10.4.0.17"),
+        ("Build agent 10.20.30.40 went offline during the release job.", "10.20.30.40"),
+        ("工单编号2231：用户反馈172.18.3.44无法访问内网。", "172.18.3.44"),
+        ("注文番号5521の購入者IPは133.242.0.3です。", "133.242.0.3"),
+        ("Счёт отправлен Ивану на 213.180.204.3.", "213.180.204.3"),
+        ("請開啟http://10.1.1.8:9000/login", "10.1.1.8"),
+        ("バージョンアップ後、DNSを8.8.8.8に変更しました。", "8.8.8.8"),
+        ("IP10.2.3.4", "10.2.3.4"),
+    ],
+)
+def test_ip_in_running_text(detector, text, value):
+    found = {text[s.start : s.end] for s in detector.scan(text) if s.type == "IP_ADDRESS"}
+    assert value in found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We shipped v2.10.0.1 and 4.3.2.1-rc yesterday.",
+        "Section 2.3.1.4 describes the retry policy.",
+        "第3.2.1.5节描述了重试策略。",
+        "OID 2.5.4.3 はコモンネームを表します。",
+        "Обновитесь до версии 1.2.3.4 до пятницы.",
+        "Upgrade to version 2.10.0.1 before Friday.",
+        "The OID 1.3.6.1.4.1.311.21.7 identifies the template.",
+        "会议定于2024.05.12举行，价格12.5元。",
+    ],
+)
+def test_ip_look_alikes(detector, text):
+    assert not [s for s in detector.scan(text) if s.type == "IP_ADDRESS"]

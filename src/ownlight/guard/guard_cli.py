@@ -49,7 +49,8 @@ def scan_command(model_path: str | None, threshold: float | None, untrusted: boo
                    "direct rows give prompts, --documents give benign lines.")
 @click.option("--documents", "document_paths", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
-              help="JSON Lines {text} of benign documents (repeatable; --untrusted only).")
+              help="JSON Lines {text} of benign documents (repeatable; --untrusted only); "
+                   "rows of kind tool_output also set the threshold (at most 1% flagged).")
 def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
                   document_paths: tuple[str, ...]) -> None:
     """Train the guard's weights (logistic regression, C and threshold by dev CV)."""
@@ -61,9 +62,11 @@ def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
     if untrusted:
         from ownlight.guard.untrusted_training import train_untrusted
 
-        documents = [r["text"] for r in load([Path(p) for p in document_paths])
-                     if int(r.get("label", 0)) == 0]
-        model, report = train_untrusted(rows, documents)
+        benign = [r for r in load([Path(p) for p in document_paths])
+                  if int(r.get("label", 0)) == 0]
+        model, report = train_untrusted(
+            rows, [r["text"] for r in benign if r.get("kind") != "tool_output"],
+            tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"])
     else:
         model, report = train(rows)
     model.save(Path(out) if out else PACKAGED_UNTRUSTED if untrusted else PACKAGED)

@@ -84,8 +84,14 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
-                    target_fpr: float = 0.05) -> tuple[GuardModel, dict[str, Any]]:
-    """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents)."""
+                    target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
+                    tool_output_fpr: float = 0.01) -> tuple[GuardModel, dict[str, Any]]:
+    """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents).
+
+    ``tool_outputs`` are benign documents too, with their own target: an agent reads dozens
+    of them per task, so the threshold also keeps at most ``tool_output_fpr`` of them
+    flagged (cross-validated like the rest).
+    """
     attacked = attack_lines(rows)
     emails = [r["text"] for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
     direct = [r for r in rows if r.get("kind", "direct") == "direct"]
@@ -95,7 +101,9 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     groups = sorted({g for _, _, g in attacked})
     random.Random(0).shuffle(groups)
     fold_of = {g: i % FOLDS for i, g in enumerate(groups)}
-    benign_lines = [segments(doc) for doc in emails + list(documents)]
+    benign_docs = emails + list(documents) + list(tool_outputs)
+    is_tool = np.arange(len(benign_docs)) >= len(benign_docs) - len(tool_outputs)
+    benign_lines = [segments(doc) for doc in benign_docs]
     doc_ids = list(range(len(benign_lines)))
     random.Random(1).shuffle(doc_ids)
     doc_fold = {d: i % FOLDS for i, d in enumerate(doc_ids)}
@@ -103,6 +111,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     pos_scores: list[float] = []
     pos_sources: list[str] = []
     neg_scores: list[float] = []
+    neg_docs: list[int] = []
     for fold in range(FOLDS):
         lines = [s for _, new, g in attacked if fold_of[g] != fold for s in new]
         model = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
@@ -110,11 +119,15 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         held = [row for row, _, g in attacked if fold_of[g] == fold]
         pos_scores += [_doc_score(model, segments(r["text"])) for r in held]
         pos_sources += [str(r.get("source")) for r in held]
-        neg_scores += [_doc_score(model, ls) for d, ls in enumerate(benign_lines)
-                       if doc_fold[d] == fold]
+        held_docs = [d for d in range(len(benign_lines)) if doc_fold[d] == fold]
+        neg_scores += [_doc_score(model, benign_lines[d]) for d in held_docs]
+        neg_docs += held_docs
 
     pos, neg = np.array(pos_scores), np.array(neg_scores)
-    threshold = float(np.quantile(neg, 1 - target_fpr))
+    tool = is_tool[np.array(neg_docs, dtype=int)]
+    threshold = float(np.quantile(neg[~tool], 1 - target_fpr))
+    if tool.any():
+        threshold = max(threshold, float(np.quantile(neg[tool], 1 - tool_output_fpr)))
     lines = [s for _, new, _ in attacked for s in new]
     final = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
                     benign_lines)
@@ -130,5 +143,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         "segments": len(lines) + len(prompt_texts) + sum(map(len, benign_lines)),
         "cv_document_auc": round(_auc(pos, neg), 4), "cv_auc_by_source": by_source,
         "cv_tpr_at_threshold": round(float((pos >= threshold).mean()), 4),
+        "cv_tool_outputs_flagged": round(float((neg[tool] >= threshold).mean()), 4)
+        if tool.any() else None,
         "threshold": round(model.threshold, 4),
     }

@@ -48,8 +48,46 @@ def _always(_: str) -> bool:
 
 
 # Addresses with ASCII-only edges, so one written straight against CJK text
-# (服务器104.202.222.20的) is found; a preceding ":" is allowed for "IP:10.0.0.5".
-_IPV4 = re.compile(r"(?<![A-Za-z0-9_.])(?:\d{1,3}\.){3}\d{1,3}(?![A-Za-z0-9_]|\.\d)")
+# (服务器104.202.222.20的) is found; a preceding ":" is allowed for "IP:10.0.0.5", and "IP"
+# glued in front ("IP10.0.0.5"). Letters after it are allowed here (主机10.66.8.21CPU) and
+# judged in ``_ipv4_span``. The text is searched with full-width digits and dots folded
+# to ASCII (``_FOLD``, one character for one, so offsets hold): １９２．１６８．０．１.
+_IPV4 = re.compile(r"(?:(?<![A-Za-z0-9_.])|(?<=[Ii][Pp]))(?:\d{1,3}\.){3}\d{1,3}(?!\d|_|\.\d)")
+_FOLD = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\uff0e": "."})
+# Words that make a dotted quad an address whatever its shape (checked 32 characters back).
+_IP_WORDS = words_pattern([
+    "ip", "host", "server", "address", "addr", "gateway", "dns", "router", "proxy", "subnet",
+    "ping", "ssh", "from", "client", "peer", "remote", "connect", "nat", "vpn", "firewall",
+    "地址", "服务器", "伺服器", "主机", "网关", "路由", "代理", "内网", "外网", "访问", "来自",
+    "サーバ", "アドレス", "ホスト", "ゲートウェイ", "ルーター", "プロキシ", "接続", "アクセス",
+    "сервер", "адрес", "хост", "шлюз", "прокси", "подключ", "доступ", "днс",
+])
+# Words that make one a version, section or OID (checked 16 characters back).
+_NUMBERING_WORDS = words_pattern([
+    "version", "ver.", "release", "section", "sec.", "chapter", "clause", "oid", "§",
+    "版本", "第", "章节", "条款", "バージョン", "版", "верси", "пункт", "раздел", "глава", "п.",
+])
+_SUFFIX = re.compile(r"-?(?:rc|alpha|beta|dev|post|final)|[A-Za-z]", re.I)
+
+
+def _ipv4_span(text: str, m: re.Match[str]) -> Span | None:
+    """A dotted quad that ``ipaddress`` accepts, judged by its shape and the words before.
+
+    An address word before it (IP, server, 地址, サーバ, адрес...) makes it an address. Without
+    one, a quad of single digits (1.2.3.4, 3.2.1.5) is more often a version or a section
+    number than an address, and so is one right after a version or section word, or with
+    letters glued after it (4.3.2.1-rc); any other quad is an address.
+    """
+    start, end = m.span()
+    if before(text, start, _IP_WORDS, 32):
+        return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+    if all(len(part) == 1 for part in m.group().split(".")):
+        return None
+    if before(text, start, _NUMBERING_WORDS, 16) or _SUFFIX.match(text, end):
+        return None
+    return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+
+
 # Every RFC 5952 / RFC 4291 form: full, "::"-compressed, IPv4-embedded (::ffff:192.0.2.1)
 # and with a zone (fe80::1%eth0). The pattern only finds candidates; ``ipaddress`` decides.
 _IPV6 = re.compile(
@@ -130,7 +168,8 @@ class IdentifierRecognizer:
                 continue
             if rule.type == "EMAIL_ADDRESS" and "@" not in text:
                 continue
-            for m in rule.pattern.finditer(text):
+            folded = text.translate(_FOLD) if rule.pattern is _IPV4 else text
+            for m in rule.pattern.finditer(folded):
                 value = m.group()
                 if not rule.validate(value):
                     continue
@@ -142,6 +181,11 @@ class IdentifierRecognizer:
                 if rule.type == "EMAIL_ADDRESS" and _NO_PERSON.match(value):
                     continue
                 score = rule.score
+                if rule.pattern is _IPV4:
+                    ip = _ipv4_span(folded, m)
+                    if ip is not None:
+                        yield ip
+                    continue
                 if rule.type == "IP_ADDRESS" and before(text, m.start(), NOT_PERSONAL, 24):
                     continue
                 if rule.context is not None and not before(text, m.start(), rule.context, 48):
