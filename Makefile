@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332
 
 .PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
-	bench-retrieval bench-guard bench-serving bench-pools cluster clean
+	bench-retrieval bench-guard bench-serving bench-pools bench-scaleout cluster clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,9 @@ bench-guard: install
 # Installs llama-cpp-python[server] into a throwaway venv under /tmp (pip's cached wheel).
 bench-serving: install
 	$(BIN)/python bench/serving.py
+
+bench-scaleout: install
+	$(BIN)/python bench/scaleout.py
 
 bench-pools: install
 	$(BIN)/python bench/pools.py
