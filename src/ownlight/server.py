@@ -56,9 +56,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: every configured model is loaded and the state store answers (503 while
-    a model is loading or broken, or PostgreSQL cannot be reached: a load balancer then
-    sends requests elsewhere).
+    """Readiness: every configured model is loaded and the state store and shared counters
+    answer (503 while a model is loading or broken, or PostgreSQL or Redis cannot be
+    reached: a load balancer then sends requests elsewhere).
 
     Anyone may ask whether the gateway is ready, and whether the store is the reason it is
     not; which models exist and why one failed (file paths included) is for an admin key.
@@ -66,10 +66,13 @@ async def readyz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     models = runtime.readiness()
     store = runtime.stores is None or runtime.stores.reachable()
-    ready = store and all(state == "ready" for state in models.values())
+    counters = runtime.counters is None or runtime.counters.reachable()
+    ready = store and counters and all(state == "ready" for state in models.values())
     body: dict[str, object] = {"ready": ready}
     if not store:
         body["store"] = "unreachable"
+    if not counters:
+        body["redis"] = "unreachable"
     key = bearer_key(request)
     if key is not None:
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ownlight.backends.base import Backend
 from ownlight.routing.budgets import Price
+from ownlight.routing.counters import Reservation
 from ownlight.routing.health import HealthPolicy
 
 
@@ -47,6 +48,8 @@ class RouteDecision:
     score: float | None = None
     served_by: Target | None = None
     failures: list[str] = field(default_factory=list)
+    #: money held in the shared counters until the request's real cost is charged
+    reservation: Reservation | None = None
 
     def explain(self) -> str:
         """The ``x-ownlight-route-reason`` header: the decision, then any fallback."""
