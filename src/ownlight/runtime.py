@@ -138,7 +138,7 @@ class Runtime:
         secure_data_dir(config.data_dir, strict=config.settings.server.strict_permissions,
                         warn=log.warning)
         state = open_state(config)
-        stores = open_stores(config, state)
+        stores = open_stores(config, state, cache_keys=True)
         endpoint = config.settings.audit.otlp_endpoint
         tracing: Tracing | None = None
         if endpoint:
