@@ -1,4 +1,5 @@
-"""Budgets shared through Redis hold across instances, and a lost Redis stops only spending.
+"""Budgets and circuits shared through Redis hold across instances, and a lost Redis stops
+only spending.
 
 Three real gateways share one real PostgreSQL store and one real Redis; 200 priced requests,
 sent at once through the real ``openai`` and ``anthropic`` SDKs and spread over the three,
@@ -21,6 +22,8 @@ import openai
 import psycopg
 import pytest
 
+from ownlight.routing.counters import SharedCounters
+from ownlight.routing.health import HealthPolicy, HealthTracker
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import Redis, running
@@ -180,3 +183,52 @@ def test_a_lost_redis_stops_priced_requests_and_keeps_local_ones(
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         assert second.runtime.counters.spent(f"tenant/{tenant}/{day}") == pytest.approx(
             spent(postgres_url, tenant))
+
+
+def test_an_upstream_failing_on_one_instance_opens_its_circuit_for_all(
+        gateway_factory, fake_upstream: FakeUpstream, redis_server: Redis) -> None:
+    """Two failures seen by the first instance open the circuit on the second too: its
+    request is refused at once (502 circuit_open) and never reaches the upstream. With Redis
+    gone, each instance falls back to its own circuit, which has seen no failure there."""
+    alias = f"flaky{uuid.uuid4().hex[:6]}"
+    toml = upstream_toml(alias, fake_upstream.url, "broken", retries=0, circuit_failures=2,
+                         circuit_cooldown=30.0)
+    toml += f'[redis]\nurl = "{redis_server.url}"\n'
+    first, second = gateway_factory(toml), gateway_factory(toml)
+    fake_upstream.failing.add("broken")
+    one, two = first.client(), second.client()
+
+    def ask(client: openai.OpenAI) -> str:
+        try:
+            client.chat.completions.create(model=alias,
+                                           messages=[{"role": "user", "content": "hello"}])
+        except openai.APIStatusError as exc:
+            return str(exc.body.get("code") if isinstance(exc.body, dict) else exc.status_code)
+        return "ok"
+
+    assert [ask(one), ask(one)] == ["upstream_error", "upstream_error"]
+    seen = len(fake_upstream.received)
+    assert ask(two) == "circuit_open"
+    assert len(fake_upstream.received) == seen  # the second instance sent nothing
+    assert second.runtime.pipeline.health.circuits[alias].state == "closed"  # locally
+
+
+def test_a_shared_circuit_falls_back_to_its_own_while_redis_is_away() -> None:
+    with running(Redis()) as server:
+        counters = SharedCounters(server.url, timeout=0.2)
+        try:
+            policy = HealthPolicy(failures=2, cooldown=30.0)
+            circuit = HealthTracker(counters=counters).circuit("up", policy)
+            circuit.failure()
+            server.halt()
+            circuit.failure()  # Redis is away: counted here only
+            assert counters.down and circuit.state == "open"
+            assert circuit.allow() is False  # the local circuit decides
+            server.start()
+            deadline = time.monotonic() + 5
+            while counters.down:
+                assert time.monotonic() < deadline, "Redis not heard again"
+                time.sleep(0.05)
+            assert circuit.allow() is True  # Redis decides again (it restarted empty)
+        finally:
+            counters.close()

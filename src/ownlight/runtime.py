@@ -34,6 +34,7 @@ from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, budgets_from
 from ownlight.routing.counters import SharedCounters
+from ownlight.routing.health import HealthTracker
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.base import ResponseStore, SpendRows
@@ -153,7 +154,7 @@ class Runtime:
         counters = open_counters(config)
         router = build_router(config, backends, stores.spend, counters)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            open_ledger(config, chainer),
+                            open_ledger(config, chainer), HealthTracker(counters=counters),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=config.settings.upstream.deadline,
                             metrics=Metrics(), guard=build_guard(config))

@@ -1,5 +1,10 @@
 """Counters every instance shares, in Redis: budget reservations and circuit breakers.
 
+Circuit breakers (``routing.health.SharedCircuit``) count an upstream's consecutive failures
+in Redis, so failures seen by different instances add up and the circuit opens for all of
+them at once; when the cooldown ends, one instance's probe is let through (``SET NX``), not
+one per instance.
+
 Budgets checked against spend that is counted only after a request let a burst through:
 each of N instances (or each of many requests in flight on one) sees the same spend, lets
 its request go, and together they overspend by many requests. Here a request reserves its
@@ -90,6 +95,26 @@ return 1
 """
 
 
+# Circuits. KEYS: failures (consecutive, across instances), open (exists while cooling
+# down), probe (exists while one instance's probe is out).
+# ALLOW, ARGV: failures that open, probe_ms. 1: let the call through; 0: refuse it.
+CIRCUIT_ALLOW = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures < tonumber(ARGV[1]) then return 1 end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+# FAILURE, ARGV: failures that open, cooldown_ms, ttl_ms of the failure count.
+CIRCUIT_FAILURE = """
+local failures = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[3])
+if failures >= tonumber(ARGV[1]) then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+return failures
+"""
+
+
 def without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -136,6 +161,8 @@ class SharedCounters:
             raise ConfigError(f"cannot reach Redis at {self.where}: {exc}") from None
         self._reserve = self.client.register_script(RESERVE)
         self._settle = self.client.register_script(SETTLE)
+        self._circuit_allow = self.client.register_script(CIRCUIT_ALLOW)
+        self._circuit_failure = self.client.register_script(CIRCUIT_FAILURE)
 
     @property
     def where(self) -> str:
@@ -195,6 +222,31 @@ class SharedCounters:
 
     def _keys(self, entries: Sequence[str]) -> list[str]:
         return [self._key(e, kind) for e in entries for kind in ("spent", "reserved", "expiry")]
+
+    # -- circuit breakers -------------------------------------------------------------------
+
+    def circuit_allow(self, alias: str, failures: int, cooldown: float) -> bool:
+        """Whether a call to ``alias`` may go: the circuit is closed, or it is half-open and
+        this instance's probe is the one let through (for at most ``cooldown``)."""
+        keys = self._circuit_keys(alias)
+        args: list[str | float] = [failures, max(1, int(cooldown * 1000))]
+        return bool(self._call(partial(self._circuit_allow, keys=keys, args=args)))
+
+    def circuit_failure(self, alias: str, failures: int, cooldown: float) -> None:
+        """One more consecutive failure; at ``failures`` the circuit opens for all."""
+        keys = self._circuit_keys(alias)
+        ms = max(1, int(cooldown * 1000))
+        args: list[str | float] = [failures, ms, 10 * ms]
+        self._call(partial(self._circuit_failure, keys=keys, args=args))
+
+    def circuit_success(self, alias: str) -> None:
+        """The upstream answered: the consecutive failures, and any probe, are over."""
+        keys = self._circuit_keys(alias)
+        self._call(partial(self.client.delete, keys[0], keys[2]))
+
+    @staticmethod
+    def _circuit_keys(alias: str) -> list[str]:
+        return [f"{PREFIX}circuit:{{{alias}}}:{kind}" for kind in ("failures", "open", "probe")]
 
     # -- reachability -----------------------------------------------------------------------
 
