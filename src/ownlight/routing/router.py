@@ -183,14 +183,15 @@ class Router:
             return RouteDecision(local, f"{reason}; no cloud target, local", "local", rule)
         paid = [t for t in cloud if t.price.input_per_million or t.price.output_per_million]
         reservation: Reservation | None = None
+        most = 0.0
         if not paid:
             over = None
         elif self.budgets.counters is None:
             over = self.budgets.exhausted(request.principal)
         else:
+            most = most_cost(paid, request, self.budgets.reserve_output_tokens)
             try:
-                held = self.budgets.reserve(request.principal, most_cost(paid, request,
-                                            self.budgets.reserve_output_tokens))
+                held = self.budgets.reserve(request.principal, most)
             except CountersUnavailable:
                 if not local:
                     raise
@@ -201,6 +202,8 @@ class Router:
         if over is not None:
             note = f"budget: {over.scope} {over.subject(request.principal)} reached its " \
                    f"{over.period} limit of {over.limit_usd:g} USD"
+            if most:  # reserved: what is left may be more than nothing, but not enough
+                note += f" (with this request's most cost of {most:.4g} USD reserved)"
             if local:
                 return RouteDecision(local, f"{note}; local", "local", rule)
             raise RateLimited(f"{note}. Try again next {over.period}, or ask for a local model.",
