@@ -17,11 +17,12 @@ import statistics
 import time
 from datetime import UTC, datetime
 
+from tests.support.servers import Postgres, running
+
 from ownlight.auth import KeyStore
 from ownlight.store.key_cache import CachedKeys
 from ownlight.store.keys import PostgresKeys
 from ownlight.store.postgres import PostgresDatabase
-from tests.support.servers import Postgres, running
 
 
 def per_check_us(keys: KeyStore, key: str, checks: int, rounds: int = 5) -> tuple[float, float]:

@@ -22,6 +22,8 @@ import openai
 import psycopg
 import pytest
 
+from ownlight.config import load_config
+from ownlight.config.reference import effective_view
 from ownlight.routing.counters import SharedCounters
 from ownlight.routing.health import HealthPolicy, HealthTracker
 from tests.conftest import upstream_toml
@@ -119,7 +121,8 @@ def test_a_lost_redis_stops_priced_requests_and_keeps_local_ones(
     """Redis stopped under two running instances: a priced request is refused 503
     ``counters_unavailable`` with ``Retry-After`` in the client's protocol shape, nothing
     reaches the paid upstream, a free inside-domain model still answers and a routed alias
-    falls back to it; /readyz says why; after Redis restarts (empty) budgets work again."""
+    falls back to it; /readyz says so (the instance stays ready for local models); after
+    Redis restarts (empty) budgets work again."""
     with running(Redis()) as redis_server:
         tenant = f"acme-{uuid.uuid4().hex[:8]}"
         toml = upstream_toml("cloud", cloud.url, "fake-echo", retries=0,
@@ -163,9 +166,9 @@ def test_a_lost_redis_stops_priced_requests_and_keeps_local_ones(
                 messages=[{"role": "user", "content": "hello"}])
             assert "shared counters unreachable" in routed.headers["x-ownlight-route-reason"]
         assert len(cloud.received) == sent  # nothing priced went out
-        ready = httpx.get(first.url + "/readyz", timeout=2)
-        assert ready.status_code == 503
-        assert ready.json() == {"ready": False, "redis": "unreachable"}
+        ready = httpx.get(first.url + "/readyz", timeout=2)  # still serves local models
+        assert ready.status_code == 200
+        assert ready.json() == {"ready": True, "redis": "unreachable"}
 
         redis_server.start()
         deadline = time.monotonic() + 10
@@ -232,3 +235,11 @@ def test_a_shared_circuit_falls_back_to_its_own_while_redis_is_away() -> None:
             assert circuit.allow() is True  # Redis decides again (it restarted empty)
         finally:
             counters.close()
+
+
+def test_the_redis_url_is_a_secret(hermetic_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OWNLIGHT_REDIS_URL", "redis://:hunter2@redis.internal:6379/0")
+    config = load_config()
+    assert config.settings.redis.url is not None
+    assert config.settings.redis.url.reveal() == "redis://:hunter2@redis.internal:6379/0"
+    assert "hunter2" not in str(effective_view(config))

@@ -56,9 +56,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: every configured model is loaded and the state store and shared counters
-    answer (503 while a model is loading or broken, or PostgreSQL or Redis cannot be
-    reached: a load balancer then sends requests elsewhere).
+    """Readiness: every configured model is loaded and the state store answers (503 while
+    a model is loading or broken, or PostgreSQL cannot be reached: a load balancer then
+    sends requests elsewhere). An unreachable Redis is reported (``"redis":
+    "unreachable"``) but leaves the instance ready: it still serves local models.
 
     Anyone may ask whether the gateway is ready, and whether the store is the reason it is
     not; which models exist and why one failed (file paths included) is for an admin key.
@@ -67,7 +68,9 @@ async def readyz(request: Request) -> Response:
     models = runtime.readiness()
     store = runtime.stores is None or runtime.stores.reachable()
     counters = runtime.counters is None or runtime.counters.reachable()
-    ready = store and counters and all(state == "ready" for state in models.values())
+    # Without Redis an instance still serves its free, local models, and every instance
+    # shares the one Redis: reported, but not a reason to take this instance out.
+    ready = store and all(state == "ready" for state in models.values())
     body: dict[str, object] = {"ready": ready}
     if not store:
         body["store"] = "unreachable"
