@@ -24,7 +24,7 @@ import pytest
 
 from ownlight.config import load_config
 from ownlight.config.reference import effective_view
-from ownlight.routing.counters import SharedCounters
+from ownlight.routing.counters import Limit, Reservation, SharedCounters
 from ownlight.routing.health import HealthPolicy, HealthTracker
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream
@@ -243,3 +243,45 @@ def test_the_redis_url_is_a_secret(hermetic_env, monkeypatch: pytest.MonkeyPatch
     assert config.settings.redis.url is not None
     assert config.settings.redis.url.reveal() == "redis://:hunter2@redis.internal:6379/0"
     assert "hunter2" not in str(effective_view(config))
+
+
+def test_every_reservation_is_settled_and_a_dead_ones_lapses(
+        gateway_factory, fake_upstream: FakeUpstream, postgres_url: str,
+        redis_server: Redis) -> None:
+    """Whole answers, streams and failed calls all release what they reserved; a reservation
+    nobody settles (its instance died) holds its money only until it expires."""
+    tenant = f"acme-{uuid.uuid4().hex[:8]}"
+    toml = upstream_toml("cloud", fake_upstream.url, "fake-echo", retries=0,
+                         price_in=PRICE, price_out=PRICE)
+    toml += upstream_toml("broken", fake_upstream.url, "broken", retries=0,
+                          price_in=PRICE, price_out=PRICE)
+    toml += budget_toml(tenant) + f'[store]\nurl = "{postgres_url}"\n'
+    toml += f'[redis]\nurl = "{redis_server.url}"\n'
+    gateway = gateway_factory(toml)
+    client = gateway.client(gateway.create_key("alice", tenant=tenant))
+    fake_upstream.failing.add("broken")
+    hello = [{"role": "user", "content": "hello"}]
+    client.chat.completions.create(model="cloud", max_tokens=MAX_TOKENS, messages=hello)
+    stream = client.chat.completions.create(model="cloud", max_tokens=MAX_TOKENS,
+                                            messages=hello, stream=True,
+                                            stream_options={"include_usage": True})
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="broken", max_tokens=MAX_TOKENS, messages=hello)
+    counters = gateway.runtime.counters
+    assert counters is not None
+    entry = f"tenant/{tenant}/{datetime.now(UTC).strftime('%Y-%m-%d')}"
+    assert counters.reserved(entry) == 0
+    assert counters.spent(entry) == pytest.approx(spent(postgres_url, tenant))
+
+    dying = SharedCounters(redis_server.url, reservation_seconds=0.3)
+    try:
+        left = LIMIT - spent(postgres_url, tenant)
+        held = dying.reserve([Limit(entry, LIMIT)], left - 0.001, lambda i: 0.0)
+        assert isinstance(held, Reservation)  # never settled: its instance "died"
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="cloud", max_tokens=MAX_TOKENS, messages=hello)
+        time.sleep(0.4)
+        client.chat.completions.create(model="cloud", max_tokens=MAX_TOKENS, messages=hello)
+    finally:
+        dying.close()
