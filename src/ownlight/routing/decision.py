@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ownlight.backends.base import Backend
+from ownlight.config.settings import BACKEND_KINDS
 from ownlight.routing.budgets import Price
 from ownlight.routing.counters import Reservation
 from ownlight.routing.health import HealthPolicy
@@ -33,6 +34,12 @@ class Target:
     @property
     def label(self) -> str:
         return self.backend.route_label
+
+    @property
+    def remote(self) -> bool:
+        """A server over the network (which other instances call too), not in-process."""
+        kind = BACKEND_KINDS.get(self.backend.entry.backend)
+        return kind is not None and kind.remote
 
     @property
     def inside_domain(self) -> bool:

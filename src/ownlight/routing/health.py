@@ -7,7 +7,8 @@ own bad request is not the target's fault.
 
 With shared counters (``[redis] url``), each circuit is a ``SharedCircuit``: the failures
 and the open state live in Redis, so an upstream one instance sees failing is skipped by
-every instance. Each keeps its local circuit counting too, and falls back to it while Redis
+every instance (only for upstreams: an in-process model's health is its own instance's).
+Each keeps its local circuit counting too, and falls back to it while Redis
 is unreachable (then each instance judges alone, as without Redis).
 """
 
@@ -119,15 +120,18 @@ class HealthTracker:
         self.counters = counters
         self.circuits: dict[str, Circuit] = {}
 
-    def circuit(self, alias: str, policy: HealthPolicy) -> Circuit:
+    def circuit(self, alias: str, policy: HealthPolicy, shared: bool = True) -> Circuit:
+        """``shared``: the target is one server all instances call (an upstream), so its
+        circuit is shared when there are counters; an in-process model's is its own."""
         if alias not in self.circuits:
-            self.circuits[alias] = Circuit(policy, self.clock) if self.counters is None \
+            self.circuits[alias] = Circuit(policy, self.clock) \
+                if self.counters is None or not shared \
                 else SharedCircuit(policy, self.clock, alias=alias, counters=self.counters)
         return self.circuits[alias]
 
     async def call(self, alias: str, policy: HealthPolicy,
-                   attempt: Callable[[], Awaitable[T]]) -> T:
-        circuit = self.circuit(alias, policy)
+                   attempt: Callable[[], Awaitable[T]], shared: bool = True) -> T:
+        circuit = self.circuit(alias, policy, shared)
         if not circuit.allow():
             raise CircuitOpen(f"{alias} is cooling down after repeated failures")
         for tries in range(policy.retries + 1):
