@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,17 +50,20 @@ PREFIX = "ownlight:"
 SUM_TTL = 40 * 86400
 
 # KEYS: per budget i, 3 keys: spent_i, reserved_i (hash id -> usd), expiry_i (zset id -> t)
-# ARGV: now, id, usd, expires_at, ttl, then per budget i: limit_i, seed_i ("" if unread)
+# ARGV: id, usd, lifetime (seconds), ttl, then per budget i: limit_i, seed_i ("" if unread)
+# Times are Redis's own (TIME), so instances whose clocks differ agree on what has lapsed.
 # Returns {"ok"}, {"seed", i} (read the durable spend of budget i and call again) or
 # {"over", i} (budget i would be broken; nothing was reserved).
 RESERVE = """
-local now, id, usd, expires, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]),
-  tonumber(ARGV[4]), tonumber(ARGV[5])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local id, usd, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local expires = now + tonumber(ARGV[3])
 local n = #KEYS / 3
 for i = 1, n do
   local spent, reserved, expiry = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
   if redis.call('EXISTS', spent) == 0 then
-    local seed = ARGV[5 + 2*i]
+    local seed = ARGV[4 + 2*i]
     if seed == '' then return {'seed', i} end
     redis.call('SET', spent, seed, 'EX', ttl, 'NX')
   end
@@ -70,7 +72,7 @@ for i = 1, n do
   redis.call('ZREMRANGEBYSCORE', expiry, '-inf', now)
   local total = tonumber(redis.call('GET', spent))
   for _, amount in ipairs(redis.call('HVALS', reserved)) do total = total + tonumber(amount) end
-  if total + usd > tonumber(ARGV[4 + 2*i]) then return {'over', i} end
+  if total + usd > tonumber(ARGV[3 + 2*i]) then return {'over', i} end
 end
 for i = 1, n do
   redis.call('HSET', KEYS[3*i-1], id, usd)
@@ -182,9 +184,7 @@ class SharedCounters:
         seeds: dict[int, float] = {}
         while True:
             reservation = Reservation(tuple(lim.entry for lim in limits), usd)
-            now = time.time()
-            args: list[str | float] = [now, reservation.id, usd, now + self.reservation_seconds,
-                                  SUM_TTL]
+            args: list[str | float] = [reservation.id, usd, self.reservation_seconds, SUM_TTL]
             for i, lim in enumerate(limits):
                 args += [lim.limit_usd, seeds.get(i, "")]
             keys = self._keys(reservation.entries)
