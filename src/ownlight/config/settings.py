@@ -382,7 +382,8 @@ class RedisSettings(Table):
               "until its real cost is known.")
     reservation_seconds: float = setting(
         600.0, "Seconds a reservation lasts if its instance never settles it (it died): "
-               "then the reserved money is free again.")
+               "then the reserved money is free again. Keep it above the longest answer "
+               "(a stream's included).")
     timeout: float = setting(
         0.5, "Seconds a call to Redis may take before Redis counts as unreachable (then no "
              "request that costs money goes out).")
