@@ -3,7 +3,8 @@
 A key is shown once, at creation; only its sha256 is stored. Keys are 32 random
 bytes, so a plain hash is enough (a slow KDF protects low-entropy passwords, not these).
 The rows live in whichever store is configured (``store.base.KeyRows``: the SQLite file,
-or PostgreSQL shared by every instance); this module never knows which.
+or PostgreSQL shared by every instance, in front of which a server keeps the active keys in
+memory); this module never knows which.
 
 A refused key is reported to the key store's ``refusals`` (the audit ledger's
 ``RefusalLog``, wired by ``Runtime.build``) with the request it came with: its ASGI scope,

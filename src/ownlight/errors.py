@@ -19,6 +19,7 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── ClientDisconnected        499 client_closed_request (recorded, never sent)
     ├── AuditUnavailable          503 audit_unavailable (nothing sent, nothing answered)
     ├── StoreUnavailable          503 store_unavailable (the shared store: fail closed)
+    ├── CountersUnavailable       503 counters_unavailable (Redis: nothing priced goes out)
     └── UpstreamError             502 upstream_error
         ├── UpstreamUnavailable   503 upstream_unavailable
         └── UpstreamTimeout       504 upstream_timeout
@@ -163,6 +164,19 @@ class StoreUnavailable(OwnlightError):
     status = 503
     type = "server_error"
     code = "store_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CountersUnavailable(OwnlightError):
+    """The shared counters (Redis) cannot be reached: no request that costs money goes out,
+    since no instance could tell what the others spent; with ``Retry-After``."""
+
+    status = 503
+    type = "server_error"
+    code = "counters_unavailable"
 
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)

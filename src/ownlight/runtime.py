@@ -4,7 +4,8 @@ The server, the CLI and the tests all build a ``Runtime`` the same way, so there
 one place where backends are created, started and closed. Building one makes this
 process's files private (``store.files``: umask 077, the data dir checked). The shared
 state (keys, spend, stored responses) comes from ``store.open``, in the SQLite state file
-or in PostgreSQL when ``[store] url`` is set; nothing built here knows which.
+or in PostgreSQL when ``[store] url`` is set; nothing built here knows which. With
+``[redis] url`` set, budgets reserve through the counters every instance shares.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from ownlight.models.registry import REGISTRY_PREFIX
 from ownlight.pipeline import Pipeline
 from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, budgets_from
+from ownlight.routing.counters import SharedCounters
+from ownlight.routing.health import HealthTracker
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.base import ResponseStore, SpendRows
@@ -95,9 +98,22 @@ def build_privacy(config: Config) -> PrivacyShield | None:
     return shield
 
 
-def build_router(config: Config, backends: Mapping[str, Backend], spend: SpendRows) -> Router:
+def open_counters(config: Config) -> SharedCounters | None:
+    """The shared counters of ``[redis] url`` (its secret read now), or None: each instance
+    counts alone. An unreachable Redis at start-up is a ``ConfigError``."""
+    settings = config.settings.redis
+    url = settings.url.reveal().strip() if settings.url is not None else ""
+    if not url:
+        return None
+    return SharedCounters(url, timeout=settings.timeout,
+                          reservation_seconds=settings.reservation_seconds)
+
+
+def build_router(config: Config, backends: Mapping[str, Backend], spend: SpendRows,
+                 counters: SharedCounters | None = None) -> Router:
     settings = config.settings.routing
-    budgets = BudgetBook(spend, budgets_from(settings.budgets))
+    budgets = BudgetBook(spend, budgets_from(settings.budgets), counters=counters,
+                         reserve_output_tokens=config.settings.redis.reserve_output_tokens)
     return Router(backends, settings, budgets, LazyScorer(settings.router_path))
 
 
@@ -114,6 +130,7 @@ class Runtime:
     refusals: RefusalLog | None = None  # 401s and 403s, into the ledger
     stores: Stores | None = None  # the shared state, closed with the runtime
     state_file: StateStore | None = None  # this instance's SQLite file
+    counters: SharedCounters | None = None  # [redis] url: shared budgets and circuits
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -124,7 +141,7 @@ class Runtime:
         secure_data_dir(config.data_dir, strict=config.settings.server.strict_permissions,
                         warn=log.warning)
         state = open_state(config)
-        stores = open_stores(config, state)
+        stores = open_stores(config, state, cache_keys=True)
         endpoint = config.settings.audit.otlp_endpoint
         tracing: Tracing | None = None
         if endpoint:
@@ -136,15 +153,16 @@ class Runtime:
             keys = KeyStore(stores.keys)
         lifecycle = Lifecycle.from_config(config, state)
         backends = build_backends(config.models, config, lifecycle)
-        router = build_router(config, backends, stores.spend)
+        counters = open_counters(config)
+        router = build_router(config, backends, stores.spend, counters)
         pipeline = Pipeline(keys, router, router.budgets, build_privacy(config),
-                            open_ledger(config, chainer),
+                            open_ledger(config, chainer), HealthTracker(counters=counters),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=config.settings.upstream.deadline,
                             metrics=Metrics(), guard=build_guard(config))
         lifecycle.audit = pipeline.ledger.put
         runtime = cls(config, keys, backends, pipeline, stores.responses, lifecycle,
-                      stores=stores, state_file=state)
+                      stores=stores, state_file=state, counters=counters)
         runtime.refusals = keys.refusals = RefusalLog(pipeline.ledger.append)
         pipeline.metrics.watch(runtime.state)
         if tracing is not None:
@@ -217,6 +235,8 @@ class Runtime:
             self.tracing.close()
         if self.stores is not None:
             self.stores.close()
+        if self.counters is not None:
+            self.counters.close()
         if self.state_file is not None:
             self.state_file.close()
 

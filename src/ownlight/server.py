@@ -59,7 +59,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """Readiness: every configured model is loaded and the state store answers (503 while
     a model is loading or broken, or PostgreSQL cannot be reached: a load balancer then
-    sends requests elsewhere).
+    sends requests elsewhere). An unreachable Redis is reported (``"redis":
+    "unreachable"``) but leaves the instance ready: it still serves local models.
 
     Anyone may ask whether the gateway is ready, and whether the store is the reason it is
     not; which models exist and why one failed (file paths included) is for an admin key.
@@ -67,10 +68,15 @@ async def readyz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     models = runtime.readiness()
     store = runtime.stores is None or runtime.stores.reachable()
+    counters = runtime.counters is None or runtime.counters.reachable()
+    # Without Redis an instance still serves its free, local models, and every instance
+    # shares the one Redis: reported, but not a reason to take this instance out.
     ready = store and all(state == "ready" for state in models.values())
     body: dict[str, object] = {"ready": ready}
     if not store:
         body["store"] = "unreachable"
+    if not counters:
+        body["redis"] = "unreachable"
     key = bearer_key(request)
     if key is not None:
         try:

@@ -178,7 +178,8 @@ class Redis:
         except OSError:
             return b""
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its port (``start`` runs it again there, empty)."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -186,6 +187,9 @@ class Redis:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

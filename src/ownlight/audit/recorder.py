@@ -1,7 +1,9 @@
 """A request's record for the ledger: what was asked, how it was routed and served,
 what was found and replaced (types and counts, never values), usage and cost.
 
-Building the record charges the principal's budget for a target outside the domain.
+Building the record charges the principal's budget for a target outside the domain, and
+settles the money the route reserved in the shared counters (failed requests too: their
+reservation is released).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def request_record(ctx: RequestContext, usage: Usage | None, error: OwnlightErro
     cost = 0.0
     if served is not None and not served.inside_domain and ctx.principal is not None:
         cost = served.price.cost(usage_json)
-        budgets.charge(ctx.principal, cost)
+    held = ctx.route.reservation if ctx.route is not None else None
+    if ctx.principal is not None and (cost > 0 or held is not None):
+        budgets.charge(ctx.principal, cost, held)  # settles what was reserved, if anything
     principal = ctx.principal
     seconds = time.perf_counter() - ctx.started
     record = RequestRecord(

@@ -53,6 +53,8 @@ def effective_view(config: Config) -> dict[str, Any]:
     out = _mask_extra(out)
     if config.settings.store.url is not None:  # may hold a password
         out["store"]["url"] = config.settings.store.url.masked()
+    if config.settings.redis.url is not None:  # may hold a password
+        out["redis"]["url"] = config.settings.redis.url.masked()
     out["models"] = models
     return out
 

@@ -421,6 +421,24 @@ class StoreSettings(Table):
         10, "Most connections one instance keeps open to the PostgreSQL store.")
 
 
+class RedisSettings(Table):
+    url: SecretRef | None = setting(
+        None, 'Redis (or Valkey) URL of the counters every instance shares, e.g. '
+              '`redis://redis.internal:6379/0`, or {"$env" = "NAME"} / {"$file" = "path"}: '
+              'budgets then reserve a request\'s most cost across all instances before the '
+              'call and circuit breakers open for all; unset: each instance counts alone.')
+    reserve_output_tokens: int = setting(
+        4096, "Output tokens a request that names no `max_tokens` reserves the price of, "
+              "until its real cost is known.")
+    reservation_seconds: float = setting(
+        600.0, "Seconds a reservation lasts if its instance never settles it (it died): "
+               "then the reserved money is free again. Keep it above the longest answer "
+               "(a stream's included).")
+    timeout: float = setting(
+        0.5, "Seconds a call to Redis may take before Redis counts as unreachable (then no "
+             "request that costs money goes out).")
+
+
 class Settings(Table):
     """Everything but the model aliases: what :attr:`Config.settings` holds."""
 
@@ -436,6 +454,7 @@ class Settings(Table):
     guard: GuardSettings = GuardSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     store: StoreSettings = StoreSettings()
+    redis: RedisSettings = RedisSettings()
 
 
 class Document(Settings):

@@ -14,6 +14,13 @@ are kept by the configured store (``store.base.SpendRows``): the SQLite file, or
 shared by every instance. A check that cannot read the store fails closed (the store's
 ``StoreUnavailable``); a charge it cannot take is logged and dropped rather than lose the
 request's ledger record, which keeps the cost too.
+
+With ``[redis] url`` set, the book also holds shared counters (``routing.counters``): a paid
+request then reserves its most possible cost against every budget that applies, across all
+instances, before it is sent (``reserve``), and settles the real cost after (``charge``), so
+a burst spread over any number of instances cannot together break a limit by more than one
+request's most. Without Redis the check reads the store before the call and the charge adds
+after it, which one instance alone keeps close but several under a burst do not.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 from ownlight.config.settings import BudgetSettings
 from ownlight.errors import StoreUnavailable
 from ownlight.principal import Principal
+from ownlight.routing.counters import Limit, Reservation, SharedCounters
 from ownlight.store.base import SpendRows
 
 log = logging.getLogger("ownlight.budgets")
@@ -67,10 +75,13 @@ def budgets_from(settings: Sequence[BudgetSettings]) -> list[Budget]:
 
 class BudgetBook:
     def __init__(self, spend: SpendRows, budgets: Sequence[Budget],
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 counters: SharedCounters | None = None, reserve_output_tokens: int = 4096):
         self.spend = spend
+        self.reserve_output_tokens = reserve_output_tokens
         self.budgets = list(budgets)
         self.now = now
+        self.counters = counters
 
     def _period(self, budget: Budget) -> str:
         now = self.now()
@@ -88,7 +99,36 @@ class BudgetBook:
     def spent(self, budget: Budget, principal: Principal) -> float:
         return self.spend.spent((budget.scope, budget.subject(principal), self._period(budget)))
 
-    def charge(self, principal: Principal, usd: float) -> None:
+    def reserve(self, principal: Principal, most_usd: float) -> Reservation | Budget | None:
+        """With shared counters: hold ``most_usd`` against every budget that applies, on
+        all instances at once; the Reservation, or the budget it would break. None when no
+        budget applies (nothing to hold). ``CountersUnavailable`` when Redis is unreachable.
+        """
+        assert self.counters is not None
+        applying = [b for b in self.budgets if b.applies_to(principal)]
+        if not applying:
+            self.counters.check_up()  # fail closed all the same: spend is not known
+            return None
+        entries = [(b.scope, b.subject(principal), self._period(b)) for b in applying]
+        limits = [Limit("/".join(e), b.limit_usd) for e, b in zip(entries, applying, strict=True)]
+        held = self.counters.reserve(limits, most_usd, lambda i: self.spend.spent(entries[i]))
+        return applying[held] if isinstance(held, int) else held
+
+    def charge(self, principal: Principal, usd: float,
+               reservation: Reservation | None = None) -> None:
+        """Add a request's real cost to the store, then settle its reservation (if any)."""
+        try:
+            self._add(principal, usd)
+        finally:
+            if reservation is not None and self.counters is not None:
+                try:
+                    self.counters.settle(reservation, usd)
+                except Exception as exc:  # it lapses at its expiry
+                    log.error("reservation of %.6f USD by %s not settled (%s); it lapses in "
+                              "%g s", reservation.usd, principal.name, exc,
+                              self.counters.reservation_seconds)
+
+    def _add(self, principal: Principal, usd: float) -> None:
         if usd <= 0:
             return
         entries = {(b.scope, b.subject(principal), self._period(b))

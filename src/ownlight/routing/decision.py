@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ownlight.backends.base import Backend
+from ownlight.config.settings import BACKEND_KINDS
 from ownlight.routing.budgets import Price
+from ownlight.routing.counters import Reservation
 from ownlight.routing.health import HealthPolicy
 
 
@@ -34,6 +36,12 @@ class Target:
         return self.backend.route_label
 
     @property
+    def remote(self) -> bool:
+        """A server over the network (which other instances call too), not in-process."""
+        kind = BACKEND_KINDS.get(self.backend.entry.backend)
+        return kind is not None and kind.remote
+
+    @property
     def inside_domain(self) -> bool:
         return self.backend.entry.inside_domain
 
@@ -47,6 +55,8 @@ class RouteDecision:
     score: float | None = None
     served_by: Target | None = None
     failures: list[str] = field(default_factory=list)
+    #: money held in the shared counters until the request's real cost is charged
+    reservation: Reservation | None = None
 
     def explain(self) -> str:
         """The ``x-ownlight-route-reason`` header: the decision, then any fallback."""

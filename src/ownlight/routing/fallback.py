@@ -66,7 +66,8 @@ class FallbackBackend:
             backend = self.backend_for(target)
             try:
                 result = await self.health.call(
-                    target.alias, target.health, partial(self._attempt, backend, request))
+                    target.alias, target.health, partial(self._attempt, backend, request),
+                    shared=target.remote)
             except OwnlightError as exc:
                 if not self.fallback_on(exc):
                     raise

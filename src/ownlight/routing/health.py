@@ -4,6 +4,12 @@ A target that fails ``failures`` times in a row is skipped for ``cooldown`` seco
 then one request is let through as a probe, and its outcome closes or re-opens the
 circuit. Only availability errors count (connection, timeout, 5xx, 429); a client's
 own bad request is not the target's fault.
+
+With shared counters (``[redis] url``), each circuit is a ``SharedCircuit``: the failures
+and the open state live in Redis, so an upstream one instance sees failing is skipped by
+every instance (only for upstreams: an in-process model's health is its own instance's).
+Each keeps its local circuit counting too, and falls back to it while Redis
+is unreachable (then each instance judges alone, as without Redis).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ownlight.errors import OwnlightError, RateLimited, UpstreamError
+from ownlight.errors import CountersUnavailable, OwnlightError, RateLimited, UpstreamError
+from ownlight.routing.counters import SharedCounters
 
 T = TypeVar("T")
 
@@ -66,6 +73,40 @@ class Circuit:
             self.open_until = self.clock() + self.policy.cooldown
 
 
+@dataclass
+class SharedCircuit(Circuit):
+    """A circuit whose failures and open state every instance shares through Redis, with
+    the local circuit (kept counting all along) as the fallback while Redis is away."""
+
+    alias: str = ""
+    counters: SharedCounters | None = None
+
+    def allow(self) -> bool:
+        assert self.counters is not None
+        try:
+            return self.counters.circuit_allow(self.alias, self.policy.failures,
+                                               self.policy.cooldown)
+        except CountersUnavailable:
+            return super().allow()
+
+    def success(self) -> None:
+        super().success()
+        assert self.counters is not None
+        try:
+            self.counters.circuit_success(self.alias)
+        except CountersUnavailable:
+            pass
+
+    def failure(self) -> None:
+        super().failure()
+        assert self.counters is not None
+        try:
+            self.counters.circuit_failure(self.alias, self.policy.failures,
+                                          self.policy.cooldown)
+        except CountersUnavailable:
+            pass
+
+
 class CircuitOpen(UpstreamError):
     code = "circuit_open"
 
@@ -73,18 +114,24 @@ class CircuitOpen(UpstreamError):
 class HealthTracker:
     """One circuit per target alias, shared by all requests of a gateway."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 counters: SharedCounters | None = None):
         self.clock = clock
+        self.counters = counters
         self.circuits: dict[str, Circuit] = {}
 
-    def circuit(self, alias: str, policy: HealthPolicy) -> Circuit:
+    def circuit(self, alias: str, policy: HealthPolicy, shared: bool = True) -> Circuit:
+        """``shared``: the target is one server all instances call (an upstream), so its
+        circuit is shared when there are counters; an in-process model's is its own."""
         if alias not in self.circuits:
-            self.circuits[alias] = Circuit(policy, self.clock)
+            self.circuits[alias] = Circuit(policy, self.clock) \
+                if self.counters is None or not shared \
+                else SharedCircuit(policy, self.clock, alias=alias, counters=self.counters)
         return self.circuits[alias]
 
     async def call(self, alias: str, policy: HealthPolicy,
-                   attempt: Callable[[], Awaitable[T]]) -> T:
-        circuit = self.circuit(alias, policy)
+                   attempt: Callable[[], Awaitable[T]], shared: bool = True) -> T:
+        circuit = self.circuit(alias, policy, shared)
         if not circuit.allow():
             raise CircuitOpen(f"{alias} is cooling down after repeated failures")
         for tries in range(policy.retries + 1):

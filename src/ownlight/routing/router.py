@@ -9,7 +9,8 @@ may serve the request, in this order of precedence:
 2. the first matching rule (``local`` and ``deny`` are final, no header overrides them);
 3. ``x-ownlight-prefer: local|cloud``, when ``routing.allow_prefer`` lets the key choose;
 4. the complexity score against the alias's threshold;
-5. budgets: a cloud decision over budget goes local, or is refused with 429.
+5. budgets: a cloud decision over budget goes local, or is refused with 429 (with shared
+   counters, the request's most cost is reserved here, across all instances).
 
 A decision to stay local only ever lists inside-domain targets, so no fallback can
 carry such a request out.
@@ -25,6 +26,7 @@ from ownlight.backends.base import Backend, Operation
 from ownlight.config.settings import RoutingSettings
 from ownlight.errors import (
     ConfigError,
+    CountersUnavailable,
     InvalidRequest,
     ModelNotFound,
     PolicyRefused,
@@ -32,12 +34,14 @@ from ownlight.errors import (
 )
 from ownlight.principal import Principal
 from ownlight.protocol.model import Request
-from ownlight.protocol.slots import Slot, estimate_tokens, last_user_text
-from ownlight.routing.budgets import BudgetBook
+from ownlight.protocol.slots import Slot, estimate_tokens, last_user_text, text_slots
+from ownlight.routing.budgets import Budget, BudgetBook
+from ownlight.routing.counters import Reservation
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.policy import Action, RequestFacts, Rule, first_match, rules_from
 
 PREFER_HEADER = "x-ownlight-prefer"
+PROMPT_OVERHEAD_TOKENS = 32  # a chat template's own tokens, reserved beyond the text's
 #: The sensitivity of a request whose privacy scan failed: it never leaves the domain.
 UNSCANNED = "unscanned"
 
@@ -134,9 +138,10 @@ class Router:
         score = None
         if action is Action.SCORE:
             if not (local and cloud):
-                decision = RouteDecision(targets, reason or f"model {request.alias}", "direct",
-                                         rule_name)
-                return decision
+                reason = reason or f"model {request.alias}"
+                if cloud:  # a priced alias keeps to the budgets all the same
+                    return self._cloud(cloud, local, request, reason, rule_name, "direct")
+                return RouteDecision(targets, reason, "direct", rule_name)
             score = await asyncio.to_thread(lambda: facts.score)
             action = Action.CLOUD if score > threshold else Action.LOCAL
             sign = ">" if score > threshold else "<="
@@ -173,19 +178,51 @@ class Router:
         return RouteDecision(local, reason or "local", action, rule)
 
     def _cloud(self, cloud: list[Target], local: list[Target], request: RouteRequest,
-               reason: str, rule: str | None) -> RouteDecision:
+               reason: str, rule: str | None, action: str = "cloud") -> RouteDecision:
         if not cloud:
             return RouteDecision(local, f"{reason}; no cloud target, local", "local", rule)
-        paid = any(t.price.input_per_million or t.price.output_per_million for t in cloud)
-        over = self.budgets.exhausted(request.principal) if paid else None
+        paid = [t for t in cloud if t.price.input_per_million or t.price.output_per_million]
+        reservation: Reservation | None = None
+        most = 0.0
+        if not paid:
+            over = None
+        elif self.budgets.counters is None:
+            over = self.budgets.exhausted(request.principal)
+        else:
+            most = most_cost(paid, request, self.budgets.reserve_output_tokens)
+            try:
+                held = self.budgets.reserve(request.principal, most)
+            except CountersUnavailable:
+                if not local:
+                    raise
+                return RouteDecision(local, f"{reason or 'cloud'}; shared counters "
+                                     "unreachable, local", "local", rule)
+            over = held if isinstance(held, Budget) else None
+            reservation = held if isinstance(held, Reservation) else None
         if over is not None:
             note = f"budget: {over.scope} {over.subject(request.principal)} reached its " \
                    f"{over.period} limit of {over.limit_usd:g} USD"
+            if most:  # reserved: what is left may be more than nothing, but not enough
+                note += f" (with this request's most cost of {most:.4g} USD reserved)"
             if local:
                 return RouteDecision(local, f"{note}; local", "local", rule)
             raise RateLimited(f"{note}. Try again next {over.period}, or ask for a local model.",
                               code="budget_exceeded")
-        return RouteDecision([*cloud, *local], reason or "cloud", "cloud", rule)
+        decision = RouteDecision([*cloud, *local], reason or "cloud", action, rule)
+        decision.reservation = reservation
+        return decision
+
+
+def most_cost(targets: Sequence[Target], request: RouteRequest, default_output: int) -> float:
+    """The most a request may cost on the dearest of ``targets``: every UTF-8 byte of its
+    text a token (a byte-level tokenizer makes no more) plus a template's overhead, and
+    ``max_tokens`` (else ``default_output``) for each answer asked for."""
+    slots = request.slots if request.slots is not None else text_slots(request.request)
+    prompt = sum(len(s.text.encode()) for s in slots) + PROMPT_OVERHEAD_TOKENS
+    sampling = request.request.sampling
+    output = (sampling.max_tokens or default_output) * max(1, sampling.n)
+    usage = {"prompt_tokens": prompt, "completion_tokens": output}
+    return max(t.price.cost(usage) for t in targets)
 
 
 def _identities(principal: Principal) -> tuple[str, ...]:

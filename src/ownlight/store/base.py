@@ -6,9 +6,10 @@ Responses API) talks to these protocols only, so it never knows which database a
 ``ownlight.store.open`` picks the implementations, all from one database at once.
 
 Each protocol is what its one user needs and no more, so a new database (or a cache in
-front of one, such as the in-memory key set that revocation broadcasts will keep) adds a
-class, never a branch. Kinds of state not here yet (the audit ledger, the knowledge index,
-the model registry, eval runs) still live in the SQLite state file of each instance.
+front of one, such as ``store.key_cache.CachedKeys``, the in-memory key set PostgreSQL's
+notices keep current) adds a class, never a branch. Kinds of state not here yet (the audit
+ledger, the knowledge index, the model registry, eval runs) still live in the SQLite state
+file of each instance.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ SpendEntry = tuple[str, str, str]  # (scope, subject, period): ("key", "alice", 
 class SpendRows(Protocol):
     """Money spent per (scope, subject, period), as ``routing.budgets`` counts it.
 
-    Today a request's real cost is added after it; the shared counters (Redis) will add a
-    reservation before the call and its settlement after, beside these two methods.
+    These are the durable sums. With ``[redis] url``, the reservations before a call and
+    their settlement are kept in Redis beside them (``routing.counters``), which seeds its
+    sums from ``spent`` and is told every real cost that ``add`` is.
     """
 
     def spent(self, entry: SpendEntry) -> float:

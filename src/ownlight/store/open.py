@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ownlight.config import Config
 from ownlight.store.base import KeyRows, Migrations, ResponseStore, SpendRows
+from ownlight.store.key_cache import CachedKeys
 from ownlight.store.keys import PostgresKeys, SqliteKeys
 from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.spend import PostgresSpend, SqliteSpend
@@ -30,6 +31,7 @@ class Stores:
     spend: SpendRows
     database: Migrations
     _owned: PostgresDatabase | None = None
+    _cache: CachedKeys | None = None
 
     @property
     def shared(self) -> bool:
@@ -42,6 +44,8 @@ class Stores:
 
     def close(self) -> None:
         """Close what was opened here (the SQLite file belongs to whoever opened it)."""
+        if self._cache is not None:
+            self._cache.close()
         if self._owned is not None:
             self._owned.close()
 
@@ -67,13 +71,18 @@ def open_database(config: Config) -> Iterator[Migrations]:
         database.close()
 
 
-def open_stores(config: Config, state: StateStore, *, migrate: bool = True) -> Stores:
+def open_stores(config: Config, state: StateStore, *, migrate: bool = True,
+                cache_keys: bool = False) -> Stores:
     """The configured stores. ``state`` is this instance's SQLite file, which holds them
     when no ``[store] url`` is set. With ``migrate`` false, PostgreSQL's schema is left as
-    it is."""
+    it is. With ``cache_keys`` (a server), PostgreSQL's active keys are kept in memory and
+    reloaded whenever the database says they changed (``store.key_cache``)."""
     url = store_url(config)
     if url is None:
         return Stores(SqliteKeys(state), SqliteResponses(state), SqliteSpend(state), state)
     db = PostgresDatabase(url, max_connections=config.settings.store.max_connections,
                           migrate=migrate)
-    return Stores(PostgresKeys(db), PostgresResponses(db), PostgresSpend(db), db, db)
+    if not cache_keys:
+        return Stores(PostgresKeys(db), PostgresResponses(db), PostgresSpend(db), db, db)
+    cache = CachedKeys(PostgresKeys(db), url)
+    return Stores(cache, PostgresResponses(db), PostgresSpend(db), db, db, cache)

@@ -1,8 +1,9 @@
 """The shared state store: one PostgreSQL database that every Ownlight instance uses.
 
 Several instances (and ``ownlight keys`` run by an operator on any machine) read and write
-it at once, so, as with the SQLite file, nothing is cached here: every call is a statement,
-and a key revoked anywhere is refused on the next request that reaches any instance.
+it at once, so, as with the SQLite file, nothing is cached here: every call is a statement.
+(A server keeps the active keys in memory in front of this, ``store.key_cache``, which the
+database tells of every change.)
 
 Connections come from a psycopg pool in autocommit mode: a read is one statement, a write
 that must be atomic runs in ``transaction()``. When the server cannot be reached, a call

@@ -50,4 +50,15 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             context JSON NOT NULL
         )""",
     )),
+    ("004_api_keys_notify", (
+        # Every statement that writes api_keys tells the instances' key caches
+        # (store.key_cache) on commit; they reload the active keys.
+        """CREATE FUNCTION ownlight_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('ownlight_keys', '');
+            RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+            ON api_keys FOR EACH STATEMENT EXECUTE FUNCTION ownlight_keys_changed()""",
+    )),
 )
