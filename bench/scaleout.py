@@ -6,9 +6,8 @@
 Against the same fake upstream (nginx answering one fixed completion, bench/overhead.py's),
 on this machine:
 
-1. **Overhead**: one instance on its SQLite file, one instance on PostgreSQL (and Redis when
-   this build has ``[redis]``), and three such instances behind nginx (``deploy/cluster.py``),
-   each loaded with wrk at 1 and 32 connections; the added p50 over the upstream alone and
+1. **Overhead**: one instance on its SQLite file, one instance on PostgreSQL and Redis, and
+   three such instances behind nginx (``deploy/cluster.py``), each loaded with wrk at 1 and 32 connections; the added p50 over the upstream alone and
    the ratio to the single SQLite instance are printed.
 2. **Budget race**: ``--race`` concurrent priced requests spread over the three instances
    against a small daily budget; how far the spend went over it, in requests' worth.
@@ -40,7 +39,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from deploy.cluster import Cluster, running  # noqa: E402
 
 import overhead  # noqa: E402  (bench/overhead.py: the fake upstream, wrk and its parsing)
-from ownlight.config.settings import Settings  # noqa: E402
 
 PRICE = 100_000.0  # USD per million tokens: the fake's 3 tokens cost 0.3 USD a request
 LIMIT_USD = 3.0  # ten requests' worth a day
@@ -67,13 +65,6 @@ match = "*"
 period = "day"
 limit_usd = {limit}
 """
-
-
-def shared_toml(cluster: Cluster) -> str:
-    """Redis for the shared counters, when this build has the setting."""
-    if "redis" in Settings.model_fields:
-        return f'[redis]\nurl = "{cluster.redis.url}"\n'
-    return ""
 
 
 def operator(store_url: str, workdir: Path, *args: str) -> str:
@@ -162,13 +153,11 @@ def main() -> int:
                 load("SQLite x1", single.url, single.key)
             arguments = ["--no-local", "--upstream", f"fake={upstream}"]
             one = Cluster(instances=1, port=overhead.free_port(), serve_arguments=arguments)
-            one.extra_toml = shared_toml(one)
             with running(one):
                 load("shared x1", f"{one.servers[0].url}/v1/chat/completions", one.admin_key)
             three = Cluster(instances=3, port=overhead.free_port(), serve_arguments=arguments,
                             extra_toml=RACE_TOML.format(upstream=upstream, price=PRICE,
                                                         limit=LIMIT_USD))
-            three.extra_toml += shared_toml(three)
             with running(three):
                 load("shared x3 + nginx", f"{three.url}/v1/chat/completions", three.admin_key)
                 race = budget_race(three, workdir, args.race)
@@ -194,8 +183,7 @@ def print_report(rows: list[tuple[str, int, overhead.Result]], race: dict[str, f
         verdict = "meets" if added < 1.5 else "misses"
         print(f"\n- added p50 at 1 connection on the shared store: {added:.3f} ms "
               f"({verdict} the < 1.5 ms target)")
-    counters = "Redis" if "redis" in Settings.model_fields else "no shared counters"
-    print(f"- budget race ({counters}): {args.race} requests at once over 3 instances, "
+    print(f"- budget race (Redis): {args.race} requests at once over 3 instances, "
           f"limit {LIMIT_USD} USD (10 requests): {race['answered']:.0f} answered, "
           f"{race['refused']:.0f} refused (429), {race['other']:.0f} other; spent "
           f"{race['spent']:.2f} USD, {race['over']:.1f} requests' worth over the limit")

@@ -183,6 +183,7 @@ class Cluster:
         return (f'data_dir = "{data_dir}"\n'
                 f'[server]\ntrusted_proxies = ["{HOST}"]\n'
                 f'[store]\nurl = "{store_url}"\n'
+                f'[redis]\nurl = "{self.redis.url}"\n'
                 f"[local]\nthreads = 1\n"  # the instances share this machine's cores
                 + self.extra_toml)
 
