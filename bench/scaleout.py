@@ -7,8 +7,9 @@ Against the same fake upstream (nginx answering one fixed completion, bench/over
 on this machine:
 
 1. **Overhead**: one instance on its SQLite file, one instance on PostgreSQL and Redis, and
-   three such instances behind nginx (``deploy/cluster.py``), each loaded with wrk at 1 and 32 connections; the added p50 over the upstream alone and
-   the ratio to the single SQLite instance are printed.
+   three such instances behind nginx (``deploy/cluster.py``), each loaded with wrk at 1 and
+   32 connections; the added p50 over the upstream alone and the ratio to the single SQLite
+   instance are printed.
 2. **Budget race**: ``--race`` concurrent priced requests spread over the three instances
    against a small daily budget; how far the spend went over it, in requests' worth.
 3. **Revocation delay**: a key revoked with ``ownlight keys revoke`` from an operator's data
@@ -41,7 +42,7 @@ from deploy.cluster import Cluster, running  # noqa: E402
 import overhead  # noqa: E402  (bench/overhead.py: the fake upstream, wrk and its parsing)
 
 PRICE = 100_000.0  # USD per million tokens: the fake's 3 tokens cost 0.3 USD a request
-LIMIT_USD = 3.0  # ten requests' worth a day
+LIMIT_USD = 30.0  # a hundred requests' real cost a day (each reserves about 3.6 USD first)
 RACE_TOML = """
 [models.priced]
 backend = "openai"
@@ -184,7 +185,7 @@ def print_report(rows: list[tuple[str, int, overhead.Result]], race: dict[str, f
         print(f"\n- added p50 at 1 connection on the shared store: {added:.3f} ms "
               f"({verdict} the < 1.5 ms target)")
     print(f"- budget race (Redis): {args.race} requests at once over 3 instances, "
-          f"limit {LIMIT_USD} USD (10 requests): {race['answered']:.0f} answered, "
+          f"limit {LIMIT_USD} USD (100 requests' real cost): {race['answered']:.0f} answered, "
           f"{race['refused']:.0f} refused (429), {race['other']:.0f} other; spent "
           f"{race['spent']:.2f} USD, {race['over']:.1f} requests' worth over the limit")
     print(f"- revocation: every instance refused the revoked key {delay * 1000:.0f} ms after "

@@ -106,7 +106,7 @@ def of(lang: str, mark: str | None = None) -> list[object]:
 def commands(text: str) -> Iterator[tuple[str, list[str]]]:
     """Each line and its words (``~`` expanded, comments dropped); ``echo X | ownlight ...``
     stays one command."""
-    for line in text.splitlines():
+    for line in text.replace("\\\n", " ").splitlines():  # a backslash continues a line
         words = [os.path.expanduser(w) for w in shlex.split(line, comments=True)]
         if words:
             yield line, words
