@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ownlight.config import Config
+from ownlight.knowledge.base import index_path
+from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
+from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.knowledge.store import KnowledgeStore
 from ownlight.store.base import KeyRows, Migrations, ResponseStore, SpendRows
 from ownlight.store.keys import PostgresKeys, SqliteKeys
 from ownlight.store.postgres import PostgresDatabase
@@ -77,3 +82,12 @@ def open_stores(config: Config, state: StateStore, *, migrate: bool = True) -> S
     db = PostgresDatabase(url, max_connections=config.settings.store.max_connections,
                           migrate=migrate)
     return Stores(PostgresKeys(db), PostgresResponses(db), PostgresSpend(db), db, db)
+
+
+def open_knowledge_store(config: Config, data_dir: Path | None = None) -> KnowledgeStore:
+    """The configured knowledge index: in PostgreSQL, shared by every instance, when
+    ``[store] url`` is set, else ``knowledge.db`` in ``data_dir`` (default: the config's)."""
+    url = store_url(config)
+    if url is None:
+        return SQLiteKnowledgeStore(index_path(data_dir or config.data_dir))
+    return PostgresKnowledgeStore.connect(url)
