@@ -3,7 +3,8 @@
 The ACL matrix itself runs on both stores in ``test_knowledge_acl.py``. Here: a reader
 who may see one document among many still gets k vector results (pgvector's iterative
 index scan, checked to be the plan that runs, where a plain HNSW scan would return a
-fraction of k); writes keep BM25's counters exact; grants and revocations; and two
+fraction of k); writes keep BM25's counters exact; several instances' embedders share
+the pending chunks instead of each embedding all; grants and revocations; and two
 gateway instances on one PostgreSQL, filled by ``ownlight ingest`` from a third machine,
 serve the same knowledge base to search and grounded chat.
 """
@@ -87,6 +88,24 @@ def test_bm25_counters_follow_every_write(postgres_url: str) -> None:
         assert kb.search("oil", olivia, ["c"], mode="lexical") == []
     finally:
         kb.close()
+
+
+def test_embedders_of_several_instances_share_the_pending_chunks(postgres_url: str) -> None:
+    first, second = open_pg_kb(postgres_url), open_pg_kb(postgres_url)
+    try:
+        docs = [Document(key=str(i), title="t", text=f"note {i}") for i in range(6)]
+        first.ingest_documents("a", docs, "c", owner="olivia")
+        mine = first.store.pending_chunks(4)
+        theirs = second.store.pending_chunks(4)
+        assert len(mine) == 4 and len(theirs) == 2
+        assert not {i for i, _ in mine} & {i for i, _ in theirs}
+        assert second.store.pending_chunks(4) == []  # all claimed, none embedded yet
+        first.store.store_vectors([i for i, _ in mine],
+                                  HashEmbedder().passages([t for _, t in mine]))
+        assert first.pending_vectors() == 2
+    finally:
+        first.close()
+        second.close()
 
 
 def test_collection_grant_can_be_revoked_on_postgres(postgres_url: str) -> None:

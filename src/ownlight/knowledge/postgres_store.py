@@ -22,7 +22,10 @@ the same way, so retrieval quality does not depend on where the index lives:
   ``access.READABLE_CLASSES_POSTGRES``, inside the ranking statement, before ``LIMIT``.
 
 Writes run in one transaction each, like SQLite's; BM25's counters are changed last, in
-term order, so concurrent ingests from several instances cannot deadlock on them.
+term order, so concurrent ingests from several instances cannot deadlock on them. Every
+instance runs a background embedder: ``pending_chunks`` claims the chunks it hands out
+for ``CLAIM_SECONDS`` (``FOR UPDATE SKIP LOCKED``), so several embedders share the work
+instead of each embedding every chunk; a claim whose embedder died simply expires.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ EF_SEARCH = 100
 #: it gives up: enough for a reader who may see 1 chunk in 100 of a 1,000,000-chunk
 #: index to get 100 results; the scan stops as soon as it has k.
 MAX_SCAN_TUPLES = 100_000
+
+#: How long a chunk handed out to one embedder is left to it before another may take it.
+CLAIM_SECONDS = 300
 
 _BODY_WEIGHT, _TITLE_WEIGHT = BM25_WEIGHTS
 _READABLE = f"ARRAY({READABLE_CLASSES_POSTGRES})"
@@ -298,10 +304,15 @@ class PostgresKnowledgeStore:
         return len(documents)
 
     def pending_chunks(self, limit: int) -> list[tuple[int, str]]:
-        rows = self.db.query(
-            "SELECT id, heading, text FROM knowledge_chunks WHERE embedding IS NULL"
-            " ORDER BY id LIMIT %s", (limit,))
-        return [(int(i), embed_text(str(h), str(t))) for i, h, t in rows]
+        """Unclaimed chunks without a vector, oldest first, now claimed by this caller."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE knowledge_chunks SET claimed_until = now() + make_interval(secs => %s)"
+                " WHERE id IN (SELECT id FROM knowledge_chunks WHERE embedding IS NULL"
+                "   AND (claimed_until IS NULL OR claimed_until < now())"
+                "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, heading, text", (CLAIM_SECONDS, limit)).fetchall()
+        return sorted((int(i), embed_text(str(h), str(t))) for i, h, t in rows)
 
     def count_pending(self) -> int:
         return int(self.db.query(

@@ -89,7 +89,7 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             start INTEGER NOT NULL, "end" INTEGER NOT NULL,
             class_id BIGINT NOT NULL REFERENCES knowledge_classes (id),
             terms TSVECTOR NOT NULL, length INTEGER NOT NULL,
-            embedding VECTOR(384))""",
+            embedding VECTOR(384), claimed_until TIMESTAMPTZ)""",
         "CREATE INDEX knowledge_chunks_document ON knowledge_chunks (document_id)",
         "CREATE INDEX knowledge_chunks_class ON knowledge_chunks (class_id)",
         "CREATE INDEX knowledge_chunks_pending ON knowledge_chunks (id) WHERE embedding IS NULL",
