@@ -95,7 +95,9 @@ FROM matched m
 CROSS JOIN LATERAL (
   SELECT u.lexeme, (SELECT sum(CASE w WHEN 'A' THEN {_TITLE_WEIGHT} ELSE {_BODY_WEIGHT} END)
                     FROM unnest(u.weights) AS w) AS tf
-  FROM unnest(m.terms) AS u) f
+  -- only the query's lexemes: the chunk's others deleted in C, not joined away in SQL
+  FROM unnest(ts_delete(m.terms, tsvector_to_array(
+         ts_delete(m.terms, (SELECT array_agg(term) FROM q))))) AS u) f
 JOIN idf i ON i.term = f.lexeme
 CROSS JOIN totals
 GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(k)s
