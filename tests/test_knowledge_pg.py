@@ -6,11 +6,12 @@ index scan, checked to be the plan that runs, where a plain HNSW scan would retu
 fraction of k); writes keep BM25's counters exact; several instances' embedders share
 the pending chunks instead of each embedding all; grants and revocations; and two
 gateway instances on one PostgreSQL, filled by ``ownlight ingest`` from a third machine,
-serve the same knowledge base to search and grounded chat.
+serve the same knowledge base to search and grounded chat (and to ``ownlight search``).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -138,6 +139,10 @@ def test_two_instances_serve_one_knowledge_base(gateway_factory, cloud: FakeUpst
     result = CliRunner().invoke(main, ["ingest", str(notes), "-c", "notes", "--allow",
                                        "group:keepers", "--no-vectors"], env=env)
     assert result.exit_code == 0, result.output
+    searched = CliRunner().invoke(main, ["search", "zebralamp", "-c", "notes", "--as", "kim",
+                                         "--group", "keepers", "--mode", "lexical", "--json"],
+                                  env=env)
+    assert [h["document_id"] for h in json.loads(searched.output)] == ["lamp.md"]
     assert not (tmp_path / "operator" / "knowledge.db").exists()
 
     for gateway in (first, second):
