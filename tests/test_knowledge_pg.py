@@ -3,7 +3,8 @@
 The ACL matrix itself runs on both stores in ``test_knowledge_acl.py``. Here: a reader
 who may see one document among many still gets k vector results (pgvector's iterative
 index scan, checked to be the plan that runs, where a plain HNSW scan would return a
-fraction of k); writes keep BM25's counters exact; several instances' embedders share
+fraction of k); writes keep BM25's counters exact, also when two instances write at
+once; several instances' embedders share
 the pending chunks instead of each embedding all; grants and revocations; and two
 gateway instances on one PostgreSQL, filled by ``ownlight ingest`` from a third machine,
 serve the same knowledge base to search and grounded chat (and to ``ownlight search``).
@@ -12,6 +13,7 @@ serve the same knowledge base to search and grounded chat (and to ``ownlight sea
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -89,6 +91,40 @@ def test_bm25_counters_follow_every_write(postgres_url: str) -> None:
         assert kb.search("oil", olivia, ["c"], mode="lexical") == []
     finally:
         kb.close()
+
+
+def test_concurrent_ingests_from_two_instances_keep_everything_exact(postgres_url: str) -> None:
+    """Two writers create the same access classes in opposite orders and share terms:
+    every document lands, and BM25's counters equal a recount."""
+    lists = [(f"group:g{i}",) for i in range(8)]
+
+    def ingest(name: str, order: list[tuple[str, ...]]) -> None:
+        kb = open_pg_kb(postgres_url, vectors=False)
+        try:
+            for round_ in range(6):
+                docs = [Document(key=f"{name}-{round_}-{i}", title="Shared", allow=allow,
+                                 text=f"shared words {name} round{round_} item{i}")
+                        for i, allow in enumerate(order)]
+                kb.ingest_documents(f"{name}-{round_}", docs, "c", owner="olivia")
+        finally:
+            kb.close()
+
+    open_pg_kb(postgres_url, vectors=False).close()  # the schema, before both start
+    threads = [threading.Thread(target=ingest, args=("a", lists)),
+               threading.Thread(target=ingest, args=("b", lists[::-1]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with psycopg.connect(postgres_url) as conn:
+        df = dict(conn.execute("SELECT term, df FROM knowledge_terms WHERE df <> 0"))
+        exact = dict(conn.execute("SELECT u.lexeme, count(*) FROM knowledge_chunks c,"
+                                  " unnest(c.terms) u GROUP BY u.lexeme"))
+        totals = conn.execute("SELECT chunks, length FROM knowledge_totals").fetchone()
+        actual = conn.execute("SELECT count(*), sum(length) FROM knowledge_chunks").fetchone()
+        documents = conn.execute("SELECT count(*) FROM knowledge_documents").fetchone()
+    assert documents == (2 * 6 * 8,)
+    assert df == exact and totals == actual
 
 
 def test_embedders_of_several_instances_share_the_pending_chunks(postgres_url: str) -> None:

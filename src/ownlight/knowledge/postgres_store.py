@@ -64,6 +64,8 @@ EF_SEARCH = 100
 #: index to get 100 results; the scan stops as soon as it has k.
 MAX_SCAN_TUPLES = 100_000
 
+#: Times a write aborted by a deadlock (another instance's write) is tried.
+WRITE_ATTEMPTS = 3
 #: How long a chunk handed out to one embedder is left to it before another may take it.
 CLAIM_SECONDS = 300
 
@@ -232,6 +234,26 @@ class PostgresKnowledgeStore:
         return str(rows[0][0]) if rows else None
 
     def replace_source(
+        self,
+        tenant: str,
+        collection: str,
+        source: str,
+        source_hash: str,
+        owner: str | None,
+        documents: Sequence[PreparedDocument],
+    ) -> SourceChange:
+        # Two instances creating the same new access classes in opposite orders can
+        # deadlock; PostgreSQL aborts one transaction, which is then simply run again.
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return self._replace_source(tenant, collection, source, source_hash, owner,
+                                            documents)
+            except psycopg.errors.TransactionRollback:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _replace_source(
         self,
         tenant: str,
         collection: str,
