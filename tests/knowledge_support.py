@@ -1,4 +1,5 @@
-"""Shared helpers for the knowledge tests: a fast fake embedder and a KB factory."""
+"""Shared helpers for the knowledge tests: a fast fake embedder and KB factories (the
+SQLite index in a file, or the PostgreSQL one in a database of the test server)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ownlight.knowledge.base import KnowledgeBase
+from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 
 
@@ -34,3 +36,7 @@ class HashEmbedder:
 
 def open_kb(path: Path, vectors: bool = True) -> KnowledgeBase:
     return KnowledgeBase(SQLiteKnowledgeStore(path), HashEmbedder() if vectors else None)
+
+
+def open_pg_kb(url: str, vectors: bool = True) -> KnowledgeBase:
+    return KnowledgeBase(PostgresKnowledgeStore.connect(url), HashEmbedder() if vectors else None)

@@ -3,18 +3,21 @@
 Access is decided independently here (``may_read``) and compared with what search
 returns in every mode, for a query every document matches and for each document's own
 secret word — so neither results, nor their number, nor a limit reveal hidden documents.
+The matrix runs on both stores: the SQLite index and the PostgreSQL one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ownlight.knowledge.base import KnowledgeBase
 from ownlight.principal import Principal
-from tests.knowledge_support import open_kb
+from tests.knowledge_support import open_kb, open_pg_kb
+from tests.support.servers import Postgres
 
 ACCESS_LISTS: dict[str, list[str]] = {
     "pub": ["public"],
@@ -53,10 +56,15 @@ def may_read(principal: Principal, collection: str, name: str) -> bool:
     return bool(allowed & set(principal.identities))
 
 
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def kb(request: pytest.FixtureRequest,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
     tmp = tmp_path_factory.mktemp("acl")
-    kb = open_kb(tmp / "k.db")
+    if request.param == "postgres":
+        server: Postgres = request.getfixturevalue("postgres_server")
+        kb = open_pg_kb(server.database())
+    else:
+        kb = open_kb(tmp / "k.db")
     for collection, (owner, grants) in COLLECTIONS.items():
         rows = [
             {"id": f"{collection}-{name}", "title": f"Title {collection} {name}",
@@ -70,7 +78,8 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
         for grant in grants:
             kb.grant(collection, grant)
     kb.embed_pending()
-    return kb
+    yield kb
+    kb.close()
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS, ids=lambda p: f"{p.name}@{p.tenant}")

@@ -1,4 +1,8 @@
-"""Ingestion: incremental by content hash, prune, unreadable files, crash safety."""
+"""Ingestion: incremental by content hash, prune, unreadable files, crash safety.
+
+The store-level cases (``make_kb``) run on both stores: the SQLite index and the
+PostgreSQL one; crash safety and term pruning look inside the SQLite file.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,40 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import apsw
 import pytest
 
+from ownlight.knowledge.base import KnowledgeBase
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.principal import Principal
-from tests.knowledge_support import open_kb
+from tests.knowledge_support import open_kb, open_pg_kb
 
 READER = Principal(1, "reader")
 ROOT = Path(__file__).resolve().parent.parent
+
+
+MakeKB = Callable[..., KnowledgeBase]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_kb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeKB]:
+    """Opens the test's knowledge base on the store of the parameter."""
+    opened: list[KnowledgeBase] = []
+
+    def make(vectors: bool = True) -> KnowledgeBase:
+        if request.param == "postgres":
+            kb = open_pg_kb(request.getfixturevalue("postgres_url"), vectors)
+        else:
+            kb = open_kb(tmp_path / "k.db", vectors)
+        opened.append(kb)
+        return kb
+
+    yield make
+    for kb in opened:
+        kb.close()
 
 
 def _write_notes(folder: Path, count: int, word: str = "alpha") -> None:
@@ -29,10 +56,10 @@ def _write_notes(folder: Path, count: int, word: str = "alpha") -> None:
         )
 
 
-def test_incremental_reingest_and_prune(tmp_path: Path) -> None:
+def test_incremental_reingest_and_prune(tmp_path: Path, make_kb: MakeKB) -> None:
     notes = tmp_path / "notes"
     _write_notes(notes, 5)
-    kb = open_kb(tmp_path / "k.db")
+    kb = make_kb()
     first = kb.ingest(notes, "n", allow=["public"])
     assert first.documents_added == 5 and first.files_unchanged == 0
     again = kb.ingest(notes, "n", allow=["public"])
@@ -52,10 +79,10 @@ def test_incremental_reingest_and_prune(tmp_path: Path) -> None:
     assert not kb.search("token2", READER, ["n"], mode="lexical")
 
 
-def test_changed_allow_list_reindexes(tmp_path: Path) -> None:
+def test_changed_allow_list_reindexes(tmp_path: Path, make_kb: MakeKB) -> None:
     notes = tmp_path / "notes"
     _write_notes(notes, 2)
-    kb = open_kb(tmp_path / "k.db", vectors=False)
+    kb = make_kb(vectors=False)
     kb.ingest(notes, "n", allow=["user:someone"])
     assert not kb.search("alpha", READER, ["n"])
     report = kb.ingest(notes, "n", allow=["public"])
@@ -63,21 +90,21 @@ def test_changed_allow_list_reindexes(tmp_path: Path) -> None:
     assert len(kb.search("alpha", READER, ["n"])) == 2
 
 
-def test_unreadable_files_are_reported_and_skipped(tmp_path: Path) -> None:
+def test_unreadable_files_are_reported_and_skipped(tmp_path: Path, make_kb: MakeKB) -> None:
     folder = tmp_path / "docs"
     _write_notes(folder, 2)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
     (folder / "bad.jsonl").write_text('{"id": "x", "text": "t", "allow": ["root"]}\n')
-    kb = open_kb(tmp_path / "k.db", vectors=False)
+    kb = make_kb(vectors=False)
     report = kb.ingest(folder, "d", allow=["public"])
     assert report.documents_added == 2
     assert sorted(Path(p).name for p, _ in report.failed) == ["bad.jsonl", "broken.pdf"]
 
 
-def test_vectors_follow_lexical_and_resume(tmp_path: Path) -> None:
+def test_vectors_follow_lexical_and_resume(tmp_path: Path, make_kb: MakeKB) -> None:
     notes = tmp_path / "notes"
     _write_notes(notes, 6)
-    kb = open_kb(tmp_path / "k.db")
+    kb = make_kb()
     kb.ingest(notes, "n", allow=["public"])
     assert kb.pending_vectors() == 6
     assert kb.search("token3", READER, ["n"], k=1)[0].document_id.endswith("note0003.txt")
@@ -178,10 +205,10 @@ def test_killed_ingest_leaves_index_consistent_and_rerun_completes(tmp_path: Pat
         )
 
 
-def test_ingest_documents_from_memory(tmp_path: Path) -> None:
+def test_ingest_documents_from_memory(tmp_path: Path, make_kb: MakeKB) -> None:
     from ownlight.knowledge.types import Document
 
-    kb = open_kb(tmp_path / "k.db", vectors=False)
+    kb = make_kb(vectors=False)
     docs = [Document("u1", "Upload", "uploaded text about kiwis", allow=("user:reader",))]
     assert kb.ingest_documents("upload-1", docs, "c").added == 1
     assert kb.ingest_documents("upload-1", docs, "c").unchanged == 1

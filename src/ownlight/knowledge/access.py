@@ -33,6 +33,23 @@ WHERE c.tenant = :tenant
   )
 """
 
+#: The same rule for the PostgreSQL knowledge store (``postgres_store.py``), over its
+#: ``knowledge_*`` tables. Parameters: %(tenant)s, %(collections)s and %(identities)s
+#: (text arrays).
+READABLE_CLASSES_POSTGRES = """
+SELECT a.id FROM knowledge_classes a
+JOIN knowledge_collections c ON c.id = a.collection_id
+WHERE c.tenant = %(tenant)s
+  AND c.name = ANY(%(collections)s::text[])
+  AND (
+    EXISTS (SELECT 1 FROM knowledge_members m
+            WHERE m.class_id = a.id AND m.identity = ANY(%(identities)s::text[]))
+    OR EXISTS (SELECT 1 FROM knowledge_grants g
+               WHERE g.collection_id = a.collection_id
+                 AND g.identity = ANY(%(identities)s::text[]))
+  )
+"""
+
 
 def normalize_entry(entry: str) -> str:
     """``user:alice`` / ``group:finance`` / ``public``; anything else is refused."""

