@@ -14,7 +14,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from ownlight.audit.queries import select
 from ownlight.cli import main
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream, free_port
@@ -178,3 +181,55 @@ def wait_ready(url: str, server: subprocess.Popen[str]) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} not ready")
+
+
+def test_postgresql_restarted_under_load_gives_503s_then_recovers_losing_nothing(
+        gateway_factory, fake_upstream: FakeUpstream) -> None:
+    """Four clients keep sending while PostgreSQL stops and starts again: every answer is a
+    200 or a 503 ``store_unavailable`` with ``Retry-After`` (never a 500), answers come back
+    without restarting Ownlight, and every request that was answered is in the ledger."""
+    with running(Postgres()) as server:
+        toml = upstream_toml("cloud", fake_upstream.url, "fake-echo", retries=0)
+        gateway = gateway_factory(toml + f'[store]\nurl = "{server.database()}"\n')
+        auth = {"Authorization": f"Bearer {gateway.create_key('alice')}"}
+        body = {"model": "cloud", "messages": [{"role": "user", "content": "hello"}]}
+        replies: list[tuple[float, int, str, str]] = []  # when, status, request id, error code
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=gateway.url, headers=auth, timeout=30) as http:
+                while not stop.is_set():
+                    reply = http.post("/v1/chat/completions", json=body)
+                    code = reply.json().get("error", {}).get("code", "") \
+                        if reply.status_code != 200 else ""
+                    if reply.status_code == 503:
+                        assert reply.headers["retry-after"] == "5"
+                    replies.append((time.monotonic(), reply.status_code,
+                                    reply.headers.get("x-ownlight-request-id", ""), code))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)
+            server.halt()
+            time.sleep(2.0)
+            server.resume()
+            resumed = time.monotonic()
+            deadline = resumed + 20
+            while not any(at > resumed + 1 and status == 200 for at, status, _, _ in replies):
+                assert time.monotonic() < deadline, "no answer after PostgreSQL came back"
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        statuses = Counter(status for _, status, _, _ in replies)
+        assert set(statuses) == {200, 503}, statuses
+        assert {code for _, status, _, code in replies if status == 503} == {"store_unavailable"}
+        answered = {rid for _, status, rid, _ in replies if status == 200}
+        gateway.runtime.pipeline.ledger.flush()
+        recorded = {r["request_id"] for r in
+                    select(gateway.runtime.pipeline.ledger.store, kind="request")
+                    if r.get("status") == 200}
+        assert answered and answered <= recorded
