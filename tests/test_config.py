@@ -177,7 +177,10 @@ def test_a_built_in_alias_of_another_kind_keeps_only_what_that_kind_reads(tmp_pa
                                  'base_url = "http://127.0.0.1:9/v1"\n')
     local = config.models["local"]
     assert (local.backend, local.path, local.chat_template) == ("openai", None, None)
-    assert local.inside_domain is True  # as declared for the built-in alias, as before
+    assert local.inside_domain is False  # an upstream now: outside unless the table says so
+    config = load_toml(tmp_path, '[models.local]\nbackend = "openai"\ninside_domain = true\n'
+                                 'base_url = "http://127.0.0.1:11434/v1"\n')
+    assert config.models["local"].inside_domain is True
     # The same kind keeps the built-in settings it does not replace.
     config = load_toml(tmp_path, "[models.local]\nn_ctx = 2048\n")
     assert (config.models["local"].n_ctx, config.models["local"].chat_template) == (2048, "plain")

@@ -203,10 +203,13 @@ def _merged_models(tables: Any) -> dict[str, Any]:
         if not isinstance(table, dict):
             raise ConfigError(f"[models.{alias}] must be a table")
         built_in = models.get(alias, {})
-        kind = BACKEND_KINDS.get(table.get("backend", built_in.get("backend")))
-        if kind is not None:  # a built-in alias given another kind keeps what that kind reads
-            built_in = {k: v for k, v in built_in.items()
-                        if k in SHARED_MODEL_SETTINGS or k in kind.options}
+        if table.get("backend", built_in.get("backend")) != built_in.get("backend"):
+            # A built-in alias given another kind keeps only what that kind reads, and never
+            # the built-in's inside_domain: pointed at an upstream, it is outside the domain
+            # unless the table says otherwise (fail closed).
+            kind = BACKEND_KINDS.get(table["backend"])
+            built_in = {k: v for k, v in built_in.items() if k != "inside_domain" and (
+                kind is None or k in SHARED_MODEL_SETTINGS or k in kind.options)}
         models[alias] = {**built_in, **table}
     return models
 
