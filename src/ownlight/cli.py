@@ -33,6 +33,7 @@ from ownlight.routing.router_cli import router_group
 from ownlight.runtime import Runtime, freeze_startup_objects, open_keys, state_path
 from ownlight.store.db_cli import db_group
 from ownlight.store.files import private_umask, secure_data_dir
+from ownlight.store.open import store_url
 
 err = Console(stderr=True)
 
@@ -284,7 +285,8 @@ def keys_create(ctx: click.Context, name: str, groups: tuple[str, ...], tenant: 
     with open_keys(config) as store:
         key, record = store.create(name, groups, tenant)
     record_admin_act(state_path(config), AdminRecord(
-        "key.create", name, "cli", tenant, {"key_id": record.id, "groups": list(groups)}))
+        "key.create", name, "cli", tenant, {"key_id": record.id, "groups": list(groups)}),
+        store_url(config))
     if as_json:
         click.echo(json.dumps({"id": record.id, "name": name, "groups": list(groups),
                                "tenant": tenant, "key": key}))
@@ -322,7 +324,8 @@ def keys_revoke(ctx: click.Context, ident: str) -> None:
     if not count:
         raise click.ClickException(f"no active key matches {ident!r}")
     record_admin_act(state_path(config), AdminRecord("key.revoke", ident, "cli",
-                                                     details={"count": count}))
+                                                     details={"count": count}),
+                     store_url(config))
     click.echo(f"revoked {count} key(s)")
 
 

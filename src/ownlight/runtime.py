@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.metrics import Metrics
 from ownlight.audit.refusals import RefusalLog
+from ownlight.audit.shared import LedgerRows, PgLedgerStore, behind
 from ownlight.auth import KeyStore
 from ownlight.backends import Backend, backend_class
 from ownlight.backends.base import ReplicaStats
@@ -28,6 +29,7 @@ from ownlight.backends.managed import Lifecycle, ManagedBackend, is_managed
 from ownlight.backends.replicas import pool_of
 from ownlight.config import Config, ModelEntry
 from ownlight.config.settings import BACKEND_KINDS
+from ownlight.errors import OwnlightError
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.models.files import Progress
@@ -41,7 +43,7 @@ from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.base import ResponseStore, SpendRows
 from ownlight.store.files import secure_data_dir
-from ownlight.store.open import Stores, open_stores
+from ownlight.store.open import Stores, open_stores, store_url
 from ownlight.store.sqlite import StateStore
 
 if TYPE_CHECKING:
@@ -81,7 +83,8 @@ def open_ledger(config: Config, chainer: str = "thread") -> Ledger:
     ``ownlight.audit.ledger``)."""
     audit = config.settings.audit
     return Ledger(state_path(config), bodies=audit.bodies,
-                  checkpoint_every=audit.checkpoint_every, chainer=chainer)
+                  checkpoint_every=audit.checkpoint_every, chainer=chainer,
+                  ship_to=store_url(config))
 
 
 def build_guard(config: Config) -> InjectionGuard | None:
@@ -172,8 +175,9 @@ class Runtime:
 
     def state(self) -> dict[str, dict[str, object]]:
         """What the metrics' gauges show: circuits, model load state, queue lengths, the
-        embedded model's slots and throughput, and each pool's replicas."""
-        return {
+        embedded model's slots and throughput, each pool's replicas, and (with a shared
+        ledger) the records not yet shipped to it."""
+        state: dict[str, dict[str, object]] = {
             "circuits": {a: c.state for a, c in self.pipeline.health.circuits.items()},
             "models": dict(self.readiness()),
             "queues": {a: b.queue_length for a, b in self.backends.items()
@@ -182,6 +186,10 @@ class Runtime:
                         if (stats := b.serving_stats()) is not None},
             "replicas": {a: list(s) for a, s in self.replica_stats().items()},
         }
+        behind = self.audit_behind()
+        if behind is not None:
+            state["audit"] = {"behind": behind}
+        return state
 
     def replica_stats(self) -> dict[str, list[ReplicaStats]]:
         """Each pooled alias's model servers: state, load, answers, failures."""
@@ -239,6 +247,25 @@ class Runtime:
             self.counters.close()
         if self.state_file is not None:
             self.state_file.close()
+
+    def audit_rows(self) -> LedgerRows:
+        """The ledger to read: the shared one in PostgreSQL with ``[store] url``, else this
+        instance's SQLite file."""
+        if self.stores is not None and self.stores.shared:
+            return PgLedgerStore(self.stores.database)
+        return self.pipeline.ledger.store
+
+    def audit_behind(self) -> int | None:
+        """Records this instance journaled that are not yet in the shared ledger (None
+        without one, or while the store cannot say)."""
+        if self.stores is None or not self.stores.shared:
+            return None
+        ledger = self.pipeline.ledger
+        try:
+            shipping = behind(ledger.store, self.stores.database, ledger.path.parent)
+        except OwnlightError:
+            return None
+        return None if shipping is None else shipping + ledger.unchained()
 
     def readiness(self) -> dict[str, str]:
         status = {}

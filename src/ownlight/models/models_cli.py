@@ -37,11 +37,12 @@ from ownlight.models.registry import (
     open_registry,
     parse_ref,
 )
+from ownlight.store.open import store_url
 
 
 def audit(config: Config, action: str, subject: str, details: dict[str, Any]) -> None:
     record_admin_act(config.data_dir / "state.db",
-                     AdminRecord(action, subject, "cli", details=details))
+                     AdminRecord(action, subject, "cli", details=details), store_url(config))
 
 
 @click.group("models")

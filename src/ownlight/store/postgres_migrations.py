@@ -6,8 +6,9 @@ the steps a database has not seen yet under an advisory lock, each in its own tr
 with its record in ``ownlight_migrations``.
 
 Only the kinds of state shared across instances so far are here (keys, spend, stored
-responses, the knowledge base); the SQLite list also holds the ledger, the registry and
-eval runs, which are still kept per instance. The tables keep SQLite's names and columns
+responses, the knowledge base, the audit ledger); the SQLite list also holds the registry
+and eval runs, which are still kept per instance (and each instance's local chain, which
+it ships into the shared ledger). The tables keep SQLite's names and columns
 (the knowledge base's under a ``knowledge_`` prefix), with PostgreSQL's own
 types where they say more (timestamps, arrays of groups), so ``ownlight db copy`` can map
 one onto the other column by column.
@@ -113,5 +114,21 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
             chunks BIGINT NOT NULL, length BIGINT NOT NULL)""",
         "INSERT INTO knowledge_totals (chunks, length) VALUES (0, 0)",
+    )),
+    ("006_ledger", (
+        # The one audit ledger of every instance (``audit.shared``): SQLite's audit_log
+        # and audit_checkpoints, and how far each instance's local chain is shipped.
+        """CREATE TABLE audit_log (
+            seq BIGINT PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, request_id TEXT,
+            principal TEXT, tenant TEXT, target TEXT, inside_domain INTEGER, status INTEGER,
+            record TEXT NOT NULL, hash TEXT NOT NULL, uid TEXT)""",
+        "CREATE INDEX audit_log_at ON audit_log (at)",
+        "CREATE INDEX audit_log_request ON audit_log (request_id)",
+        "CREATE UNIQUE INDEX audit_log_uid ON audit_log (uid)",
+        """CREATE TABLE audit_checkpoints (
+            count BIGINT PRIMARY KEY, head TEXT NOT NULL, at TEXT NOT NULL)""",
+        """CREATE TABLE audit_sources (
+            source TEXT PRIMARY KEY, shipped BIGINT NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
     )),
 )

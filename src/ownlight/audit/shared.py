@@ -1,0 +1,210 @@
+"""One ledger for every instance: each instance's local chain shipped into PostgreSQL.
+
+Why one chain with a single writer at a time, and not one chain per instance with signed
+cross-checkpoints: a single chain is verified by the same code as a single machine's
+(``verify``), an auditor has one head hash and count to keep, and a record deleted,
+inserted or edited by any instance or directly in the database breaks the one sequence.
+Per-instance chains would need a key per instance to sign checkpoints, and a verifier
+that trusts those keys; a single writer costs one advisory lock per batch, which is
+cheap because batches are large and never on the request path.
+
+How a record gets there: the request path is unchanged (``Ledger.put`` journals the
+record; the egress record is durable before anything leaves). The chainer, off the event
+loop (a child process in the server), chains the journal into the instance's SQLite file
+as before, then ``Shipper.ship`` copies what it has not shipped yet into PostgreSQL: in one
+transaction it takes ``pg_advisory_xact_lock(LEDGER_LOCK)``, reads the shared head,
+re-chains the batch onto it (each record's canonical JSON gets the shared ``seq`` and
+``prev``) and inserts it, and records how far this instance's chain has been shipped
+(``audit_sources``). The mark moves in the same transaction as the rows, so a batch is
+shipped exactly once even if the shipper dies between two statements.
+
+After ``kill -9`` the chainer child chains and ships what the server journaled before it
+exits; what it could not ship (PostgreSQL down, the machine gone) is shipped when the
+instance restarts on the same data dir: the journal is replayed into the local chain and
+the local chain shipped from its mark. Ownlight does not let a peer adopt another
+instance's journal: the journal is a file on the instance's own disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import psycopg
+
+from ownlight.audit.chain import COLUMNS, GENESIS, canonical
+from ownlight.store.files import make_private_dir
+from ownlight.store.sqlite import StateStore
+
+log = logging.getLogger("ownlight.audit")
+
+# pg_advisory_xact_lock's key for appending to the shared ledger ("OWLL" in ASCII).
+LEDGER_LOCK = 0x4F574C4C
+BATCH = 2000  # local records shipped per transaction at most
+RETRY_SECONDS = 1.0  # after a failure, passes chain locally and ship again after this
+URL_ENV = "OWNLIGHT_LEDGER_STORE_URL"  # how the server hands the URL to its chainer child
+
+_ROW = ("seq", "at", *COLUMNS, "record", "hash", "uid")
+_INSERT = (f"INSERT INTO audit_log ({', '.join(_ROW)}) "
+           f"VALUES ({', '.join(['%s'] * len(_ROW))})")
+
+
+def source_id(data_dir: Path) -> str:
+    """This data dir's name in ``audit_sources``: made once, kept beside the state file."""
+    path = data_dir / "audit.source"
+    if not path.exists():
+        make_private_dir(data_dir)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(16))
+    return path.read_text().strip()
+
+
+class LedgerRows(Protocol):
+    """What reading a ledger needs: the SQLite state file or ``PgLedgerStore``."""
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]: ...
+
+
+class PgLedgerStore:
+    """The shared ledger read through the queries written for SQLite (``verify``,
+    ``queries``): ``?`` placeholders become psycopg's ``%s``."""
+
+    def __init__(self, database: Any):
+        self.database = database
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return list(self.database.query(sql.replace("?", "%s"), params))
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def rechain(rows: list[tuple[int, str]], seq: int, prev: str) -> list[tuple[Any, ...]]:
+    """Local rows (seq, canonical record) as rows of the shared chain after ``seq``/``prev``."""
+    out = []
+    for _, text in rows:
+        body = orjson.loads(text)
+        seq += 1
+        body["seq"], body["prev"] = seq, prev
+        record = canonical(body)
+        digest = hashlib.sha256(record.encode()).hexdigest()
+        columns = [body.get(c) for c in COLUMNS]
+        columns = [int(v) if isinstance(v, bool) else v for v in columns]
+        out.append((seq, body["at"], *columns, record, digest, body.get("uid")))
+        prev = digest
+    return out
+
+
+def append_shared(conn: psycopg.Connection[Any], source: str,
+                  rows: list[tuple[int, str]]) -> int:
+    """Append local rows after this source's mark, under the ledger's lock, in the caller's
+    transaction; the new mark (the last local seq shipped)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK,))
+    mark = conn.execute("SELECT shipped FROM audit_sources WHERE source = %s",
+                        (source,)).fetchone()
+    shipped = int(mark[0]) if mark else 0
+    rows = [row for row in rows if row[0] > shipped]  # another shipper got there first
+    if not rows:
+        return shipped
+    head = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT, rechain(rows, seq, prev))
+    last = rows[-1][0]
+    conn.execute("INSERT INTO audit_sources (source, shipped) VALUES (%s, %s) "
+                 "ON CONFLICT (source) DO UPDATE SET shipped = excluded.shipped, "
+                 "updated_at = now()", (source, last))
+    return last
+
+
+class Shipper:
+    """Ships one data dir's local chain into the shared ledger, a batch at a time.
+
+    It holds one connection of its own (opened lazily, opened again after a failure) and
+    asks PostgreSQL for its mark only when it starts or after a failure, so a pass with
+    nothing new costs one local SQLite query and no round trip.
+    """
+
+    def __init__(self, url: str, local: StateStore, data_dir: Path):
+        self.url = url
+        self.local = local
+        self.source = source_id(data_dir)
+        self.conn: psycopg.Connection[Any] | None = None
+        self.shipped: int | None = None
+        self.failing = False
+        self.retry_at = 0.0
+
+    def ship(self) -> int:
+        """Ship everything chained locally so far; how many records went. A failure (the
+        store down) is logged once and retried after ``RETRY_SECONDS``: meanwhile the
+        chainer's passes go on chaining locally instead of each waiting for a connection."""
+        sent = 0
+        if self.failing and time.monotonic() < self.retry_at:
+            return 0
+        try:
+            while True:
+                conn = self._connect()
+                if self.shipped is None:
+                    mark = conn.execute("SELECT shipped FROM audit_sources WHERE source = %s",
+                                        (self.source,)).fetchone()
+                    self.shipped = int(mark[0]) if mark else 0
+                rows = [(int(str(s)), str(r)) for s, r in self.local.query(
+                    "SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (self.shipped, BATCH))]
+                if not rows:
+                    break
+                with conn.transaction():
+                    self.shipped = append_shared(conn, self.source, rows)
+                sent += len(rows)
+        except psycopg.Error as exc:
+            if not self.failing:
+                log.error("could not ship audit records to the shared ledger (retrying): %s",
+                          str(exc).strip())
+            self.failing = True
+            self.retry_at = time.monotonic() + RETRY_SECONDS
+            self.shipped = None
+            self._drop()
+            return sent
+        if self.failing:
+            log.warning("shipping audit records to the shared ledger again")
+        self.failing = False
+        return sent
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+        return self.conn
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None
+
+    def close(self) -> None:
+        self._drop()
+
+
+def behind(local: StateStore, database: Any, data_dir: Path) -> int | None:
+    """Records chained on this instance but not yet in the shared ledger (None if the
+    shared ledger cannot say: its table not made yet)."""
+    top = local.query("SELECT max(seq) FROM audit_log")
+    last = int(str(top[0][0])) if top and top[0][0] is not None else 0
+    try:
+        mark = database.query("SELECT shipped FROM audit_sources WHERE source = %s",
+                              (source_id(data_dir),))
+    except psycopg.Error:
+        return None
+    return max(0, last - (int(mark[0][0]) if mark else 0))
