@@ -51,7 +51,7 @@ async def audit_records(request: Request) -> Response:
         if status is not None and not status.isdigit():
             raise InvalidRequest("status must be a number", param="status")
         since, until = since_iso(q.get("since")), since_iso(q.get("until"))
-        records = select(runtime.pipeline.ledger.store, since=since, until=until,
+        records = select(runtime.audit_rows(), since=since, until=until,
                          principal=q.get("principal"), target=q.get("target"),
                          outside=q.get("outside") in ("1", "true"),
                          status=int(status) if status else None, kind=q.get("kind"),

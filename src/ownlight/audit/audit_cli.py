@@ -12,17 +12,27 @@ import click
 
 from ownlight.audit.queries import egress_report, select
 from ownlight.audit.queries import since_iso as _since_iso
+from ownlight.audit.shared import LedgerRows, PgLedgerStore
 from ownlight.audit.verify import head, verify
 from ownlight.config import load_config
 from ownlight.errors import ConfigError, InvalidRequest
 from ownlight.store.files import open_private
+from ownlight.store.open import store_url
+from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.sqlite import StateStore
 
 
-def _store(ctx: click.Context) -> StateStore:
+def _store(ctx: click.Context) -> LedgerRows:
+    """The ledger to read: the shared one in PostgreSQL when ``[store] url`` is set (from
+    any machine), else this data dir's SQLite file."""
     root = ctx.find_root().obj
     try:
         config = load_config(root.get("config_path") if isinstance(root, dict) else None)
+        url = store_url(config)
+        if url is not None:
+            rows = PgLedgerStore(PostgresDatabase(url, max_connections=2))
+            ctx.call_on_close(rows.close)
+            return rows
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     return StateStore(config.data_dir / "state.db")

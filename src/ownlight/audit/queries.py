@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ownlight.audit.shared import LedgerRows
 from ownlight.errors import InvalidRequest
-from ownlight.store.sqlite import StateStore
 
 _SINCE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -37,7 +37,7 @@ def since_iso(value: str | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def select(store: StateStore, *, since: str | None = None, until: str | None = None,
+def select(store: LedgerRows, *, since: str | None = None, until: str | None = None,
            principal: str | None = None, target: str | None = None, outside: bool = False,
            status: int | None = None, kind: str | None = None,
            limit: int | None = None) -> list[dict[str, Any]]:
@@ -56,7 +56,7 @@ def select(store: StateStore, *, since: str | None = None, until: str | None = N
     return [json.loads(str(row[0])) for row in store.query(sql, tuple(params))]
 
 
-def egress_report(store: StateStore, since: str | None) -> dict[str, Any]:
+def egress_report(store: LedgerRows, since: str | None) -> dict[str, Any]:
     """Per (target, principal): requests, tokens, types pseudonymized; red-line refusals."""
     sent: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"requests": 0, "tokens": 0, "bytes": 0, "pseudonymized": Counter()})

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from ownlight.audit.chain import COLUMNS, GENESIS
-from ownlight.store.sqlite import StateStore
+from ownlight.audit.shared import LedgerRows
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Verdict:
     seq: int | None = None  # the first record that is wrong, when one is
 
 
-def verify(store: StateStore, checkpoint: tuple[str, int] | None = None) -> Verdict:
+def verify(store: LedgerRows, checkpoint: tuple[str, int] | None = None) -> Verdict:
     """Recompute the chain; the first record changed, deleted or inserted is reported."""
     prev, expected, head = GENESIS, 1, GENESIS
     for row in _rows(store):
@@ -67,7 +67,7 @@ def verify(store: StateStore, checkpoint: tuple[str, int] | None = None) -> Verd
     return Verdict(True, count, head)
 
 
-def _rows(store: StateStore) -> Iterator[tuple[Any, ...]]:
+def _rows(store: LedgerRows) -> Iterator[tuple[Any, ...]]:
     last = 0
     while True:
         rows = store.query(
@@ -79,6 +79,6 @@ def _rows(store: StateStore) -> Iterator[tuple[Any, ...]]:
         last = int(str(rows[-1][0]))
 
 
-def head(store: StateStore) -> tuple[str, int]:
+def head(store: LedgerRows) -> tuple[str, int]:
     row = store.query("SELECT hash, seq FROM audit_log ORDER BY seq DESC LIMIT 1")
     return (str(row[0][0]), int(str(row[0][1]))) if row else (GENESIS, 0)
