@@ -5,8 +5,11 @@ This is the one module that reads both schemas, because it moves rows between th
 they are: a key keeps its id and hash (so every key already handed out keeps working, and
 audit records that name key ids still match), spend keeps its periods, stored responses
 their owners. It copies only into a store with no keys yet, so ids cannot clash and
-nothing is copied twice. The audit ledger, the registry and the knowledge base stay in
-the SQLite file: they are not kept in PostgreSQL yet.
+nothing is copied twice. The audit ledger goes over through the shipper's own append
+(``audit.shared``): into an empty shared ledger every record keeps its seq and hash (the
+chain re-chained onto the same genesis is the same chain, so checkpoints an operator kept
+still hold), and the file's data dir is marked shipped, so an instance started on it
+later ships only what comes after. The registry and the knowledge base stay in the file.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ownlight.audit.shared import append_shared, source_id
 from ownlight.errors import ConfigError
 from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.sqlite import StateStore
@@ -25,6 +29,7 @@ class Copied:
     keys: int
     spend: int
     responses: int
+    audit: int = 0
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -39,6 +44,9 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
     spend = source.query("SELECT scope, subject, period, usd FROM spend")
     responses = source.query("SELECT id, tenant, principal, created_at, body, context"
                              " FROM responses")
+    ledger = [(int(str(seq)), str(record)) for seq, record in source.query(
+        "SELECT seq, record FROM audit_log ORDER BY seq")]
+    marks = source.query("SELECT count, head, at FROM audit_checkpoints ORDER BY count")
     with target.transaction() as conn:
         conn.execute("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
         if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
@@ -64,4 +72,11 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
                 " VALUES (%s, %s, %s, %s, %s::json, %s::json) ON CONFLICT (id) DO NOTHING",
                 (row[0], row[1], row[2], datetime.fromtimestamp(float(str(row[3])), UTC),
                  row[4], row[5]))
-    return Copied(len(keys), len(spend), len(responses))
+        if ledger:
+            empty = not conn.execute("SELECT 1 FROM audit_log LIMIT 1").fetchone()
+            append_shared(conn, source_id(source.path.parent), ledger)
+            if empty:  # the same seqs and hashes: the file's checkpoints hold here too
+                conn.cursor().executemany(
+                    "INSERT INTO audit_checkpoints (count, head, at) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (count) DO NOTHING", marks)
+    return Copied(len(keys), len(spend), len(responses), len(ledger))

@@ -82,8 +82,9 @@ def db_migrate(ctx: click.Context) -> None:
               help="The PostgreSQL store to copy into (default: [store] url).")
 @click.pass_context
 def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
-    """Copy keys, spend and stored responses from a SQLite state file into a PostgreSQL
-    store that has no keys yet (keys keep their ids; the audit ledger stays in the file)."""
+    """Copy keys, spend, stored responses and the audit ledger from a SQLite state file
+    into a PostgreSQL store that has no keys yet (keys keep their ids; into an empty shared
+    ledger the chain keeps its hashes, so checkpoints kept elsewhere still hold)."""
     try:
         config = _config(ctx)
         path = config.data_dir / "state.db"
@@ -107,6 +108,6 @@ def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
             state.close()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s) and "
-               f"{copied.responses} stored response(s) from {path} to {database.where}; "
-               f"the audit ledger stays in {path}")
+    click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s), "
+               f"{copied.responses} stored response(s) and {copied.audit} audit record(s) "
+               f"from {path} to {database.where}")
