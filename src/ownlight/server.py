@@ -63,7 +63,8 @@ async def readyz(request: Request) -> Response:
     "unreachable"``) but leaves the instance ready: it still serves local models.
 
     Anyone may ask whether the gateway is ready, and whether the store is the reason it is
-    not; which models exist and why one failed (file paths included) is for an admin key.
+    not; which models exist and why one failed (file paths included), and how far the
+    shipper to the shared audit ledger is behind (``audit_behind``), are for an admin key.
     """
     runtime: Runtime = request.app.state.runtime
     models = runtime.readiness()
@@ -85,6 +86,9 @@ async def readyz(request: Request) -> Response:
             return error_response(exc)
         if principal.is_admin:
             body["models"] = models
+            behind = runtime.audit_behind() if store else None
+            if behind is not None:  # records journaled here that the shared ledger lacks
+                body["audit_behind"] = behind
             pools = runtime.replica_stats()
             if pools:
                 body["replicas"] = {alias: [dataclasses.asdict(r) for r in stats]

@@ -175,6 +175,10 @@ class _StateCollector(Collector):
         yield waiting
         yield from _serving_gauges(state.get("serving", {}))
         yield from _replica_families(state.get("replicas", {}))
+        if "audit" in state:  # a shared ledger in PostgreSQL (``audit.shared``)
+            yield GaugeMetricFamily(
+                "ownlight_audit_behind", "Audit records journaled by this instance and not "
+                "yet in the shared ledger.", value=state["audit"]["behind"])
 
 
 def _serving_gauges(serving: Mapping[str, Any]) -> Iterator[GaugeMetricFamily]:
