@@ -1,0 +1,239 @@
+"""One audit ledger for every instance, in a real PostgreSQL.
+
+Two data dirs (two instances) ship their local chains into the shared ledger; it verifies
+from a third machine's command line, and an edit, a deletion or an insertion made directly
+in the database with psycopg makes verify fail naming the record. ``ownlight db copy``
+moves a SQLite ledger over with its hashes. Real ``ownlight serve`` processes answer the
+``openai`` SDK while one is killed with ``kill -9``: once it restarts, every answered
+request is in the shared ledger exactly once and the chain verifies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import openai
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from ownlight.audit.ledger import Ledger
+from ownlight.audit.records import AdminRecord, RequestRecord
+from ownlight.audit.shared import PgLedgerStore
+from ownlight.audit.verify import head, verify
+from ownlight.cli import main
+from ownlight.store.copy import copy_state
+from ownlight.store.postgres import PostgresDatabase
+from ownlight.store.sqlite import StateStore
+from tests.support.fake_upstream import FakeUpstream, free_port
+
+
+def run_cli(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
+    env = {"OWNLIGHT_DATA_DIR": str(tmp_path / "auditor"), "OWNLIGHT_STORE_URL": url}
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def two_instances_write(tmp_path: Path, url: str, each: int = 30) -> None:
+    ledgers = [Ledger(tmp_path / f"node-{n}" / "state.db", ship_to=url) for n in range(2)]
+    try:
+        for i in range(each):
+            for n, ledger in enumerate(ledgers):
+                ledger.put(RequestRecord(f"req_{n}_{i}", "chat", principal=f"p{n}"))
+        ledgers[0].write_sync(AdminRecord("key.create", "alice", "cli"))
+    finally:
+        for ledger in ledgers:
+            ledger.close()  # the last pass chains and ships
+
+
+@pytest.fixture
+def shared(tmp_path: Path, postgres_url: str) -> psycopg.Connection:
+    database = PostgresDatabase(postgres_url, max_connections=2)  # migrates
+    database.close()
+    two_instances_write(tmp_path, postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        yield conn
+
+
+def test_two_instances_make_one_chain_that_verifies_from_any_machine(
+        shared: psycopg.Connection, tmp_path: Path, postgres_url: str) -> None:
+    ids = [r[0] for r in shared.execute("SELECT request_id FROM audit_log WHERE kind = "
+                                        "'request' ORDER BY seq")]
+    assert Counter(ids) == Counter(f"req_{n}_{i}" for n in range(2) for i in range(30))
+    code, out = run_cli(tmp_path, postgres_url, "audit", "verify")
+    assert code == 0 and out.startswith("ok: 61 records"), out
+    code, out = run_cli(tmp_path, postgres_url, "audit", "list", "--kind", "admin")
+    assert code == 0 and len(out.splitlines()) == 1 and " admin " in out and " cli " in out, out
+    marks = dict(shared.execute("SELECT source, shipped FROM audit_sources").fetchall())
+    assert sorted(marks.values()) == [30, 31]
+
+
+@pytest.mark.parametrize("tamper, where", [
+    ("UPDATE audit_log SET record = replace(record, 'req_1_4', 'req_1_X') "
+     "WHERE request_id = 'req_1_4'", "changed"),
+    ("DELETE FROM audit_log WHERE seq = 20", "record 20 is missing"),
+    ("insert", "record 20 holds record 19"),
+])
+def test_an_edit_a_deletion_or_an_insertion_in_the_database_is_named(
+        shared: psycopg.Connection, tmp_path: Path, postgres_url: str, tamper: str,
+        where: str) -> None:
+    if tamper == "insert":  # room made at 20 (seqs after it moved up), a forged row put in
+        row = shared.execute("SELECT at, kind, record, hash FROM audit_log WHERE seq = 19"
+                             ).fetchone()
+        shared.execute("UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 20")
+        shared.execute("UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1020")
+        shared.execute("INSERT INTO audit_log (seq, at, kind, record, hash) "
+                       "VALUES (20, %s, %s, %s, %s)", row)
+    else:
+        edited = shared.execute("SELECT seq FROM audit_log WHERE request_id = 'req_1_4'"
+                                ).fetchone()
+        shared.execute(tamper)
+        if where == "changed":
+            where = f"record {edited[0]} was changed"
+    code, out = run_cli(tmp_path, postgres_url, "audit", "verify")
+    assert code == 1 and where in out, out
+    database = PostgresDatabase(postgres_url, max_connections=1)
+    try:
+        verdict = verify(PgLedgerStore(database))
+    finally:
+        database.close()
+    assert not verdict.ok and f"record {verdict.seq}" in where
+
+
+def test_db_copy_moves_the_sqlite_ledger_with_its_hashes(tmp_path: Path,
+                                                         postgres_url: str) -> None:
+    ledger = Ledger(tmp_path / "single" / "state.db", checkpoint_every=10)
+    for i in range(25):
+        ledger.put(RequestRecord(f"req_{i}", "chat"))
+    ledger.flush()
+    ledger.close()
+    state = StateStore(tmp_path / "single" / "state.db")
+    before = head(state)
+    database = PostgresDatabase(postgres_url)
+    try:
+        assert copy_state(state, database).audit == 25
+        rows = PgLedgerStore(database)
+        assert head(rows) == before  # same seqs, same hashes: old checkpoints still hold
+        assert verify(rows, (before[0], before[1])).ok
+        assert len(rows.query("SELECT * FROM audit_checkpoints")) == 2
+        # an instance started on the copied data dir ships only what comes after
+        ledger = Ledger(tmp_path / "single" / "state.db", ship_to=postgres_url)
+        ledger.put(RequestRecord("req_after", "chat"))
+        ledger.close()
+        verdict = verify(rows)
+        assert verdict.ok and verdict.count == 26, verdict
+    finally:
+        database.close()
+        state.close()
+
+
+def serve(config: Path, port: int, upstream: str, log: Path) -> subprocess.Popen[str]:
+    with log.open("a") as errors:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "ownlight.cli", "--config", str(config), "serve",
+             "--no-local", "--port", str(port), "--upstream", f"cloud={upstream}"],
+            stdout=subprocess.PIPE, stderr=errors, text=True,
+            env={**os.environ, "PYTHONPATH": ":".join(sys.path)})
+
+
+def wait_ready(url: str, server: subprocess.Popen[str],
+               key: str | None = None) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "ownlight serve exited"
+        try:
+            reply = httpx.get(url + "/readyz", headers=headers)
+            if reply.status_code == 200:
+                return dict(reply.json())
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready")
+
+
+def test_kill_9_under_load_loses_no_answered_request(fake_upstream: FakeUpstream,
+                                                    postgres_url: str, tmp_path: Path) -> None:
+    """Two ``ownlight serve`` on one PostgreSQL, four openai clients on each; the first is
+    killed with SIGKILL mid-load and started again on its data dir: every request either
+    instance answered is in the shared ledger exactly once, and the chain verifies."""
+    ports = [free_port(), free_port()]
+    configs = []
+    for n in range(2):
+        configs.append(tmp_path / f"ownlight-{n}.toml")
+        configs[-1].write_text(f'data_dir = "{tmp_path / f"data-{n}"}"\n'
+                               f'[store]\nurl = "{postgres_url}"\n')
+    servers = [serve(configs[0], ports[0], fake_upstream.url, tmp_path / "log-0")]
+    wait_ready(f"http://127.0.0.1:{ports[0]}", servers[0])
+    assert servers[0].stdout is not None
+    key = servers[0].stdout.readline().strip()
+    servers.append(serve(configs[1], ports[1], fake_upstream.url, tmp_path / "log-1"))
+    wait_ready(f"http://127.0.0.1:{ports[1]}", servers[1])
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(port: int) -> None:
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key,
+                           max_retries=0, timeout=10) as sdk:
+            while not stop.is_set():
+                try:
+                    raw = sdk.chat.completions.with_raw_response.create(
+                        model="cloud", messages=[{"role": "user", "content": "hello"}])
+                except openai.APIError:
+                    time.sleep(0.05)  # the killed one: refused until it is back
+                    continue
+                raw.parse()
+                answered.append(raw.headers["x-ownlight-request-id"])
+
+    threads = [threading.Thread(target=client, args=(ports[n % 2],)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        before = len(answered)
+        servers[0].send_signal(signal.SIGKILL)
+        servers[0].wait(10)
+        assert servers[0].stdout is not None
+        servers[0].stdout.close()
+        time.sleep(1.0)
+        servers[0] = serve(configs[0], ports[0], fake_upstream.url, tmp_path / "log-0")
+        wait_ready(f"http://127.0.0.1:{ports[0]}", servers[0])
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert before > 50 and len(answered) > before
+    deadline = time.monotonic() + 30
+    while True:  # the shipper's lag, as /readyz reports it to an admin, goes to 0 on both
+        lag = [wait_ready(f"http://127.0.0.1:{p}", s, key).get("audit_behind")
+               for p, s in zip(ports, servers, strict=True)]
+        if lag == [0, 0]:
+            break
+        assert time.monotonic() < deadline, lag
+        time.sleep(0.2)
+    try:
+        with psycopg.connect(postgres_url) as conn:
+            counts = Counter(dict(conn.execute(
+                "SELECT request_id, count(*) FROM audit_log WHERE kind = 'request' "
+                "AND request_id = ANY(%s) GROUP BY request_id", (answered,)).fetchall()))
+        assert set(counts) == set(answered), len(set(answered) - set(counts))
+        assert set(counts.values()) == {1}
+        code, out = run_cli(tmp_path, postgres_url, "audit", "verify")
+        assert code == 0, out
+        metrics = httpx.get(f"http://127.0.0.1:{ports[1]}/metrics",
+                            headers={"Authorization": f"Bearer {key}"}).text
+        assert "ownlight_audit_behind 0.0" in metrics
+        print(f"answered {len(answered)} ({before} before the kill); {out.strip()}")
+    finally:
+        for server in servers:
+            server.terminate()
+            server.communicate(timeout=30)
