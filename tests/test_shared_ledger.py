@@ -34,6 +34,7 @@ from ownlight.store.copy import copy_state
 from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.sqlite import StateStore
 from tests.support.fake_upstream import FakeUpstream, free_port
+from tests.support.servers import Postgres, running
 
 
 def run_cli(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
@@ -237,3 +238,45 @@ def test_kill_9_under_load_loses_no_answered_request(fake_upstream: FakeUpstream
         for server in servers:
             server.terminate()
             server.communicate(timeout=30)
+
+
+def test_a_stopped_store_delays_shipping_not_the_local_chain(tmp_path: Path) -> None:
+    """PostgreSQL stopped (pg_ctl stop) under a shipping ledger: records are still journaled and
+    chained locally at once; once it runs again the shipper catches up by itself and the
+    shared chain verifies."""
+    with running(Postgres()) as server:
+        url = server.database()
+        PostgresDatabase(url).close()  # migrates
+        ledger = Ledger(tmp_path / "node" / "state.db", ship_to=url)
+        try:
+            for i in range(10):
+                ledger.put(RequestRecord(f"req_{i}", "chat"))
+            wait_shipped(url, 10)
+            server.halt()
+            started = time.monotonic()
+            ledger.write_sync(AdminRecord("key.revoke", "bob", "cli"))
+            for i in range(10, 30):
+                ledger.put(RequestRecord(f"req_{i}", "chat"))
+            ledger.flush()
+            assert time.monotonic() - started < 2.0  # chained here without PostgreSQL
+            server.resume()
+            wait_shipped(url, 31)
+        finally:
+            ledger.close()
+        database = PostgresDatabase(url, max_connections=1)
+        try:
+            verdict = verify(PgLedgerStore(database))
+        finally:
+            database.close()
+        assert verdict.ok and verdict.count == 31, verdict
+
+
+def wait_shipped(url: str, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT count(*) FROM audit_log").fetchone()
+        if found is not None and found[0] == count:
+            return
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)

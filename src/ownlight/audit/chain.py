@@ -16,12 +16,15 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ownlight.audit.journal import Journal
 from ownlight.store.sqlite import StateStore
+
+if TYPE_CHECKING:
+    from ownlight.audit.shared import ShippingThread
 
 log = logging.getLogger("ownlight.audit")
 
@@ -48,11 +51,11 @@ class Chainer:
     def __init__(self, db: Path, journal: str, checkpoint_every: int, replay: bool = False,
                  pause: Callable[[], Any] | None = None, ship_to: str | None = None):
         self.store = StateStore(db)
-        self.shipper = None
+        self.shipper: ShippingThread | None = None
         if ship_to:  # ``[store] url``: the local chain goes on into the shared ledger
-            from ownlight.audit.shared import Shipper
+            from ownlight.audit.shared import ShippingThread
 
-            self.shipper = Shipper(ship_to, self.store, Path(db).parent)
+            self.shipper = ShippingThread(ship_to, self.store, Path(db).parent)
         self.directory = Path(db).parent
         self.journal = journal
         self.checkpoint_every = checkpoint_every
@@ -64,7 +67,7 @@ class Chainer:
         for path in sorted(self.directory.glob(self.journal + ".*")):
             self._chain_file(path)
         if self.shipper is not None:
-            self.shipper.ship()
+            self.shipper.wake()
 
     def _chain_file(self, path: Path) -> None:
         offset = self.offsets.get(path.name, 0)

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,7 +183,7 @@ class Shipper:
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+            self.conn = psycopg.connect(self.url, connect_timeout=5, autocommit=True)
         return self.conn
 
     def _drop(self) -> None:
@@ -195,6 +196,37 @@ class Shipper:
 
     def close(self) -> None:
         self._drop()
+
+
+class ShippingThread:
+    """A ``Shipper`` in a thread of the chainer: chaining into the local file never waits
+    for PostgreSQL (a store that hangs delays shipping, not the local chain). ``wake``
+    after each chaining pass; ``close`` ships what is left, once more, and stops."""
+
+    def __init__(self, url: str, local: StateStore, data_dir: Path):
+        self.shipper = Shipper(url, local, data_dir)
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="audit-shipper", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(RETRY_SECONDS)
+            self._wake.clear()
+            if not self._stop:
+                self.shipper.ship()
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if not self._thread.is_alive():  # else a hung store holds it: the restart ships
+            self.shipper.ship()
+            self.shipper.close()
 
 
 def behind(local: StateStore, database: Any, data_dir: Path) -> int | None:
