@@ -194,7 +194,16 @@ def test_kill_9_under_load_loses_no_answered_request(fake_upstream: FakeUpstream
                 raw.parse()
                 answered.append(raw.headers["x-ownlight-request-id"])
 
+    lags: list[int] = []
+
+    def sample() -> None:  # the survivor's shipper lag while the load runs
+        while not stop.is_set():
+            lag = wait_ready(f"http://127.0.0.1:{ports[1]}", servers[1], key)
+            lags.append(int(str(lag.get("audit_behind"))))
+            time.sleep(0.1)
+
     threads = [threading.Thread(target=client, args=(ports[n % 2],)) for n in range(8)]
+    threads.append(threading.Thread(target=sample))
     try:
         for thread in threads:
             thread.start()
@@ -233,7 +242,9 @@ def test_kill_9_under_load_loses_no_answered_request(fake_upstream: FakeUpstream
         metrics = httpx.get(f"http://127.0.0.1:{ports[1]}/metrics",
                             headers={"Authorization": f"Bearer {key}"}).text
         assert "ownlight_audit_behind 0.0" in metrics
-        print(f"answered {len(answered)} ({before} before the kill); {out.strip()}")
+        print(f"answered {len(answered)} ({before} before the kill); {out.strip()}; "
+              f"survivor's lag under load: max {max(lags)}, median "
+              f"{sorted(lags)[len(lags) // 2]} over {len(lags)} samples")
     finally:
         for server in servers:
             server.terminate()

@@ -11,7 +11,9 @@ cheap because batches are large and never on the request path.
 How a record gets there: the request path is unchanged (``Ledger.put`` journals the
 record; the egress record is durable before anything leaves). The chainer, off the event
 loop (a child process in the server), chains the journal into the instance's SQLite file
-as before, then ``Shipper.ship`` copies what it has not shipped yet into PostgreSQL: in one
+as before, then wakes its shipping thread (``ShippingThread``: a store that hangs delays
+shipping, never the local chain), whose ``Shipper.ship`` copies what it has not shipped yet
+into PostgreSQL: in one
 transaction it takes ``pg_advisory_xact_lock(LEDGER_LOCK)``, reads the shared head,
 re-chains the batch onto it (each record's canonical JSON gets the shared ``seq`` and
 ``prev``) and inserts it, and records how far this instance's chain has been shipped
