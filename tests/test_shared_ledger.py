@@ -10,6 +10,8 @@ request is in the shared ledger exactly once and the chain verifies.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +27,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from ownlight.audit.chain import canonical
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.records import AdminRecord, RequestRecord
 from ownlight.audit.shared import PgLedgerStore
@@ -82,6 +85,8 @@ def test_two_instances_make_one_chain_that_verifies_from_any_machine(
      "WHERE request_id = 'req_1_4'", "changed"),
     ("DELETE FROM audit_log WHERE seq = 20", "record 20 is missing"),
     ("insert", "record 20 holds record 19"),
+    ("DELETE FROM audit_log WHERE seq > 59", "records after 59 were deleted"),
+    ("append", "1 record(s) at the end were inserted"),
 ])
 def test_an_edit_a_deletion_or_an_insertion_in_the_database_is_named(
         shared: psycopg.Connection, tmp_path: Path, postgres_url: str, tamper: str,
@@ -93,6 +98,19 @@ def test_an_edit_a_deletion_or_an_insertion_in_the_database_is_named(
         shared.execute("UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1020")
         shared.execute("INSERT INTO audit_log (seq, at, kind, record, hash) "
                        "VALUES (20, %s, %s, %s, %s)", row)
+    elif tamper == "append":  # a forged last record, chained properly onto the head
+        last = shared.execute("SELECT seq, hash, record FROM audit_log ORDER BY seq DESC "
+                              "LIMIT 1").fetchone()
+        forged = {**json.loads(last[2]), "seq": last[0] + 1, "prev": last[1],
+                  "uid": "forged", "principal": "mallory"}
+        text = canonical(forged)
+        shared.execute("INSERT INTO audit_log (seq, at, kind, principal, target, "
+                       "inside_domain, status, request_id, tenant, record, hash, uid) "
+                       "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                       (last[0] + 1, forged["at"], forged["kind"], "mallory",
+                        forged.get("target"), forged.get("inside_domain"),
+                        forged.get("status"), forged.get("request_id"), forged.get("tenant"),
+                        text, hashlib.sha256(text.encode()).hexdigest(), "forged"))
     else:
         edited = shared.execute("SELECT seq FROM audit_log WHERE request_id = 'req_1_4'"
                                 ).fetchone()
@@ -106,7 +124,8 @@ def test_an_edit_a_deletion_or_an_insertion_in_the_database_is_named(
         verdict = verify(PgLedgerStore(database))
     finally:
         database.close()
-    assert not verdict.ok and f"record {verdict.seq}" in where
+    assert not verdict.ok and (f"record {verdict.seq}" in where or "at the end" in where
+                               or f"after {verdict.seq - 1}" in where), verdict
 
 
 def test_db_copy_moves_the_sqlite_ledger_with_its_hashes(tmp_path: Path,

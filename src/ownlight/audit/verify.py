@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from ownlight.audit.chain import COLUMNS, GENESIS
-from ownlight.audit.shared import LedgerRows
+from ownlight.audit.shared import LedgerRows, PgLedgerStore
 
 
 @dataclass
@@ -25,6 +25,7 @@ class Verdict:
 
 def verify(store: LedgerRows, checkpoint: tuple[str, int] | None = None) -> Verdict:
     """Recompute the chain; the first record changed, deleted or inserted is reported."""
+    shipped = _shipped(store)  # before the walk: every row counted here is in it
     prev, expected, head = GENESIS, 1, GENESIS
     for row in _rows(store):
         seq, text, digest = int(row[0]), str(row[-2]), str(row[-1])
@@ -52,6 +53,10 @@ def verify(store: LedgerRows, checkpoint: tuple[str, int] | None = None) -> Verd
         prev = head = digest
         expected += 1
     count = expected - 1
+    if shipped is not None:
+        problem = _against_shipped(store, count, shipped)
+        if problem is not None:
+            return Verdict(False, count, head, problem, count + 1 if shipped > count else count)
     marks = [(str(h), int(str(n))) for n, h in store.query(
         "SELECT count, head FROM audit_checkpoints ORDER BY count")]
     if checkpoint is not None:
@@ -65,6 +70,26 @@ def verify(store: LedgerRows, checkpoint: tuple[str, int] | None = None) -> Verd
             return Verdict(False, count, head, f"record {mark_count} differs from its "
                            "checkpoint: the chain was rewritten from there or before", mark_count)
     return Verdict(True, count, head)
+
+
+def _shipped(store: LedgerRows) -> int | None:
+    """In the shared ledger, how many records the instances say they shipped (each
+    instance's mark moves in the transaction that inserts its rows); None in SQLite."""
+    if not isinstance(store, PgLedgerStore):
+        return None
+    return int(store.query("SELECT coalesce(sum(shipped), 0) FROM audit_sources")[0][0])
+
+
+def _against_shipped(store: LedgerRows, count: int, before: int) -> str | None:
+    """The last records deleted, or records appended that no instance shipped: the walk
+    saw at least what was shipped before it and at most what was shipped after it."""
+    if count < before:
+        return (f"records after {count} were deleted: the instances shipped {before}")
+    after = _shipped(store)
+    if after is not None and count > after:
+        return (f"{count - after} record(s) at the end were inserted: the instances "
+                f"shipped {after}, the ledger holds {count}")
+    return None
 
 
 def _rows(store: LedgerRows) -> Iterator[tuple[Any, ...]]:
