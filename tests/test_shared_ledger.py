@@ -47,7 +47,8 @@ def run_cli(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
 
 
 def two_instances_write(tmp_path: Path, url: str, each: int = 30) -> None:
-    ledgers = [Ledger(tmp_path / f"node-{n}" / "state.db", ship_to=url) for n in range(2)]
+    ledgers = [Ledger(tmp_path / f"node-{n}" / "state.db", ship_to=url, checkpoint_every=25)
+               for n in range(2)]
     try:
         for i in range(each):
             for n, ledger in enumerate(ledgers):
@@ -78,6 +79,10 @@ def test_two_instances_make_one_chain_that_verifies_from_any_machine(
     assert code == 0 and len(out.splitlines()) == 1 and " admin " in out and " cli " in out, out
     marks = dict(shared.execute("SELECT source, shipped FROM audit_sources").fetchall())
     assert sorted(marks.values()) == [30, 31]
+    checkpoints = shared.execute("SELECT count, head FROM audit_checkpoints ORDER BY count")
+    assert [(n, h) for n, h in checkpoints] == [
+        (n, shared.execute("SELECT hash FROM audit_log WHERE seq = %s", (n,)).fetchone()[0])
+        for n in (25, 50)]
 
 
 @pytest.mark.parametrize("tamper, where", [

@@ -55,7 +55,8 @@ class Chainer:
         if ship_to:  # ``[store] url``: the local chain goes on into the shared ledger
             from ownlight.audit.shared import ShippingThread
 
-            self.shipper = ShippingThread(ship_to, self.store, Path(db).parent)
+            self.shipper = ShippingThread(ship_to, self.store, Path(db).parent,
+                                          checkpoint_every)
         self.directory = Path(db).parent
         self.journal = journal
         self.checkpoint_every = checkpoint_every

@@ -108,10 +108,11 @@ def rechain(rows: list[tuple[int, str]], seq: int, prev: str) -> list[tuple[Any,
     return out
 
 
-def append_shared(conn: psycopg.Connection[Any], source: str,
-                  rows: list[tuple[int, str]]) -> int:
+def append_shared(conn: psycopg.Connection[Any], source: str, rows: list[tuple[int, str]],
+                  checkpoint_every: int = 1000) -> int:
     """Append local rows after this source's mark, under the ledger's lock, in the caller's
-    transaction; the new mark (the last local seq shipped)."""
+    transaction, with a checkpoint every ``checkpoint_every`` shared records; the new
+    mark (the last local seq shipped)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK,))
     mark = conn.execute("SELECT shipped FROM audit_sources WHERE source = %s",
                         (source,)).fetchone()
@@ -121,8 +122,14 @@ def append_shared(conn: psycopg.Connection[Any], source: str,
         return shipped
     head = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    chained = rechain(rows, seq, prev)
+    marks = [(row[0], row[-2], row[1]) for row in chained
+             if checkpoint_every and row[0] % checkpoint_every == 0]
     with conn.cursor() as cur:
-        cur.executemany(_INSERT, rechain(rows, seq, prev))
+        cur.executemany(_INSERT, chained)
+        if marks:
+            cur.executemany("INSERT INTO audit_checkpoints (count, head, at) "
+                            "VALUES (%s, %s, %s) ON CONFLICT (count) DO NOTHING", marks)
     last = rows[-1][0]
     conn.execute("INSERT INTO audit_sources (source, shipped) VALUES (%s, %s) "
                  "ON CONFLICT (source) DO UPDATE SET shipped = excluded.shipped, "
@@ -138,9 +145,11 @@ class Shipper:
     nothing new costs one local SQLite query and no round trip.
     """
 
-    def __init__(self, url: str, local: StateStore, data_dir: Path):
+    def __init__(self, url: str, local: StateStore, data_dir: Path,
+                 checkpoint_every: int = 1000):
         self.url = url
         self.local = local
+        self.checkpoint_every = checkpoint_every
         self.source = source_id(data_dir)
         self.conn: psycopg.Connection[Any] | None = None
         self.shipped: int | None = None
@@ -167,7 +176,8 @@ class Shipper:
                 if not rows:
                     break
                 with conn.transaction():
-                    self.shipped = append_shared(conn, self.source, rows)
+                    self.shipped = append_shared(conn, self.source, rows,
+                                                 self.checkpoint_every)
                 sent += len(rows)
         except psycopg.Error as exc:
             if not self.failing:
@@ -205,8 +215,9 @@ class ShippingThread:
     for PostgreSQL (a store that hangs delays shipping, not the local chain). ``wake``
     after each chaining pass; ``close`` ships what is left, once more, and stops."""
 
-    def __init__(self, url: str, local: StateStore, data_dir: Path):
-        self.shipper = Shipper(url, local, data_dir)
+    def __init__(self, url: str, local: StateStore, data_dir: Path,
+                 checkpoint_every: int = 1000):
+        self.shipper = Shipper(url, local, data_dir, checkpoint_every)
         self._wake = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="audit-shipper", daemon=True)

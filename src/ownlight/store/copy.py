@@ -74,7 +74,8 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
                  row[4], row[5]))
         if ledger:
             empty = not conn.execute("SELECT 1 FROM audit_log LIMIT 1").fetchone()
-            append_shared(conn, source_id(source.path.parent), ledger)
+            # into an empty ledger the file's own checkpoints are copied below instead
+            append_shared(conn, source_id(source.path.parent), ledger, 0 if empty else 1000)
             if empty:  # the same seqs and hashes: the file's checkpoints hold here too
                 conn.cursor().executemany(
                     "INSERT INTO audit_checkpoints (count, head, at) VALUES (%s, %s, %s)"
