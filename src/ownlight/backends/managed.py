@@ -1,12 +1,13 @@
 """Serving a registry name: the promoted version answers, and a switch fails no request.
 
 An alias configured with ``path = "registry:NAME"`` is a :class:`ManagedBackend`. On
-each request, and every second besides (``FOLLOW_EVERY``, so an idle instance follows
-too), it asks the :class:`Lifecycle` which version NAME serves; that costs one read of a
-one-row counter, and the registry table is read again only when a switch (``ownlight
-models promote`` or ``rollback``, from any process or, with ``[store] url``, any
-machine) has bumped it. Polling that counter rather than a notice keeps one mechanism
-for SQLite and PostgreSQL, and a missed notice can never leave an instance behind.
+each request (and, with a shared registry, every second besides, ``FOLLOW_EVERY``, so an
+idle instance follows too and reports what it cannot serve), it asks the
+:class:`Lifecycle` which version NAME serves; that costs one read of a one-row counter,
+and the registry table is read again only when a switch (``ownlight models promote`` or
+``rollback``, from any process or, with ``[store] url``, any machine) has bumped it.
+Polling that counter rather than a notice keeps one mechanism for SQLite and PostgreSQL,
+and a missed notice can never leave an instance behind.
 
 When the wanted version changes, the new version is loaded in the background (its
 sha256 checked first) while the old one keeps answering; once it is loaded, new
@@ -172,7 +173,8 @@ class ManagedBackend(Backend):
     async def start(self) -> None:
         await self._follow(wait=True)
         self._started = True
-        self._follower = asyncio.create_task(self._keep_following())
+        if self.lifecycle.registry.shared:  # alone, the next request is soon enough
+            self._follower = asyncio.create_task(self._keep_following())
 
     async def close(self) -> None:
         if self._follower is not None:
@@ -200,7 +202,7 @@ class ManagedBackend(Backend):
         version = self.serving
         if version is None:
             wanted = self.lifecycle.wanted(self.name)
-            if wanted is not None and wanted in self._absent and wanted in self.refused:
+            if self.lifecycle.registry.shared and wanted in self.refused:
                 raise ModelNotReady(f"Model '{self.entry.alias}' is not ready on this "
                                     f"instance: {self.refused[wanted]}",
                                     retry_after=NOT_READY_RETRY)
