@@ -180,3 +180,33 @@ def test_eval_runs_recorded_on_one_machine_are_listed_on_another(
     # The score recorded on machine a gates a promotion asked on machine b.
     refused = run(b, "models", "promote", "assistant@2", "--gate", "--suite", str(suite))
     assert refused.exit_code != 0 and "scores 0.0%" in refused.output
+
+
+def test_db_copy_moves_the_registry_and_eval_runs(postgres_url: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single machine's registry moves onto PostgreSQL as it is: versions, what each name
+    serves, the switch history and eval runs; the same data dir then serves from it."""
+    monkeypatch.setenv("OWNLIGHT_DATA_DIR", str(tmp_path / "data"))
+    alone, shared = tmp_path / "alone.toml", tmp_path / "shared.toml"
+    alone.write_text("[local]\nenabled = false\n" + MANAGED)
+    shared.write_text(alone.read_text() + f'[store]\nurl = "{postgres_url}"\n')
+    before = load_config(alone)
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(json.dumps(SUITE[0]) + "\n")
+    for label in ("one", "two"):
+        imported(before, write_tiny_gguf(tmp_path / f"{label}.gguf", answer=label))
+    cli(before, "models", "promote", "assistant@1")
+    cli(before, "models", "promote", "assistant@2")
+    cli(before, "models", "rollback", "assistant")
+    cli(before, "eval", "run", str(suite), "--model", "assistant@2")
+    views = [("models", "list", "--json"), ("models", "history", "assistant", "--json"),
+             ("eval", "list", "--json")]
+    seen = [json.loads(cli(before, *view)) for view in views]
+
+    copied = cli(before, "db", "copy", "--to", postgres_url)
+    assert "2 model version(s), 3 switch(es) and 2 eval run(s)" in copied
+    after = load_config(shared)
+    assert [json.loads(cli(after, *view)) for view in views] == seen
+    cli(after, "models", "promote", "assistant@2")  # ids and the generation go on
+    history = json.loads(cli(after, "models", "history", "assistant", "--json"))
+    assert [h["action"] for h in history] == ["promote", "promote", "rollback", "promote"]

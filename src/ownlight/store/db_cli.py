@@ -108,5 +108,6 @@ def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s) and "
-               f"{copied.responses} stored response(s) from {path} to {database.where}; "
-               f"the audit ledger stays in {path}")
+               f"{copied.responses} stored response(s); {copied.versions} model version(s), "
+               f"{copied.switches} switch(es) and {copied.eval_runs} eval run(s) from {path} "
+               f"to {database.where}; the audit ledger stays in {path}")
