@@ -22,6 +22,7 @@ from ownlight.backends import KINDS
 from ownlight.cli import main
 from ownlight.config import Config, load_config
 from tests.support.gateway import RunningGateway
+from tests.support.servers import Postgres, running
 from tests.support.tiny_gguf import FAKE_CLASS, FAKE_KIND, write_tiny_gguf
 
 MANAGED = f'[models.assistant]\nbackend = "{FAKE_KIND}"\npath = "registry:assistant"\n'
@@ -210,3 +211,31 @@ def test_db_copy_moves_the_registry_and_eval_runs(postgres_url: str, tmp_path: P
     cli(after, "models", "promote", "assistant@2")  # ids and the generation go on
     history = json.loads(cli(after, "models", "history", "assistant", "--json"))
     assert [h["action"] for h in history] == ["promote", "promote", "rollback", "promote"]
+
+
+def test_a_lost_store_leaves_readyz_answering(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL stopped under an instance serving a registry name: ``/readyz`` says the
+    store is unreachable (no traceback from the registry's counter), the idle follower
+    keeps going, and readiness comes back with the store."""
+    with running(Postgres()) as server:
+        path = tmp_path / "a.toml"
+        path.write_text("[local]\nenabled = false\n" + MANAGED
+                        + f'[store]\nurl = "{server.database()}"\n')
+        monkeypatch.setenv("OWNLIGHT_DATA_DIR", str(tmp_path / "a"))
+        gateway = RunningGateway(load_config(path))
+        try:
+            gateway.start()
+            imported(gateway.config, write_tiny_gguf(tmp_path / "one.gguf", answer="one"))
+            cli(gateway.config, "models", "promote", "assistant@1")
+            key = gateway.create_key()
+            assert chat(gateway, key) == (200, "one")
+            server.halt()
+            time.sleep(1.5)  # the follower meets the lost store at least once
+            ready = httpx.get(gateway.url + "/readyz", timeout=2)
+            assert ready.status_code == 503 and ready.json()["store"] == "unreachable"
+            server.resume()
+            wait_for(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, 20)
+            assert chat(gateway, key) == (200, "one")
+        finally:
+            gateway.stop()

@@ -36,7 +36,7 @@ from ownlight.backends import backend_class
 from ownlight.backends.base import Backend, BackendResult, Operation
 from ownlight.backends.pool import Lease, ModelPool
 from ownlight.config import Config, ModelEntry
-from ownlight.errors import ModelNotReady, UpstreamUnavailable
+from ownlight.errors import ModelNotReady, StoreUnavailable, UpstreamUnavailable
 from ownlight.models.describe import MB, ModelFacts
 from ownlight.models.registry import (
     REGISTRY_PREFIX,
@@ -105,8 +105,13 @@ class Lifecycle:
         return cls(Registry(store, config.data_dir, shared), memory_pool(config))
 
     def wanted(self, name: str) -> int | None:
-        """The version ``name`` should serve now (re-read only after a switch)."""
-        generation = self.registry.generation()
+        """The version ``name`` should serve now (re-read only after a switch). While the
+        shared store is unreachable, what it said last: the key check fails closed anyway,
+        and ``/readyz`` reports the store, not a traceback."""
+        try:
+            generation = self.registry.generation()
+        except StoreUnavailable:
+            return self._served.get(name)
         if generation != self.generation:
             self._served = self.registry.served()
             self.generation = generation
