@@ -239,3 +239,63 @@ def test_a_lost_store_leaves_readyz_answering(tmp_path: Path,
             assert chat(gateway, key) == (200, "one")
         finally:
             gateway.stop()
+
+
+def test_imports_on_several_machines_at_once_take_turns(postgres_url: str,
+                                                        tmp_path: Path) -> None:
+    """Six imports of different files of one name, from six connections at once: six
+    versions numbered 1 to 6, none refused for a number another took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ownlight.models.registry import Registry
+    from ownlight.store.postgres import PostgresDatabase
+    from ownlight.store.registry_rows import PostgresRegistryRows
+
+    databases = [PostgresDatabase(postgres_url, max_connections=1) for _ in range(6)]
+    try:
+        def bring(i: int) -> int:
+            src = write_tiny_gguf(tmp_path / f"f{i}.gguf", answer=f"answer {i}")
+            registry = Registry(PostgresRegistryRows(databases[i]), tmp_path / f"m{i}", True)
+            return registry.import_file(src, "assistant")[0].version
+
+        with ThreadPoolExecutor(6) as pool:
+            versions = sorted(pool.map(bring, range(6)))
+    finally:
+        for database in databases:
+            database.close()
+    assert versions == [1, 2, 3, 4, 5, 6]
+
+
+def test_switches_from_several_machines_at_once_never_undo_each_other(
+        postgres_url: str, tmp_path: Path) -> None:
+    """Four operators promote different versions at once, each having seen nothing serve:
+    one promotion is recorded, the others are refused as changed meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ownlight.models.registry import Registry, RegistryError
+    from ownlight.store.postgres import PostgresDatabase
+    from ownlight.store.registry_rows import PostgresRegistryRows
+
+    databases = [PostgresDatabase(postgres_url, max_connections=1) for _ in range(4)]
+    registries = [Registry(PostgresRegistryRows(db), tmp_path, True) for db in databases]
+    try:
+        for i in range(4):
+            registries[0].import_file(write_tiny_gguf(tmp_path / f"f{i}.gguf",
+                                                      answer=f"answer {i}"), "assistant")
+
+        def promote(i: int) -> bool:
+            try:
+                registries[i].switch("assistant", "promote", i + 1, "cli", expect=None)
+            except RegistryError as exc:
+                assert "changed meanwhile" in str(exc)
+                return False
+            return True
+
+        with ThreadPoolExecutor(4) as pool:
+            done = list(pool.map(promote, range(4)))
+        assert done.count(True) == 1
+        assert len(registries[1].history("assistant")) == 1
+        assert registries[2].generation() == 1
+    finally:
+        for database in databases:
+            database.close()

@@ -132,6 +132,9 @@ class Registry:
             size = incoming.stat().st_size
             license_id = normalise(license_id) or normalise(facts.get("license"))
             with self.store.transaction() as db:
+                # The generation row's lock, taken without a bump: imports from several
+                # machines take turns, so two never pick the same next version number.
+                db.execute("UPDATE model_generation SET value = value WHERE id = 1")
                 row = db.execute("SELECT version FROM model_versions WHERE name = ? AND "
                                  "sha256 = ?", (name, digest)).fetchone()
                 if row is not None:
