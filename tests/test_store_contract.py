@@ -438,8 +438,8 @@ def test_db_copy_moves_a_single_machine_onto_postgresql(postgres_url: str,
     runner = CliRunner()
     result = runner.invoke(main, ["db", "copy", "--to", postgres_url], env=env)
     assert result.exit_code == 0, result.output
-    assert ("copied 2 key(s), 2 spend total(s), 1 stored response(s) and 0 audit record(s)"
-            in result.output)  # the ledger's copy: tests/test_shared_ledger.py
+    assert "copied 2 key(s), 2 spend total(s) and 1 stored response(s)" in result.output
+    assert "0 audit record(s)" in result.output  # the ledger's copy: test_shared_ledger.py
 
     other = StateStore(tmp_path / "other.db")
     shared = open_stores(config_for("postgresql", tmp_path / "data", postgres_url), other)

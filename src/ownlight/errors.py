@@ -20,6 +20,7 @@ the status OpenAI's own API would use. Nothing else ever reaches a client.
     ├── AuditUnavailable          503 audit_unavailable (nothing sent, nothing answered)
     ├── StoreUnavailable          503 store_unavailable (the shared store: fail closed)
     ├── CountersUnavailable       503 counters_unavailable (Redis: nothing priced goes out)
+    ├── ModelNotReady             503 model_not_ready (this instance lacks the promoted file)
     └── UpstreamError             502 upstream_error
         ├── UpstreamUnavailable   503 upstream_unavailable
         └── UpstreamTimeout       504 upstream_timeout
@@ -177,6 +178,20 @@ class CountersUnavailable(OwnlightError):
     status = 503
     type = "server_error"
     code = "counters_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelNotReady(OwnlightError):
+    """A registry name's promoted version cannot be served by this instance (its file is
+    not here), and no other version may answer in its place: not a backend failure (no
+    circuit counts it, no fallback is tried), with ``Retry-After``."""
+
+    status = 503
+    type = "server_error"
+    code = "model_not_ready"
 
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)

@@ -154,7 +154,7 @@ class Runtime:
             keys: KeyStore = TimedKeyStore(stores.keys)
         else:
             keys = KeyStore(stores.keys)
-        lifecycle = Lifecycle.from_config(config, state)
+        lifecycle = Lifecycle.from_config(config, stores.registry, stores.shared)
         backends = build_backends(config.models, config, lifecycle)
         counters = open_counters(config)
         router = build_router(config, backends, stores.spend, counters)

@@ -1,15 +1,26 @@
 """Serving a registry name: the promoted version answers, and a switch fails no request.
 
 An alias configured with ``path = "registry:NAME"`` is a :class:`ManagedBackend`. On
-each request it asks the :class:`Lifecycle` which version NAME serves; that costs one
-read of a one-row counter, and the registry table is read again only when a switch
-(``ownlight models promote`` or ``rollback``, from any process) has bumped it.
+each request (and, with a shared registry, every second besides, ``FOLLOW_EVERY``, so an
+idle instance follows too and reports what it cannot serve), it asks the
+:class:`Lifecycle` which version NAME serves; that costs one read of a one-row counter,
+and the registry table is read again only when a switch (``ownlight models promote`` or
+``rollback``, from any process or, with ``[store] url``, any machine) has bumped it.
+Polling that counter rather than a notice keeps one mechanism for SQLite and PostgreSQL,
+and a missed notice can never leave an instance behind.
 
 When the wanted version changes, the new version is loaded in the background (its
 sha256 checked first) while the old one keeps answering; once it is loaded, new
 requests go to it. Requests already running hold a lease on the old version's backend,
 so they finish there. A version whose file fails its check is refused with the reason,
 recorded in the audit ledger, and the old version keeps serving.
+
+Several instances sharing the registry (PostgreSQL) must agree on what a name serves, so
+there a version that cannot be loaded stops the old one too: an instance without the
+promoted version's file (this machine never imported it) answers 503 for the alias and
+reports it not ready in ``/readyz``, instead of quietly serving another version than its
+peers; it serves again once the file is here (``ownlight models import`` of the same
+file) or the name is rolled back.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from ownlight.backends import backend_class
 from ownlight.backends.base import Backend, BackendResult, Operation
 from ownlight.backends.pool import Lease, ModelPool
 from ownlight.config import Config, ModelEntry
-from ownlight.errors import UpstreamUnavailable
+from ownlight.errors import ModelNotReady, StoreUnavailable, UpstreamUnavailable
 from ownlight.models.describe import MB, ModelFacts
 from ownlight.models.registry import (
     REGISTRY_PREFIX,
@@ -35,11 +46,13 @@ from ownlight.models.registry import (
     file_problem,
 )
 from ownlight.protocol.model import Chunk, Request, Response
-from ownlight.store.sqlite import StateStore
+from ownlight.store.base import RegistryDatabase
 
 log = logging.getLogger("ownlight.models")
 
 Audit = Callable[[AdminRecord], object]
+FOLLOW_EVERY = 1.0  # seconds between an idle instance's reads of the generation counter
+NOT_READY_RETRY = 5.0  # seconds a client is told to wait when this instance lacks a file
 
 
 def is_managed(entry: ModelEntry) -> bool:
@@ -87,12 +100,18 @@ class Lifecycle:
         self._served: dict[str, int] = {}
 
     @classmethod
-    def from_config(cls, config: Config, store: StateStore) -> Lifecycle:
-        return cls(Registry(store, config.data_dir), memory_pool(config))
+    def from_config(cls, config: Config, store: RegistryDatabase,
+                    shared: bool = False) -> Lifecycle:
+        return cls(Registry(store, config.data_dir, shared), memory_pool(config))
 
     def wanted(self, name: str) -> int | None:
-        """The version ``name`` should serve now (re-read only after a switch)."""
-        generation = self.registry.generation()
+        """The version ``name`` should serve now (re-read only after a switch). While the
+        shared store is unreachable, what it said last: the key check fails closed anyway,
+        and ``/readyz`` reports the store, not a traceback."""
+        try:
+            generation = self.registry.generation()
+        except StoreUnavailable:
+            return self._served.get(name)
         if generation != self.generation:
             self._served = self.registry.served()
             self.generation = generation
@@ -119,6 +138,8 @@ class ManagedBackend(Backend):
         self.refused: dict[int, str] = {}  # versions whose load failed, and why
         self._refused_at = -1  # the generation they were refused in; a new switch retries
         self._switch: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._absent: set[int] = set()  # refused because this machine lacks the file
         self._started = False
 
     @property
@@ -157,12 +178,39 @@ class ManagedBackend(Backend):
     async def start(self) -> None:
         await self._follow(wait=True)
         self._started = True
+        if self.lifecycle.registry.shared:  # alone, the next request is soon enough
+            self._follower = asyncio.create_task(self._keep_following())
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+        await super().close()
+
+    async def _keep_following(self) -> None:
+        """Follow switches while no request comes (a new version is loaded before the
+        first request for it), and notice a missing file that has arrived since."""
+        while True:
+            await asyncio.sleep(FOLLOW_EVERY)
+            try:
+                wanted = self.lifecycle.wanted(self.name)
+                if wanted in self._absent and wanted is not None \
+                        and self._missing(wanted) is None:
+                    self._absent.discard(wanted)
+                    self.refused.pop(wanted, None)
+                await self._follow(wait=False)
+            except Exception as exc:  # the store unreachable: try again next time
+                log.warning("%s: cannot read the registry: %s", self.name, exc)
 
     async def execute(self, request: Request) -> BackendResult:
         await self._follow(wait=self.serving is None)
         version = self.serving
         if version is None:
             wanted = self.lifecycle.wanted(self.name)
+            if self.lifecycle.registry.shared and wanted in self.refused:
+                raise ModelNotReady(f"Model '{self.entry.alias}' is not ready on this "
+                                    f"instance: {self.refused[wanted]}",
+                                    retry_after=NOT_READY_RETRY)
             why = (self.refused.get(wanted, "") if wanted is not None else
                    f"no version is promoted (ownlight models promote {self.name}@N)")
             raise UpstreamUnavailable(f"Model '{self.entry.alias}' cannot serve: {why}")
@@ -194,6 +242,12 @@ class ManagedBackend(Backend):
         current = self.serving.version if self.serving else None
         if wanted is None or wanted == current or wanted in self.refused:
             return
+        if self.lifecycle.registry.shared:
+            missing = self._missing(wanted)
+            if missing is not None:  # refused at once: the old version must not answer
+                self._absent.add(wanted)
+                self._refuse(wanted, missing)
+                return
         if self._switch is None or self._switch.done():
             self._switch = asyncio.create_task(self._switch_to(wanted))
         if wait:
@@ -205,14 +259,7 @@ class ManagedBackend(Backend):
             version = self.lifecycle.registry.get(self.name, number)
             lease = await self._lease(version)
         except Exception as exc:
-            reason = getattr(exc, "message", None) or str(exc)
-            self.refused[number] = reason
-            self._refused_at = self.lifecycle.generation
-            log.error("%s@%s refused; %s keeps serving: %s", self.name, number,
-                      old.ref if old else "nothing", reason)
-            self.lifecycle.record("model.load_refused", f"{self.name}@{number}",
-                                  {"alias": self.entry.alias, "reason": reason,
-                                   "serving": old.ref if old else None})
+            self._refuse(number, getattr(exc, "message", None) or str(exc))
             return
         lease.release()
         self.serving = version
@@ -221,6 +268,38 @@ class ManagedBackend(Backend):
         self.lifecycle.record("model.switch", version.ref,
                               {"alias": self.entry.alias, "from": old.ref if old else None,
                                "sha256": version.sha256})
+
+
+    def _missing(self, number: int) -> str | None:
+        """Why this machine cannot serve version ``number`` at once: no file of the
+        imported size where it should be (the sha256 is checked when it loads)."""
+        try:
+            version = self.lifecycle.registry.get(self.name, number)
+        except RegistryError as exc:
+            return str(exc)
+        try:
+            size = version.path.stat().st_size
+        except OSError:
+            return (f"this instance does not hold {version.ref}'s file (sha256 "
+                    f"{version.sha256[:16]}…); import the same file here (ownlight models "
+                    f"import PATH --name {self.name}) or share models/registry")
+        if size != version.size:
+            return f"{version.ref}: its file {version.path} is {size} bytes, not {version.size}"
+        return None
+
+    def _refuse(self, number: int, reason: str) -> None:
+        """Record why ``number`` cannot serve. Alone, the old version keeps serving; with
+        a shared registry, it stops too, so no instance serves what its peers do not."""
+        old = self.serving
+        if self.lifecycle.registry.shared:
+            self.serving = None
+        self.refused[number] = reason
+        self._refused_at = self.lifecycle.generation
+        keeps = old.ref if old and self.serving else "nothing"
+        log.error("%s@%s refused; %s serves: %s", self.name, number, keeps, reason)
+        self.lifecycle.record("model.load_refused", f"{self.name}@{number}",
+                              {"alias": self.entry.alias, "reason": reason,
+                               "serving": old.ref if old and self.serving else None})
 
 
 class LeasedStream:

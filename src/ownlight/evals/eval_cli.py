@@ -24,13 +24,13 @@ from ownlight.errors import ConfigError, OwnlightError
 from ownlight.evals.runner import EvalRun, ItemResult, run_suite
 from ownlight.evals.scores import compare, gate, latest_run, runs, store_run
 from ownlight.evals.suite import Suite, load_suite
+from ownlight.models.models_cli import cli_registry
 from ownlight.models.registry import (
     DEFAULT_N_CTX,
     ModelVersion,
     Registry,
     RegistryError,
     alias_for,
-    open_registry,
     parse_ref,
 )
 
@@ -49,7 +49,7 @@ def eval_group() -> None:
 def eval_run(suite: str, ref: str, against: str | None, rerun: bool, as_json: bool) -> None:
     """Run SUITE (``default``, or a .jsonl path) on NAME@VERSION and store the scores."""
     config = cli_config()
-    registry = open_registry(config)
+    registry = cli_registry(config)
     try:
         loaded = load_suite(suite)
         candidate = _version(registry, ref)
@@ -145,7 +145,7 @@ def _print(run: EvalRun, base: EvalRun | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def eval_list(name: str | None, as_json: bool) -> None:
     """Stored eval scores, oldest first."""
-    rows = runs(open_registry(cli_config()).store, name)
+    rows = runs(cli_registry(cli_config()).store, name)
     if as_json:
         click.echo(json.dumps(rows))
         return

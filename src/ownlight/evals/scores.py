@@ -5,6 +5,9 @@ the current version fails, *loses* one the current version passes, and ties the 
 The gate lets a candidate through when its score is at most ``lifecycle.eval_margin``
 below the current version's; otherwise it refuses, with the two scores, the categories
 that fell, and the items lost.
+
+Runs are kept where the registry is (``store.base.RegistryDatabase``): with ``[store]
+url``, a run recorded on one machine is listed, and gates a promotion, on every other.
 """
 
 from __future__ import annotations
@@ -17,21 +20,21 @@ from typing import Any
 from ownlight.evals.runner import EvalRun, ItemResult
 from ownlight.evals.suite import Suite
 from ownlight.models.registry import ModelVersion
-from ownlight.store.sqlite import StateStore
+from ownlight.store.base import RegistryDatabase
 
 
-def store_run(store: StateStore, name: str, version: int, run: EvalRun) -> int:
+def store_run(store: RegistryDatabase, name: str, version: int, run: EvalRun) -> int:
     with store.transaction() as db:
         cursor = db.execute(
             "INSERT INTO eval_runs (suite, suite_sha256, name, version, at, passed, total, "
-            "score, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "score, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (run.suite, run.suite_sha256, name, version,
              datetime.now(UTC).isoformat(timespec="seconds"), run.passed, len(run.results),
              run.score, json.dumps([r.__dict__ for r in run.results], ensure_ascii=False)))
-        return int(cursor.lastrowid or 0)
+        return int(cursor.fetchone()[0])
 
 
-def latest_run(store: StateStore, name: str, version: int,
+def latest_run(store: RegistryDatabase, name: str, version: int,
                suite_sha256: str | None = None) -> EvalRun | None:
     """The newest stored run of a version (on one suite, when its sha256 is given)."""
     sql = ("SELECT suite, suite_sha256, results FROM eval_runs WHERE name = ? AND version = ?"
@@ -46,7 +49,7 @@ def latest_run(store: StateStore, name: str, version: int,
                    [ItemResult(**r) for r in json.loads(str(results))])
 
 
-def runs(store: StateStore, name: str | None = None) -> list[dict[str, Any]]:
+def runs(store: RegistryDatabase, name: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT id, suite, name, version, at, passed, total, score FROM eval_runs"
     rows = store.query(sql + (" WHERE name = ?" if name else "") + " ORDER BY id",
                        (name,) if name else ())
@@ -106,7 +109,7 @@ def gate(comparison: Comparison, margin: float) -> str | None:
             f"items won: {len(c.wins)}.")
 
 
-def gate_refusal(store: StateStore, suite: Suite, candidate: ModelVersion,
+def gate_refusal(store: RegistryDatabase, suite: Suite, candidate: ModelVersion,
                  current: int | None, margin: float) -> tuple[str | None, dict[str, Any]]:
     """The gate on stored scores: why not (None: go ahead), and the evidence either way."""
     if current is None:

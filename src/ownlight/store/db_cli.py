@@ -108,6 +108,7 @@ def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
             state.close()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s), "
-               f"{copied.responses} stored response(s) and {copied.audit} audit record(s) "
-               f"from {path} to {database.where}")
+    click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s) and "
+               f"{copied.responses} stored response(s); {copied.versions} model version(s), "
+               f"{copied.switches} switch(es) and {copied.eval_runs} eval run(s); "
+               f"{copied.audit} audit record(s) from {path} to {database.where}")

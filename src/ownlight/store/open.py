@@ -18,10 +18,11 @@ from ownlight.knowledge.base import index_path
 from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.store import KnowledgeStore
-from ownlight.store.base import KeyRows, Migrations, ResponseStore, SpendRows
+from ownlight.store.base import KeyRows, Migrations, RegistryDatabase, ResponseStore, SpendRows
 from ownlight.store.key_cache import CachedKeys
 from ownlight.store.keys import PostgresKeys, SqliteKeys
 from ownlight.store.postgres import PostgresDatabase
+from ownlight.store.registry_rows import PostgresRegistryRows
 from ownlight.store.spend import PostgresSpend, SqliteSpend
 from ownlight.store.sqlite import StateStore
 from ownlight.store.stored_responses import PostgresResponses, SqliteResponses
@@ -35,6 +36,7 @@ class Stores:
     responses: ResponseStore
     spend: SpendRows
     database: Migrations
+    registry: RegistryDatabase  # the model registry's and eval runs' rows
     _owned: PostgresDatabase | None = None
     _cache: CachedKeys | None = None
 
@@ -84,13 +86,16 @@ def open_stores(config: Config, state: StateStore, *, migrate: bool = True,
     reloaded whenever the database says they changed (``store.key_cache``)."""
     url = store_url(config)
     if url is None:
-        return Stores(SqliteKeys(state), SqliteResponses(state), SqliteSpend(state), state)
+        return Stores(SqliteKeys(state), SqliteResponses(state), SqliteSpend(state), state,
+                      state)
     db = PostgresDatabase(url, max_connections=config.settings.store.max_connections,
                           migrate=migrate)
+    registry = PostgresRegistryRows(db)
     if not cache_keys:
-        return Stores(PostgresKeys(db), PostgresResponses(db), PostgresSpend(db), db, db)
+        return Stores(PostgresKeys(db), PostgresResponses(db), PostgresSpend(db), db,
+                      registry, db)
     cache = CachedKeys(PostgresKeys(db), url)
-    return Stores(cache, PostgresResponses(db), PostgresSpend(db), db, db, cache)
+    return Stores(cache, PostgresResponses(db), PostgresSpend(db), db, registry, db, cache)
 
 
 def open_knowledge_store(config: Config, data_dir: Path | None = None) -> KnowledgeStore:

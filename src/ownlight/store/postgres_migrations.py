@@ -6,9 +6,9 @@ the steps a database has not seen yet under an advisory lock, each in its own tr
 with its record in ``ownlight_migrations``.
 
 Only the kinds of state shared across instances so far are here (keys, spend, stored
-responses, the knowledge base, the audit ledger); the SQLite list also holds the registry
-and eval runs, which are still kept per instance (and each instance's local chain, which
-it ships into the shared ledger). The tables keep SQLite's names and columns
+responses, the knowledge base, the audit ledger, the model registry and eval runs); the
+SQLite list also holds each instance's local chain of the ledger, which it ships into the
+shared one. The tables keep SQLite's names and columns
 (the knowledge base's under a ``knowledge_`` prefix), with PostgreSQL's own
 types where they say more (timestamps, arrays of groups), so ``ownlight db copy`` can map
 one onto the other column by column.
@@ -130,5 +130,30 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         """CREATE TABLE audit_sources (
             source TEXT PRIMARY KEY, shipped BIGINT NOT NULL,
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+    )),
+    ("007_registry", (
+        # The model registry and eval runs (``models.registry``, ``evals.scores``): SQLite's
+        # tables and columns, so the same portable statements serve both. A version's
+        # ``path`` is where the importing machine put it; every instance looks for the
+        # file under its own data dir (by name, version and sha256).
+        """CREATE TABLE model_versions (
+            name TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL,
+            sha256 TEXT NOT NULL, size BIGINT NOT NULL, license TEXT, source TEXT NOT NULL,
+            facts TEXT NOT NULL, imported_at TEXT NOT NULL, PRIMARY KEY (name, version))""",
+        """CREATE TABLE model_switches (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL, action TEXT NOT NULL, version INTEGER NOT NULL,
+            previous INTEGER, at TEXT NOT NULL, actor TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}')""",
+        "CREATE INDEX model_switches_name ON model_switches (name, id)",
+        """CREATE TABLE model_generation (
+            id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL)""",
+        "INSERT INTO model_generation (id, value) VALUES (1, 0)",
+        """CREATE TABLE eval_runs (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            suite TEXT NOT NULL, suite_sha256 TEXT NOT NULL, name TEXT NOT NULL,
+            version INTEGER NOT NULL, at TEXT NOT NULL, passed INTEGER NOT NULL,
+            total INTEGER NOT NULL, score DOUBLE PRECISION NOT NULL, results TEXT NOT NULL)""",
+        "CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)",
     )),
 )
