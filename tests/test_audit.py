@@ -26,9 +26,9 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from ownlight.audit.chain import GENESIS, canonical
 from ownlight.audit.journal import Journal
 from ownlight.audit.ledger import Ledger
+from ownlight.audit.record_hash import GENESIS, canonical
 from ownlight.audit.verify import verify
 from ownlight.cli import main
 from ownlight.store.sqlite import StateStore

@@ -27,8 +27,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from ownlight.audit.chain import canonical
 from ownlight.audit.ledger import Ledger
+from ownlight.audit.record_hash import canonical
 from ownlight.audit.records import AdminRecord, RequestRecord
 from ownlight.audit.shared import PgLedgerStore
 from ownlight.audit.verify import head, verify

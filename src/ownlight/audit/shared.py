@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import orjson
 import psycopg
 
-from ownlight.audit.chain import COLUMNS, GENESIS, canonical
+from ownlight.audit.record_hash import COLUMNS, GENESIS, canonical
 from ownlight.store.files import make_private_dir
 from ownlight.store.sqlite import StateStore
 

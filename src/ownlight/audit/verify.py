@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from ownlight.audit.chain import COLUMNS, GENESIS
+from ownlight.audit.record_hash import COLUMNS, GENESIS
 from ownlight.audit.shared import LedgerRows, PgLedgerStore
 
 
