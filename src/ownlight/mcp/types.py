@@ -53,8 +53,8 @@ class ToolResult:
     read as the tool's output); ``structured`` is the upstream's ``structuredContent`` if
     any (restored); ``is_error`` is the upstream's own ``isError`` (the call went through,
     the tool reported failure). ``guard_verdict`` is ``"clean"``, ``"quoted"`` or
-    ``"dropped"``; ``audit_id`` is the ledger record's id; ``pseudonymized`` counts the
-    values replaced by type (empty inside the domain)."""
+    ``"dropped"``; ``audit_id`` is the ``request_id`` its ledger records carry;
+    ``pseudonymized`` counts the values replaced by type (empty inside the domain)."""
 
     content: list[dict[str, Any]]
     text: str
