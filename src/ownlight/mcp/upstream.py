@@ -20,7 +20,9 @@ from ownlight.config.settings import McpServerSettings
 
 log = logging.getLogger(__name__)
 
-PING_EVERY = 2.0  # seconds between liveness pings of a connected server
+# Seconds between liveness checks of a connected server: a tools/list (the current
+# revision has no ping), which also keeps the last list fresh.
+CHECK_EVERY = 2.0
 MAX_BACKOFF = 60.0
 
 
@@ -84,8 +86,8 @@ class Upstream:
                     self._up.set()
                     delay = self.backoff
                     while True:  # until the server stops answering
-                        await asyncio.sleep(PING_EVERY)
-                        await asyncio.wait_for(client.send_ping(), self.settings.timeout)
+                        await asyncio.sleep(CHECK_EVERY)
+                        await self.list_tools()
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - any failure means: start again
