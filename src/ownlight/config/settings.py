@@ -8,6 +8,7 @@ typed attributes; a default lives here and nowhere else.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -439,6 +440,9 @@ class RedisSettings(Table):
              "request that costs money goes out).")
 
 
+_MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+
+
 class McpServerSettings(Table):
     command: list[str] | None = setting(
         None, 'A stdio MCP server to start and supervise, e.g. ["python", "server.py"]: '
@@ -491,6 +495,15 @@ class McpSettings(Table):
               "collections) when the knowledge base is on.")
     restart_backoff: float = setting(
         1.0, "Seconds before a crashed stdio server is started again, doubling up to 60.")
+
+    @model_validator(mode="after")
+    def _server_names(self) -> McpSettings:
+        for name in self.servers:
+            if not _MCP_SERVER_NAME.fullmatch(name) or name == "ownlight":
+                raise ValueError(
+                    f"MCP server name {name!r}: use letters, digits and single hyphens "
+                    "(it prefixes tool names as NAME__tool), and not 'ownlight'")
+        return self
 
 
 class Settings(Table):
