@@ -228,3 +228,26 @@ async def test_a_changed_definition_is_withheld_until_approved(gateway) -> None:
     assert {t["tool"]: t["state"] for t in approved.json()["tools"]}["lookup"] == "approved"
     async with client(gateway, key) as mcp:
         assert "crm__lookup" in {t.name for t in (await mcp.list_tools()).tools}
+
+
+def test_the_cli_shows_and_approves_pins(tmp_path: Path) -> None:
+    """``ownlight mcp status`` and ``approve`` on a config alone, no gateway running: the
+    command starts the stdio server itself; the approval is in the ledger."""
+    config = tmp_path / "ownlight.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n' + mcp_toml(tmp_path / "rec.jsonl"))
+    env = {**os.environ, "OWNLIGHT_CONFIG": str(config)}
+
+    def cli(*args: str) -> Any:
+        done = subprocess.run([sys.executable, "-m", "ownlight.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if "--json" in args else done.stdout
+
+    before = cli("mcp", "status", "--json")["crm"]["tools"]
+    assert {t["tool"]: t["state"] for t in before}["lookup"] == "new"
+    cli("mcp", "approve", "crm")
+    after = {t["tool"]: t["state"] for t in cli("mcp", "status", "--json")["crm"]["tools"]}
+    assert after["lookup"] == "approved" and after["summarise"] == "poisoned"
+    acts = cli("audit", "list", "--kind", "admin", "--json")
+    assert any(a.get("action") == "mcp.approve" and a.get("subject") == "crm" for a in acts)
+    assert "ok" in cli("audit", "verify")
