@@ -5,13 +5,15 @@ Every call's arguments are appended to RECORD (one JSON line each), so a test se
 what reached the server. Its tools: ``lookup`` echoes its arguments back, ``fetch_page``
 returns an injection, ``hang`` never answers, ``big`` returns 10 MB, ``rotate`` changes
 ``lookup``'s description (and says so), ``summarise`` has a poisoned description, and
-``admin_reset`` is the one the tests' access rules deny."""
+``admin_reset`` is the one the tests' access rules deny, ``crash`` exits the process.
+Over HTTP, each request's ``Authorization`` header is recorded too."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -71,6 +73,12 @@ def build(record: Path) -> MCPServer:
         return text[:100]
 
     @server.tool()
+    def crash() -> str:
+        """Exit at once (a crash the gateway restarts the server after)."""
+        log("crash", {})
+        os._exit(3)
+
+    @server.tool()
     def admin_reset() -> str:
         """Reset everything."""
         log("admin_reset", {})
@@ -86,7 +94,19 @@ def main() -> None:
     args = parser.parse_args()
     server = build(args.record)
     if args.http:
-        server.run("streamable-http", host="127.0.0.1", port=args.http)
+        import uvicorn
+
+        app = server.streamable_http_app()
+
+        async def recording(scope, receive, send):  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":  # what credentials arrived, for the tests
+                headers = dict(scope["headers"])
+                with args.record.open("a") as out:
+                    out.write(json.dumps({"authorization": headers.get(
+                        b"authorization", b"").decode()}) + "\n")
+            await app(scope, receive, send)
+
+        uvicorn.run(recording, host="127.0.0.1", port=args.http, log_level="warning")
     else:
         server.run("stdio")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx2
@@ -46,7 +47,8 @@ class Upstream:
     def inside_domain(self) -> bool:
         return self.settings.inside
 
-    def _target(self) -> Any:
+    def _target(self, stack: AsyncExitStack) -> Any:
+        """What the SDK's client connects to; an HTTP client is closed with ``stack``."""
         s = self.settings
         if s.command is not None:
             env = {k: v.reveal() for k, v in s.env.items()}
@@ -55,6 +57,7 @@ class Upstream:
         assert s.url is not None
         headers = {k: v.reveal() for k, v in s.headers.items()}
         http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout + 5))
+        stack.push_async_callback(http.aclose)
         return streamable_http_client(s.url, http_client=http)
 
     def start(self) -> None:
@@ -79,7 +82,9 @@ class Upstream:
         delay = self.backoff
         while not self._stop.is_set():
             try:
-                async with Client(self._target(), message_handler=self._on_message) as client:
+                async with AsyncExitStack() as stack:
+                    client = await stack.enter_async_context(
+                        Client(self._target(stack), message_handler=self._on_message))
                     self.client = client
                     self.tools = (await client.list_tools(cache_mode="bypass")).tools
                     self.starts += 1

@@ -1,0 +1,146 @@
+"""Upstream MCP servers of both kinds: a Streamable HTTP server (outside the domain by
+default, its credential a secret reference) and a supervised stdio server that crashes and
+is started again. Driven with the ``mcp`` SDK's client through a real gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.support.fake_upstream import free_port
+from tests.support.gateway import RunningGateway
+
+pytestmark = pytest.mark.anyio
+
+UPSTREAM = Path(__file__).parent / "support" / "mcp_upstream.py"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def http_upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The test MCP server over Streamable HTTP on a free port: (its URL, its record)."""
+    port = free_port()
+    record = tmp_path / "http-received.jsonl"
+    process = subprocess.Popen([sys.executable, str(UPSTREAM), str(record), "--http", str(port)])
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.1)
+        record.write_text("")  # the probe above is not the gateway's
+        yield url, record
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def received(record: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in record.read_text().splitlines()] \
+        if record.exists() else []
+
+
+@contextlib.asynccontextmanager
+async def client(gateway: RunningGateway, key: str) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
+        async with Client(streamable_http_client(gateway.url + "/mcp", http_client=http)) as mcp:
+            yield mcp
+
+
+def wait_connected(gateway: RunningGateway, server: str) -> None:
+    hub = gateway.runtime.mcp
+    assert hub is not None
+    deadline = time.monotonic() + 30
+    while hub.upstreams[server].client is None:
+        assert time.monotonic() < deadline, f"{server} did not connect"
+        time.sleep(0.05)
+
+
+def approve(gateway: RunningGateway, server: str) -> None:
+    admin = gateway.create_key("root", ("admin",))
+    reply = httpx.post(f"{gateway.url}/v1/admin/mcp/servers/{server}/approve", timeout=30,
+                       headers={"Authorization": f"Bearer {admin}"})
+    assert reply.status_code == 200, reply.text
+
+
+async def test_an_http_server_is_outside_the_domain_and_gets_its_secret(
+        gateway_factory, http_upstream, monkeypatch) -> None:
+    url, record = http_upstream
+    monkeypatch.setenv("TOOLS_TOKEN", "tools-secret-1")
+    gateway = gateway_factory(f"""
+[mcp.servers.web]
+url = "{url}"
+headers = {{ Authorization = {{ "$env" = "TOOLS_TOKEN" }} }}
+[[mcp.access]]
+who = "*"
+tools = "web__*"
+""")
+    wait_connected(gateway, "web")
+    approve(gateway, "web")
+    key = gateway.create_key("alice")
+    async with client(gateway, key) as mcp:
+        result = await mcp.call_tool("web__lookup", {"name": "ACME",
+                                                     "note": "write to bob@example.org"})
+    assert result.content[0].text == "Record for ACME: write to bob@example.org"
+    rows = received(record)
+    calls = [r for r in rows if r.get("tool") == "lookup"]
+    assert calls and "bob@example.org" not in json.dumps(calls)  # outside by default
+    tokens = {r["authorization"] for r in rows if "authorization" in r}
+    assert tokens == {"tools-secret-1"}  # the secret, never the caller's Ownlight key
+    assert key not in record.read_text()
+
+
+async def test_a_crashed_stdio_server_is_started_again(gateway_factory, tmp_path) -> None:
+    record = tmp_path / "stdio.jsonl"
+    gateway = gateway_factory(f"""
+[mcp]
+restart_backoff = 0.2
+[mcp.servers.local]
+command = ["{sys.executable}", "{UPSTREAM}", "{record}"]
+[[mcp.access]]
+who = "*"
+tools = "local__*"
+""")
+    wait_connected(gateway, "local")
+    approve(gateway, "local")
+    upstream = gateway.runtime.mcp.upstreams["local"]
+    key = gateway.create_key("alice")
+    note = "call jane.doe@example.com"
+    async with client(gateway, key) as mcp:
+        crashed = await mcp.call_tool("local__crash", {})
+        assert crashed.is_error  # the call that killed it fails cleanly
+        deadline = time.monotonic() + 30
+        while upstream.starts < 2:
+            assert time.monotonic() < deadline, "the server was not started again"
+            await _sleep(0.1)
+        wait_connected(gateway, "local")
+        again = await mcp.call_tool("local__lookup", {"name": "ACME", "note": note})
+    assert again.content[0].text == f"Record for ACME: {note}"
+    # inside the domain (a command's default): the arguments arrive as they were sent
+    assert [r for r in received(record) if r["tool"] == "lookup"][-1]["arguments"]["note"] == note
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
