@@ -251,3 +251,36 @@ def test_the_cli_shows_and_approves_pins(tmp_path: Path) -> None:
     acts = cli("audit", "list", "--kind", "admin", "--json")
     assert any(a.get("action") == "mcp.approve" and a.get("subject") == "crm" for a in acts)
     assert "ok" in cli("audit", "verify")
+
+
+async def test_an_openai_agents_agent_uses_the_tools_through_ownlight(gateway, record) -> None:
+    """An openai-agents agent whose only MCP server is Ownlight's ``/mcp``: its (scripted)
+    model calls ``crm__lookup``; the value leaves pseudonymized and comes back restored,
+    and the model is never offered a tool the caller may not use."""
+    from agents import Agent, OpenAIChatCompletionsModel, Runner
+    from agents.mcp import MCPServerStreamableHttp
+    from openai import AsyncOpenAI
+
+    from tests.support.agent_upstream import QUOTE, AgentUpstream
+
+    note = "reach her at jane.roe@example.net"
+    key = gateway.create_key("alice", ("staff",))
+    with AgentUpstream({"crm__lookup": {"name": "ACME", "note": note}}) as model_server:
+        async with MCPServerStreamableHttp(
+                {"url": gateway.url + "/mcp", "headers": {"Authorization": f"Bearer {key}"}},
+                name="ownlight", client_session_timeout_seconds=20) as ownlight:
+            async with AsyncOpenAI(base_url=model_server.url + "/v1", api_key="unused",
+                                   max_retries=0) as openai_client:
+                agent = Agent(name="assistant", instructions="Use the CRM.",
+                              mcp_servers=[ownlight],
+                              model=OpenAIChatCompletionsModel(model="scripted",
+                                                               openai_client=openai_client))
+                result = await Runner.run(agent, "Look up ACME.", max_turns=3)
+        offered = [t["function"]["name"] for t in model_server.bodies("/chat/completions")[0]
+                   ["tools"]]
+    assert "crm__lookup" in offered and "crm__admin_reset" not in offered
+    assert "crm__summarise" not in offered
+    assert result.final_output.startswith(QUOTE)
+    assert f"Record for ACME: {note}" in result.final_output
+    sent = [r for r in received(record) if r["tool"] == "lookup"][-1]["arguments"]
+    assert "jane.roe@example.net" not in json.dumps(sent)

@@ -144,3 +144,41 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_knowledge_search_answers_with_the_callers_rights(gateway_factory) -> None:
+    """``ownlight__knowledge_search`` over MCP: each caller sees only what it may read."""
+    from ownlight.knowledge.base import KnowledgeBase, index_path
+    from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+    from ownlight.knowledge.types import Document
+
+    gateway = gateway_factory("""
+[knowledge]
+vectors = false
+[[mcp.access]]
+who = "*"
+tools = "ownlight__*"
+""")
+    kb = KnowledgeBase(SQLiteKnowledgeStore(index_path(gateway.config.data_dir)), None)
+    try:
+        kb.ingest_documents("memos", [
+            Document(key="open", title="Open memo", text="Lighthouse rota: zebraopenword.",
+                     allow=("public",)),
+            Document(key="hr", title="HR memo", text="Lighthouse salaries: zebrahrword.",
+                     allow=("group:hr",)),
+        ], "notes", owner="olivia")
+    finally:
+        kb.close()
+    found = {}
+    for name, groups in (("dana", ("hr",)), ("eve", ())):
+        async with client(gateway, gateway.create_key(name, groups)) as mcp:
+            assert "ownlight__knowledge_search" in {
+                t.name for t in (await mcp.list_tools()).tools}
+            result = await mcp.call_tool("ownlight__knowledge_search",
+                                         {"query": "lighthouse", "collections": ["notes"]})
+            bad = await mcp.call_tool("ownlight__knowledge_search", {"query": 3})
+        assert bad.is_error
+        found[name] = json.loads(result.content[0].text)["results"]
+    assert {r["title"] for r in found["dana"]} == {"Open memo", "HR memo"}
+    assert {r["title"] for r in found["eve"]} == {"Open memo"}
+    assert "zebrahrword" not in json.dumps(found["eve"])
