@@ -284,3 +284,38 @@ async def test_an_openai_agents_agent_uses_the_tools_through_ownlight(gateway, r
     assert f"Record for ACME: {note}" in result.final_output
     sent = [r for r in received(record) if r["tool"] == "lookup"][-1]["arguments"]
     assert "jane.roe@example.net" not in json.dumps(sent)
+
+
+INSPECTOR = Path(__file__).resolve().parents[1] / ".inspector" / "node_modules" / ".bin" \
+    / "mcp-inspector-cli"
+
+
+def inspector(gateway: RunningGateway, key: str, *args: str) -> Any:
+    """The MCP Inspector's CLI (the TypeScript SDK, revision 2025-11-25) on ``/mcp``."""
+    if not INSPECTOR.exists():
+        pytest.fail(f"{INSPECTOR} is missing: run `make agents` (make test does) to install "
+                    "the pinned MCP Inspector CLI from the npm registry")
+    # 1.0.3 looks for its package.json relative to the working directory (``../``) but
+    # imports it relative to its module: run it where both agree.
+    build = INSPECTOR.parents[1] / "@modelcontextprotocol" / "inspector-cli" / "build"
+    return subprocess.run(
+        [str(INSPECTOR), "--cli", gateway.url + "/mcp", "--transport", "http",
+         "--header", f"Authorization: Bearer {key}", *args],
+        capture_output=True, text=True, timeout=120, cwd=build)
+
+
+def test_the_mcp_inspector_cli_lists_and_calls(gateway, record) -> None:
+    key = gateway.create_key("alice", ("staff",))
+    listed = inspector(gateway, key, "--method", "tools/list")
+    assert listed.returncode == 0, listed.stderr
+    names = {t["name"] for t in json.loads(listed.stdout)["tools"]}
+    assert "crm__lookup" in names and "crm__admin_reset" not in names
+    note = "mail kim.lee@example.com"
+    called = inspector(gateway, key, "--method", "tools/call", "--tool-name", "crm__lookup",
+                       "--tool-arg", "name=ACME", f"note={note}")
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["content"][0]["text"] == f"Record for ACME: {note}"
+    sent = [r for r in received(record) if r["tool"] == "lookup"][-1]["arguments"]
+    assert "kim.lee@example.com" not in json.dumps(sent)
+    refused = inspector(gateway, "ol-not-a-key", "--method", "tools/list")
+    assert refused.returncode != 0 and "crm__lookup" not in refused.stdout
