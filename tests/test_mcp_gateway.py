@@ -97,6 +97,7 @@ async def test_a_caller_lists_only_its_approved_allowed_tools(gateway, mode) -> 
     """The current revision (2026-07-28, ``auto``) and the handshake era (2025-11-25,
     ``legacy``) both list the same tools: not the denied one, not the poisoned one."""
     async with client(gateway, gateway.create_key("alice", ("staff",)), mode) as mcp:
+        assert mcp.protocol_version == {"auto": "2026-07-28", "legacy": "2025-11-25"}[mode]
         names = {t.name for t in (await mcp.list_tools()).tools}
     assert {"crm__lookup", "crm__fetch_page", "crm__hang", "crm__big"} <= names
     assert "crm__admin_reset" not in names  # denied to staff
@@ -208,6 +209,9 @@ async def test_every_call_is_in_a_ledger_that_verifies(gateway) -> None:
     assert [e["target"] for e in sent["egress"]] == ["mcp:crm"]  # written before it left
     denied = next(c for c in calls if c["status"] == 403)
     assert denied["error_code"] == "tool_not_found" and denied["model"] == "crm__admin_reset"
+    withheld = json.loads(cli("audit", "list", "--kind", "admin", "--json"))
+    assert any(a.get("action") == "mcp.withheld" and a.get("subject") == "crm__summarise"
+               and a["details"]["state"] == "poisoned" for a in withheld)
     assert "ok" in cli("audit", "verify")
     metrics = httpx.get(gateway.url + "/metrics", timeout=30,
                         headers={"Authorization": f"Bearer {gateway.admin_key}"}).text
