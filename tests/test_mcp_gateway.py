@@ -36,7 +36,7 @@ enabled = false
 [mcp.servers.crm]
 command = ["{sys.executable}", "{UPSTREAM}", "{record}"]
 inside_domain = false
-timeout = 2.0
+timeout = 4.0
 max_output_bytes = 100000
 [[mcp.access]]
 who = "*"
@@ -162,7 +162,7 @@ async def test_a_hung_server_times_out_and_a_huge_answer_is_refused(gateway) -> 
         took = time.monotonic() - started
         huge = await mcp.call_tool("crm__big", {})
         after = await mcp.call_tool("crm__lookup", {"name": "ACME"})
-    assert hung.is_error and hung.meta["ownlight/error"] == "tool_timeout" and took < 10
+    assert hung.is_error and hung.meta["ownlight/error"] == "tool_timeout" and 4 <= took < 20
     assert huge.is_error and huge.meta["ownlight/error"] == "tool_output_too_large"
     assert len(huge.content[0].text) < 1000
     assert not after.is_error  # the server still answers after both

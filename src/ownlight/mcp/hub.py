@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 OWN_SERVER = "ownlight"  # Ownlight's own tools: ownlight__knowledge_search
 STATUS = {"ok": 200, "tool_error": 200, "denied": 403, "refused": 403, "timeout": 504,
-          "too_large": 502, "unavailable": 502, "audit_unavailable": 503}
+          "too_large": 502, "unavailable": 502, "audit_unavailable": 503, "error": 500}
 
 # A built-in tool: its definition and what answers it, (principal, arguments) → text.
 BuiltinCall = Callable[[Principal, dict[str, Any]], Awaitable[str]]
@@ -248,6 +248,11 @@ class ToolHub:
             record.error_code = exc.code
             record.reason = exc.message
             raise
+        except Exception as exc:  # a check that broke: nothing is passed on (fail closed)
+            log.exception("MCP call %s to %s failed", request_id, qualified_name)
+            outcome, record.error_code = "error", "internal_error"
+            raise ToolUnavailable(f"The call to {qualified_name} failed inside Ownlight; "
+                                  "nothing of its result is passed on.") from exc
         finally:
             record.status = STATUS[outcome]
             record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -279,8 +284,12 @@ class ToolHub:
                 try:
                     sent, vault, found = self.shield.protect(arguments)
                 except PolicyRefused as exc:
-                    record.found = found
                     raise ToolRefused(exc.message) from None
+                except Exception as exc:  # the scan broke: the arguments stay home
+                    log.exception("privacy check of MCP arguments failed")
+                    raise ToolRefused("The privacy check of these tool arguments failed; "
+                                      "they may not leave the domain. Nothing was sent."
+                                      ) from exc
             record.found = found
             record.pseudonymized = vault.counts()
             self._record_egress(record, tool, sent)
