@@ -88,6 +88,8 @@ async def test_an_http_server_is_outside_the_domain_and_gets_its_secret(
     url, record = http_upstream
     monkeypatch.setenv("TOOLS_TOKEN", "tools-secret-1")
     gateway = gateway_factory(f"""
+[guard]
+untrusted_action = "drop"
 [mcp.servers.web]
 url = "{url}"
 headers = {{ Authorization = {{ "$env" = "TOOLS_TOKEN" }} }}
@@ -101,7 +103,11 @@ tools = "web__*"
     async with client(gateway, key) as mcp:
         result = await mcp.call_tool("web__lookup", {"name": "ACME",
                                                      "note": "write to bob@example.org"})
+        injected = await mcp.call_tool("web__fetch_page", {"url": "https://news.example"})
     assert result.content[0].text == "Record for ACME: write to bob@example.org"
+    # guard.untrusted_action = "drop": the injected result is withheld, not quoted
+    assert "IGNORE ALL PREVIOUS" not in json.dumps(injected.model_dump(mode="json"))
+    assert injected.meta["ownlight/guard"] == "dropped"
     rows = received(record)
     calls = [r for r in rows if r.get("tool") == "lookup"]
     assert calls and "bob@example.org" not in json.dumps(calls)  # outside by default
