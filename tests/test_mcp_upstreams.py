@@ -188,3 +188,21 @@ tools = "ownlight__*"
     assert {r["title"] for r in found["dana"]} == {"Open memo", "HR memo"}
     assert {r["title"] for r in found["eve"]} == {"Open memo"}
     assert "zebrahrword" not in json.dumps(found["eve"])
+
+
+@pytest.mark.parametrize(("toml", "named"), [
+    ('[mcp.servers.crm]\ncomand = ["python", "s.py"]\n', "comand"),
+    ('[mcp.servers.crm]\ncommand = ["python"]\nurl = "http://127.0.0.1:1/mcp"\n',
+     "exactly one of `command` or `url`"),
+    ('[mcp.servers.my__crm]\nurl = "http://127.0.0.1:1/mcp"\n', "my__crm"),
+    ('[[mcp.access]]\ntools = "crm__*"\n', "who"),
+])
+def test_a_wrong_mcp_setting_stops_start_up_naming_it(tmp_path, toml, named) -> None:
+    from ownlight.config import load_config
+    from ownlight.errors import ConfigError
+
+    path = tmp_path / "ownlight.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert named in str(refused.value)
