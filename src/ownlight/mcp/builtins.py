@@ -10,7 +10,7 @@ import orjson
 
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.mcp.hub import OWN_SERVER, Builtin
-from ownlight.mcp.types import Tool, ToolCallError, qualified
+from ownlight.mcp.types import Tool, ToolInvalidArguments, qualified
 from ownlight.principal import Principal
 
 MAX_K = 20
@@ -29,11 +29,6 @@ SEARCH_SCHEMA: dict[str, Any] = {
 }
 
 
-class BadArguments(ToolCallError):
-    code = "invalid_arguments"
-    status = "refused"
-
-
 def knowledge_search(service: KnowledgeService, default_k: int) -> Builtin:
     """The knowledge base as a tool; answers JSON: the passages the caller may read."""
 
@@ -42,12 +37,12 @@ def knowledge_search(service: KnowledgeService, default_k: int) -> Builtin:
         collections = arguments.get("collections")
         k = arguments.get("k", default_k)
         if not isinstance(query, str) or not query.strip():
-            raise BadArguments("`query` must be a non-empty string.")
+            raise ToolInvalidArguments("`query` must be a non-empty string.")
         if not isinstance(collections, list) or not collections or not all(
                 isinstance(c, str) for c in collections):
-            raise BadArguments("`collections` must be a list of collection names.")
+            raise ToolInvalidArguments("`collections` must be a list of collection names.")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-            raise BadArguments(f"`k` must be an integer from 1 to {MAX_K}.")
+            raise ToolInvalidArguments(f"`k` must be an integer from 1 to {MAX_K}.")
         hits = await service.search(principal, query, collections, k)
         return orjson.dumps({"results": [h.to_dict() for h in hits]}).decode()
 

@@ -29,6 +29,7 @@ from ownlight.mcp.types import (
     AuditFailed,
     Tool,
     ToolCallError,
+    ToolInvalidArguments,
     ToolNotFound,
     ToolOutputTooLarge,
     ToolRefused,
@@ -94,6 +95,11 @@ class ToolHub:
     raised error is a ``ToolCallError`` subclass whose ``message`` is safe to show the
     caller. ``request_id`` ties the ledger records to the caller's request (the Responses
     id, or the MCP request's id).
+
+    The gateway's hub is ``Runtime.mcp`` (None only for a runtime built by hand). A
+    configured server's tools are ``[t for t in await hub.list_tools(p) if t.server == NAME]``;
+    ``hub.upstreams`` holds the configured servers by name (``.inside_domain``, ``.client``
+    None while down). ``Tool.input_schema`` is usable as an OpenAI function's parameters.
     """
 
     def __init__(self, settings: McpSettings, *, pins: ToolPins, ledger: Ledger,
@@ -271,6 +277,8 @@ class ToolHub:
             tool = None
         if tool is None:
             raise ToolNotFound(name)
+        if not isinstance(arguments, dict):
+            raise ToolInvalidArguments(f"The arguments of {name} must be a JSON object.")
         record.route = tool.server
         record.inside_domain = tool.inside_domain
         started = time.perf_counter()

@@ -99,6 +99,14 @@ class ToolRefused(ToolCallError):
     status = "refused"
 
 
+class ToolInvalidArguments(ToolCallError):
+    """The arguments are not a JSON object (or not what an Ownlight tool takes): nothing
+    was sent."""
+
+    code = "invalid_arguments"
+    status = "refused"
+
+
 class ToolTimeout(ToolCallError):
     """The server did not answer within its ``timeout``."""
 
