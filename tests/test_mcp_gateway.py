@@ -325,3 +325,18 @@ def test_the_mcp_inspector_cli_lists_and_calls(gateway, record) -> None:
     assert "kim.lee@example.com" not in json.dumps(sent)
     refused = inspector(gateway, "ol-not-a-key", "--method", "tools/list")
     assert refused.returncode != 0 and "crm__lookup" not in refused.stdout
+
+
+async def test_concurrent_calls_each_get_their_own_values_back(gateway) -> None:
+    """Each call has its own vault: twenty calls at once through one stdio server, each
+    restored with its own caller's value, none with another's."""
+    import asyncio
+
+    async def one(i: int) -> str:
+        async with client(gateway, gateway.create_key(f"user{i}", ("staff",))) as mcp:
+            result = await mcp.call_tool("crm__lookup", {"name": f"C{i}",
+                                                         "note": f"mail p{i}@example.com"})
+            return result.content[0].text
+
+    answers = await asyncio.gather(*(one(i) for i in range(20)))
+    assert answers == [f"Record for C{i}: mail p{i}@example.com" for i in range(20)]
