@@ -272,9 +272,10 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> No
         if row["set"] == "genres test":
             groups[f"genres test {row.get('genre')}"].append(i)
     print("\nKnowledge chunks (indirect rows chunked as ingest does; a document scores its "
-          "highest chunk). TPR at 5% FPR of the group's own benign rows, then the share of "
-          "benign rows flagged at the shipped thresholds.\n")
-    print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / flagged" for k in scores)
+          "highest chunk). TPR at 5% FPR of the group's own benign rows, then the shares of "
+          "injected and benign rows flagged at the shipped thresholds.\n")
+    print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / TPR, FPR at threshold"
+                                                  for k in scores)
           + " |")
     print("|---|---|" + "---|" * len(scores))
     for name in sorted(groups):
@@ -282,7 +283,8 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> No
         cells = []
         for s in scores.values():
             pos, neg = s[idx][labels[idx] == 1], s[idx][labels[idx] == 0]
-            cells.append(f"{tpr_at(pos, neg, 0.05):.3f} / {(neg >= 1).mean():.3f}")
+            caught = f"{(pos >= 1).mean():.3f}" if len(pos) else "-"
+            cells.append(f"{tpr_at(pos, neg, 0.05):.3f} / {caught} / {(neg >= 1).mean():.3f}")
         n_pos = int(labels[idx].sum())
         print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
     sample = [r["text"] for r in chosen if r["set"] == "genres test"][:24]
