@@ -20,6 +20,7 @@ from ownlight.api import (
     anthropic_routes,
     guard_routes,
     knowledge_routes,
+    mcp_routes,
     openai_responses_routes,
     openai_routes,
     privacy_routes,
@@ -29,6 +30,7 @@ from ownlight.api.common import PipelineRoute, bearer_key
 from ownlight.api.frontend import FrontEnd, pipeline_paths
 from ownlight.auth import request_scope
 from ownlight.errors import OwnlightError
+from ownlight.mcp.endpoint import McpEndpoint
 from ownlight.runtime import Runtime
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -146,10 +148,13 @@ def create_app(runtime: Runtime) -> FastPath:
         # they are ready, and early requests wait for their model.
         task = asyncio.create_task(runtime.start())
         try:
-            yield
+            async with mcp.run() if mcp is not None else contextlib.nullcontext():
+                yield
         finally:
             task.cancel()
             await runtime.close()
+
+    mcp = McpEndpoint(runtime.mcp, runtime.keys) if runtime.mcp is not None else None
 
     app = Starlette(
         routes=[
@@ -165,6 +170,8 @@ def create_app(runtime: Runtime) -> FastPath:
             *knowledge_routes.routes,
             *admin_routes.routes,
             *guard_routes.routes,
+            *mcp_routes.routes,
+            *([Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])] if mcp else []),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -169,6 +169,19 @@ def _model_lifecycle(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)")
 
 
+def _mcp_pins(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE mcp_pins (
+            server TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            approved_at TEXT NOT NULL,
+            approved_by TEXT NOT NULL,
+            PRIMARY KEY (server, tool)
+        )"""
+    )
+
+
 STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_api_keys", _api_keys),
     ("002_spend", _spend),
@@ -178,4 +191,5 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("006_audit_log", _audit_log),
     ("007_audit_uid", _audit_uid),
     ("008_model_lifecycle", _model_lifecycle),
+    ("009_mcp_pins", _mcp_pins),
 )

@@ -156,9 +156,16 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             total INTEGER NOT NULL, score DOUBLE PRECISION NOT NULL, results TEXT NOT NULL)""",
         "CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)",
     )),
+    ("008_mcp", (
+        # Pinned MCP tool definitions (``mcp.pins``): the hash an admin approved.
+        """CREATE TABLE mcp_pins (
+            server TEXT NOT NULL, tool TEXT NOT NULL, sha256 TEXT NOT NULL,
+            approved_at TEXT NOT NULL, approved_by TEXT NOT NULL,
+            PRIMARY KEY (server, tool))""",
+    )),
     ("013_chunk_injection_score", (
-        # The injection guard's score of a knowledge chunk, from its vector at ingest
-        # (``guard.chunk_head``); NULL for chunks embedded before the column existed.
+        # The injection guard's score of a knowledge chunk, from its lines' e5 vectors at
+        # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
         "ALTER TABLE knowledge_chunks ADD COLUMN injection_score REAL",
     )),
 )
