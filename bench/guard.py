@@ -3,7 +3,7 @@
     python bench/guard.py                       # shared/eval/injection/test.jsonl + our own
     python bench/guard.py --model other.npz     # other user-input weights
     python bench/guard.py --untrusted-model u.npz   # other untrusted-content weights
-    python bench/guard.py --chunks-only --documents 300 --tool-outputs 60
+    python bench/guard.py --chunks-only --documents 300 --tool-outputs 120
         # only the knowledge chunks table (n-gram beside the e5 line score stored at
         # ingest) and direct attacks per language; a first run embeds some thousand lines
 
