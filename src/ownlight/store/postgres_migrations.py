@@ -163,4 +163,9 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             approved_at TEXT NOT NULL, approved_by TEXT NOT NULL,
             PRIMARY KEY (server, tool))""",
     )),
+    ("013_chunk_injection_score", (
+        # The injection guard's score of a knowledge chunk, from its lines' e5 vectors at
+        # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
+        "ALTER TABLE knowledge_chunks ADD COLUMN injection_score REAL",
+    )),
 )
