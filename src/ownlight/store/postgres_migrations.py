@@ -176,4 +176,9 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         "CREATE INDEX console_conversations_owner"
         " ON console_conversations (tenant, principal, updated_at)",
     )),
+    ("013_chunk_injection_score", (
+        # The injection guard's score of a knowledge chunk, from its lines' e5 vectors at
+        # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
+        "ALTER TABLE knowledge_chunks ADD COLUMN injection_score REAL",
+    )),
 )
