@@ -55,6 +55,8 @@ def test_sign_in_stream_an_answer_and_see_what_left(browser, gateway_factory, cl
     sent = cloud.received[-1]
     assert EMAIL not in str(sent)  # what left the machine was pseudonymized
     expect(page).to_have_url(re.compile(r"/console/c/conv_[0-9a-f]+$"))
+    expect(page.locator(".conversations li a")).to_have_text(
+        f"Please write to {EMAIL} about the invoice")  # listed at once, no reload
     screenshot(page, "chat")
     page.reload()  # the conversation is kept: its turn comes back from the store
     expect(page.locator(".turn .answer .body")).to_contain_text("You said:")
