@@ -213,3 +213,48 @@ def test_the_embedded_model_answers_in_the_console(browser, gateway_factory) -> 
     expect(facts).to_contain_text("local ·", timeout=120_000)
     assert page.locator(".turn .answer .body").last.inner_text().strip()
     screenshot(page, "chat-local-model")
+
+
+def test_owners_and_admins_change_who_may_read(browser, gateway_factory, cloud, tmp_path) -> None:
+    gateway = gateway_factory(console_toml(cloud) + "[knowledge]\nvectors = false\n")
+    alice, bob = gateway.create_key("alice"), gateway.create_key("bob")
+    note = tmp_path / "payroll.md"
+    note.write_text("# Payroll\n\nSalaries are paid on the 25th.\n", encoding="utf-8")
+    page = new_page(browser, bypass_csp=True)  # for axe-core, injected below
+    sign_in(page, gateway.url, alice)
+    page.goto(gateway.url + "/console/knowledge")
+    page.get_by_label("Collection", exact=True).fill("payroll")
+    page.get_by_label("File").set_input_files(str(note))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-status")).to_contain_text("payroll.md → payroll (1)")
+
+    other = new_page(browser)
+    sign_in(other, gateway.url, bob)
+    other.goto(gateway.url + "/console/knowledge?q=salaries")
+    expect(other.locator(".hits li")).to_have_count(0)
+    assert other.locator(".access").count() == 0  # bob owns nothing: no access lists shown
+    # bob cannot share alice's collection with himself, token or not
+    csrf = other.locator("body").get_attribute("data-csrf")
+    refused = other.request.post(gateway.url + "/console/knowledge/access", form={
+        "csrf": csrf or "", "collection": "payroll", "identity": "user:bob"})
+    assert refused.status == 403
+
+    page.goto(gateway.url + "/console/knowledge")
+    access = page.locator(".access[data-collection='payroll']")
+    expect(access).to_contain_text("Owners: alice")
+    access.get_by_label("Add a reader").fill("not-an-identity")
+    access.get_by_role("button", name="Add").click()
+    expect(page.get_by_role("alert")).to_contain_text("user:NAME")
+    access = page.locator(".access[data-collection='payroll']")
+    access.get_by_label("Add a reader").fill("user:bob")
+    access.get_by_role("button", name="Add").click()
+    expect(page.locator(".access[data-collection='payroll'] li")).to_contain_text("user:bob")
+    screenshot(page, "knowledge-access")
+    assert serious_accessibility_violations(page) == []
+
+    other.goto(gateway.url + "/console/knowledge?q=salaries")
+    expect(other.locator(".hits li")).to_have_count(1)
+    page.get_by_role("button", name="Remove: user:bob").click()
+    expect(page.locator(".access[data-collection='payroll'] li")).to_have_count(0)
+    other.goto(gateway.url + "/console/knowledge?q=salaries")
+    expect(other.locator(".hits li")).to_have_count(0)

@@ -299,8 +299,35 @@ async def _knowledge_page(request: Request, live: Session) -> Response:
         hits = await service.search(live.principal, query, chosen or collections,
                                     k=10, mode="lexical" if service.embedder is None else "hybrid")
     focus = (request.query_params.get("document"), request.query_params.get("chunk"))
+    access = {}
+    if service is not None:
+        for name in collections:
+            shown = await asyncio.to_thread(service.access_list, live.principal, name)
+            if shown is not None:
+                access[name] = shown
     return render(request, "knowledge.html", live, enabled=service is not None, query=query,
-                  hits=hits, collections=collections, chosen=chosen, focus=focus)
+                  hits=hits, collections=collections, chosen=chosen, focus=focus,
+                  access=access, access_error=request.query_params.get("access") == "invalid")
+
+
+async def _change_access(request: Request, live: Session) -> Response:
+    """A collection-wide reader added or removed, by its owners or an admin only (403
+    for anyone else, the same answer whether or not the collection exists)."""
+    service = _runtime(request).knowledge
+    form = await request.form()
+    collection = str(form.get("collection") or "").strip()
+    identity = str(form.get("identity") or "").strip()
+    if service is None or not collection:
+        raise Forbidden("not_owner")
+    try:
+        changed = await asyncio.to_thread(service.change_access, live.principal, collection,
+                                          identity, form.get("action") != "revoke")
+    except OwnlightError:
+        return RedirectResponse("/console/knowledge?access=invalid", 303,
+                                headers=SECURITY_HEADERS)
+    if not changed:
+        raise Forbidden("not_owner")
+    return RedirectResponse("/console/knowledge", 303, headers=SECURITY_HEADERS)
 
 
 async def _upload(request: Request, live: Session) -> Response:
@@ -349,6 +376,7 @@ routes: list[BaseRoute] = [
     Route("/console/", page(_chat_page), methods=["GET"]),
     Route("/console/c/{conversation}", page(_chat_page), methods=["GET"]),
     Route("/console/knowledge", page(_knowledge_page), methods=["GET"]),
+    Route("/console/knowledge/access", page(_change_access), methods=["POST"]),
     Route("/console/api/chat", api(_chat), methods=["POST"]),
     Route("/console/api/answers/{request_id}", api(_answer), methods=["GET"]),
     Route("/console/api/conversations/{conversation}/rename", api(_rename), methods=["POST"]),

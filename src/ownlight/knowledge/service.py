@@ -158,6 +158,33 @@ class KnowledgeService:
                 self._reader = self._open()
             return self._reader.store.readable_collections(principal)
 
+    def access_list(self, principal: Principal,
+                    collection: str) -> tuple[list[str], list[str]] | None:
+        """(owners, grants) of a collection the principal owns documents in or, for an
+        admin, of any collection of their tenant; None for anyone else."""
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._open()
+            owners, grants = self._reader.store.access_list(principal.tenant, collection)
+        if principal.is_admin or principal.name in owners:
+            return owners, grants
+        return None
+
+    def change_access(self, principal: Principal, collection: str, identity: str,
+                      allow: bool) -> bool:
+        """Grant or take back a collection-wide read; False (nothing changed) for anyone
+        but its owners and admins."""
+        if self.access_list(principal, collection) is None:
+            return False
+        with self._write_lock:
+            writer = self._open()
+            try:
+                change = writer.grant if allow else writer.revoke
+                change(collection, identity, tenant=principal.tenant)
+            finally:
+                writer.close()
+        return True
+
     async def search(self, principal: Principal, query: str, collections: Sequence[str],
                      k: int, mode: Mode = "hybrid") -> list[Hit]:
         return await asyncio.to_thread(self.search_sync, principal, query, collections, k, mode)
