@@ -258,3 +258,15 @@ def test_owners_and_admins_change_who_may_read(browser, gateway_factory, cloud, 
     expect(page.locator(".access[data-collection='payroll'] li")).to_have_count(0)
     other.goto(gateway.url + "/console/knowledge?q=salaries")
     expect(other.locator(".hits li")).to_have_count(0)
+    # each decision is in the ledger: who, what, and the refusal too
+    root = gateway.create_key("root", ("admin",))
+    gateway.runtime.pipeline.ledger.flush()
+    records = httpx.get(gateway.url + "/v1/admin/audit", params={"kind": "admin"},
+                        headers={"authorization": f"Bearer {root}"}).json()["data"]
+    acts = [(r["action"], r["principal"], r["status"], r["details"].get("identity"))
+            for r in records if r["action"].startswith("knowledge.")]
+    assert sorted(acts, key=str) == sorted([
+        ("knowledge.ingest", "alice", 200, None), ("knowledge.grant", "bob", 403, "user:bob"),
+        ("knowledge.grant", "alice", 400, "not-an-identity"),
+        ("knowledge.grant", "alice", 200, "user:bob"),
+        ("knowledge.revoke", "alice", 200, "user:bob")], key=str)

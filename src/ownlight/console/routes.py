@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from ownlight.api.common import until_disconnect
 from ownlight.api.openai_responses_routes import ResponsesFrontEnd
-from ownlight.audit.records import new_request_id
+from ownlight.audit.records import AdminRecord, new_request_id
 from ownlight.console import answers, session
 from ownlight.console.i18n import COOKIE as LANG_COOKIE
 from ownlight.console.i18n import LANGUAGES
@@ -313,18 +313,30 @@ async def _knowledge_page(request: Request, live: Session) -> Response:
 async def _change_access(request: Request, live: Session) -> Response:
     """A collection-wide reader added or removed, by its owners or an admin only (403
     for anyone else, the same answer whether or not the collection exists)."""
-    service = _runtime(request).knowledge
+    runtime = _runtime(request)
+    service = runtime.knowledge
     form = await request.form()
     collection = str(form.get("collection") or "").strip()
     identity = str(form.get("identity") or "").strip()
+    allow = form.get("action") != "revoke"
+    who = live.principal
+
+    def record(status: int) -> None:
+        runtime.pipeline.ledger.append(AdminRecord(
+            "knowledge.grant" if allow else "knowledge.revoke", collection, who.name,
+            who.tenant, {"identity": identity, "via": "console"}, status=status))
+
     if service is None or not collection:
+        record(403)
         raise Forbidden("not_owner")
     try:
-        changed = await asyncio.to_thread(service.change_access, live.principal, collection,
-                                          identity, form.get("action") != "revoke")
+        changed = await asyncio.to_thread(service.change_access, who, collection, identity,
+                                          allow)
     except OwnlightError:
+        record(400)
         return RedirectResponse("/console/knowledge?access=invalid", 303,
                                 headers=SECURITY_HEADERS)
+    record(200 if changed else 403)
     if not changed:
         raise Forbidden("not_owner")
     return RedirectResponse("/console/knowledge", 303, headers=SECURITY_HEADERS)
@@ -351,6 +363,9 @@ async def _upload(request: Request, live: Session) -> Response:
         path.write_bytes(data)
         report = await asyncio.to_thread(service.ingest_sync, live.principal, path, collection,
                                          (runtime.config.data_dir,))
+    runtime.pipeline.ledger.append(AdminRecord(
+        "knowledge.ingest", collection, live.principal.name, live.principal.tenant,
+        {"path": name, "owner": live.principal.name, "via": "console"}, status=200))
     return JSONResponse({"collection": collection, "file": name, **report.to_dict()},
                         headers=SECURITY_HEADERS)
 
