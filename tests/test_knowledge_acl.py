@@ -125,6 +125,21 @@ def test_collection_grant_can_be_revoked(tmp_path: Path) -> None:
     assert kb.search("payroll", erin, ["hr"]) == []
 
 
+def test_the_access_list_reads_owners_and_grants(tmp_path: Path) -> None:
+    """What the console's "who may read" shows (PostgreSQL: ``test_knowledge_pg``)."""
+    kb = open_kb(tmp_path / "k.db", vectors=False)
+    for owner, text in (("olivia", "quarterly payroll"), ("nora", "pension plan")):
+        source = tmp_path / f"{owner}.txt"
+        source.write_text(text, encoding="utf-8")
+        kb.ingest(source, "hr", owner=owner)
+    kb.grant("hr", "group:hr")
+    assert kb.store.access_list("default", "hr") == (["nora", "olivia"], ["group:hr"])
+    kb.revoke("hr", "group:hr")
+    assert kb.store.access_list("default", "hr") == (["nora", "olivia"], [])
+    assert kb.store.access_list("default", "nothing") == ([], [])
+    assert kb.store.access_list("other-tenant", "hr") == ([], [])
+
+
 def test_empty_access_list_without_owner_is_readable_by_nobody(tmp_path: Path) -> None:
     kb = open_kb(tmp_path / "k.db", vectors=False)
     source = tmp_path / "a.txt"

@@ -196,3 +196,21 @@ def test_two_instances_serve_one_knowledge_base(gateway_factory, cloud: FakeUpst
             extra_body={"knowledge": ["notes"]})
         assert answer.model_extra["citations"][0]["document_id"] == "tides.md"
         assert not (gateway.config.data_dir / "knowledge.db").exists()
+
+
+def test_the_access_list_reads_owners_and_grants_on_postgres(postgres_url: str) -> None:
+    """What the console's "who may read" shows, from the shared store."""
+    kb = open_pg_kb(postgres_url, vectors=False)
+    try:
+        kb.ingest_documents("a", [Document(key="pay", title="Pay", text="quarterly payroll")],
+                            "hr", owner="olivia")
+        kb.ingest_documents("b", [Document(key="pen", title="Pen", text="pension plan")],
+                            "hr", owner="nora")
+        kb.grant("hr", "group:hr")
+        assert kb.store.access_list("default", "hr") == (["nora", "olivia"], ["group:hr"])
+        kb.revoke("hr", "group:hr")
+        assert kb.store.access_list("default", "hr") == (["nora", "olivia"], [])
+        assert kb.store.access_list("default", "nothing") == ([], [])
+        assert kb.store.access_list("other-tenant", "hr") == ([], [])
+    finally:
+        kb.close()

@@ -352,6 +352,17 @@ class PostgresKnowledgeStore:
                 [(vector_literal(v), None if s is None else float(s), int(i))
                  for i, v, s in zip(chunk_ids, vectors, scores, strict=True)])
 
+    def access_list(self, tenant: str, collection: str) -> tuple[list[str], list[str]]:
+        owners = self.db.query(
+            "SELECT DISTINCT a.owner FROM knowledge_classes a JOIN knowledge_collections c"
+            " ON c.id = a.collection_id WHERE c.tenant = %s AND c.name = %s"
+            " AND a.owner IS NOT NULL ORDER BY 1", (tenant, collection))
+        grants = self.db.query(
+            "SELECT g.identity FROM knowledge_grants g JOIN knowledge_collections c"
+            " ON c.id = g.collection_id WHERE c.tenant = %s AND c.name = %s ORDER BY 1",
+            (tenant, collection))
+        return [str(r[0]) for r in owners], [str(r[0]) for r in grants]
+
     def grant(self, tenant: str, collection: str, identity: str) -> None:
         with self.db.transaction() as conn:
             collection_id = self._collection_id(conn, tenant, collection, create=True)
@@ -365,6 +376,16 @@ class PostgresKnowledgeStore:
                          " AND identity = %s", (collection_id, identity))
 
     # -- reading ---------------------------------------------------------------
+
+    def readable_collections(self, principal: Principal) -> list[str]:
+        names = [str(r[0]) for r in self.db.query(
+            "SELECT name FROM knowledge_collections WHERE tenant = %s", (principal.tenant,))]
+        rows = self.db.query(
+            f"WITH readable AS ({READABLE_CLASSES_POSTGRES})"
+            " SELECT DISTINCT c.name FROM knowledge_classes a JOIN knowledge_collections c"
+            " ON c.id = a.collection_id WHERE a.id IN (SELECT id FROM readable) ORDER BY c.name",
+            self._access(principal, names))  # type: ignore[arg-type]
+        return [str(r[0]) for r in rows]
 
     @staticmethod
     def _access(principal: Principal, collections: Sequence[str]) -> dict[str, Any]:

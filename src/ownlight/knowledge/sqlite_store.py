@@ -325,6 +325,17 @@ class SQLiteKnowledgeStore:
                 self.db.execute("UPDATE chunks SET embedded = 1, injection_score = ? WHERE id = ?",
                                 (None if score is None else float(score), chunk_id))
 
+    def access_list(self, tenant: str, collection: str) -> tuple[list[str], list[str]]:
+        owners = self.db.execute(
+            "SELECT DISTINCT a.owner FROM access_classes a JOIN collections c"
+            " ON c.id = a.collection_id WHERE c.tenant = ? AND c.name = ?"
+            " AND a.owner IS NOT NULL ORDER BY 1", (tenant, collection)).fetchall()
+        grants = self.db.execute(
+            "SELECT g.identity FROM collection_grants g JOIN collections c"
+            " ON c.id = g.collection_id WHERE c.tenant = ? AND c.name = ? ORDER BY 1",
+            (tenant, collection)).fetchall()
+        return [str(r[0]) for r in owners], [str(r[0]) for r in grants]
+
     def grant(self, tenant: str, collection: str, identity: str) -> None:
         with self.db:
             collection_id = self._collection_id(tenant, collection, create=True)
@@ -341,6 +352,16 @@ class SQLiteKnowledgeStore:
             )
 
     # -- reading ---------------------------------------------------------------
+
+    def readable_collections(self, principal: Principal) -> list[str]:
+        names = [str(r[0]) for r in self.db.execute(
+            "SELECT name FROM collections WHERE tenant = ?", (principal.tenant,)).fetchall()]
+        rows = self.db.execute(
+            f"WITH readable AS ({READABLE_CLASSES_SQL})"
+            " SELECT DISTINCT c.name FROM access_classes a JOIN collections c"
+            " ON c.id = a.collection_id WHERE a.id IN (SELECT id FROM readable) ORDER BY c.name",
+            self._access(principal, names)).fetchall()
+        return [str(r[0]) for r in rows]
 
     @staticmethod
     def _access(principal: Principal, collections: Sequence[str]) -> dict[str, str]:

@@ -182,6 +182,33 @@ def _mcp_pins(db: sqlite3.Connection) -> None:
     )
 
 
+def _console(db: sqlite3.Connection) -> None:
+    """The console's sign-in sessions and the conversations it lists (``console.store``)."""
+    db.execute(
+        """CREATE TABLE console_sessions (
+            token_hash TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX console_sessions_key ON console_sessions (key_hash)")
+    db.execute(
+        """CREATE TABLE console_conversations (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            responses TEXT NOT NULL DEFAULT '[]',
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX console_conversations_owner"
+               " ON console_conversations (tenant, principal, updated_at)")
+
+
 STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_api_keys", _api_keys),
     ("002_spend", _spend),
@@ -192,4 +219,5 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("007_audit_uid", _audit_uid),
     ("008_model_lifecycle", _model_lifecycle),
     ("009_mcp_pins", _mcp_pins),
+    ("010_console", _console),
 )

@@ -163,6 +163,19 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             approved_at TEXT NOT NULL, approved_by TEXT NOT NULL,
             PRIMARY KEY (server, tool))""",
     )),
+    ("010_console_sessions", (
+        # The console's sign-in sessions and conversation list (``console.store``).
+        """CREATE TABLE console_sessions (
+            token_hash TEXT PRIMARY KEY, key_hash TEXT NOT NULL, csrf TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX console_sessions_key ON console_sessions (key_hash)",
+        """CREATE TABLE console_conversations (
+            id TEXT PRIMARY KEY, tenant TEXT NOT NULL, principal TEXT NOT NULL,
+            title TEXT NOT NULL, model TEXT NOT NULL, responses TEXT NOT NULL DEFAULT '[]',
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX console_conversations_owner"
+        " ON console_conversations (tenant, principal, updated_at)",
+    )),
     ("013_chunk_injection_score", (
         # The injection guard's score of a knowledge chunk, from its lines' e5 vectors at
         # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
