@@ -27,13 +27,21 @@ from ownlight.store.postgres import PostgresDatabase
 from ownlight.store.sqlite import StateStore
 
 HOUR = 3600.0
-START = 1_780_000_000.0  # a fixed hour boundary or so; records spread over three hours
+SUMMARY_TABLES = (
+    "audit_hourly",
+    "audit_hourly_types",
+    "audit_daily",
+    "audit_daily_types",
+    "audit_summary_mark",
+)
+START = 1_780_000_000.0  # 2026-05-28 20:26 UTC: records spread over 20:00 to 22:00 and,
+# with ``days``, over the days after it
 
 
-def write_mixed(ledger: Ledger, tag: str, n: int = 12) -> None:
-    """Every kind of record the summaries count, spread over hours, targets and people."""
+def write_mixed(ledger: Ledger, tag: str, n: int = 12, days: int = 1) -> None:
+    """Every kind of record the summaries count, spread over hours, days, targets and people."""
     for i in range(n):
-        at = START + (i % 3) * HOUR + i
+        at = START + (i % 3) * HOUR + (i % days) * 24 * HOUR + i
         cloud = i % 2 == 0
         ledger.put(
             RequestRecord(
@@ -99,7 +107,7 @@ def write_mixed(ledger: Ledger, tag: str, n: int = 12) -> None:
 
 
 def full_scan(
-    store: LedgerRows,
+    store: LedgerRows, width: int = 13
 ) -> tuple[dict[tuple[str, ...], dict[str, float]], dict[tuple[str, ...], int]]:
     """The summaries as they should be, from every record of the ledger."""
     hourly: dict[tuple[str, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -108,7 +116,7 @@ def full_scan(
         r = json.loads(str(text))
         place = {None: "none", True: "local", False: "cloud"}[r.get("inside_domain")]
         key = (
-            r["at"][:13],
+            r["at"][:width],
             r.get("target") or "",
             r.get("principal") or "",
             r.get("tenant") or "",
@@ -137,7 +145,7 @@ def full_scan(
 
 
 def stored(
-    store: LedgerRows,
+    store: LedgerRows, table: str = "audit_hourly"
 ) -> tuple[dict[tuple[str, ...], dict[str, float]], dict[tuple[str, ...], int]]:
     names = (
         "records",
@@ -155,27 +163,28 @@ def stored(
     )
     hourly = {}
     for row in store.query(
-        f"SELECT hour, target, principal, tenant, place, {', '.join(names)} FROM audit_hourly"
+        f"SELECT period, target, principal, tenant, place, {', '.join(names)} FROM {table}"
     ):
         hourly[tuple(str(v) for v in row[:5])] = dict(zip(names, row[5:], strict=True))
     types = {
         tuple(str(v) for v in row[:4]): int(row[4])
         for row in store.query(
-            "SELECT hour, target, principal, data_type, count FROM audit_hourly_types"
+            f"SELECT period, target, principal, data_type, count FROM {table}_types"
         )
     }
     return hourly, types
 
 
 def assert_summaries_match(store: LedgerRows) -> None:
-    expected_hourly, expected_types = full_scan(store)
-    hourly, types = stored(store)
-    assert set(hourly) == set(expected_hourly)
-    for key, row in hourly.items():
-        for name, value in row.items():
-            assert value == pytest.approx(expected_hourly[key].get(name, 0)), (key, name)
-    assert types == dict(expected_types)
-    assert sum(types.values()) > 0 and len(hourly) > 5  # the data exercised them
+    for table, width in (("audit_hourly", 13), ("audit_daily", 10)):
+        expected_rows, expected_types = full_scan(store, width)
+        rows, types = stored(store, table)
+        assert set(rows) == set(expected_rows)
+        for key, row in rows.items():
+            for name, value in row.items():
+                assert value == pytest.approx(expected_rows[key].get(name, 0)), (table, key, name)
+        assert types == dict(expected_types)
+        assert sum(types.values()) > 0 and len(rows) > 3  # the data exercised them
 
 
 def test_sqlite_summaries_equal_a_full_scan_and_backfill(tmp_path: Path) -> None:
@@ -183,16 +192,17 @@ def test_sqlite_summaries_equal_a_full_scan_and_backfill(tmp_path: Path) -> None
     ledger = Ledger(db)
     try:
         write_mixed(ledger, "a")
-        write_mixed(ledger, "b", n=7)
+        write_mixed(ledger, "b", n=23, days=4)
     finally:
         ledger.close()
     store = StateStore(db)
     try:
         assert_summaries_match(store)
+        check_windows(store)
         before = stored(store)
         # a ledger from before the summaries: their rows and mark gone
         with store.transaction() as conn:
-            for table in ("audit_hourly", "audit_hourly_types", "audit_summary_mark"):
+            for table in SUMMARY_TABLES:
                 conn.execute(f"DELETE FROM {table}")
         assert stored(store) == ({}, {})
     finally:
@@ -229,6 +239,32 @@ def test_views_read_the_summaries_and_page_the_ledger(tmp_path: Path) -> None:
         store.close()
 
 
+def check_windows(store: LedgerRows) -> None:
+    """Windows of a few hours, of one day's edges and of several days read from the
+    summaries give what a scan of the records in those hours gives."""
+    records = [json.loads(str(t)) for (t,) in store.query("SELECT record FROM audit_log")]
+    windows = [
+        (None, None),
+        ("2026-05-28T21:00:00+00:00", "2026-05-28T22:00:00+00:00"),
+        ("2026-05-28T21:10:00+00:00", None),
+        (None, "2026-05-29T20:59:00+00:00"),
+        ("2026-05-28T22:00:00+00:00", "2026-05-30T21:00:00+00:00"),
+        ("2026-05-29T00:00:00+00:00", "2026-05-31T23:00:00+00:00"),
+    ]
+    for since, until in windows:
+        low, high = (since or "0000")[:13], (until or "9999")[:13]
+        inside = [r for r in records if low <= r["at"][:13] <= high and r["kind"] == "request"]
+        went = [r for r in inside if r.get("inside_domain") is False]
+        report = egress(store, since=since, until=until)
+        assert sum(p["egress"] for p in report["periods"]) == len(went), (since, until)
+        assert sum(sum(row["pseudonymized"].values()) for row in report["sent"]) == sum(
+            sum((r.get("pseudonymized") or {}).values()) for r in went
+        ), (since, until)
+        totals = metrics(store, since=since, until=until)["total"]
+        assert totals["requests"] == len(inside), (since, until)
+    assert len({r["at"][:10] for r in records}) >= 3  # the windows crossed days
+
+
 def check_views(store: LedgerRows) -> None:
     report = egress(store)
     sent = {(row["target"], row["principal"]): row for row in report["sent"]}
@@ -238,13 +274,13 @@ def check_views(store: LedgerRows) -> None:
     assert ("gpt-cloud", "user9") not in sent  # an unfinished request's egress: listed only
     assert "local" not in {t for t, _ in sent}  # what stayed is not egress
     assert report["red_line"] == 1
-    assert sum(h["egress"] for h in report["hours"]) == 6
+    assert sum(h["egress"] for h in report["periods"]) == 6
     totals = metrics(store)["total"]
     assert (totals["local"], totals["cloud"], totals["guard_blocks"]) == (6, 6, 1)
     assert totals["local_share"] == 0.5 and totals["saved_usd"] > 0
     assert totals["refusals"] == 4
     only_late = egress(store, since="2026-05-28T21:00:00+00:00")
-    assert 0 < sum(h["egress"] for h in only_late["hours"]) < 6
+    assert 0 < sum(h["egress"] for h in only_late["periods"]) < 6
 
     seen, before = [], None
     while True:
@@ -274,7 +310,7 @@ def test_postgres_summaries_equal_a_full_scan_and_backfill(tmp_path: Path, share
     ledgers = [Ledger(tmp_path / f"node-{n}" / "state.db", ship_to=shared_url) for n in range(2)]
     try:
         write_mixed(ledgers[0], "a")
-        write_mixed(ledgers[1], "b", n=9)
+        write_mixed(ledgers[1], "b", n=17, days=3)
     finally:
         for ledger in ledgers:
             ledger.close()
@@ -282,9 +318,10 @@ def test_postgres_summaries_equal_a_full_scan_and_backfill(tmp_path: Path, share
     store = PgLedgerStore(database)
     try:
         assert_summaries_match(store)
+        check_windows(store)
         check_views_counts = stored(store)
         with psycopg.connect(shared_url, autocommit=True) as conn:
-            for table in ("audit_hourly", "audit_hourly_types", "audit_summary_mark"):
+            for table in SUMMARY_TABLES:
                 conn.execute(f"DELETE FROM {table}")
         ledger = Ledger(tmp_path / "node-3" / "state.db", ship_to=shared_url)
         try:  # the next append counts the shared ledger before it, once

@@ -5,7 +5,9 @@ and the console's egress and metrics views must answer in well under 300 ms. Eac
 record adds to one row of ``audit_hourly`` (per hour x target x principal x tenant x
 place: local, cloud or none) and, for what left the domain, to rows of
 ``audit_hourly_types`` (per hour x target x principal x data type: how many values were
-pseudonymized). The rows are added to in the same transaction that appends the records
+pseudonymized); ``audit_daily`` and ``audit_daily_types`` hold the same per day, so a
+month is read from a few thousand daily rows (and the hours of its edge days) rather than
+from every hour's. The rows are added to in the same transaction that appends the records
 (``chain.append_records`` for the SQLite chain, ``shared.append_shared`` for the shared
 ledger in PostgreSQL), and ``audit_summary_mark`` says up to which ``seq`` the summaries
 count: an append that finds the mark behind (a ledger made before summaries existed)
@@ -28,8 +30,8 @@ import orjson
 
 from ownlight.store.migrations import SUMMARY_MEASURES as MEASURES
 
-KEY = ("hour", "target", "principal", "tenant", "place")
-TYPE_KEY = ("hour", "target", "principal", "data_type")
+KEY = ("period", "target", "principal", "tenant", "place")
+TYPE_KEY = ("period", "target", "principal", "data_type")
 CATCH_UP_BATCH = 5000
 RED_LINE = "policy_local_only"  # a request refused because its data may not leave
 GUARD_BLOCK = "injection_blocked"
@@ -90,24 +92,43 @@ def _placeholders(n: int, pg: bool) -> str:
     return ", ".join(["%s" if pg else "?"] * n)
 
 
+def _by_day(rows: dict[Any, Any]) -> dict[Any, Any]:
+    """Hourly totals folded into daily ones (the key's first field is the hour)."""
+    days: dict[Any, Any] = {}
+    for key, value in rows.items():
+        day_key = (key[0][:10], *key[1:])
+        if isinstance(value, list):
+            total = days.setdefault(day_key, [0.0] * len(value))
+            for i, v in enumerate(value):
+                total[i] += v
+        else:
+            days[day_key] = days.get(day_key, 0) + value
+    return days
+
+
 def _write(db: Any, totals: Totals, pg: bool) -> None:
-    updates = ", ".join(f"{m} = audit_hourly.{m} + excluded.{m}" for m in MEASURES)
     cur = db.cursor()
-    if totals.hourly:
-        cur.executemany(
-            f"INSERT INTO audit_hourly ({', '.join(KEY + MEASURES)}) "
-            f"VALUES ({_placeholders(len(KEY) + len(MEASURES), pg)}) "
-            f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}",
-            [(*key, *values) for key, values in totals.hourly.items()],
-        )
-    if totals.types:
-        cur.executemany(
-            f"INSERT INTO audit_hourly_types ({', '.join(TYPE_KEY)}, count) "
-            f"VALUES ({_placeholders(len(TYPE_KEY) + 1, pg)}) "
-            f"ON CONFLICT ({', '.join(TYPE_KEY)}) DO UPDATE SET "
-            "count = audit_hourly_types.count + excluded.count",
-            [(*key, count) for key, count in totals.types.items()],
-        )
+    for table, rows in (("audit_hourly", totals.hourly), ("audit_daily", _by_day(totals.hourly))):
+        if rows:
+            updates = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(KEY + MEASURES)}) "
+                f"VALUES ({_placeholders(len(KEY) + len(MEASURES), pg)}) "
+                f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}",
+                [(*key, *values) for key, values in rows.items()],
+            )
+    for table, counts in (
+        ("audit_hourly_types", totals.types),
+        ("audit_daily_types", _by_day(totals.types)),
+    ):
+        if counts:
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(TYPE_KEY)}, count) "
+                f"VALUES ({_placeholders(len(TYPE_KEY) + 1, pg)}) "
+                f"ON CONFLICT ({', '.join(TYPE_KEY)}) DO UPDATE SET "
+                f"count = {table}.count + excluded.count",
+                [(*key, count) for key, count in counts.items()],
+            )
 
 
 def _mark(db: Any) -> int:

@@ -2,7 +2,7 @@
 list a page at a time.
 
 Shared by the admin API and the console. Nothing here scans ``audit_log``: totals come from
-``audit_hourly`` and ``audit_hourly_types`` (``summaries``), and the ledger list pages by
+the daily and hourly summaries (``summaries``), and the ledger list pages by
 ``seq`` (keyset: ``before`` is the last seq of the page shown), so a page costs the same
 at the millionth record as at the first. Every reader takes a ``LedgerRows`` (the SQLite
 state file or the shared ledger in PostgreSQL).
@@ -10,6 +10,7 @@ state file or the shared ledger in PostgreSQL).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,43 +22,64 @@ PAGE_MAX = 200
 _FILTERS = ("principal", "target", "status", "kind", "inside_domain")
 
 
-def _hour(iso: str | None) -> str | None:
-    return None if iso is None else iso[:13]
+def _source(kind: str, since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    """A derived table of summary rows covering the window at hour granularity: whole days
+    from the daily table, the hours of the edge days from the hourly one (``kind`` is
+    ``""`` for the measures, ``"_types"`` for the data types)."""
+    low = since[:13] if since else None
+    high = until[:13] if until else None
+    hourly, daily = f"audit_hourly{kind}", f"audit_daily{kind}"
+    parts: list[str] = []
+    params: list[Any] = []
+    if low and high and low[:10] == high[:10]:
+        parts.append(f"SELECT * FROM {hourly} WHERE period >= ? AND period <= ?")
+        params += [low, high]
+    else:
+        days = []
+        if low:
+            parts.append(f"SELECT * FROM {hourly} WHERE period >= ? AND period <= ?")
+            params += [low, low[:10] + "T23"]
+            days.append(("period > ?", low[:10]))
+        if high:
+            parts.append(f"SELECT * FROM {hourly} WHERE period >= ? AND period <= ?")
+            params += [high[:10] + "T00", high]
+            days.append(("period < ?", high[:10]))
+        where = " AND ".join(["1=1", *(clause for clause, _ in days)])
+        parts.append(f"SELECT * FROM {daily} WHERE {where}")
+        params += [value for _, value in days]
+    return "(" + " UNION ALL ".join(parts) + ") AS summary", params
 
 
-def _window(since: str | None, until: str | None) -> tuple[str, list[Any]]:
-    where, params = ["1=1"], []
-    if since is not None:
-        where.append("hour >= ?")
-        params.append(_hour(since))
-    if until is not None:
-        where.append("hour <= ?")
-        params.append(_hour(until))
-    return " AND ".join(where), params
+def _bucket(since: str | None, until: str | None) -> str:
+    """Hours for a window of two days or less, days otherwise (a chart of 30 to 60 bars)."""
+    if since and until:
+        span = datetime.fromisoformat(until) - datetime.fromisoformat(since)
+        if span <= timedelta(days=2):
+            return "substr(period, 1, 13)"
+    return "substr(period, 1, 10)"
 
 
 def egress(store: LedgerRows, since: str | None = None, until: str | None = None) -> dict[str, Any]:
-    """What left the domain: per hour, per target, per principal and per data type
-    pseudonymized, with the red-line refusals (requests kept from leaving)."""
-    where, params = _window(since, until)
-    args = tuple(params)
-    hours = store.query(
-        f"SELECT hour, sum(egress), sum(red_line) FROM audit_hourly "
-        f"WHERE {where} GROUP BY hour ORDER BY hour",
-        args,
+    """What left the domain: over time (per hour or day), per target and principal and per
+    data type pseudonymized, with the red-line refusals (requests kept from leaving)."""
+    source, params = _source("", since, until)
+    types_source, types_params = _source("_types", since, until)
+    bucket = _bucket(since, until)
+    periods = store.query(
+        f"SELECT {bucket} AS at, sum(egress), sum(red_line) FROM {source} "
+        f"GROUP BY {bucket} ORDER BY {bucket}",
+        tuple(params),
     )
     targets = store.query(
-        f"SELECT target, principal, sum(egress), sum(prompt_tokens) + "
-        f"sum(completion_tokens), sum(cost_usd) FROM audit_hourly "
-        f"WHERE {where} AND egress > 0 GROUP BY target, principal "
+        f"SELECT target, principal, sum(egress), sum(prompt_tokens) + sum(completion_tokens), "
+        f"sum(cost_usd) FROM {source} WHERE egress > 0 GROUP BY target, principal "
         f"ORDER BY target, principal",
-        args,
+        tuple(params),
     )
     types = store.query(
-        f"SELECT target, principal, data_type, sum(count) FROM "
-        f"audit_hourly_types WHERE {where} GROUP BY target, principal, "
-        f"data_type ORDER BY target, principal, data_type",
-        args,
+        f"SELECT target, principal, data_type, sum(count) FROM {types_source} "
+        f"GROUP BY target, principal, data_type ORDER BY target, principal, data_type",
+        tuple(types_params),
     )
     pseudonymized: dict[tuple[str, str], dict[str, int]] = {}
     for target, principal, data_type, count in types:
@@ -65,7 +87,9 @@ def egress(store: LedgerRows, since: str | None = None, until: str | None = None
     return {
         "since": since,
         "until": until,
-        "hours": [{"hour": str(h), "egress": int(e), "red_line": int(r)} for h, e, r in hours],
+        "periods": [
+            {"period": str(p), "egress": int(e), "red_line": int(r)} for p, e, r in periods
+        ],
         "sent": [
             {
                 "target": str(t),
@@ -77,24 +101,25 @@ def egress(store: LedgerRows, since: str | None = None, until: str | None = None
             }
             for t, p, n, tok, c in targets
         ],
-        "red_line": sum(int(r) for _, _, r in hours),
+        "red_line": sum(int(r) for _, _, r in periods),
     }
 
 
 def metrics(
     store: LedgerRows, since: str | None = None, until: str | None = None
 ) -> dict[str, Any]:
-    """Requests, tokens, latency, cost, local vs cloud share and guard blocks, per hour
-    and in total, from the summaries."""
-    where, params = _window(since, until)
+    """Requests, tokens, latency, cost, local vs cloud share and guard blocks, per hour or
+    day and in total, from the summaries."""
+    source, params = _source("", since, until)
+    bucket = _bucket(since, until)
     rows = store.query(
-        f"SELECT hour, place, sum(requests), sum(errors), sum(prompt_tokens), "
+        f"SELECT {bucket} AS at, place, sum(requests), sum(errors), sum(prompt_tokens), "
         f"sum(completion_tokens), sum(cost_usd), sum(latency_ms), sum(guard_blocks), "
-        f"sum(refusals) FROM audit_hourly WHERE {where} GROUP BY hour, place ORDER BY hour",
+        f"sum(refusals) FROM {source} GROUP BY {bucket}, place ORDER BY {bucket}",
         tuple(params),
     )
-    hours: dict[str, dict[str, Any]] = {}
-    total = {
+    periods: dict[str, dict[str, Any]] = {}
+    total: dict[str, Any] = {
         "requests": 0,
         "errors": 0,
         "tokens": 0,
@@ -106,11 +131,11 @@ def metrics(
         "guard_blocks": 0,
         "refusals": 0,
     }
-    for hour, place, req, err, ptok, ctok, cost, lat, guard, refused in rows:
-        row = hours.setdefault(
-            str(hour),
+    for period, place, req, err, ptok, ctok, cost, lat, guard, refused in rows:
+        row = periods.setdefault(
+            str(period),
             {
-                "hour": str(hour),
+                "period": str(period),
                 "requests": 0,
                 "local": 0,
                 "cloud": 0,
@@ -119,12 +144,12 @@ def metrics(
             },
         )
         tokens = int(ptok) + int(ctok)
-        for bucket in (row, total):
-            bucket["requests"] += int(req)
-            bucket["tokens"] += tokens
-            bucket["guard_blocks"] += int(guard)
+        for bucket_totals in (row, total):
+            bucket_totals["requests"] += int(req)
+            bucket_totals["tokens"] += tokens
+            bucket_totals["guard_blocks"] += int(guard)
             if place in ("local", "cloud"):
-                bucket[str(place)] += int(req)
+                bucket_totals[str(place)] += int(req)
         total["errors"] += int(err)
         total["cost_usd"] += float(cost)
         total["latency_ms"] += float(lat)
@@ -139,7 +164,7 @@ def metrics(
     total["saved_usd"] = (
         total["cost_usd"] / cloud_tokens * total["local_tokens"] if cloud_tokens else 0.0
     )
-    return {"since": since, "until": until, "total": total, "hours": list(hours.values())}
+    return {"since": since, "until": until, "total": total, "periods": list(periods.values())}
 
 
 def ledger_page(

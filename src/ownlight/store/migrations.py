@@ -170,23 +170,24 @@ def _model_lifecycle(db: sqlite3.Connection) -> None:
 
 
 def _ledger_summaries(db: sqlite3.Connection) -> None:
-    """Hourly summaries the admin views read instead of the ledger (``audit.summaries``;
-    an existing ledger is counted when a ledger next opens it), and indexes for the
-    ledger list's filters, each with ``seq`` for keyset paging."""
+    """Hourly and daily summaries the admin views read instead of the ledger
+    (``audit.summaries``; an existing ledger is counted when a ledger next opens it), and
+    indexes for the ledger list's filters, each with ``seq`` for keyset paging."""
     numbers = ", ".join(f"{m} {'REAL' if m in ('cost_usd', 'latency_ms') else 'INTEGER'} "
                         "NOT NULL DEFAULT 0" for m in SUMMARY_MEASURES)
-    db.execute(
-        f"""CREATE TABLE audit_hourly (
-            hour TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
-            tenant TEXT NOT NULL, place TEXT NOT NULL, {numbers},
-            PRIMARY KEY (hour, target, principal, tenant, place))"""
-    )
-    db.execute(
-        """CREATE TABLE audit_hourly_types (
-            hour TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
-            data_type TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (hour, target, principal, data_type))"""
-    )
+    for period in ("hourly", "daily"):
+        db.execute(
+            f"""CREATE TABLE audit_{period} (
+                period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+                tenant TEXT NOT NULL, place TEXT NOT NULL, {numbers},
+                PRIMARY KEY (period, target, principal, tenant, place))"""
+        )
+        db.execute(
+            f"""CREATE TABLE audit_{period}_types (
+                period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+                data_type TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (period, target, principal, data_type))"""
+        )
     db.execute("CREATE TABLE audit_summary_mark (id INTEGER PRIMARY KEY CHECK (id = 1), "
                "seq INTEGER NOT NULL)")
     for column in ("principal", "target", "status", "kind", "inside_domain"):

@@ -1,0 +1,210 @@
+"""What the admin views cost on a large ledger: every reader behind an admin page, timed on
+SQLite and on the shared ledger in PostgreSQL, against the 300 ms goal.
+
+The ledger is made through the real schema and the real chain: records are chained by
+``chain.append_records`` (canonical JSON, hashes, the hourly summaries kept on append) in
+batches of 5,000, over 30 days, 40 principals, 6 targets, half of them local. The shared
+ledger gets the same chain through ``shared.append_shared`` (the shipper's own append),
+in a throwaway PostgreSQL from ``tests.support.servers``. Then each view (``audit.views``)
+runs ``--runs`` times; the median and 95th percentile are printed per view and store.
+
+    python bench/console_pages.py [--records 1000000] [--runs 30] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+import psycopg  # noqa: E402
+from tests.support.servers import Postgres, running  # noqa: E402
+
+from ownlight.audit.chain import append_records  # noqa: E402
+from ownlight.audit.shared import LedgerRows, PgLedgerStore, append_shared  # noqa: E402
+from ownlight.audit.views import egress, ledger_page, ledger_record, metrics  # noqa: E402
+from ownlight.store.postgres import PostgresDatabase  # noqa: E402
+from ownlight.store.sqlite import StateStore  # noqa: E402
+
+GOAL_MS = 300.0
+BATCH = 5000
+SPAN = 30 * 24 * 3600.0
+TYPES = ("EMAIL", "PHONE", "PERSON", "IBAN", "ADDRESS")
+TARGETS = ("local-qwen", "local-llama", "local-embed", "gpt-4o", "claude", "mistral")
+
+
+def record(i: int, n: int, start: float) -> dict[str, Any]:
+    """The i-th of n records: mostly requests, some egress-only, refusals and admin acts."""
+    at = datetime.fromtimestamp(start + SPAN * i / n, UTC).isoformat(timespec="milliseconds")
+    target = TARGETS[i % len(TARGETS)]
+    cloud = i % len(TARGETS) >= 3
+    if i % 97 == 0:
+        return {
+            "kind": "refusal",
+            "status": 401,
+            "reason": "unknown_key",
+            "key": "none",
+            "client": "10.0.0.1",
+            "endpoint": "POST /v1/chat/completions",
+            "at": at,
+            "uid": f"bench-{i}",
+        }
+    if i % 101 == 0:
+        return {
+            "kind": "admin",
+            "action": "key.create",
+            "subject": f"k{i}",
+            "principal": "admin",
+            "details": {},
+            "at": at,
+            "uid": f"bench-{i}",
+        }
+    return {
+        "kind": "request",
+        "request_id": f"req_{i:012x}",
+        "operation": "chat",
+        "endpoint": "/v1/chat/completions",
+        "status": 200 if i % 53 else 502,
+        "principal": f"user{i % 40}",
+        "tenant": f"t{i % 3}",
+        "groups": [],
+        "model": target,
+        "route": target,
+        "target": target,
+        "inside_domain": not cloud,
+        "error_code": "policy_local_only" if i % 211 == 0 else None,
+        "pseudonymized": {TYPES[i % 5]: 1 + i % 3, TYPES[(i + 2) % 5]: 1} if cloud else {},
+        "usage": {"prompt_tokens": 200 + i % 400, "completion_tokens": 50 + i % 90},
+        "cost_usd": 0.002 if cloud else 0.0,
+        "latency_ms": 40.0 + i % 700,
+        "prompt": {"hmac_sha256": f"{i:064x}"},
+        "at": at,
+        "uid": f"bench-{i}",
+    }
+
+
+def fill_sqlite(path: Path, n: int) -> float:
+    store = StateStore(path)
+    start = time.time() - SPAN
+    began = time.perf_counter()
+    try:
+        for first in range(0, n, BATCH):
+            append_records(
+                store,
+                [record(i, n, start) for i in range(first, min(n, first + BATCH))],
+                checkpoint_every=1000,
+            )
+    finally:
+        store.close()
+    return time.perf_counter() - began
+
+
+def fill_postgres(local: Path, url: str) -> float:
+    store = StateStore(local)
+    began = time.perf_counter()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            last = 0
+            while True:
+                rows = [
+                    (int(str(s)), str(r))
+                    for s, r in store.query(
+                        "SELECT seq, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (last, BATCH),
+                    )
+                ]
+                if not rows:
+                    break
+                with conn.transaction():
+                    last = append_shared(conn, "bench", rows)
+            conn.execute("ANALYZE")
+    finally:
+        store.close()
+    return time.perf_counter() - began
+
+
+def views(store: LedgerRows, n: int) -> dict[str, Callable[[], Any]]:
+    """What each admin page reads (the console's pages make these calls and no others)."""
+    week = datetime.fromtimestamp(time.time() - 7 * 24 * 3600, UTC).isoformat()
+    deep = ledger_page(store, limit=50, before=n // 2)["next"]
+    return {
+        "egress, 30 days": lambda: egress(store),
+        "egress, last 7 days": lambda: egress(store, since=week),
+        "metrics, 30 days": lambda: metrics(store),
+        "ledger, first page": lambda: ledger_page(store, limit=50),
+        "ledger, page at the middle": lambda: ledger_page(store, limit=50, before=deep),
+        "ledger, by principal": lambda: ledger_page(store, limit=50, principal="user7"),
+        "ledger, by target, errors": lambda: ledger_page(
+            store, limit=50, target="gpt-4o", status=502
+        ),
+        "ledger, cloud only, last 7 days": lambda: ledger_page(
+            store, limit=50, inside_domain=False, since=week
+        ),
+        "ledger, admin acts": lambda: ledger_page(store, limit=50, kind="admin"),
+        "one record": lambda: ledger_record(store, n // 3),
+    }
+
+
+def measure(name: str, store: LedgerRows, n: int, runs: int) -> bool:
+    ok = True
+    for view, call in views(store, n).items():
+        call()  # warm
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - began) * 1000)
+        times.sort()
+        p50, p95 = statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
+        within = p95 <= GOAL_MS
+        ok = ok and within
+        print(
+            f"{name:10} {view:34} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms  "
+            f"{'within' if within else 'OVER'} {GOAL_MS:.0f} ms ({p95 / GOAL_MS:.3f} of it)"
+        )
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    n = args.records
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.db"
+        took = fill_sqlite(path, n)
+        print(f"chained {n} records into SQLite in {took:.1f} s ({took / n * 1e6:.0f} us each)")
+        store = StateStore(path)
+        try:
+            ok = measure("sqlite", store, n, args.runs) and ok
+        finally:
+            store.close()
+        if not args.no_postgres:
+            with running(Postgres()) as server:
+                url = server.database()
+                PostgresDatabase(url).close()  # migrates
+                took = fill_postgres(path, url)
+                print(f"shipped {n} records into PostgreSQL in {took:.1f} s")
+                database = PostgresDatabase(url, max_connections=1)
+                pg = PgLedgerStore(database)
+                try:
+                    ok = measure("postgres", pg, n, args.runs) and ok
+                finally:
+                    pg.close()
+    print("every view within the goal" if ok else "some view is over the goal")
+
+
+if __name__ == "__main__":
+    main()
