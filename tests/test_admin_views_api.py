@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import httpx
 import openai
@@ -72,13 +73,26 @@ def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
     lines = httpx.get(gateway.url + "/v1/admin/egress/export?format=jsonl", headers=auth)
     assert lines.headers["content-type"].startswith("application/x-ndjson")
     exported = [json.loads(line) for line in lines.text.splitlines()]
-    assert len(exported) == 3 and ADDRESS not in lines.text
+    requests = [r for r in exported if r["kind"] == "request"]
+    assert len(requests) == 3 and ADDRESS not in lines.text
     assert all(
         r["pseudonymized"] == {"EMAIL_ADDRESS": 1} and r["hash_of_payload"] for r in exported
     )
+    # an egress record chained apart from its request's record names that request
+    assert {r["request_id"] for r in exported} == {r["request_id"] for r in requests}
     table = httpx.get(gateway.url + "/v1/admin/egress/export?format=csv", headers=auth)
     rows = list(csv.DictReader(io.StringIO(table.text)))
     assert [r["request_id"] for r in rows] == [r["request_id"] for r in exported]
+
+    url = gateway.url + "/v1/admin/ledger/verification"
+    assert httpx.get(url, headers=auth).json()["last"] is None
+    assert httpx.post(url, headers=auth).status_code == 202
+    for _ in range(200):
+        status = httpx.get(url, headers=auth).json()
+        if status["last"] and not status["running"]:
+            break
+        time.sleep(0.05)
+    assert status["last"]["ok"] is True and status["last"]["count"] >= 3
 
     made = httpx.post(
         gateway.url + "/v1/admin/keys",
@@ -106,6 +120,7 @@ def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
     assert {(a["action"], a["principal"]) for a in acts} >= {
         ("key.create", "root"),
         ("key.revoke", "root"),
+        ("audit.verify", "root"),
     }
     assert key not in json.dumps(acts)
 

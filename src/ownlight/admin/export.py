@@ -1,7 +1,9 @@
 """The egress export: every record of what left the domain in a window, as JSONL or CSV,
 read a page at a time through the ledger's ``(inside_domain, seq)`` index so a large
 export never holds the ledger in memory. Types and counts of what was pseudonymized,
-never the values (the ledger never has them)."""
+never the values (the ledger never has them). A request's egress is usually folded into
+its request's record; one chained on its own (its request unfinished, or chained in
+another pass) is a row of kind ``egress`` with the same ``request_id``."""
 
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ def export_egress(
         row = {
             "seq": record.get("seq"),
             "at": record.get("at"),
+            "kind": record.get("kind"),
             "request_id": record.get("request_id"),
             "principal": record.get("principal"),
             "tenant": record.get("tenant"),

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ownlight.admin.chain_status import ChainStatus
 from ownlight.admin.export import export_egress
 from ownlight.admin.keys import create_key, list_keys, revoke_key
 from ownlight.audit import views
@@ -73,6 +74,31 @@ async def egress_export(request: Request) -> Response:
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="ownlight-egress.{fmt}"'},
     )
+
+
+def _chain(request: Request) -> ChainStatus:
+    state = request.app.state
+    if not hasattr(state, "chain_status"):
+        state.chain_status = ChainStatus()
+    status: ChainStatus = state.chain_status
+    return status
+
+
+async def verification(request: Request) -> Response:
+    """``GET /v1/admin/ledger/verification``: the last verdict and the records since;
+    ``POST`` starts a verification (202; recorded in the ledger when it ends)."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        actor = admin(request)
+        chain = _chain(request)
+        if request.method == "POST":
+            started = chain.start(runtime.audit_rows(), runtime.pipeline.ledger, actor)
+            return json_response(
+                {"started": started, **chain.status(runtime.audit_rows())}, status=202
+            )
+        return json_response(chain.status(runtime.audit_rows()))
+    except OwnlightError as exc:
+        return error_response(exc)
 
 
 async def usage(request: Request) -> Response:
@@ -183,6 +209,7 @@ routes = [
     Route("/v1/admin/egress/export", egress_export, methods=["GET"]),
     Route("/v1/admin/usage", usage, methods=["GET"]),
     Route("/v1/admin/ledger", ledger, methods=["GET"]),
+    Route("/v1/admin/ledger/verification", verification, methods=["GET", "POST"]),
     Route("/v1/admin/ledger/{seq}", ledger_record, methods=["GET"]),
     Route("/v1/admin/keys", keys, methods=["GET", "POST"]),
     Route("/v1/admin/keys/{ident}/revoke", revoke, methods=["POST"]),
