@@ -9,6 +9,7 @@ in a throwaway PostgreSQL from ``tests.support.servers``. Then each view (``audi
 runs ``--runs`` times; the median and 95th percentile are printed per view and store.
 
     python bench/console_pages.py [--records 1000000] [--runs 30] [--no-postgres]
+    python bench/console_pages.py --overhead 200000   # what keeping the summaries costs
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ TYPES = ("EMAIL", "PHONE", "PERSON", "IBAN", "ADDRESS")
 TARGETS = ("local-qwen", "local-llama", "local-embed", "gpt-4o", "claude", "mistral")
 
 
-def record(i: int, n: int, start: float) -> dict[str, Any]:
-    """The i-th of n records: mostly requests, some egress-only, refusals and admin acts."""
-    at = datetime.fromtimestamp(start + SPAN * i / n, UTC).isoformat(timespec="milliseconds")
+def record(i: int, n: int, start: float, span: float = SPAN) -> dict[str, Any]:
+    """The i-th of n records: mostly requests, some refusals and admin acts."""
+    at = datetime.fromtimestamp(start + span * i / n, UTC).isoformat(timespec="milliseconds")
     target = TARGETS[i % len(TARGETS)]
     cloud = i % len(TARGETS) >= 3
     if i % 97 == 0:
@@ -92,15 +93,15 @@ def record(i: int, n: int, start: float) -> dict[str, Any]:
     }
 
 
-def fill_sqlite(path: Path, n: int) -> float:
+def fill_sqlite(path: Path, n: int, span: float = SPAN, batch: int = BATCH) -> float:
     store = StateStore(path)
-    start = time.time() - SPAN
+    start = time.time() - span
     began = time.perf_counter()
     try:
-        for first in range(0, n, BATCH):
+        for first in range(0, n, batch):
             append_records(
                 store,
-                [record(i, n, start) for i in range(first, min(n, first + BATCH))],
+                [record(i, n, start, span) for i in range(first, min(n, first + batch))],
                 checkpoint_every=1000,
             )
     finally:
@@ -130,6 +131,28 @@ def fill_postgres(local: Path, url: str) -> float:
     finally:
         store.close()
     return time.perf_counter() - began
+
+
+def summary_overhead(n: int, rate: float = 2000.0, per_pass: int = 100) -> None:
+    """Chaining with the summaries kept, and with their counting switched off, in one run,
+    as the chainer sees traffic: ``rate`` requests a second, a pass every 50 ms."""
+    import ownlight.audit.chain as chain
+
+    kept = chain.count_appended
+    timings = {}
+    for label, counter in (("without summaries", lambda *a, **k: None), ("with summaries", kept)):
+        chain.count_appended = counter  # type: ignore[assignment]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                timings[label] = fill_sqlite(Path(tmp) / "state.db", n, n / rate, per_pass)
+        finally:
+            chain.count_appended = kept
+        print(
+            f"chaining {n} records ({rate:.0f}/s, {per_pass} a pass) {label}: "
+            f"{timings[label] / n * 1e6:.1f} us a record"
+        )
+    ratio = timings["with summaries"] / timings["without summaries"]
+    print(f"summaries cost {ratio:.2f}x the chaining without them")
 
 
 def views(store: LedgerRows, n: int) -> dict[str, Callable[[], Any]]:
@@ -179,8 +202,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--overhead",
+        type=int,
+        default=0,
+        help="only time chaining this many records with and without summaries",
+    )
     args = parser.parse_args()
     n = args.records
+    if args.overhead:
+        summary_overhead(args.overhead)
+        return
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "state.db"
