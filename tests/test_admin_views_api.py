@@ -55,8 +55,10 @@ def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
     assert sent[0]["target"].startswith("cloud") and sent[0]["principal"] == "alice"
     assert sent[0]["pseudonymized"] == {"EMAIL_ADDRESS": 3}
 
-    usage = httpx.get(gateway.url + "/v1/admin/usage", headers=auth).json()["total"]
-    assert usage["cloud"] == 3 and usage["local_share"] == 0.0
+    answer = httpx.get(gateway.url + "/v1/admin/usage", headers=auth).json()
+    usage = answer["total"]
+    assert usage["cloud"] == 3 and usage["local_share"] == 0.0 and usage["tokens"] > 0
+    assert answer["now"]["circuits"] == {"cloud": "closed"}
 
     first = httpx.get(gateway.url + "/v1/admin/ledger?limit=2&kind=request", headers=auth)
     assert first.status_code == 200 and len(first.json()["data"]) == 2

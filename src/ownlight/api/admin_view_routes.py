@@ -110,9 +110,11 @@ async def usage(request: Request) -> Response:
         admin(request)
         since, until = _window(request)
         report = views.metrics(runtime.audit_rows(), since, until)
+        state = runtime.state()
     except OwnlightError as exc:
         return error_response(exc)
-    return json_response(report)
+    now = {part: state.get(part, {}) for part in ("queues", "circuits", "models", "serving")}
+    return json_response({**report, "now": now})
 
 
 async def ledger(request: Request) -> Response:
