@@ -32,10 +32,32 @@ ROUTES = (
 )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_toml(request: pytest.FixtureRequest) -> str:
+    """No ``[store]`` (SQLite and the instance's own ledger), or a real PostgreSQL (keys
+    there, and the views read the shared ledger)."""
+    if request.param == "sqlite":
+        return ""
+    url = request.getfixturevalue("postgres_url")
+    return f'[store]\nurl = "{url}"\n'
+
+
+def settled(gateway) -> None:
+    """Everything recorded so far is chained (and shipped to a shared ledger)."""
+    gateway.runtime.pipeline.ledger.flush()
+    for _ in range(400):
+        if not gateway.runtime.audit_behind():
+            return
+        time.sleep(0.025)
+    raise AssertionError("the shared ledger did not catch up")
+
+
 def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
-    gateway_factory, cloud: FakeUpstream
+    gateway_factory, cloud: FakeUpstream, store_toml: str
 ) -> None:
-    gateway = gateway_factory(upstream_toml("cloud", cloud.url, "fake-echo", retries=0))
+    gateway = gateway_factory(
+        upstream_toml("cloud", cloud.url, "fake-echo", retries=0) + store_toml
+    )
     auth = {"Authorization": f"Bearer {gateway.create_key('root', ('admin',))}"}
     client = gateway.client()
     for i in range(3):
@@ -46,7 +68,7 @@ def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
             ],
         )
     assert cloud.received and all(ADDRESS not in json.dumps(b) for b in cloud.received)
-    gateway.runtime.pipeline.ledger.flush()
+    settled(gateway)
 
     report = httpx.get(gateway.url + "/v1/admin/egress?since=1d", headers=auth)
     assert report.status_code == 200 and ADDRESS not in report.text
@@ -118,6 +140,7 @@ def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
         gateway.client(key).chat.completions.create(
             model="cloud", messages=[{"role": "user", "content": "hi"}]
         )
+    settled(gateway)
     acts = httpx.get(gateway.url + "/v1/admin/ledger?kind=admin", headers=auth).json()["data"]
     assert {(a["action"], a["principal"]) for a in acts} >= {
         ("key.create", "root"),
