@@ -45,7 +45,7 @@ def store_toml(request: pytest.FixtureRequest) -> str:
 def settled(gateway) -> None:
     """Everything recorded so far is chained (and shipped to a shared ledger)."""
     gateway.runtime.pipeline.ledger.flush()
-    for _ in range(400):
+    for _ in range(1200):  # 30 s: a busy machine's shipper retries every second
         if not gateway.runtime.audit_behind():
             return
         time.sleep(0.025)
@@ -99,9 +99,12 @@ def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(
     exported = [json.loads(line) for line in lines.text.splitlines()]
     requests = [r for r in exported if r["kind"] == "request"]
     assert len(requests) == 3 and ADDRESS not in lines.text
-    assert all(
-        r["pseudonymized"] == {"EMAIL_ADDRESS": 1} and r["hash_of_payload"] for r in exported
-    )
+    assert all(r["pseudonymized"] == {"EMAIL_ADDRESS": 1} for r in exported)
+    # each request's payload hash: folded into its record, or on its egress record's row
+    hashes = {r["request_id"]: [] for r in requests}
+    for r in exported:
+        hashes[r["request_id"]] += r["hash_of_payload"]
+    assert all(len(h) == 1 and len(h[0]) == 64 for h in hashes.values())
     # an egress record chained apart from its request's record names that request
     assert {r["request_id"] for r in exported} == {r["request_id"] for r in requests}
     table = httpx.get(gateway.url + "/v1/admin/egress/export?format=csv", headers=auth)
