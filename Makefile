@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # The agent CLIs the acceptance tests drive, pinned to the releases the fixtures in
-# tests/data/agents/ were recorded from (update both together).
-AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332
+# tests/data/agents/ were recorded from (update both together), and axe-core, which the
+# console tests run in the browser.
+AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332 axe-core@4.14.1
+# The MCP Inspector's command line, which tests/test_mcp_inspector.py drives /mcp with.
+INSPECTOR_PACKAGES := @modelcontextprotocol/inspector-cli@1.0.3
 
 .PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
 	bench-retrieval bench-guard bench-serving bench-pools bench-scaleout cluster clean
@@ -24,7 +27,11 @@ install: $(BIN)/.installed
 	npm install --prefix .agents --no-save --no-audit --no-fund --loglevel=error $(AGENT_PACKAGES)
 	touch $@
 
-agents: .agents/.installed
+agents: .agents/.installed .inspector/.installed
+
+.inspector/.installed: Makefile
+	npm install --prefix .inspector --no-save --no-audit --no-fund --loglevel=error $(INSPECTOR_PACKAGES)
+	touch $@
 
 serve: install
 	$(BIN)/ownlight serve

@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ownlight"
 
 # The top layer: what a user runs or calls. Nothing below may import it.
 TOP = ("ownlight.cli", "ownlight.cli_support", "ownlight.server", "ownlight.runtime",
-       "ownlight.api")
+       "ownlight.api", "ownlight.console")
 # Package pairs where the first sits below the second: never the reverse.
 BELOW = [
     ("ownlight.models", "ownlight.backends"),   # model files and the registry under serving

@@ -459,3 +459,30 @@ def test_db_copy_moves_a_single_machine_onto_postgresql(postgres_url: str,
         other.close()
     again = runner.invoke(main, ["db", "copy", "--to", postgres_url], env=env)
     assert again.exit_code == 1 and "has keys already" in again.output
+
+
+# -- pinned MCP tool definitions ----------------------------------------------------------
+
+
+def test_mcp_pins_are_replaced_per_server_and_shared(stores: Stores, config: Config) -> None:
+    from ownlight.mcp.pins import ToolPins, definition_hash
+
+    pins = ToolPins(stores.registry)
+    assert pins.for_server("crm") == {}
+    first = definition_hash("lookup", "Look up a customer.", {"type": "object"})
+    assert first != definition_hash("lookup", "Look up a customer!", {"type": "object"})
+    pins.approve("crm", {"lookup": first, "fetch": "b" * 64}, "root")
+    pins.approve("files", {"read": "c" * 64}, "root")
+    assert pins.for_server("crm") == {"lookup": first, "fetch": "b" * 64}
+    pins.approve("crm", {"lookup": "d" * 64}, "ops")  # a re-approval replaces the set
+    assert pins.for_server("crm") == {"lookup": "d" * 64}
+    assert [(p.server, p.tool, p.approved_by) for p in pins.all()] == [
+        ("crm", "lookup", "ops"), ("files", "read", "root")]
+    state = StateStore(config.data_dir / "state-2.db")  # another instance sees the same pins
+    other = open_stores(config, state)
+    try:
+        expected = {"lookup": "d" * 64} if stores.shared else {}
+        assert ToolPins(other.registry).for_server("crm") == expected
+    finally:
+        other.close()
+        state.close()

@@ -24,6 +24,7 @@ from ownlight.errors import ConfigError, OwnlightError
 from ownlight.evals.eval_cli import eval_group
 from ownlight.guard.guard_cli import guard_group
 from ownlight.knowledge.knowledge_cli import ingest_command, search_command
+from ownlight.mcp.mcp_cli import mcp_group
 from ownlight.models.models_cli import models_group
 from ownlight.pipeline import GatewayRequest
 from ownlight.principal import Principal
@@ -414,6 +415,7 @@ def _key(key: str) -> str:
 
 
 main.add_command(audit_group)
+main.add_command(mcp_group)
 main.add_command(models_group)
 main.add_command(eval_group)
 main.add_command(guard_group)

@@ -32,6 +32,9 @@ from ownlight.config.settings import BACKEND_KINDS
 from ownlight.errors import OwnlightError
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
+from ownlight.mcp.builtins import knowledge_search
+from ownlight.mcp.hub import Builtin, ToolHub
+from ownlight.mcp.pins import ToolPins
 from ownlight.models.files import Progress
 from ownlight.models.registry import REGISTRY_PREFIX
 from ownlight.pipeline import Pipeline
@@ -134,6 +137,7 @@ class Runtime:
     stores: Stores | None = None  # the shared state, closed with the runtime
     state_file: StateStore | None = None  # this instance's SQLite file
     counters: SharedCounters | None = None  # [redis] url: shared budgets and circuits
+    mcp: ToolHub | None = None  # the MCP gateway's tools ([mcp]), served at /mcp
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -167,6 +171,7 @@ class Runtime:
         runtime = cls(config, keys, backends, pipeline, stores.responses, lifecycle,
                       stores=stores, state_file=state, counters=counters)
         runtime.refusals = keys.refusals = RefusalLog(pipeline.ledger.append)
+        runtime.mcp = build_hub(config, pipeline, stores)
         pipeline.metrics.watch(runtime.state)
         if tracing is not None:
             runtime.tracing = tracing
@@ -217,6 +222,8 @@ class Runtime:
         await asyncio.gather(*(self._start(a, b) for a, b in self.backends.items()))
         if self.knowledge is not None:
             self._tasks.append(asyncio.create_task(self.knowledge.run_embedder()))
+        if self.mcp is not None:
+            await self.mcp.start()
 
     async def _start(self, alias: str, backend: Backend) -> None:
         if alias in self.load_errors:
@@ -228,6 +235,8 @@ class Runtime:
             log.error("model %s failed to start: %s", alias, exc)
 
     async def close(self) -> None:
+        if self.mcp is not None:
+            await self.mcp.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -276,6 +285,18 @@ class Runtime:
             else:
                 status[alias] = "ready" if backend.ready else "loading"
         return status
+
+
+def build_hub(config: Config, pipeline: Pipeline, stores: Stores) -> ToolHub:
+    """The MCP tool hub: the configured servers, Ownlight's own tools, and the pipeline's
+    shield, guard, ledger and metrics around every call."""
+    settings = config.settings
+    builtins: list[Builtin] = []
+    if settings.mcp.knowledge_search and pipeline.knowledge is not None:
+        builtins.append(knowledge_search(pipeline.knowledge, settings.knowledge.k))
+    return ToolHub(settings.mcp, pins=ToolPins(stores.registry), ledger=pipeline.ledger,
+                   metrics=pipeline.metrics, privacy=pipeline.privacy, guard=pipeline.guard,
+                   red_line=list(settings.routing.red_line), builtins=builtins)
 
 
 def build_backends(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -21,6 +21,7 @@ from ownlight.api import (
     anthropic_routes,
     guard_routes,
     knowledge_routes,
+    mcp_routes,
     openai_responses_routes,
     openai_routes,
     privacy_routes,
@@ -29,7 +30,9 @@ from ownlight.api.bodies import error_response, json_response
 from ownlight.api.common import PipelineRoute, bearer_key
 from ownlight.api.frontend import FrontEnd, pipeline_paths
 from ownlight.auth import request_scope
+from ownlight.console import routes as console_routes
 from ownlight.errors import OwnlightError
+from ownlight.mcp.endpoint import McpEndpoint
 from ownlight.runtime import Runtime
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -48,7 +51,10 @@ PIPELINE_PATHS: dict[str, PipelineRoute] = {
 
 
 async def root(request: Request) -> Response:
-    """What answers at ``/``: Claude Code probes it with ``HEAD /`` before its first turn."""
+    """What answers at ``/``: a browser is sent to the console; Claude Code probes it with
+    ``HEAD /`` before its first turn, and an API client gets the gateway's name."""
+    if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/console/", 303)
     return json_response({"name": "Ownlight", "status": "ok"})
 
 
@@ -147,10 +153,13 @@ def create_app(runtime: Runtime) -> FastPath:
         # they are ready, and early requests wait for their model.
         task = asyncio.create_task(runtime.start())
         try:
-            yield
+            async with mcp.run() if mcp is not None else contextlib.nullcontext():
+                yield
         finally:
             task.cancel()
             await runtime.close()
+
+    mcp = McpEndpoint(runtime.mcp, runtime.keys) if runtime.mcp is not None else None
 
     app = Starlette(
         routes=[
@@ -167,6 +176,9 @@ def create_app(runtime: Runtime) -> FastPath:
             *admin_routes.routes,
             *admin_view_routes.routes,
             *guard_routes.routes,
+            *mcp_routes.routes,
+            *console_routes.routes,
+            *([Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])] if mcp else []),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

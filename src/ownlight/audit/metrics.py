@@ -56,8 +56,11 @@ class Metrics:
         self.refusals = _Counts("ownlight_refusals",
                                 "Requests refused by policy: red line, budget, guard.",
                                 ["reason"])
+        self.mcp_calls = _Counts("ownlight_mcp_tool_calls",
+                                 "MCP tool calls by server, tool and outcome.",
+                                 ["server", "tool", "outcome"])
         self.registry.register(_Recorded([
-            self.requests, self.latency, self.first_token, self.tokens, self.egress,
+            self.mcp_calls, self.requests, self.latency, self.first_token, self.tokens, self.egress,
             self.egress_bytes, self.pseudonymized, self.refusals]))
 
     def watch(self, read_state: Callable[[], Mapping[str, Any]]) -> None:

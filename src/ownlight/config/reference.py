@@ -55,6 +55,10 @@ def effective_view(config: Config) -> dict[str, Any]:
         out["store"]["url"] = config.settings.store.url.masked()
     if config.settings.redis.url is not None:  # may hold a password
         out["redis"]["url"] = config.settings.redis.url.masked()
+    for name, server in config.settings.mcp.servers.items():  # credentials
+        row = out["mcp"]["servers"][name]
+        row["headers"] = {k: v.masked() for k, v in server.headers.items()}
+        row["env"] = {k: v.masked() for k, v in server.env.items()}
     out["models"] = models
     return out
 

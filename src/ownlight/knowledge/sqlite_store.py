@@ -337,6 +337,16 @@ class SQLiteKnowledgeStore:
 
     # -- reading ---------------------------------------------------------------
 
+    def readable_collections(self, principal: Principal) -> list[str]:
+        names = [str(r[0]) for r in self.db.execute(
+            "SELECT name FROM collections WHERE tenant = ?", (principal.tenant,)).fetchall()]
+        rows = self.db.execute(
+            f"WITH readable AS ({READABLE_CLASSES_SQL})"
+            " SELECT DISTINCT c.name FROM access_classes a JOIN collections c"
+            " ON c.id = a.collection_id WHERE a.id IN (SELECT id FROM readable) ORDER BY c.name",
+            self._access(principal, names)).fetchall()
+        return [str(r[0]) for r in rows]
+
     @staticmethod
     def _access(principal: Principal, collections: Sequence[str]) -> dict[str, str]:
         return {

@@ -36,6 +36,7 @@ class Copied:
     switches: int = 0
     eval_runs: int = 0
     audit: int = 0
+    mcp_pins: int = 0
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -53,6 +54,7 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
     ledger = [(int(str(seq)), str(record)) for seq, record in source.query(
         "SELECT seq, record FROM audit_log ORDER BY seq")]
     marks = source.query("SELECT count, head, at FROM audit_checkpoints ORDER BY count")
+    pins = source.query("SELECT server, tool, sha256, approved_at, approved_by FROM mcp_pins")
     with target.transaction() as conn:
         conn.execute("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
         if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
@@ -79,6 +81,10 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
                 (row[0], row[1], row[2], datetime.fromtimestamp(float(str(row[3])), UTC),
                  row[4], row[5]))
         registry = _copy_registry(source, conn)
+        for row in pins:  # approved MCP tool definitions (``mcp.pins``)
+            conn.execute(
+                "INSERT INTO mcp_pins (server, tool, sha256, approved_at, approved_by)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (server, tool) DO NOTHING", row)
         if ledger:
             empty = not conn.execute("SELECT 1 FROM audit_log LIMIT 1").fetchone()
             # into an empty ledger the file's own checkpoints are copied below instead
@@ -87,7 +93,8 @@ def copy_state(source: StateStore, target: PostgresDatabase) -> Copied:
                 conn.cursor().executemany(
                     "INSERT INTO audit_checkpoints (count, head, at) VALUES (%s, %s, %s)"
                     " ON CONFLICT (count) DO NOTHING", marks)
-    return Copied(len(keys), len(spend), len(responses), *registry, audit=len(ledger))
+    return Copied(len(keys), len(spend), len(responses), *registry, audit=len(ledger),
+                  mcp_pins=len(pins))
 
 
 REGISTRY_TABLES = (  # (table, its columns, whether its id is kept)

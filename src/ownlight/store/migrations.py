@@ -169,6 +169,46 @@ def _model_lifecycle(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)")
 
 
+def _mcp_pins(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE mcp_pins (
+            server TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            approved_at TEXT NOT NULL,
+            approved_by TEXT NOT NULL,
+            PRIMARY KEY (server, tool)
+        )"""
+    )
+
+
+def _console(db: sqlite3.Connection) -> None:
+    """The console's sign-in sessions and the conversations it lists (``console.store``)."""
+    db.execute(
+        """CREATE TABLE console_sessions (
+            token_hash TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX console_sessions_key ON console_sessions (key_hash)")
+    db.execute(
+        """CREATE TABLE console_conversations (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            responses TEXT NOT NULL DEFAULT '[]',
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX console_conversations_owner"
+               " ON console_conversations (tenant, principal, updated_at)")
+
+
 def _ledger_summaries(db: sqlite3.Connection) -> None:
     """Hourly and daily summaries the admin views read instead of the ledger
     (``audit.summaries``; an existing ledger is counted when a ledger next opens it), and
@@ -209,5 +249,7 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("006_audit_log", _audit_log),
     ("007_audit_uid", _audit_uid),
     ("008_model_lifecycle", _model_lifecycle),
-    ("009_ledger_summaries", _ledger_summaries),
+    ("009_mcp_pins", _mcp_pins),
+    ("010_console", _console),
+    ("011_ledger_summaries", _ledger_summaries),
 )

@@ -156,6 +156,26 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             total INTEGER NOT NULL, score DOUBLE PRECISION NOT NULL, results TEXT NOT NULL)""",
         "CREATE INDEX eval_runs_model ON eval_runs (name, version, suite_sha256)",
     )),
+    ("008_mcp", (
+        # Pinned MCP tool definitions (``mcp.pins``): the hash an admin approved.
+        """CREATE TABLE mcp_pins (
+            server TEXT NOT NULL, tool TEXT NOT NULL, sha256 TEXT NOT NULL,
+            approved_at TEXT NOT NULL, approved_by TEXT NOT NULL,
+            PRIMARY KEY (server, tool))""",
+    )),
+    ("010_console_sessions", (
+        # The console's sign-in sessions and conversation list (``console.store``).
+        """CREATE TABLE console_sessions (
+            token_hash TEXT PRIMARY KEY, key_hash TEXT NOT NULL, csrf TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX console_sessions_key ON console_sessions (key_hash)",
+        """CREATE TABLE console_conversations (
+            id TEXT PRIMARY KEY, tenant TEXT NOT NULL, principal TEXT NOT NULL,
+            title TEXT NOT NULL, model TEXT NOT NULL, responses TEXT NOT NULL DEFAULT '[]',
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX console_conversations_owner"
+        " ON console_conversations (tenant, principal, updated_at)",
+    )),
     ("011_ledger_summaries", (
         # Hourly and daily summaries the admin views read instead of the ledger
         # (``audit.summaries``; an existing shared ledger is counted on its next append),

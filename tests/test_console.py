@@ -1,0 +1,199 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright against a running
+``ownlight serve`` (uvicorn on 127.0.0.1) whose model is a recording fake upstream."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import upstream_toml
+from tests.support.browser import chromium, screenshot, serious_accessibility_violations, sign_in
+from tests.support.fake_upstream import FakeUpstream
+
+EMAIL = "bob.jones@example.com"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+def console_toml(cloud: FakeUpstream) -> str:
+    return upstream_toml("cloud", cloud.url, "fake-echo", inside_domain=False, retries=0)
+
+
+def new_page(browser, locale: str = "en-US", bypass_csp: bool = False) -> Page:
+    context = browser.new_context(locale=locale, bypass_csp=bypass_csp)
+    return context.new_page()
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_label("Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+
+
+def test_sign_in_stream_an_answer_and_see_what_left(browser, gateway_factory, cloud) -> None:
+    gateway = gateway_factory(console_toml(cloud))
+    key = gateway.create_key("alice")
+    page = new_page(browser)
+    page.goto(gateway.url + "/")  # a browser at / is sent to the console, then to sign-in
+    expect(page).to_have_url(gateway.url + "/console/sign-in")
+    screenshot(page, "sign-in")
+    sign_in(page, gateway.url, key)
+    expect(page.get_by_text("Signed in as alice")).to_be_visible()
+    send(page, f"Please write to {EMAIL} about the invoice")
+    answer = page.locator(".turn .answer .body").last
+    expect(answer).to_contain_text(f"You said: Please write to {EMAIL}")  # restored value
+    facts = page.locator(".answer-facts").last
+    expect(facts).to_contain_text("cloud · cloud")
+    expect(facts).to_contain_text("EMAIL_ADDRESS × 1")
+    assert EMAIL not in facts.inner_text()  # types and counts, never the value
+    sent = cloud.received[-1]
+    assert EMAIL not in str(sent)  # what left the machine was pseudonymized
+    expect(page).to_have_url(re.compile(r"/console/c/conv_[0-9a-f]+$"))
+    screenshot(page, "chat")
+    page.reload()  # the conversation is kept: its turn comes back from the store
+    expect(page.locator(".turn .answer .body")).to_contain_text("You said:")
+    expect(page.locator(".conversations li")).to_have_count(1)
+
+    page.once("dialog", lambda dialog: dialog.accept("Invoice thread"))
+    page.locator("button.rename").click()
+    expect(page.locator(".conversations li a")).to_have_text("Invoice thread")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button.delete").click()
+    expect(page).to_have_url(gateway.url + "/console/")
+    expect(page.locator(".conversations li")).to_have_count(0)
+
+
+def test_an_answer_with_script_or_onerror_does_not_run(browser, gateway_factory) -> None:
+    hostile = ('<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+               ' [click](javascript:window.pwned=3) **bold**')
+    with FakeUpstream(reply=hostile) as upstream:
+        gateway = gateway_factory(upstream_toml("cloud", upstream.url, "fake-model",
+                                                inside_domain=True, retries=0))
+        key = gateway.create_key("alice")
+        # the page's CSP is bypassed here, so what is tested is the rendering itself
+        page = new_page(browser, bypass_csp=True)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        sign_in(page, gateway.url, key)
+        send(page, "hello")
+        body = page.locator(".turn .answer .body").last
+        expect(body.locator("strong")).to_have_text("bold")
+        expect(body).to_contain_text("<script>window.pwned = 1</script>")  # shown as text
+        assert body.locator("script, img").count() == 0
+        assert body.locator("a[href^='javascript']").count() == 0
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.pwned") is None and not dialogs
+        screenshot(page, "hostile-answer")
+
+
+def test_sessions_cookies_csrf_and_revocation(browser, gateway_factory, cloud) -> None:
+    gateway = gateway_factory(console_toml(cloud))
+    key = gateway.create_key("carol")
+    page = new_page(browser)
+    sign_in(page, gateway.url, key)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ownlight_session")
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    response = page.request.get(gateway.url + "/console/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    # a state-changing call without the session's CSRF token is refused
+    refused = page.request.post(gateway.url + "/console/api/chat",
+                                data={"message": "hi", "model": "cloud"})
+    assert refused.status == 403
+    assert not cloud.received
+    # sign-out ends the session on the server: the old cookie opens nothing
+    token = cookie["value"]
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(gateway.url + "/console/sign-in")
+    stale = httpx.get(gateway.url + "/console/", cookies={"ownlight_session": token},
+                      follow_redirects=False)
+    assert stale.status_code == 303 and stale.headers["location"] == "/console/sign-in"
+    # revoking the key ends its sessions at once
+    sign_in(page, gateway.url, key)
+    assert gateway.runtime.keys.revoke("carol") == 1
+    page.goto(gateway.url + "/console/")
+    expect(page).to_have_url(gateway.url + "/console/sign-in")
+    # a wrong key is refused, and nothing before sign-in shows data
+    page.get_by_label("API key").fill("ol-not-a-key")
+    page.locator("form[action='/console/sign-in'] button[type=submit]").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert httpx.get(gateway.url + "/console/api/answers/x?response=y").status_code == 401
+    assert httpx.get(gateway.url + "/console/knowledge", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(("locale", "title", "send_label"), [
+    ("en-US", "Sign in", "Send"), ("zh-CN", "登录", "发送"),
+    ("ja-JP", "サインイン", "送信"), ("ru-RU", "Вход", "Отправить")])
+def test_each_language_renders(browser, gateway_factory, cloud, locale, title,
+                               send_label) -> None:
+    gateway = gateway_factory(console_toml(cloud))
+    key = gateway.create_key("dave")
+    page = new_page(browser, locale=locale, bypass_csp=True)
+    page.goto(gateway.url + "/console/sign-in")
+    expect(page.locator("h1")).to_have_text(title)
+    assert page.locator("html").get_attribute("lang") == locale[:2]
+    sign_in(page, gateway.url, key)
+    expect(page.get_by_role("button", name=send_label)).to_be_visible()
+    screenshot(page, f"chat-{locale[:2]}")
+    assert serious_accessibility_violations(page) == []
+    page.goto(gateway.url + "/console/knowledge")
+    assert serious_accessibility_violations(page) == []
+    page.goto(gateway.url + "/console/sign-in")
+    assert serious_accessibility_violations(page) == []
+
+
+def test_language_switch_sticks(browser, gateway_factory, cloud) -> None:
+    gateway = gateway_factory(console_toml(cloud))
+    page = new_page(browser)
+    page.goto(gateway.url + "/console/sign-in")
+    page.get_by_role("link", name="Русский").click()
+    expect(page.locator("h1")).to_have_text("Вход")
+    page.reload()
+    expect(page.locator("h1")).to_have_text("Вход")
+
+
+def test_upload_cite_and_access_lists(browser, gateway_factory, cloud, tmp_path) -> None:
+    gateway = gateway_factory(console_toml(cloud) + "[knowledge]\nvectors = false\n")
+    alice, bob = gateway.create_key("alice"), gateway.create_key("bob")
+    note = tmp_path / "moonbase.md"
+    note.write_text("# Moonbase handbook\n\nThe moonbase airlock code rotates every Tuesday "
+                    "at dawn.\n", encoding="utf-8")
+    page = new_page(browser)
+    sign_in(page, gateway.url, alice)
+    page.goto(gateway.url + "/console/knowledge")
+    page.get_by_label("Collection", exact=True).fill("handbook")
+    page.get_by_label("File").set_input_files(str(note))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-status")).to_contain_text("moonbase.md → handbook (1)")
+    screenshot(page, "knowledge-upload")
+    page.goto(gateway.url + "/console/knowledge?q=airlock")
+    expect(page.locator(".hits li")).to_have_count(1)
+
+    page.goto(gateway.url + "/console/")
+    page.get_by_label("handbook").check()
+    send(page, "When does the airlock code rotate?")
+    facts = page.locator(".answer-facts").last
+    expect(facts.locator(".citations a")).to_contain_text("[1]")
+    assert "airlock code rotates every Tuesday" in str(cloud.received[-1])
+    facts.locator(".citations a").first.click()
+    expect(page.locator(".hits li.focus")).to_contain_text("rotates every Tuesday")
+    screenshot(page, "cited-chunk")
+
+    # bob may read nothing of it: not the collection, not a hit, not a count
+    other = new_page(browser)
+    sign_in(other, gateway.url, bob)
+    assert other.get_by_label("handbook").count() == 0
+    other.goto(gateway.url + "/console/knowledge?q=airlock")
+    expect(other.locator(".hits li")).to_have_count(0)
+    expect(other.get_by_role("status").first).to_contain_text("0 results")
+    assert "handbook" not in other.content()
+    asked = len(cloud.received)
+    other.goto(gateway.url + "/console/")
+    send(other, "When does the airlock code rotate?")
+    expect(other.locator(".turn .answer .body").last).to_contain_text("You said:")
+    assert "Tuesday" not in str(cloud.received[asked:])
