@@ -60,6 +60,10 @@ def test_admin_creates_and_revokes_a_key_and_sees_egress(browser, gateway_factor
     assert EMAIL not in page.content()
     expect(page.locator("svg.chart rect")).not_to_have_count(0)
     screenshot(page, "admin-egress")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export as CSV").click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "alice" in exported and "EMAIL_ADDRESS" in exported and EMAIL not in exported
 
     page.goto(gateway.url + "/console/admin/keys")
     page.get_by_label("Name").fill("carol")
@@ -98,7 +102,7 @@ def test_an_ordinary_user_gets_403_on_every_admin_page(browser, gateway_factory,
     gateway = start(gateway_factory, cloud)
     page = new_page(browser)
     sign_in(page, gateway.url, gateway.create_key("bob"))
-    for path in PAGES:
+    for path in (*PAGES, "/console/admin/egress/export"):
         answer = page.goto(gateway.url + path)
         assert answer is not None and answer.status == 403, path
     assert page.locator("nav a[href^='/console/admin']").count() == 0

@@ -6,9 +6,10 @@ recorded in the ledger (``admin.keys``). An ordinary user gets the 403 page."""
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from ownlight.admin.export import export_egress
 from ownlight.admin.keys import create_key, list_keys, revoke_key
 from ownlight.audit import views
 from ownlight.audit.queries import since_iso
@@ -49,6 +50,20 @@ async def _egress(request: Request, live: Session) -> Response:
         chart=chart,
         window=window,
         windows=WINDOWS,
+    )
+
+
+async def _export(request: Request, live: Session) -> Response:
+    """The egress of the window as CSV, streamed (the same export as the admin API)."""
+    runtime = _admin(request, live)
+    lines = export_egress(runtime.audit_rows(), "csv", since_iso(_window(request)))
+    return StreamingResponse(
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="ownlight-egress.csv"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -114,6 +129,7 @@ async def _keys(request: Request, live: Session) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/console/admin/egress", page(_egress), methods=["GET"]),
+    Route("/console/admin/egress/export", page(_export), methods=["GET"]),
     Route("/console/admin/ledger", page(_ledger), methods=["GET"]),
     Route("/console/admin/keys", page(_keys), methods=["GET", "POST"]),
 ]
