@@ -94,6 +94,8 @@ def test_admin_creates_and_revokes_a_key_and_sees_egress(browser, gateway_factor
     expect(rows.filter(has_text="key.revoke")).to_have_count(1)
     rows.filter(has_text="key.revoke").get_by_role("link").click()
     expect(page.locator("pre.record")).to_contain_text('"principal": "root"')
+    expect(page.get_by_label("Kind")).to_have_value("admin")  # the filter is kept
+    expect(rows.filter(has_text="request")).to_have_count(0)
     assert key not in page.content()
     screenshot(page, "admin-ledger")
 

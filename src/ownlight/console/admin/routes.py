@@ -5,6 +5,8 @@ recorded in the ledger (``admin.keys``). An ordinary user gets the 403 page."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -92,6 +94,7 @@ async def _ledger(request: Request, live: Session) -> Response:
         records=result["records"],
         next=result["next"],
         filters=filters,
+        keep=urlencode({k: v for k, v in filters.items() if v}),  # links keep the filters
         opened=opened,
         error=error,
     )
