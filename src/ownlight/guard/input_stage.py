@@ -33,7 +33,7 @@ class GuardStage(Stage):
         facts = ctx.guard = ctx.guard or GuardFacts()
 
         def keep(hit: Hit) -> bool:
-            if guard.scan_untrusted(hit.text).injection:
+            if guard.scan_chunk(hit.text, hit.injection_score).injection:
                 facts.documents.append([hit.collection, hit.document_id])
                 if guard.untrusted_action == "drop":
                     facts.chunks_withheld += 1

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ownlight.config.settings import GuardSettings
+from ownlight.guard.chunk_head import shared_head
 from ownlight.guard.model import GuardModel, Verdict
 from ownlight.principal import Principal
 from ownlight.privacy.client_text import tool_output, without_client_blocks
@@ -74,6 +75,7 @@ class InjectionGuard:
         self.threshold = s.threshold if s.threshold is not None else self.model.threshold
         self.untrusted_threshold = (s.untrusted_threshold if s.untrusted_threshold is not None
                                     else self.untrusted_model.threshold)
+        self.chunk_head = shared_head()
         self.input_action: str = s.input_action
         self.untrusted_action: str = s.untrusted_action
         self.tenants: dict[str, str] = dict(s.tenants)
@@ -81,6 +83,19 @@ class InjectionGuard:
             lambda text: self.model.scan(text, self.threshold))
         self.scan_untrusted: Callable[[str], Verdict] = cache_short_texts(
             lambda text: self.untrusted_model.scan(text, self.untrusted_threshold))
+
+    def scan_chunk(self, text: str, stored_score: float | None) -> Verdict:
+        """A retrieved knowledge chunk: the n-gram model on its text and, when the chunk
+        was scored at ingest, the e5 head's stored score (it reads meaning, so it holds in
+        languages and genres the n-grams miss). Either one at or over its threshold flags
+        the chunk; the score is the larger of the two as a multiple of its threshold."""
+        verdict = self.scan_untrusted(text)
+        if stored_score is None:
+            return verdict
+        from_text = verdict.score / verdict.threshold
+        from_vector = stored_score / self.chunk_head.threshold
+        reasons = verdict.reasons + (("stored_chunk_score",) if from_vector >= 1.0 else ())
+        return Verdict(max(from_text, from_vector), reasons, 1.0)
 
     def action_for(self, principal: Principal | None) -> str:
         if principal is not None and principal.tenant in self.tenants:

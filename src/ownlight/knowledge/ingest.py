@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ownlight.errors import InvalidRequest
+from ownlight.guard.chunk_head import HEAD_EMBEDDER, shared_head
 from ownlight.knowledge.access import normalize_list
 from ownlight.knowledge.files import discover, read
 from ownlight.knowledge.limits import IngestLimits, LoadError
@@ -136,8 +137,13 @@ def embed_pending(
         batch = store.pending_chunks(min(batch_size, total - done))
         if not batch:
             break
-        vectors = embedder.passages([text for _, text in batch])
-        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors)
+        texts = [text for _, text in batch]
+        vectors = embedder.passages(texts)
+        # the guard's score from the vectors of the chunk's lines, by the same model: paid
+        # here once, read for free at query time (``guard.chunk_head``)
+        scores = (shared_head().chunk_scores(texts, embedder.passages)
+                  if embedder.name == HEAD_EMBEDDER else None)
+        store.store_vectors([chunk_id for chunk_id, _ in batch], vectors, scores)
         done += len(batch)
         if progress:
             progress(done, total)

@@ -115,7 +115,7 @@ SELECT id, d FROM nearest ORDER BY d, id
 """
 
 _HITS_SQL = f"""
-SELECT ch.id, d.key, d.title, c.name, ch.text, ch.start, ch."end", ch.ord
+SELECT ch.id, d.key, d.title, c.name, ch.text, ch.start, ch."end", ch.ord, ch.injection_score
 FROM knowledge_chunks ch JOIN knowledge_documents d ON d.id = ch.document_id
 JOIN knowledge_collections c ON c.id = d.collection_id
 WHERE ch.id = ANY(%(ids)s::bigint[]) AND ch.class_id = ANY({_READABLE})
@@ -342,12 +342,15 @@ class PostgresKnowledgeStore:
         return int(self.db.query(
             "SELECT count(*) FROM knowledge_chunks WHERE embedding IS NULL")[0][0])
 
-    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray,
+                      injection_scores: Sequence[float] | None = None) -> None:
+        scores = injection_scores if injection_scores is not None else [None] * len(chunk_ids)
         with self.db.transaction() as conn, conn.cursor() as cur:
             cur.executemany(
-                "UPDATE knowledge_chunks SET embedding = %s::vector"
+                "UPDATE knowledge_chunks SET embedding = %s::vector, injection_score = %s"
                 " WHERE id = %s AND embedding IS NULL",
-                [(vector_literal(v), int(i)) for i, v in zip(chunk_ids, vectors, strict=True)])
+                [(vector_literal(v), None if s is None else float(s), int(i))
+                 for i, v, s in zip(chunk_ids, vectors, scores, strict=True)])
 
     def grant(self, tenant: str, collection: str, identity: str) -> None:
         with self.db.transaction() as conn:
@@ -421,7 +424,7 @@ class PostgresKnowledgeStore:
         params = {**self._access(principal, collections), "ids": list(chunk_ids)}
         return {
             int(r[0]): Hit(str(r[1]), str(r[2]), str(r[3]), int(r[0]), str(r[4]), int(r[5]),
-                           int(r[6]), 0.0, int(r[7]))
+                           int(r[6]), 0.0, int(r[7]), None if r[8] is None else float(r[8]))
             for r in self.db.query(_HITS_SQL, params)  # type: ignore[arg-type]
         }
 

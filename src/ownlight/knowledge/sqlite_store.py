@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS term_df (term TEXT PRIMARY KEY, df INTEGER NOT NULL) 
 #: existed take it as done).
 KNOWLEDGE_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("001_schema", _SCHEMA),
+    # the injection guard's score of a chunk, from its vector at ingest; NULL before
+    ("002_chunk_injection_score", "ALTER TABLE chunks ADD COLUMN injection_score REAL"),
 )
 
 #: On a big index, query terms found in more than this share of chunks are left out of
@@ -303,9 +305,11 @@ class SQLiteKnowledgeStore:
     def count_pending(self) -> int:
         return int(self._scalar("SELECT count(*) FROM chunks WHERE embedded = 0"))
 
-    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray,
+                      injection_scores: Sequence[float] | None = None) -> None:
+        scores = injection_scores if injection_scores is not None else [None] * len(chunk_ids)
         with self.db:
-            for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
+            for chunk_id, vector, score in zip(chunk_ids, vectors, scores, strict=True):
                 row = self.db.execute(
                     "SELECT class_id FROM chunks WHERE id = ? AND embedded = 0", (chunk_id,)
                 ).fetchone()
@@ -318,7 +322,8 @@ class SQLiteKnowledgeStore:
                     (chunk_id, row[0], blob),
                 )
                 self.db.execute("INSERT INTO chunk_vectors VALUES (?, ?)", (chunk_id, blob))
-                self.db.execute("UPDATE chunks SET embedded = 1 WHERE id = ?", (chunk_id,))
+                self.db.execute("UPDATE chunks SET embedded = 1, injection_score = ? WHERE id = ?",
+                                (None if score is None else float(score), chunk_id))
 
     def grant(self, tenant: str, collection: str, identity: str) -> None:
         with self.db:
@@ -412,7 +417,8 @@ class SQLiteKnowledgeStore:
             return {}
         sql = (
             f"WITH readable AS ({READABLE_CLASSES_SQL})"
-            ' SELECT ch.id, d.key, d.title, c.name, ch.text, ch.start, ch."end", ch.ord'
+            ' SELECT ch.id, d.key, d.title, c.name, ch.text, ch.start, ch."end", ch.ord,'
+            " ch.injection_score"
             " FROM chunks ch JOIN documents d ON d.id = ch.document_id"
             " JOIN collections c ON c.id = d.collection_id"
             " WHERE ch.id IN (SELECT value FROM json_each(:ids))"
@@ -421,6 +427,6 @@ class SQLiteKnowledgeStore:
         params = {**self._access(principal, collections), "ids": json.dumps(list(chunk_ids))}
         return {
             int(r[0]): Hit(str(r[1]), str(r[2]), str(r[3]), int(r[0]), str(r[4]), int(r[5]),
-                           int(r[6]), 0.0, int(r[7]))
+                           int(r[6]), 0.0, int(r[7]), None if r[8] is None else float(r[8]))
             for r in self.db.execute(sql, params)
         }

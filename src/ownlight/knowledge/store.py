@@ -54,8 +54,10 @@ class KnowledgeStore(Protocol):
 
     def count_pending(self) -> int: ...
 
-    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Save vectors for chunks that still exist (others were deleted meanwhile)."""
+    def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray,
+                      injection_scores: Sequence[float] | None = None) -> None:
+        """Save vectors (and the guard's score of each chunk, read from its vector) for
+        chunks that still exist (others were deleted meanwhile)."""
         ...
 
     def lexical(

@@ -46,6 +46,9 @@ class Hit:
     end: int
     score: float
     chunk: int = 0  # the chunk's place in its document: what clients see
+    #: the injection guard's score of the chunk, computed from its vector at ingest
+    #: (None: embedded before scores were stored)
+    injection_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -218,4 +218,9 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         "CREATE INDEX audit_log_kind_seq ON audit_log (kind, seq)",
         "CREATE INDEX audit_log_inside_domain_seq ON audit_log (inside_domain, seq)",
     )),
+    ("013_chunk_injection_score", (
+        # The injection guard's score of a knowledge chunk, from its lines' e5 vectors at
+        # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
+        "ALTER TABLE knowledge_chunks ADD COLUMN injection_score REAL",
+    )),
 )

@@ -93,6 +93,7 @@ async function ask(form) {
   if (conversation && !form.dataset.conversation) {
     form.dataset.conversation = conversation;
     history.replaceState(null, "", `/console/c/${conversation}`);
+    listConversation(conversation, message);
   }
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -130,6 +131,22 @@ async function ask(form) {
     body.innerHTML = data.html;  // rendered with HTML off and sanitized by the server
     a.append(factsList(data.facts, data.citations, message));
   }
+}
+
+// A new conversation joins the list at once (as text; its title is the first message).
+function listConversation(id, title) {
+  const aside = document.querySelector("aside.conversations");
+  if (!aside) return;
+  let list = aside.querySelector("ul");
+  if (!list) {
+    const empty = aside.querySelector("p.muted");
+    if (empty) empty.remove();
+    list = el("ul");
+    aside.append(list);
+  }
+  const item = el("li", {"data-conversation": id});
+  item.append(el("a", {href: `/console/c/${id}`, "aria-current": "page"}, title.slice(0, 120)));
+  list.prepend(item);
 }
 
 function wireChat() {

