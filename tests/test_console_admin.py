@@ -110,9 +110,7 @@ def test_an_ordinary_user_gets_403_on_every_admin_page(browser, gateway_factory,
     assert page.locator("nav a[href^='/console/admin']").count() == 0
     screenshot(page, "admin-forbidden")
     before = len(gateway.runtime.keys.list())
-    answer = page.request.post(
-        gateway.url + "/console/admin/keys", form={"action": "create", "name": "mallory"}
-    )
+    answer = page.request.post(gateway.url + "/console/admin/keys/create", form={"name": "mallory"})
     assert answer.status == 403 and len(gateway.runtime.keys.list()) == before
 
 

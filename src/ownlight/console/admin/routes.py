@@ -51,7 +51,7 @@ async def _egress(request: Request, live: Session) -> Response:
         report=report,
         chart=chart,
         window=window,
-        windows=WINDOWS,
+        windows=[(w, f"admin.window.{w}") for w in WINDOWS],
     )
 
 
@@ -106,7 +106,7 @@ async def _keys(request: Request, live: Session) -> Response:
     if request.method == "POST":
         form = await request.form()
         try:
-            if form.get("action") == "revoke":
+            if request.url.path.endswith("/revoke"):
                 revoke_key(
                     runtime.keys,
                     runtime.pipeline.ledger,
@@ -134,5 +134,7 @@ routes: list[BaseRoute] = [
     Route("/console/admin/egress", page(_egress), methods=["GET"]),
     Route("/console/admin/egress/export", page(_export), methods=["GET"]),
     Route("/console/admin/ledger", page(_ledger), methods=["GET"]),
-    Route("/console/admin/keys", page(_keys), methods=["GET", "POST"]),
+    Route("/console/admin/keys", page(_keys), methods=["GET"]),
+    Route("/console/admin/keys/create", page(_keys), methods=["POST"]),
+    Route("/console/admin/keys/revoke", page(_keys), methods=["POST"]),
 ]
