@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from ownlight.api import (
     admin_routes,
+    admin_view_routes,
     anthropic_routes,
     guard_routes,
     knowledge_routes,
@@ -173,6 +174,7 @@ def create_app(runtime: Runtime) -> FastPath:
             *privacy_routes.routes,
             *knowledge_routes.routes,
             *admin_routes.routes,
+            *admin_view_routes.routes,
             *guard_routes.routes,
             *mcp_routes.routes,
             *console_routes.routes,

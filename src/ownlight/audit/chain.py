@@ -22,6 +22,7 @@ import orjson
 
 from ownlight.audit.journal import Journal
 from ownlight.audit.record_hash import COLUMNS, GENESIS, canonical_bytes
+from ownlight.audit.summaries import count_appended
 from ownlight.store.sqlite import StateStore
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ def append_records(store: StateStore, records: list[dict[str, Any]], checkpoint_
     seqs: list[int] = []
     rows: list[tuple[Any, ...]] = []
     marks: list[tuple[int, str, str]] = []
+    bodies: list[dict[str, Any]] = []
     with store.transaction() as db:
         row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
@@ -148,6 +150,7 @@ def append_records(store: StateStore, records: list[dict[str, Any]], checkpoint_
             if pause is not None and seq % SLICE == 0:
                 pause()
             body = _body(record, seq, prev)
+            bodies.append(body)
             text = canonical_bytes(body)
             digest = hashlib.sha256(text).hexdigest()
             rows.append((seq, body["at"], *map(body.get, COLUMNS), text.decode(), digest,
@@ -163,6 +166,8 @@ def append_records(store: StateStore, records: list[dict[str, Any]], checkpoint_
             db.executemany(_INSERT_ROW, rows[start:start + step])
         if marks:
             db.executemany("INSERT OR REPLACE INTO audit_checkpoints VALUES (?, ?, ?)", marks)
+        if bodies:
+            count_appended(db, int(rows[0][0]), seq, bodies)
     return seqs
 
 

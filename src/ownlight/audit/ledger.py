@@ -62,6 +62,7 @@ from ownlight.audit.chain import Chainer, append_records
 from ownlight.audit.journal import Journal
 from ownlight.audit.records import AdminRecord, Record, journal_line
 from ownlight.audit.shared import URL_ENV
+from ownlight.audit.summaries import catch_up
 from ownlight.store.files import make_private_dir
 from ownlight.store.sqlite import StateStore
 
@@ -132,6 +133,7 @@ class Ledger:
         self.salt = salt if salt is not None else load_salt(self.path.parent)
         self._keyed = hmac.new(self.salt, digestmod=hashlib.sha256)
         self.recover()
+        self.backfill()
         self.journal = Journal(self.path.parent)
         self._last_uid: str | None = None
         self._closing = False
@@ -258,6 +260,17 @@ class Ledger:
                 self._append(records, replay=True)
                 log.warning("recovered %d audit records from %s", len(records), path.name)
             path.unlink(missing_ok=True)
+
+    def backfill(self) -> int:
+        """Count into the hourly summaries what a ledger made before them holds (once,
+        a batch per transaction, so appends by other processes interleave)."""
+        counted = 0
+        while True:
+            with self.store.transaction() as db:
+                done = catch_up(db, batches=1)
+            if not done:
+                return counted
+            counted += done
 
     def _append(self, records: list[dict[str, Any]], replay: bool = False) -> list[int]:
         return append_records(self.store, records, self.checkpoint_every, replay=replay)

@@ -42,6 +42,7 @@ import orjson
 import psycopg
 
 from ownlight.audit.record_hash import COLUMNS, GENESIS, canonical
+from ownlight.audit.summaries import count_appended
 from ownlight.store.files import make_private_dir
 from ownlight.store.sqlite import StateStore
 
@@ -130,6 +131,8 @@ def append_shared(conn: psycopg.Connection[Any], source: str, rows: list[tuple[i
         if marks:
             cur.executemany("INSERT INTO audit_checkpoints (count, head, at) "
                             "VALUES (%s, %s, %s) ON CONFLICT (count) DO NOTHING", marks)
+    count_appended(conn, chained[0][0], chained[-1][0],
+                   (orjson.loads(row[-3]) for row in chained), pg=True)
     last = rows[-1][0]
     conn.execute("INSERT INTO audit_sources (source, shipped) VALUES (%s, %s) "
                  "ON CONFLICT (source) DO UPDATE SET shipped = excluded.shipped, "

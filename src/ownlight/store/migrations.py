@@ -209,6 +209,37 @@ def _console(db: sqlite3.Connection) -> None:
                " ON console_conversations (tenant, principal, updated_at)")
 
 
+def _ledger_summaries(db: sqlite3.Connection) -> None:
+    """Hourly and daily summaries the admin views read instead of the ledger
+    (``audit.summaries``; an existing ledger is counted when a ledger next opens it), and
+    indexes for the ledger list's filters, each with ``seq`` for keyset paging."""
+    numbers = ", ".join(f"{m} {'REAL' if m in ('cost_usd', 'latency_ms') else 'INTEGER'} "
+                        "NOT NULL DEFAULT 0" for m in SUMMARY_MEASURES)
+    for period in ("hourly", "daily"):
+        db.execute(
+            f"""CREATE TABLE audit_{period} (
+                period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+                tenant TEXT NOT NULL, place TEXT NOT NULL, {numbers},
+                PRIMARY KEY (period, target, principal, tenant, place))"""
+        )
+        db.execute(
+            f"""CREATE TABLE audit_{period}_types (
+                period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+                data_type TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (period, target, principal, data_type))"""
+        )
+    db.execute("CREATE TABLE audit_summary_mark (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "seq INTEGER NOT NULL)")
+    for column in ("principal", "target", "status", "kind", "inside_domain"):
+        db.execute(f"CREATE INDEX audit_log_{column}_seq ON audit_log ({column}, seq)")
+
+
+# The numeric columns of ``audit_hourly`` (``audit.summaries.MEASURES`` counts into them).
+SUMMARY_MEASURES = ("records", "requests", "errors", "egress", "refusals", "red_line",
+                    "guard_blocks", "admin_acts", "prompt_tokens", "completion_tokens",
+                    "cost_usd", "latency_ms")
+
+
 STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_api_keys", _api_keys),
     ("002_spend", _spend),
@@ -220,4 +251,5 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("008_model_lifecycle", _model_lifecycle),
     ("009_mcp_pins", _mcp_pins),
     ("010_console", _console),
+    ("011_ledger_summaries", _ledger_summaries),
 )

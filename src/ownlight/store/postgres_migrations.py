@@ -176,6 +176,48 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         "CREATE INDEX console_conversations_owner"
         " ON console_conversations (tenant, principal, updated_at)",
     )),
+    ("011_ledger_summaries", (
+        # Hourly and daily summaries the admin views read instead of the ledger
+        # (``audit.summaries``; an existing shared ledger is counted on its next append),
+        # and indexes for the ledger list's filters, each with seq for keyset paging.
+        """CREATE TABLE audit_hourly (
+            period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+            tenant TEXT NOT NULL, place TEXT NOT NULL,
+            records BIGINT NOT NULL DEFAULT 0, requests BIGINT NOT NULL DEFAULT 0,
+            errors BIGINT NOT NULL DEFAULT 0, egress BIGINT NOT NULL DEFAULT 0,
+            refusals BIGINT NOT NULL DEFAULT 0, red_line BIGINT NOT NULL DEFAULT 0,
+            guard_blocks BIGINT NOT NULL DEFAULT 0, admin_acts BIGINT NOT NULL DEFAULT 0,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0, completion_tokens BIGINT NOT NULL DEFAULT 0,
+            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (period, target, principal, tenant, place))""",
+        """CREATE TABLE audit_hourly_types (
+            period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+            data_type TEXT NOT NULL, count BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (period, target, principal, data_type))""",
+        """CREATE TABLE audit_daily (
+            period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+            tenant TEXT NOT NULL, place TEXT NOT NULL,
+            records BIGINT NOT NULL DEFAULT 0, requests BIGINT NOT NULL DEFAULT 0,
+            errors BIGINT NOT NULL DEFAULT 0, egress BIGINT NOT NULL DEFAULT 0,
+            refusals BIGINT NOT NULL DEFAULT 0, red_line BIGINT NOT NULL DEFAULT 0,
+            guard_blocks BIGINT NOT NULL DEFAULT 0, admin_acts BIGINT NOT NULL DEFAULT 0,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0, completion_tokens BIGINT NOT NULL DEFAULT 0,
+            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (period, target, principal, tenant, place))""",
+        """CREATE TABLE audit_daily_types (
+            period TEXT NOT NULL, target TEXT NOT NULL, principal TEXT NOT NULL,
+            data_type TEXT NOT NULL, count BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (period, target, principal, data_type))""",
+        """CREATE TABLE audit_summary_mark (
+            id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL)""",
+        "CREATE INDEX audit_log_principal_seq ON audit_log (principal, seq)",
+        "CREATE INDEX audit_log_target_seq ON audit_log (target, seq)",
+        "CREATE INDEX audit_log_status_seq ON audit_log (status, seq)",
+        "CREATE INDEX audit_log_kind_seq ON audit_log (kind, seq)",
+        "CREATE INDEX audit_log_inside_domain_seq ON audit_log (inside_domain, seq)",
+    )),
     ("013_chunk_injection_score", (
         # The injection guard's score of a knowledge chunk, from its lines' e5 vectors at
         # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
