@@ -208,6 +208,6 @@ def test_config_show_lists_every_section(hermetic_env: Path) -> None:
     view = effective_view(load_config())
     assert set(view) == {"data_dir", "server", "local", "upstream", "knowledge", "privacy",
                          "routing", "audit", "guard", "lifecycle", "store", "redis", "mcp",
-                         "models"}
+                         "limits", "models"}
     assert view["routing"]["red_line"] == ["restricted"]
     assert view["privacy"]["unknown_type_level"] == "confidential"

@@ -32,6 +32,7 @@ from ownlight.errors import (
     AuditUnavailable,
     ClientDisconnected,
     ContextLengthExceeded,
+    CountersUnavailable,
     OwnlightError,
     PermissionDenied,
     UpstreamTimeout,
@@ -52,6 +53,7 @@ from ownlight.routing.budgets import BudgetBook
 from ownlight.routing.decision import RouteDecision, Target
 from ownlight.routing.fallback import Executes, FallbackBackend
 from ownlight.routing.health import HealthTracker
+from ownlight.routing.rate_limits import RateLimits
 from ownlight.routing.router import Router, RouteRequest
 from ownlight.stages.base import Observer, Stage
 from ownlight.stages.context import GatewayRequest, GatewayResponse, RequestContext
@@ -68,8 +70,10 @@ class Pipeline:
                  knowledge: KnowledgeService | None = None,
                  deadline: float = UpstreamSettings().deadline,
                  metrics: Metrics | None = None,
-                 guard: InjectionGuard | None = None):
+                 guard: InjectionGuard | None = None,
+                 limits: RateLimits | None = None):
         self.keys = keys
+        self.limits = limits
         self.guard = guard
         self.metrics = metrics or Metrics()
         self.deadline = deadline
@@ -100,6 +104,9 @@ class Pipeline:
             with timer("validate"):
                 self.validate(ctx)
                 self.precheck(ctx)
+            if self.limits is not None:
+                with timer("limits"):
+                    self.admit(ctx)
             result: BackendResult | None = None
             for stage in self.stages:
                 ran.append(stage)
@@ -147,6 +154,13 @@ class Pipeline:
             raise ContextLengthExceeded(
                 f"This prompt ({size} characters) is longer than model '{ctx.alias}' can "
                 "read. Please reduce the prompt.", param="messages")
+
+    def admit(self, ctx: RequestContext) -> None:
+        """The key's rate limits: a 429 naming the limit, or the request holds its most
+        tokens until its real count is known (settled in ``charge_and_describe``)."""
+        assert self.limits is not None and ctx.request is not None and ctx.principal is not None
+        size = sum(len(slot.text) for slot in text_slots(ctx.request))
+        ctx.admission = self.limits.admit(ctx.principal, size, ctx.request.sampling.max_tokens)
 
     async def route(self, ctx: RequestContext) -> RouteDecision:
         """Alias + policy + complexity + budgets -> ordered targets, with the reason."""
@@ -272,8 +286,16 @@ class Pipeline:
 
     def charge_and_describe(self, ctx: RequestContext, usage: Usage | None,
                error: OwnlightError | None = None) -> RequestRecord:
-        """Charge budgets and describe the request (``audit/recorder.py``)."""
-        return request_record(ctx, usage, error, self.ledger, self.budgets, self.metrics)
+        """Charge budgets, settle rate limits and describe the request (``audit/recorder.py``)."""
+        record = request_record(ctx, usage, error, self.ledger, self.budgets, self.metrics)
+        if ctx.admission is not None and self.limits is not None:
+            used = ctx.usage or {}
+            try:
+                self.limits.settle(ctx.admission, int(used.get("total_tokens") or 0))
+            except CountersUnavailable:  # the reservation lapses with its minute
+                log.warning("request %s: rate-limit tokens not settled (Redis unreachable)",
+                            record.request_id)
+        return record
 
     # -- not a request: POST /v1/privacy/scan -----------------------------------------
 

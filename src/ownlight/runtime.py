@@ -42,6 +42,7 @@ from ownlight.privacy.stage import PrivacyShield
 from ownlight.routing.budgets import BudgetBook, budgets_from
 from ownlight.routing.counters import SharedCounters
 from ownlight.routing.health import HealthTracker
+from ownlight.routing.rate_limits import LocalWindows, RateLimits, SharedWindows
 from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.base import ResponseStore, SpendRows
@@ -115,6 +116,15 @@ def open_counters(config: Config) -> SharedCounters | None:
                           reservation_seconds=settings.reservation_seconds)
 
 
+def build_limits(config: Config, counters: SharedCounters | None) -> RateLimits | None:
+    """``[[limits]]`` over Redis when every instance shares it, else in this one's memory."""
+    rules = config.settings.limits
+    if not rules:
+        return None
+    windows = SharedWindows(counters) if counters is not None else LocalWindows()
+    return RateLimits(rules, windows, config.settings.redis.reserve_output_tokens)
+
+
 def build_router(config: Config, backends: Mapping[str, Backend], spend: SpendRows,
                  counters: SharedCounters | None = None) -> Router:
     settings = config.settings.routing
@@ -166,7 +176,8 @@ class Runtime:
                             open_ledger(config, chainer), HealthTracker(counters=counters),
                             knowledge=KnowledgeService.from_config(config),
                             deadline=config.settings.upstream.deadline,
-                            metrics=Metrics(), guard=build_guard(config))
+                            metrics=Metrics(), guard=build_guard(config),
+                            limits=build_limits(config, counters))
         lifecycle.audit = pipeline.ledger.put
         runtime = cls(config, keys, backends, pipeline, stores.responses, lifecycle,
                       stores=stores, state_file=state, counters=counters)

@@ -246,6 +246,24 @@ class BudgetSettings(Table):
     limit_usd: float = setting(help="Spend allowed per period, in USD (from model prices).")
 
 
+class RateLimitSettings(Table):
+    who: str = setting(help="Whose requests: a key name, user:NAME, group:G, tenant:T, or * "
+                            "(every key).")
+    requests_per_minute: int | None = Field(
+        None, gt=0, description="Requests allowed in any sliding minute; unset: no request limit.")
+    tokens_per_minute: int | None = Field(
+        None, gt=0, description="Tokens (prompt and answer) allowed in any sliding minute; a "
+                                "request reserves its most until its real count is known.")
+    shared: bool = setting(
+        False, "true: every key `who` matches shares one allowance; false: each has its own.")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitSettings:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("a limit needs requests_per_minute or tokens_per_minute")
+        return self
+
+
 class RoutingSettings(Table):
     rules: list[RoutingRule] = setting(
         [], "Routing rules, one `[[routing.rules]]` table each; the first that matches wins.")
@@ -523,6 +541,9 @@ class Settings(Table):
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
     mcp: McpSettings = McpSettings()
+    limits: list[RateLimitSettings] = setting(
+        [], "Rate limits, one `[[limits]]` table each: every limit that matches a key applies; "
+            "with `[redis] url` they hold across all instances.")
 
 
 class Document(Settings):

@@ -264,6 +264,11 @@ class SharedCounters:
             return False
         return True
 
+    def call(self, call: Callable[[], Any]) -> Any:
+        """Run one Redis call (a script of another component, e.g. ``rate_limits``):
+        ``CountersUnavailable`` at once while Redis is known to be down."""
+        return self._call(call)
+
     def _call(self, call: Callable[[], Any]) -> Any:
         self.check_up()
         try:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # what the stages learn: each stage's own facts, typed where 
     from ownlight.knowledge.citations import CitationPrompt
     from ownlight.privacy.stage import Egress, Findings
     from ownlight.routing.decision import RouteDecision
+    from ownlight.routing.rate_limits import Admission
 
 
 Parser = Callable[[Operation, Any], Request]
@@ -74,6 +75,7 @@ class RequestContext:
     #: ``x-ownlight-*`` headers the serving in-process backend added to its answer
     backend_headers: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # client fields the backend did not get
+    admission: Admission | None = None  # what the rate limits hold for it (``[[limits]]``)
     #: a stage's own per-request state (a stream's citation state), by stage name
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -106,6 +108,8 @@ class RequestContext:
             headers["x-ownlight-grounding"] = str(len(self.grounding.citations) or "none")
         if self.dropped:
             headers[carry.HEADER] = ", ".join(self.dropped)
+        if self.admission is not None:
+            headers.update(self.admission.headers())
         if self.guard is not None and (self.guard.untrusted or self.guard.input_flagged):
             g = self.guard
             headers["x-ownlight-guard"] = (
