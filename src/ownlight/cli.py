@@ -152,7 +152,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, upstream: tupl
     _bootstrap_key(runtime)
     for alias, backend in runtime.backends.items():
         err.print(f"  model [bold]{alias}[/] -> {backend.kind} {backend.model_name}")
-    err.print(f"Ownlight listening on http://{config.host}:{config.port}/v1")
+    address = f"http://{config.host}:{config.port}"
+    err.print(f"Ownlight listening on {address}/v1")
+    err.print(f"The console: open {address}/ in a browser and sign in with a key")
     freeze_startup_objects()
     uvicorn.run(
         create_app(runtime), host=config.host, port=config.port, loop="uvloop",

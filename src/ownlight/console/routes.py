@@ -376,11 +376,13 @@ async def root_page(request: Request) -> Response:
 
 def _admin_routes() -> list[BaseRoute]:
     """The admin views' routes (``console.admin``), when that package is present."""
-    try:
-        admin = importlib.import_module("ownlight.console.admin.routes")
-    except ModuleNotFoundError:
-        return []
-    return list(admin.routes)
+    found: list[BaseRoute] = []
+    for module in ("ownlight.console.admin.routes", "ownlight.console.admin.operations"):
+        try:
+            found += importlib.import_module(module).routes
+        except ModuleNotFoundError:
+            continue
+    return found
 
 
 routes: list[BaseRoute] = [

@@ -17,14 +17,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ownlight.admin.models import promote, rollback
 from ownlight.audit.ledger import record_admin_act
 from ownlight.audit.records import AdminRecord
-from ownlight.backends.trial import trial_load
 from ownlight.cli_support import cli_config, err, progress_bar
 from ownlight.config import Config
 from ownlight.errors import ConfigError
-from ownlight.evals.scores import gate_refusal
-from ownlight.evals.suite import load_suite
 from ownlight.models import licenses
 from ownlight.models.describe import ModelFacts, available_memory, human_bytes, human_count
 from ownlight.models.files import assemble_packaged
@@ -257,45 +255,20 @@ def models_promote(ref: str, gate: bool, suite: str) -> None:
             raise RegistryError("promote needs a version: NAME@VERSION")
         version = registry.get(name, number)
         current = registry.current(name)
-        if current == number:
-            raise RegistryError(f"{version.ref} already serves")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    details: dict[str, Any] = {"from": f"{name}@{current}" if current else None,
-                               "sha256": version.sha256, "license": version.license}
     try:
-        _check_promotion(config, registry, version, current, details, gate, suite)
-        registry.switch(name, "promote", number, "cli", details, expect=current)
+        version, _, _ = promote(
+            config, registry, name, number, "cli",
+            lambda action, subject, details: audit(config, action, subject, details),
+            gate=gate, suite=suite,
+            loading=lambda: err.status(f"Loading {version.ref} as {version.name} is served…"))
     except ConfigError as exc:
         serving = f"; {name}@{current} still serves" if current else ""
-        audit(config, "model.promote_refused", version.ref,
-              details | {"reason": str(exc)})
         raise click.ClickException(f"{exc}{serving}") from exc
-    audit(config, "model.promote", version.ref, details)
     err.print(f"[bold]{version.ref}[/] now serves {name}"
               f"{f' (was @{current})' if current else ''}.")
     click.echo(version.ref)
-
-
-def _check_promotion(config: Config, registry: Registry, version: ModelVersion,
-                     current: int | None, details: dict[str, Any], gate: bool,
-                     suite: str) -> None:
-    """Every reason ``version`` may not serve, cheapest first; the evidence goes into
-    ``details`` (the audit record's), the first reason found is raised."""
-    use = config.settings.lifecycle.deployment_use
-    refusal = licenses.refusal(version.license, use)
-    if refusal:
-        raise RegistryError(f"{version.ref} cannot be promoted: {refusal}")
-    if gate:
-        why, evidence = gate_refusal(registry.store, load_suite(suite), version, current,
-                                     config.settings.lifecycle.eval_margin)
-        details["gate"] = evidence
-        if why:
-            raise RegistryError(f"{version.ref} not promoted: {why}")
-    with progress_bar(f"Checking {version.ref}") as update:
-        registry.verify(version, update)
-    with err.status(f"Loading {version.ref} as {version.name} is served…"):
-        details["load"] = trial_load(config, version)
 
 
 @models_group.command("rollback")
@@ -306,17 +279,12 @@ def models_rollback(name: str) -> None:
     registry = cli_registry(config)
     try:
         parse_ref(name)
-        stack = registry.stack(name)
-        if len(stack) < 2:
-            raise RegistryError(f"{name} has no earlier version to roll back to")
-        target = registry.get(name, stack[-2])
-        registry.verify(target)
-        details = {"from": f"{name}@{stack[-1]}", "sha256": target.sha256}
-        registry.switch(name, "rollback", target.version, "cli", details, expect=stack[-1])
+        target, left = rollback(
+            registry, name, "cli",
+            lambda action, subject, details: audit(config, action, subject, details))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit(config, "model.rollback", target.ref, details)
-    err.print(f"[bold]{target.ref}[/] serves {name} again (rolled back from @{stack[-1]}).")
+    err.print(f"[bold]{target.ref}[/] serves {name} again (rolled back from @{left}).")
     click.echo(target.ref)
 
 

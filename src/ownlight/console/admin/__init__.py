@@ -1,4 +1,5 @@
-"""The console's admin views: egress, the ledger and keys (``routes``), for admins only.
+"""The console's admin views, for admins only: egress, the ledger and keys (``routes``);
+models, routing and metrics (``operations``).
 
 ``NAV`` is what the core's navigation adds for an admin (``console.pages.nav``)."""
 
@@ -6,4 +7,7 @@ NAV = [
     ("/console/admin/egress", "admin.nav.egress"),
     ("/console/admin/ledger", "admin.nav.ledger"),
     ("/console/admin/keys", "admin.nav.keys"),
+    ("/console/admin/models", "admin.nav.models"),
+    ("/console/admin/routing", "admin.nav.routing"),
+    ("/console/admin/metrics", "admin.nav.metrics"),
 ]
