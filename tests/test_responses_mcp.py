@@ -213,13 +213,16 @@ def test_a_failed_call_is_an_mcp_call_with_an_error_and_the_loop_goes_on(gateway
 def test_a_server_ownlight_does_not_know_is_refused(gateway, record, tool, param,
                                                     words) -> None:
     before = len(received(record))
+    who = f"loop-carol-{param.rsplit('.', 1)[-1]}"
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk(gateway, "loop-carol").responses.create(model="scripted",
-                                                    input="call crm__lookup {}", tools=[tool])
+        sdk(gateway, who).responses.create(model="scripted", input="call crm__lookup {}",
+                                           tools=[tool])
     assert caught.value.status_code == 400
     body: Any = caught.value.body
     assert body["param"] == param and words in body["message"]
     assert len(received(record)) == before  # nothing was called
+    refused = ledger(gateway, who, 1)  # and the refusal is on record
+    assert [(r["status"], r["operation"]) for r in refused] == [(400, "responses.mcp")]
 
 
 def test_the_stream_has_the_documented_mcp_events(gateway, record) -> None:
@@ -275,3 +278,19 @@ def test_a_call_that_needs_approval_waits_for_the_client(gateway, record) -> Non
     assert not any(isinstance(i, McpCall) for i in no.output)
     assert "declined" in no.output_text
     assert [m["tool"] for m in received(record)[before:]] == ["lookup"]  # still one
+
+
+def test_a_forced_mcp_tool_is_forced_once(gateway, record, model) -> None:
+    """``tool_choice: {"type": "mcp", ...}`` forces the first round's call only."""
+    response = sdk(gateway, "loop-frank").responses.create(
+        model="scripted", input='call crm__lookup {"name": "Umbrella"}', tools=[crm()],  # type: ignore[list-item]
+        tool_choice={"type": "mcp", "server_label": "crm", "name": "lookup"})
+    assert [i.type for i in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    first, second = model.received[-2:]
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "crm__lookup"}}
+    assert second.get("tool_choice") in (None, "auto")
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(gateway, "loop-frank").responses.create(
+            model="scripted", input="hello", tools=[crm()],  # type: ignore[list-item]
+            tool_choice={"type": "mcp", "server_label": "crm", "name": "admin_reset"})
+    assert caught.value.body["param"] == "tool_choice.name"  # type: ignore[index]

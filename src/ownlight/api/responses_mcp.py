@@ -15,6 +15,7 @@ configured, so a request cannot send tool traffic somewhere nobody approved.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from ownlight.audit.records import new_request_id
+from ownlight.audit.ledger import AuditUnavailableError
+from ownlight.audit.records import RequestRecord, new_request_id
 from ownlight.errors import InvalidRequest, OwnlightError
 from ownlight.mcp.hub import ToolHub
 from ownlight.mcp.types import Tool, ToolCallError, ToolResult
@@ -37,6 +39,7 @@ from .frontend import Exchange
 KNOWN_FIELDS = {"type", "server_label", "allowed_tools", "require_approval",
                 "server_description", "server_url", "headers", "authorization",
                 "connector_id"}
+log = logging.getLogger("ownlight.api")
 DECLINED = "The user declined this tool call; it was not made."
 
 
@@ -161,6 +164,7 @@ class McpToolLoop:
         self.early: list[Json] = []  # items made before the first round (approved calls)
         self.final: Json | None = None
         self.stored_input: list[Json] = []
+        self.rounds_run = 0
 
     @property
     def hub(self) -> ToolHub:
@@ -168,7 +172,23 @@ class McpToolLoop:
         return self.runtime.mcp
 
     async def prepare(self) -> None:
-        """Everything that can refuse the request with a 400, before anything is sent."""
+        """Everything that can refuse the request with a 400, before anything is sent;
+        a refusal is recorded in the ledger (a ``server_url`` one above all)."""
+        try:
+            await self._prepare()
+        except OwnlightError as exc:
+            record = RequestRecord(
+                request_id=self.response_id, operation="responses.mcp", endpoint=self.endpoint,
+                principal=self.principal.name, tenant=self.principal.tenant,
+                groups=list(self.principal.groups), model=str(self.body.get("model")),
+                status=exc.status, error_code=exc.code, reason=exc.message)
+            try:
+                self.runtime.pipeline.ledger.put(record)
+            except AuditUnavailableError:
+                log.error("the refused MCP request %s could not be recorded", self.response_id)
+            raise
+
+    async def _prepare(self) -> None:
         body = self.body
         for i, tool in enumerate(body.get("tools") or []):
             if isinstance(tool, dict) and tool.get("type") == "mcp":
@@ -191,6 +211,7 @@ class McpToolLoop:
             use.tools = {t.name: t for t in listed if t.server == use.label
                          and (use.allowed is None or t.tool in use.allowed)}
             self.by_name.update({name: use for name in use.tools})
+        self._first_choice()  # a tool_choice naming no offered tool is a 400 now
         await self._approvals()
 
     async def _approvals(self) -> None:
@@ -285,6 +306,7 @@ class McpToolLoop:
                 break
         rendered.update({"id": self.response_id, "output": output, "usage": usage,
                          "tools": self.body.get("tools"),
+                         "tool_choice": self.body.get("tool_choice") or "auto",
                          "store": self.body.get("store", True) is not False,
                          "previous_response_id": self.body.get("previous_response_id")})
         if incomplete:
@@ -299,6 +321,13 @@ class McpToolLoop:
                 "store": False}
         if not offered:
             body.pop("tools")
+        if self.rounds_run == 0:
+            body["tool_choice"] = self._first_choice()
+        else:  # a forced call is forced once, or the model would call it for ever
+            body.pop("tool_choice", None)
+        if body.get("tool_choice") is None:
+            body.pop("tool_choice", None)
+        self.rounds_run += 1
         exchange = self.exchange()
         result = await self.runtime.pipeline.handle(GatewayRequest(
             Operation.CHAT, body, self.key, exchange.parse, self.headers, new_request_id(),
@@ -307,6 +336,25 @@ class McpToolLoop:
         rendered = exchange.render(result.body)
         context = list(getattr(exchange, "context", []))
         return rendered, context + [x for x in self.input]
+
+    def _first_choice(self) -> Any:
+        """OpenAI's ``{"type": "mcp", "server_label": S, "name": T}`` as the function it
+        is offered as; any other choice as sent."""
+        choice = self.body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "mcp":
+            use = self.uses.get(choice.get("server_label"))  # type: ignore[arg-type]
+            if use is None:
+                raise InvalidRequest("tool_choice.server_label names no mcp tool of this "
+                                     "request", param="tool_choice.server_label")
+            name = choice.get("name")
+            if name is None:
+                return "required"
+            qualified = f"{use.label}__{name}"
+            if qualified not in use.tools:
+                raise InvalidRequest(f"tool_choice.name: {name!r} is not offered to this "
+                                     "caller", param="tool_choice.name")
+            return {"type": "function", "name": qualified}
+        return choice
 
     async def _call(self, use: McpServerUse, qualified: str, arguments: str
                     ) -> tuple[Json, str]:
