@@ -115,6 +115,9 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--inside-domain", action="store_true",
+                        help="mark the server inside the domain: no pseudonymization "
+                             "(what the shield costs is the difference)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ownlight-bench-mcp-") as tmp:
         work = Path(tmp)
@@ -128,7 +131,7 @@ enabled = false
 enabled = false
 [mcp.servers.crm]
 url = "http://127.0.0.1:{upstream_port}/mcp"
-inside_domain = false
+inside_domain = {str(args.inside_domain).lower()}
 [[mcp.access]]
 who = "*"
 tools = ["crm__*"]
@@ -147,7 +150,9 @@ tools = ["crm__*"]
                 wait_for(f"http://127.0.0.1:{port}/readyz", server, work / "ownlight.log")
                 direct, via = asyncio.run(timings(direct_url, f"http://127.0.0.1:{port}/mcp",
                                                   key, args.calls))
-    print(f"{args.calls} calls of lookup each way, interleaved, one client, loopback")
+    where = "inside" if args.inside_domain else "outside"
+    print(f"{args.calls} calls of lookup each way, interleaved, one client, loopback; "
+          f"the server {where} the domain")
     print(f"{'path':<24}{'p50 ms':>9}{'p95 ms':>9}")
     for name, values in (("direct to the server", direct), ("through Ownlight", via)):
         print(f"{name:<24}{pct(values, 50):>9.3f}{pct(values, 95):>9.3f}")

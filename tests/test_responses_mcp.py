@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 from aiohttp import web
@@ -294,3 +295,53 @@ def test_a_forced_mcp_tool_is_forced_once(gateway, record, model) -> None:
             model="scripted", input="hello", tools=[crm()],  # type: ignore[list-item]
             tool_choice={"type": "mcp", "server_label": "crm", "name": "admin_reset"})
     assert caught.value.body["param"] == "tool_choice.name"  # type: ignore[index]
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory, record: Path) -> Iterator[RunningGateway]:
+    toml = f"""
+[knowledge]
+enabled = false
+[mcp]
+max_tool_rounds = 2
+[mcp.servers.crm]
+command = ["{sys.executable}", "{UPSTREAM}", "{record}"]
+timeout = 4.0
+[[mcp.access]]
+who = "*"
+tools = ["crm__lookup"]
+"""
+    with gateway_from(tmp_path_factory.mktemp("gw-local"), toml) as gw:
+        hub = gw.runtime.mcp
+        assert hub is not None
+        deadline = time.monotonic() + 30
+        while hub.upstreams["crm"].client is None:
+            assert time.monotonic() < deadline, "the stdio MCP server did not come up"
+            time.sleep(0.05)
+        admin = gw.create_key("root", ("admin",))
+        approved = httpx.post(gw.url + "/v1/admin/mcp/servers/crm/approve",
+                              headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+        assert approved.status_code == 200, approved.text
+        yield gw
+
+
+@pytest.mark.slow
+def test_the_embedded_model_completes_an_mcp_call(local, record) -> None:
+    """The default local alias calls the tool with arguments its schema allows (the
+    grammar constrains them, as for any function tool), and Ownlight makes the call."""
+    before = len(received(record))
+    response = sdk(local, "loop-local").responses.create(
+        model="local", input="Look up the customer record for ACME.", max_output_tokens=60,
+        temperature=0, tools=[crm()],  # type: ignore[list-item]
+        tool_choice={"type": "mcp", "server_label": "crm", "name": "lookup"})
+    listed = response.output[0]
+    assert isinstance(listed, McpListTools) and [t.name for t in listed.tools] == ["lookup"]
+    call = response.output[1]
+    assert isinstance(call, McpCall) and call.name == "lookup" and call.error is None
+    arguments = json.loads(call.arguments)
+    jsonschema.validate(arguments, listed.tools[0].input_schema)  # type: ignore[arg-type]
+    assert call.output == f"Record for {arguments['name']}: {arguments.get('note', '')}"
+    made = received(record)[before:]
+    assert made and made[0] == {"tool": "lookup", "arguments": {
+        "name": arguments["name"], "note": arguments.get("note", "")}}
+    assert response.status in ("completed", "incomplete")
