@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -150,12 +151,17 @@ tools = ["crm__*"]
                 wait_for(f"http://127.0.0.1:{port}/readyz", server, work / "ownlight.log")
                 direct, via = asyncio.run(timings(direct_url, f"http://127.0.0.1:{port}/mcp",
                                                   key, args.calls))
+            rows = json.loads(ownlight("audit", "list", "--limit", str(args.calls), "--json",
+                                       env=env))
+            hub = [r["latency_ms"] for r in rows if r.get("model") == "crm__lookup"]
     where = "inside" if args.inside_domain else "outside"
     print(f"{args.calls} calls of lookup each way, interleaved, one client, loopback; "
           f"the server {where} the domain")
     print(f"{'path':<24}{'p50 ms':>9}{'p95 ms':>9}")
     for name, values in (("direct to the server", direct), ("through Ownlight", via)):
         print(f"{name:<24}{pct(values, 50):>9.3f}{pct(values, 95):>9.3f}")
+    print(f"{'  of which the hub':<24}{pct(hub, 50):>9.3f}{pct(hub, 95):>9.3f}"
+          "  (access, shield, guard, ledger and its own call to the server)")
     added50 = pct(via, 50) - pct(direct, 50)
     added95 = pct(via, 95) - pct(direct, 95)
     print(f"added by Ownlight: p50 {added50:.3f} ms, p95 {added95:.3f} ms; "
