@@ -190,6 +190,15 @@ def test_the_model_calls_an_mcp_tool_and_answers_with_its_result(gateway, record
     assert len([r for r in rows if r.get("model") == "scripted"]) == 2  # two model rounds
     again = sdk(gateway, "loop-alice")  # stored, as answered, for its owner
     assert again.responses.retrieve(response.id).output == response.output
+    # a client keeping the conversation itself sends the items back: the model reads the
+    # call and its result as its own function call, and nothing is called again
+    history = [i.model_dump(exclude_none=True) for i in response.output]
+    again.responses.create(model="scripted", tools=[crm()],  # type: ignore[list-item]
+                           input=[*history, {"role": "user", "content": "Thanks."}])
+    replayed = model.received[-1]["messages"]
+    assert [m["role"] for m in replayed] == ["assistant", "tool", "assistant", "user"]
+    assert replayed[1]["content"].startswith("Record for ACME")
+    assert [m["tool"] for m in received(record)[before:]] == ["lookup"]
 
 
 def test_a_failed_call_is_an_mcp_call_with_an_error_and_the_loop_goes_on(gateway) -> None:

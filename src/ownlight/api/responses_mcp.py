@@ -30,6 +30,7 @@ from ownlight.mcp.hub import ToolHub
 from ownlight.mcp.types import Tool, ToolCallError, ToolResult
 from ownlight.pipeline import GatewayRequest
 from ownlight.principal import Principal
+from ownlight.protocol import responses as wire
 from ownlight.protocol.model import Json, Operation
 from ownlight.runtime import Runtime
 
@@ -205,7 +206,7 @@ class McpToolLoop:
             if isinstance(raw, str) else list(raw) if isinstance(raw, list) else raw
         if not isinstance(self.input, list):
             raise InvalidRequest("input must be a string or a list of items", param="input")
-        self.input = [_normalized(x) for x in self.input]
+        self.input = [y for x in self.input for y in _as_history(_normalized(x))]
         listed = await self.hub.list_tools(self.principal)
         for use in self.uses.values():
             use.tools = {t.name: t for t in listed if t.server == use.label
@@ -385,6 +386,18 @@ class McpToolLoop:
     def store(self) -> None:
         if self.final is not None and self.final.get("store"):
             self.runtime.responses.save(self.principal, self.final, self.stored_input)
+
+
+def _as_history(item: Any) -> list[Any]:
+    """An earlier answer's items sent back as input (clients that keep the conversation
+    themselves): a call as the function call and result the model made and read; a
+    listing or an unanswered approval request is not the model's to read."""
+    kind = item.get("type") if isinstance(item, dict) else None
+    if kind in ("mcp_list_tools", "mcp_approval_request"):
+        return []
+    if kind == "mcp_call":
+        return wire.output_to_items([item])
+    return [item]
 
 
 def _normalized(item: Any) -> Any:
