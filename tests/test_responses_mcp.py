@@ -76,11 +76,36 @@ class ScriptedModel(LoopbackServer):
                 finish = "tool_calls"
             else:
                 message, finish = {"role": "assistant", "content": "No tool to call."}, "stop"
+        if body.get("stream"):
+            return await self._stream(request, body["model"], message, finish)
         return web.json_response({
             "id": "chatcmpl-scripted", "object": "chat.completion",
             "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "finish_reason": finish, "message": message}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}})
+
+
+    async def _stream(self, request: web.Request, model: str, message: dict[str, Any],
+                      finish: str) -> web.StreamResponse:
+        """The same answer as chunks: text three characters at a time, calls whole."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(delta: dict[str, Any], reason: str | None = None) -> None:
+            chunk = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+        await send({"role": "assistant", "content": ""})
+        text = message.get("content") or ""
+        for i in range(0, len(text), 3):
+            await send({"content": text[i:i + 3]})
+        for i, call in enumerate(message.get("tool_calls") or []):
+            await send({"tool_calls": [{"index": i, **call}]})
+        await send({}, finish)
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +276,8 @@ def test_the_stream_has_the_documented_mcp_events(gateway, record) -> None:
                      "response.output_text.delta"]:
         assert expected in kinds
     assert kinds.index("response.mcp_call.completed") < kinds.index("response.output_text.delta")
+    assert kinds.count("response.output_text.delta") > 3  # passed on as the model writes
+    assert {e.output_index for e in events if e.type == "response.output_text.delta"} == {2}
     assert [e.sequence_number for e in events] == list(range(len(events)))
     done = [e.item for e in events if e.type == "response.output_item.done"]
     assert [type(i) for i in done] == [McpListTools, McpCall, ResponseOutputMessage]

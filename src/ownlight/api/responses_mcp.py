@@ -25,7 +25,7 @@ import orjson
 
 from ownlight.audit.ledger import AuditUnavailableError
 from ownlight.audit.records import RequestRecord, new_request_id
-from ownlight.errors import InvalidRequest, OwnlightError
+from ownlight.errors import InvalidRequest, OwnlightError, UpstreamError
 from ownlight.mcp.hub import ToolHub
 from ownlight.mcp.types import Tool, ToolCallError, ToolResult
 from ownlight.pipeline import GatewayRequest
@@ -166,6 +166,7 @@ class McpToolLoop:
         self.final: Json | None = None
         self.stored_input: list[Json] = []
         self.rounds_run = 0
+        self.streamed = body.get("stream") is True
 
     @property
     def hub(self) -> ToolHub:
@@ -270,17 +271,24 @@ class McpToolLoop:
         stored_input: list[Json] | None = None
         incomplete = True
         for _ in range(rounds):
-            rendered, context = await self._round(offered)
+            async for piece in self._round(offered):
+                if "_done" in piece:
+                    rendered, context = piece["_done"]
+                else:
+                    yield piece  # a streamed message's event, passed on as it comes
             if stored_input is None:
                 stored_input = context
             usage = _sum_usage(usage, rendered.get("usage"))
             calls = [x for x in rendered.get("output") or []
                      if x.get("type") == "function_call" and x.get("name") in self.by_name]
             rest = [x for x in rendered.get("output") or [] if x not in calls]
+            if calls:  # what the model said before calling is kept; its own calls wait
+                rest = [x for x in rest if x.get("type") == "message"]
+            for item in rest:
+                output.append(item)
+                yield {"_streamed": item} if self.streamed and item.get("type") == "message" \
+                    else item
             if not calls:
-                output.extend(rest)
-                for item in rest:
-                    yield item
                 incomplete = False
                 break
             waiting = False
@@ -316,10 +324,12 @@ class McpToolLoop:
         self.final = rendered
         self.stored_input = stored_input or []
 
-    async def _round(self, offered: list[Any]) -> tuple[Json, list[Json]]:
-        """One pass through the pipeline: the conversation so far, the tools as functions."""
-        body = {**self.body, "tools": offered, "input": self.input, "stream": False,
-                "store": False}
+    async def _round(self, offered: list[Any]) -> AsyncIterator[Json]:
+        """One pass through the pipeline: the conversation so far, the tools as functions.
+        Streamed, a message's events are passed on (``{"_event": ...}``) as they come;
+        the last piece is ``{"_done": (response, stored input)}``."""
+        body = {**self.body, "tools": offered, "input": self.input,
+                "stream": self.streamed, "store": False}
         if not offered:
             body.pop("tools")
         if self.rounds_run == 0:
@@ -333,10 +343,27 @@ class McpToolLoop:
         result = await self.runtime.pipeline.handle(GatewayRequest(
             Operation.CHAT, body, self.key, exchange.parse, self.headers, new_request_id(),
             endpoint=self.endpoint), principal=self.principal)
-        assert result.body is not None
-        rendered = exchange.render(result.body)
-        context = list(getattr(exchange, "context", []))
-        return rendered, context + [x for x in self.input]
+        context = list(getattr(exchange, "context", [])) + list(self.input)
+        if result.stream is None:
+            assert result.body is not None
+            yield {"_done": (exchange.render(result.body), context)}
+            return
+        kinds: dict[int, str] = {}  # output index -> item type, in this round's stream
+        rendered: Json | None = None
+        async for event in exchange.events(result.stream):
+            kind = event["type"]
+            if kind == "response.output_item.added":
+                kinds[event["output_index"]] = event["item"]["type"]
+            if kind in ("response.completed", "response.incomplete"):
+                rendered = event["response"]
+            elif kind == "response.failed":
+                error = event["response"].get("error") or {}
+                raise UpstreamError(str(error.get("message") or "the model failed"))
+            elif kinds.get(event.get("output_index", -1)) == "message":
+                yield {"_event": event}
+        if rendered is None:
+            raise UpstreamError("the model's stream ended before its answer")
+        yield {"_done": (rendered, context)}
 
     def _first_choice(self) -> Any:
         """OpenAI's ``{"type": "mcp", "server_label": S, "name": T}`` as the function it
@@ -451,6 +478,16 @@ async def events(loop: McpToolLoop) -> AsyncIterator[Json]:
     index = 0
     try:
         async for item in loop.items():
+            if "_event" in item:  # a message streamed as the model writes it
+                raw = {k: v for k, v in item["_event"].items()
+                       if k not in ("type", "sequence_number")}
+                raw["output_index"] = index
+                yield event(item["_event"]["type"], **raw)
+                if item["_event"]["type"] == "response.output_item.done":
+                    index += 1
+                continue
+            if "_streamed" in item:  # its events have gone already
+                continue
             for e in _item_events(event, item, index):
                 yield e
             index += 1
