@@ -381,3 +381,17 @@ def test_the_embedded_model_completes_an_mcp_call(local, record) -> None:
     assert made and made[0] == {"tool": "lookup", "arguments": {
         "name": arguments["name"], "note": arguments.get("note", "")}}
     assert response.status in ("completed", "incomplete")
+
+
+@pytest.mark.slow
+def test_the_embedded_model_streams_an_mcp_call(local, record) -> None:
+    before = len(received(record))
+    events = list(sdk(local, "loop-local-stream").responses.create(
+        model="local", input="Look up the customer record for Globex.", max_output_tokens=60,
+        temperature=0, tools=[crm()], stream=True,  # type: ignore[list-item]
+        tool_choice={"type": "mcp", "server_label": "crm", "name": "lookup"}))
+    kinds = [e.type for e in events]
+    assert "response.mcp_call.completed" in kinds
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [m["tool"] for m in received(record)[before:]][:1] == ["lookup"]
