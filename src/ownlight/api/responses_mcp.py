@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -471,7 +472,7 @@ async def events(loop: McpToolLoop) -> AsyncIterator[Json]:
     event = _Events()
     shell: Json = {"id": loop.response_id, "object": "response", "status": "in_progress",
              "model": loop.body.get("model"), "output": [], "tools": loop.body.get("tools"),
-             "created_at": 0, "error": None, "incomplete_details": None,
+             "created_at": int(time.time()), "error": None, "incomplete_details": None,
              "parallel_tool_calls": True, "tool_choice": "auto"}
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
