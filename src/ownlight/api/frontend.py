@@ -53,6 +53,13 @@ class FrontEnd(ABC):
                  headers: Mapping[str, str]) -> Exchange:
         """The state one request needs between parsing and rendering."""
 
+    async def answer_itself(self, runtime: Runtime, principal: Principal, key: str | None,
+                            headers: Mapping[str, str], body: Any, scope: Scope,
+                            receive: Receive) -> Response | None:
+        """A request this front-end runs itself (several pipeline rounds, say), or None
+        for the one pipeline pass every other request takes."""
+        return None
+
     def error_response(self, error: OwnlightError, request_id: str) -> Response:
         return error_response(error, {"x-ownlight-request-id": request_id})
 
@@ -90,6 +97,10 @@ class PipelineEndpoint:
         try:
             principal, key, headers, body = await authenticated_body(
                 runtime.keys, scope, receive, limit)
+            own = await front_end.answer_itself(runtime, principal, key, headers, body,
+                                                scope, receive)
+            if own is not None:
+                return own
             exchange = front_end.exchange(runtime, principal, headers)
             result = await until_disconnect(receive, runtime.pipeline.handle(GatewayRequest(
                 self.operation, body, key, exchange.parse, headers, request_id,

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope
 
 from ownlight.errors import OwnlightError
 from ownlight.principal import Principal
@@ -23,8 +24,9 @@ from ownlight.protocol.model import Response as Answer
 from ownlight.protocol.responses import ResponsesCall
 from ownlight.runtime import Runtime
 
+from . import responses_mcp as mcp_loop
 from .bodies import error_response, event_stream_response, json_response
-from .common import bearer_key
+from .common import bearer_key, until_disconnect
 from .frontend import Exchange, FrontEnd
 
 FAILURE = {"type": "error", "code": "internal_error", "message": "internal error",
@@ -39,6 +41,21 @@ class ResponsesFrontEnd(FrontEnd):
     def exchange(self, runtime: Runtime, principal: Principal,
                  headers: Mapping[str, str]) -> Exchange:
         return _Exchange(runtime, principal)
+
+    async def answer_itself(self, runtime: Runtime, principal: Principal, key: str | None,
+                            headers: Mapping[str, str], body: object, scope: Scope,
+                            receive: Receive) -> Response | None:
+        """A request with ``mcp`` tools: Ownlight runs the tool loop (``responses_mcp``)."""
+        if not mcp_loop.has_mcp_tools(body):
+            return None
+        assert isinstance(body, dict)
+        loop = mcp_loop.McpToolLoop(runtime, principal, key, dict(headers), body,
+                                    scope["path"],
+                                    lambda: self.exchange(runtime, principal, headers))
+        await loop.prepare()
+        if body.get("stream") is True:
+            return self.stream_response(mcp_loop.events(loop), {})
+        return json_response(await until_disconnect(receive, mcp_loop.run(loop)))
 
     def stream_response(self, events: AsyncIterator[Json],
                         headers: Mapping[str, str]) -> Response:

@@ -513,6 +513,9 @@ class McpSettings(Table):
               "collections) when the knowledge base is on.")
     restart_backoff: float = setting(
         1.0, "Seconds before a crashed stdio server is started again, doubling up to 60.")
+    max_tool_rounds: int = setting(
+        8, "Model turns Ownlight runs for one Responses request with `mcp` tools before it "
+           "answers `incomplete`.")
 
     @model_validator(mode="after")
     def _server_names(self) -> McpSettings:

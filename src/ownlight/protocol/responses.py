@@ -420,7 +420,7 @@ def _usage(u: Usage) -> Json:
 
 def output_to_items(output: list[Json]) -> list[Json]:
     """A response's output items as input items for the next turn."""
-    items = []
+    items: list[Json] = []
     for item in output:
         if item.get("type") == "message":
             items.append({"type": "message", "role": "assistant",
@@ -428,6 +428,15 @@ def output_to_items(output: list[Json]) -> list[Json]:
                                       for c in item.get("content") or []]})
         elif item.get("type") in ("function_call", "custom_tool_call"):
             items.append({k: v for k, v in item.items() if k not in ("id", "status")})
+        elif item.get("type") == "mcp_call":  # a call Ownlight made: the model's history
+            error = item.get("error")
+            result = item.get("output") if error is None else \
+                f"Error: {orjson.dumps(error).decode()}"
+            name = f"{item.get('server_label')}{NAMESPACE_SEPARATOR}{item.get('name')}"
+            items.append({"type": "function_call", "call_id": item.get("id"), "name": name,
+                          "arguments": item.get("arguments") or "{}"})
+            items.append({"type": "function_call_output", "call_id": item.get("id"),
+                          "output": result or ""})
     return items
 
 
