@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # tests/data/agents/ were recorded from (update both together), and axe-core, which the
 # console tests run in the browser.
 AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332 axe-core@4.14.1
-# The MCP Inspector's command line, which tests/test_mcp_inspector.py drives /mcp with.
+# The MCP Inspector's command line, which tests/test_mcp_gateway.py drives /mcp with.
 INSPECTOR_PACKAGES := @modelcontextprotocol/inspector-cli@1.0.3
 
 .PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
