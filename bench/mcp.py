@@ -33,10 +33,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 import httpx2  # noqa: E402
+from mcp import Client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from tests.support.loopback import free_port  # noqa: E402
-
-from mcp import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "tests" / "support" / "mcp_upstream.py"

@@ -115,6 +115,19 @@ def test_routing_explain_metrics_and_403_for_ordinary_users(
         page.goto(gateway.url + path)
         assert serious_accessibility_violations(page) == [], path
 
+    page.goto(gateway.url + "/console/admin/egress")  # the chain's status, and a new verdict
+    expect(page.get_by_text("Not verified since this instance started.")).to_be_visible()
+    page.get_by_role("button", name="Verify the chain now").click()
+    for _ in range(50):
+        if page.get_by_text("Verified:").count():
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(page.get_by_text("Verified:")).to_contain_text("records, head")
+    gateway.runtime.pipeline.ledger.flush()
+    verdicts = gateway.runtime.pipeline.ledger.query("1=1", (), kind="admin")
+    assert any(r["action"] == "audit.verify" and r["principal"] == "root" for r in verdicts)
+
     ordinary = new_page(browser)
     sign_in(ordinary, gateway.url, gateway.create_key("bob"))
     for path in PAGES:

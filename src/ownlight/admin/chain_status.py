@@ -74,3 +74,12 @@ class ChainStatus:
             )
         finally:
             self.running = False
+
+
+def for_app(state: Any) -> ChainStatus:
+    """The one ``ChainStatus`` of a running app (its ``app.state``), made on first use, so
+    the admin API and the console show the same verdict."""
+    if not hasattr(state, "chain_status"):
+        state.chain_status = ChainStatus()
+    status: ChainStatus = state.chain_status
+    return status

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ownlight.admin.chain_status import ChainStatus
+from ownlight.admin.chain_status import ChainStatus, for_app
 from ownlight.admin.export import export_egress
 from ownlight.admin.keys import create_key, list_keys, revoke_key
 from ownlight.audit import views
@@ -77,11 +77,7 @@ async def egress_export(request: Request) -> Response:
 
 
 def _chain(request: Request) -> ChainStatus:
-    state = request.app.state
-    if not hasattr(state, "chain_status"):
-        state.chain_status = ChainStatus()
-    status: ChainStatus = state.chain_status
-    return status
+    return for_app(request.app.state)
 
 
 async def verification(request: Request) -> Response:

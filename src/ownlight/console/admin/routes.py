@@ -5,12 +5,14 @@ recorded in the ledger (``admin.keys``). An ordinary user gets the 403 page."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from ownlight.admin.chain_status import for_app
 from ownlight.admin.export import export_egress
 from ownlight.admin.keys import create_key, list_keys, revoke_key
 from ownlight.audit import views
@@ -44,15 +46,25 @@ async def _egress(request: Request, live: Session) -> Response:
     report = views.egress(runtime.audit_rows(), since_iso(window))
     t = Translator(language(request))
     chart = bars([(p["period"], p["egress"]) for p in report["periods"]], t("admin.egress.chart"))
+    chain = await asyncio.to_thread(for_app(request.app.state).status, runtime.audit_rows())
     return render(
         request,
         "admin/egress.html",
         live,
         report=report,
         chart=chart,
+        chain=chain,
         window=window,
         windows=[(w, f"admin.window.{w}") for w in WINDOWS],
     )
+
+
+async def _verify(request: Request, live: Session) -> Response:
+    """Start a verification of the chain (recorded when it ends); back to the egress page."""
+    runtime = _admin(request, live)
+    for_app(request.app.state).start(runtime.audit_rows(), runtime.pipeline.ledger,
+                                     live.principal)
+    return RedirectResponse(f"/console/admin/egress?since={_window(request)}", 303)
 
 
 async def _export(request: Request, live: Session) -> Response:
@@ -133,6 +145,7 @@ async def _keys(request: Request, live: Session) -> Response:
 routes: list[BaseRoute] = [
     Route("/console/admin/egress", page(_egress), methods=["GET"]),
     Route("/console/admin/egress/export", page(_export), methods=["GET"]),
+    Route("/console/admin/egress/verify", page(_verify), methods=["POST"]),
     Route("/console/admin/ledger", page(_ledger), methods=["GET"]),
     Route("/console/admin/keys", page(_keys), methods=["GET"]),
     Route("/console/admin/keys/create", page(_keys), methods=["POST"]),
