@@ -270,3 +270,61 @@ def test_owners_and_admins_change_who_may_read(browser, gateway_factory, cloud, 
         ("knowledge.grant", "alice", 400, "not-an-identity"),
         ("knowledge.grant", "alice", 200, "user:bob"),
         ("knowledge.revoke", "alice", 200, "user:bob")], key=str)
+
+
+@pytest.mark.slow
+def test_the_first_hour_make_serve_sign_in_upload_and_a_cited_local_answer(
+        browser, tmp_path) -> None:
+    """What the issue's "done when" describes, with the real ``ownlight serve`` on a data
+    dir that has never seen Ownlight: the printed key signs in at the printed address, a
+    document uploaded in the console grounds the embedded model's answer, with citations."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.fake_upstream import free_port
+
+    port = free_port()
+    config = tmp_path / "ownlight.toml"
+    config.write_text(f'data_dir = "{tmp_path / "fresh"}"\n[server]\nport = {port}\n')
+    log = tmp_path / "serve.log"
+    with log.open("w") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ownlight.cli", "--config", str(config), "serve"],
+            stdout=subprocess.PIPE, stderr=errors, text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert server.stdout is not None
+        key = server.stdout.readline().strip()  # the first admin key, printed once
+        assert key.startswith("ol-"), log.read_text()
+        address = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while f"open {address}/ in a browser" not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        while httpx.get(address + "/readyz").status_code != 200:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        page = new_page(browser)
+        sign_in(page, address, key)
+        note = tmp_path / "lighthouse.md"
+        note.write_text("# The Harbour lighthouse\n\nThe Harbour lighthouse keeper is named "
+                        "Tomasz Wren. He lights the lamp at dusk.\n", encoding="utf-8")
+        page.goto(address + "/console/knowledge")
+        page.get_by_label("Collection", exact=True).fill("harbour")
+        page.get_by_label("File").set_input_files(str(note))
+        page.get_by_role("button", name="Upload").click()
+        expect(page.locator("#upload-status")).to_contain_text("lighthouse.md → harbour (1)",
+                                                               timeout=60_000)
+        page.goto(address + "/console/")
+        page.get_by_label("Model").select_option("local")
+        page.get_by_label("harbour").check()
+        send(page, "Who keeps the Harbour lighthouse?")
+        facts = page.locator(".answer-facts").last
+        expect(facts).to_contain_text("local ·", timeout=180_000)
+        expect(facts.locator(".citations a")).to_contain_text("[1] The Harbour lighthouse")
+        screenshot(page, "first-hour")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)  # closes its stdout
