@@ -18,7 +18,7 @@ Every write is one transaction; WAL lets searches run while ingestion writes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import sqlite_vec
 from ownlight.knowledge import segment
 from ownlight.knowledge.access import READABLE_CLASSES_SQL, members
 from ownlight.knowledge.store import PreparedDocument, SourceChange
-from ownlight.knowledge.types import Hit
+from ownlight.knowledge.types import Chunk, ExportedSource, Hit
 from ownlight.principal import Principal
 
 DIM = 384
@@ -350,6 +350,38 @@ class SQLiteKnowledgeStore:
                 "DELETE FROM collection_grants WHERE collection_id = ? AND identity = ?",
                 (collection_id, identity),
             )
+
+    # -- moving to another store (``knowledge.copy``) -----------------------------
+
+    def exported_sources(self) -> Iterator[ExportedSource]:
+        """Every source as it was stored: its documents with their chunks, access lists
+        and hashes, ready for another store's ``replace_source``."""
+        sources = self.db.execute(
+            "SELECT s.id, c.tenant, c.name, s.path, s.content_hash FROM sources s"
+            " JOIN collections c ON c.id = s.collection_id ORDER BY s.id").fetchall()
+        for source_id, tenant, collection, path, digest in sources:
+            owner: str | None = None
+            documents = []
+            for doc_id, key, title, metadata, content_hash, class_owner, acl in self.db.execute(
+                    "SELECT d.id, d.key, d.title, d.metadata, d.content_hash, a.owner, a.acl"
+                    " FROM documents d JOIN access_classes a ON a.id = d.class_id"
+                    " WHERE d.source_id = ? ORDER BY d.id", (source_id,)).fetchall():
+                chunks = [Chunk(str(text), int(str(start)), int(str(end)), str(heading))
+                          for text, heading, start, end in self.db.execute(
+                              'SELECT text, heading, start, "end" FROM chunks'
+                              " WHERE document_id = ? ORDER BY ord", (doc_id,)).fetchall()]
+                documents.append(PreparedDocument(
+                    str(key), str(title), json.loads(str(metadata)),
+                    tuple(json.loads(str(acl))), str(content_hash), chunks))
+                owner = owner or (str(class_owner) if class_owner is not None else None)
+            yield ExportedSource(str(tenant), str(collection), str(path), str(digest), owner,
+                                 documents)
+
+    def exported_grants(self) -> list[tuple[str, str, str]]:
+        """(tenant, collection, identity) of every collection-wide grant."""
+        return [(str(t), str(c), str(i)) for t, c, i in self.db.execute(
+            "SELECT c.tenant, c.name, g.identity FROM collection_grants g"
+            " JOIN collections c ON c.id = g.collection_id ORDER BY c.id, g.identity")]
 
     # -- reading ---------------------------------------------------------------
 

@@ -73,3 +73,16 @@ class PreparedDocument:
     allow: tuple[str, ...]
     content_hash: str
     chunks: list[Chunk]
+
+
+@dataclass(frozen=True)
+class ExportedSource:
+    """One ingested source as a store holds it, to be written into another store as it is
+    (``ownlight db copy``): no file is read or parsed again."""
+
+    tenant: str
+    collection: str
+    path: str
+    content_hash: str
+    owner: str | None
+    documents: list[PreparedDocument]

@@ -11,7 +11,7 @@ The audit ledger goes over through the shipper's own append (``audit.shared``): 
 empty shared ledger every record keeps its seq and hash (the chain re-chained onto the
 same genesis is the same chain, so checkpoints an operator kept still hold), and the
 file's data dir is marked shipped, so an instance started on it later ships only what
-comes after. The knowledge base is ingested again.
+comes after. The knowledge index is copied beside it (``knowledge.copy``).
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ import click
 
 from ownlight.config import Config, load_config
 from ownlight.errors import ConfigError
+from ownlight.knowledge.base import index_path
+from ownlight.knowledge.copy import CopiedKnowledge, copy_knowledge
+from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
+from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.store.base import Migrations
 from ownlight.store.copy import copy_state
 from ownlight.store.open import open_database, store_url
@@ -82,8 +86,9 @@ def db_migrate(ctx: click.Context) -> None:
               help="The PostgreSQL store to copy into (default: [store] url).")
 @click.pass_context
 def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
-    """Copy keys, spend, stored responses and the audit ledger from a SQLite state file
-    into a PostgreSQL store that has no keys yet (keys keep their ids; into an empty shared
+    """Copy keys, spend, stored responses, the audit ledger, the model registry and the
+    knowledge base from a SQLite state file (and the knowledge index beside it) into a
+    PostgreSQL store that has no keys yet (keys keep their ids; into an empty shared
     ledger the chain keeps its hashes, so checkpoints kept elsewhere still hold)."""
     try:
         config = _config(ctx)
@@ -106,9 +111,27 @@ def db_copy(ctx: click.Context, source: str | None, target: str | None) -> None:
                 database.close()
         finally:
             state.close()
+        knowledge = _copy_knowledge(index_path(path.parent), url)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"copied {copied.keys} key(s), {copied.spend} spend total(s) and "
                f"{copied.responses} stored response(s); {copied.versions} model version(s), "
                f"{copied.switches} switch(es) and {copied.eval_runs} eval run(s); "
                f"{copied.audit} audit record(s) from {path} to {database.where}")
+    if knowledge is not None:
+        click.echo(f"copied {knowledge.sources} knowledge source(s): {knowledge.documents} "
+                   f"document(s), {knowledge.chunks} chunk(s) and {knowledge.grants} grant(s); "
+                   "their vectors are embedded again by the instances' background embedders")
+
+
+def _copy_knowledge(index: Path, url: str) -> CopiedKnowledge | None:
+    """The data dir's knowledge index, if it has one, into the PostgreSQL knowledge store."""
+    if not index.is_file():
+        return None
+    source = SQLiteKnowledgeStore(index)
+    target = PostgresKnowledgeStore.connect(url)
+    try:
+        return copy_knowledge(source, target)
+    finally:
+        target.close()
+        source.close()
