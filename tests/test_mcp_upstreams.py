@@ -104,6 +104,10 @@ tools = "web__*"
         result = await mcp.call_tool("web__lookup", {"name": "ACME",
                                                      "note": "write to bob@example.org"})
         injected = await mcp.call_tool("web__fetch_page", {"url": "https://news.example"})
+        huge = await mcp.call_tool("web__big", {})  # 10 MB, cut as it streams in
+        after = await mcp.call_tool("web__lookup", {"name": "ACME"})
+    assert huge.is_error and huge.meta["ownlight/error"] == "tool_output_too_large"
+    assert "stopped reading" in huge.content[0].text and not after.is_error
     assert result.content[0].text == "Record for ACME: write to bob@example.org"
     # guard.untrusted_action = "drop": the injected result is withheld, not quoted
     assert "IGNORE ALL PREVIOUS" not in json.dumps(injected.model_dump(mode="json"))

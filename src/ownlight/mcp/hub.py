@@ -15,6 +15,7 @@ from typing import Any
 
 import mcp_types as types
 import orjson
+from mcp.shared.exceptions import MCPError
 
 from ownlight.audit.ledger import AuditUnavailableError, Ledger
 from ownlight.audit.metrics import Metrics
@@ -23,6 +24,7 @@ from ownlight.config.settings import McpSettings
 from ownlight.errors import PolicyRefused
 from ownlight.guard.stage import InjectionGuard
 from ownlight.mcp.access import ToolAccess
+from ownlight.mcp.capped_http import OUTPUT_TOO_LARGE
 from ownlight.mcp.pins import ToolPins, definition_hash
 from ownlight.mcp.shield import ArgumentShield
 from ownlight.mcp.types import (
@@ -309,6 +311,13 @@ class ToolHub:
                               f"{upstream.settings.timeout:g} s.") from None
         except NotConnected:
             raise ToolUnavailable(f"The server of {name} is not available now.") from None
+        except MCPError as exc:
+            if isinstance(exc.data, dict) and exc.data.get("ownlight") == OUTPUT_TOO_LARGE:
+                raise ToolOutputTooLarge(
+                    f"The tool {name} answered more than the {upstream.settings.max_output_bytes}"
+                    " bytes this server may return; Ownlight stopped reading it and passes "
+                    "nothing on.") from None
+            raise ToolUnavailable(f"The server of {name} failed the call: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a protocol error from the server
             raise ToolUnavailable(f"The server of {name} failed the call: {exc}") from None
         body = raw.model_dump(mode="json", by_alias=True, exclude_none=True)

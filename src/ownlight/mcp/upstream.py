@@ -18,6 +18,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from ownlight.config.settings import McpServerSettings
+from ownlight.mcp.capped_http import CappedTransport, wire_cap
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,13 @@ class Upstream:
             return StdioServerParameters(command=s.command[0], args=s.command[1:],
                                          env=env or None)
         assert s.url is not None
-        headers = {k: v.reveal() for k, v in s.headers.items()}
-        http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout + 5))
+        headers = {"Accept-Encoding": "identity",  # counted as sent (capped_http)
+                   **{k: v.reveal() for k, v in s.headers.items()}}
+        cap = wire_cap(s.max_output_bytes)
+        http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout + 5),
+                                  transport=CappedTransport(cap))
         stack.push_async_callback(http.aclose)
-        return streamable_http_client(s.url, http_client=http)
+        return streamable_http_client(s.url, http_client=http, max_sse_event_size=cap)
 
     def start(self) -> None:
         if self._task is None:
