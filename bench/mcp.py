@@ -150,6 +150,7 @@ tools = ["crm__*"]
                 wait_for(f"http://127.0.0.1:{port}/readyz", server, work / "ownlight.log")
                 direct, via = asyncio.run(timings(direct_url, f"http://127.0.0.1:{port}/mcp",
                                                   key, args.calls))
+            received = [json.loads(line) for line in record.read_text().splitlines()]
             rows = json.loads(ownlight("audit", "list", "--limit", str(args.calls), "--json",
                                        env=env))
             hub = [r["latency_ms"] for r in rows if r.get("model") == "crm__lookup"]
@@ -161,6 +162,10 @@ tools = ["crm__*"]
         print(f"{name:<24}{pct(values, 50):>9.3f}{pct(values, 95):>9.3f}")
     print(f"{'  of which the hub':<24}{pct(hub, 50):>9.3f}{pct(hub, 95):>9.3f}"
           "  (access, shield, guard, ledger and its own call to the server)")
+    requests = sum("authorization" in r for r in received)
+    calls = sum(r.get("tool") == "lookup" for r in received)
+    print(f"HTTP requests the server received: {requests} for {calls} calls "
+          f"({len(direct) + 51} direct, {len(via) + 51} through Ownlight, plus its own checks)")
     added50 = pct(via, 50) - pct(direct, 50)
     added95 = pct(via, 95) - pct(direct, 95)
     print(f"added by Ownlight: p50 {added50:.3f} ms, p95 {added95:.3f} ms; "

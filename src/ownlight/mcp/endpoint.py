@@ -63,8 +63,10 @@ def build_server(hub: ToolHub) -> Server[Any]:
             "isError": result.is_error,
             "_meta": {"ownlight/request_id": request_id, "ownlight/guard": result.guard_verdict}})
 
+    # The SDK checks a call's ``Mcp-Param-*`` headers against the tool's input schema; left
+    # to itself it runs ``list_tools`` (an upstream round trip) before every call.
     return Server("ownlight", version=_version(), on_list_tools=list_tools,
-                  on_call_tool=call_tool)
+                  on_call_tool=call_tool, get_tool_input_schema=hub.input_schema)
 
 
 def _version() -> str:

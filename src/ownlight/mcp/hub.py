@@ -120,6 +120,8 @@ class ToolHub:
         self.builtins = {b.tool.name: b for b in builtins or []}
         self._pinned: dict[str, dict[str, str]] = {}
         self._reported: set[tuple[str, str, str, str]] = set()  # withheld, recorded once
+        # server -> (listing, pins, states) of the last _states_cached
+        self._memo: dict[str, tuple[list[types.Tool], dict[str, str], list[ToolState]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -193,17 +195,38 @@ class ToolHub:
                             if d.annotations else None))
         return out
 
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's input schema by qualified name from the last listing, or None; for the
+        MCP SDK's header validation, which is not scoped to a caller (calls still are)."""
+        if name in self.builtins:
+            return self.builtins[name].tool.input_schema
+        try:
+            server, tool = split_qualified(name)
+        except ToolNotFound:
+            return None
+        upstream = self.upstreams.get(server)
+        for t in (upstream.tools if upstream is not None else None) or []:
+            if t.name == tool:
+                return t.input_schema
+        return None
+
     def _states_cached(self, server: str) -> list[ToolState]:
+        """The states of the last listing against the pins in memory, computed once per
+        (listing, pins) pair: a call needs no hashing and no guard pass over descriptions."""
         tools = self.upstreams[server].tools
         if tools is None:
             raise NotConnected(server)
         pinned = self._pinned.get(server, {})
+        memo = self._memo.get(server)
+        if memo is not None and memo[0] is tools and memo[1] is pinned:
+            return memo[2]
         out = []
         for tool in tools:
             sha = definition_hash(tool.name, tool.description or "", tool.input_schema)
             state = "approved" if pinned.get(tool.name) == sha and not self._poisoned(
                 tool.description or "") else "withheld"
             out.append(ToolState(server, tool.name, sha, state, tool))
+        self._memo[server] = (tools, pinned, out)
         return out
 
     def _report_withheld(self, s: ToolState) -> None:
