@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope
 
 from ownlight.errors import ModelNotFound, OwnlightError
 from ownlight.principal import Principal
@@ -18,8 +19,9 @@ from ownlight.protocol import openai as wire
 from ownlight.protocol.model import Chunk, Json, Operation
 from ownlight.runtime import Runtime
 
+from . import chat_mcp
 from .bodies import error_response, json_response
-from .common import bearer_key
+from .common import bearer_key, until_disconnect
 from .frontend import Exchange, FrontEnd
 
 
@@ -32,6 +34,23 @@ class ChatCompletionsFrontEnd(FrontEnd):
     def exchange(self, runtime: Runtime, principal: Principal,
                  headers: Mapping[str, str]) -> Exchange:
         return _Exchange()
+
+    async def answer_itself(self, runtime: Runtime, principal: Principal, key: str | None,
+                            headers: Mapping[str, str], body: object, scope: Scope,
+                            receive: Receive) -> Response | None:
+        """A chat request with Ownlight's ``mcp`` field: Ownlight runs the tool loop."""
+        if scope["path"] != "/v1/chat/completions" or not chat_mcp.has_mcp_field(body):
+            return None
+        assert isinstance(body, dict)
+        loop = chat_mcp.ChatMcpLoop(runtime, principal, key, headers, body, scope["path"],
+                                    _Exchange())
+        await loop.prepare()
+        answer = await until_disconnect(receive, loop.run())
+        if body.get("stream") is True:
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return self.stream_response(chat_mcp.chunks(answer, usage), {})
+        return json_response(answer)
 
 
 class _Exchange:

@@ -124,6 +124,21 @@ def parse_use(tool: Json, where: str, hub: ToolHub | None) -> McpServerUse:
     return use
 
 
+def record_refusal(runtime: Runtime, principal: Principal, request_id: str, operation: str,
+                   endpoint: str, body: Json, exc: OwnlightError) -> None:
+    """A request refused before anything was sent (a ``server_url`` above all) is in the
+    ledger like any other."""
+    record = RequestRecord(
+        request_id=request_id, operation=operation, endpoint=endpoint,
+        principal=principal.name, tenant=principal.tenant, groups=list(principal.groups),
+        model=str(body.get("model")), status=exc.status, error_code=exc.code,
+        reason=exc.message)
+    try:
+        runtime.pipeline.ledger.put(record)
+    except AuditUnavailableError:
+        log.error("the refused MCP request %s could not be recorded", request_id)
+
+
 def list_item(use: McpServerUse) -> Json:
     return {"type": "mcp_list_tools", "id": new_id("mcpl"), "server_label": use.label,
             "tools": [{"name": t.tool, "description": t.description,
@@ -180,15 +195,8 @@ class McpToolLoop:
         try:
             await self._prepare()
         except OwnlightError as exc:
-            record = RequestRecord(
-                request_id=self.response_id, operation="responses.mcp", endpoint=self.endpoint,
-                principal=self.principal.name, tenant=self.principal.tenant,
-                groups=list(self.principal.groups), model=str(self.body.get("model")),
-                status=exc.status, error_code=exc.code, reason=exc.message)
-            try:
-                self.runtime.pipeline.ledger.put(record)
-            except AuditUnavailableError:
-                log.error("the refused MCP request %s could not be recorded", self.response_id)
+            record_refusal(self.runtime, self.principal, self.response_id, "responses.mcp",
+                           self.endpoint, self.body, exc)
             raise
 
     async def _prepare(self) -> None:
@@ -387,33 +395,39 @@ class McpToolLoop:
 
     async def _call(self, use: McpServerUse, qualified: str, arguments: str
                     ) -> tuple[Json, str]:
-        """One tool call through the hub: its ``mcp_call`` item and what the model reads."""
-        tool = use.tools[qualified]
-        item: Json = {"type": "mcp_call", "id": new_id("mcp"), "server_label": use.label,
-                      "name": tool.tool, "arguments": arguments, "output": None,
-                      "error": None, "status": "completed"}
-        try:
-            parsed = orjson.loads(arguments or "{}")
-        except orjson.JSONDecodeError:
-            message = "The arguments are not valid JSON; the tool was not called."
-            item.update(status="failed", error=_error(message))
-            return item, message
-        try:
-            result: ToolResult = await self.hub.call_tool(
-                self.principal, qualified, parsed, request_id=self.response_id)
-        except ToolCallError as exc:
-            item.update(status="failed", error=_error(exc.message))
-            return item, f"Error: {exc.message}"
-        if result.is_error:
-            item.update(status="failed", error={"type": "mcp_tool_execution_error",
-                                                "content": result.content})
-            return item, f"Error: {result.text}"
-        item["output"] = result.text
-        return item, result.text
+        return await call_tool(self.hub, self.principal, self.response_id, use, qualified,
+                               arguments)
 
     def store(self) -> None:
         if self.final is not None and self.final.get("store"):
             self.runtime.responses.save(self.principal, self.final, self.stored_input)
+
+
+async def call_tool(hub: ToolHub, principal: Principal, request_id: str, use: McpServerUse,
+                    qualified: str, arguments: str) -> tuple[Json, str]:
+    """One tool call through the hub: its ``mcp_call`` item and what the model reads."""
+    tool = use.tools[qualified]
+    item: Json = {"type": "mcp_call", "id": new_id("mcp"), "server_label": use.label,
+                  "name": tool.tool, "arguments": arguments, "output": None,
+                  "error": None, "status": "completed"}
+    try:
+        parsed = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        message = "The arguments are not valid JSON; the tool was not called."
+        item.update(status="failed", error=_error(message))
+        return item, message
+    try:
+        result: ToolResult = await hub.call_tool(principal, qualified, parsed,
+                                                 request_id=request_id)
+    except ToolCallError as exc:
+        item.update(status="failed", error=_error(exc.message))
+        return item, f"Error: {exc.message}"
+    if result.is_error:
+        item.update(status="failed", error={"type": "mcp_tool_execution_error",
+                                            "content": result.content})
+        return item, f"Error: {result.text}"
+    item["output"] = result.text
+    return item, result.text
 
 
 def _as_history(item: Any) -> list[Any]:
