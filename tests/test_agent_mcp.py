@@ -117,7 +117,8 @@ def test_claude_code_calls_a_tool_through_ownlights_mcp(mcp_gateway, scripted,
         stdin=subprocess.DEVNULL)
     offered = {t.get("name") for body in scripted.bodies("/v1/messages")
                for t in body.get("tools") or []}
-    assert NAMES[0] in offered, json.dumps(sorted(n for n in offered if n)) + done.stdout[-2000:] + done.stderr[-2000:]
+    names = json.dumps(sorted(n for n in offered if n))
+    assert NAMES[0] in offered, names + done.stdout[-2000:] + done.stderr[-2000:]
     check_the_call(mcp_gateway, done, "claude-mcp-user")
 
 
