@@ -34,7 +34,7 @@ from ownlight.audit.shared import PgLedgerStore
 from ownlight.audit.verify import head, verify
 from ownlight.cli import main
 from ownlight.store.copy import copy_state
-from ownlight.store.postgres import PostgresDatabase
+from ownlight.store.postgres import PostgresDatabase, connect
 from ownlight.store.sqlite import StateStore
 from tests.support.fake_upstream import FakeUpstream, free_port
 from tests.support.servers import Postgres, running
@@ -315,3 +315,29 @@ def wait_shipped(url: str, count: int, timeout: float = 30.0) -> None:
             return
         assert time.monotonic() < deadline, found
         time.sleep(0.1)
+
+
+def test_every_connection_to_the_store_notices_a_silent_server(postgres_url: str) -> None:
+    """libpq's keepalive and ``tcp_user_timeout`` are set on the pool's connections and on
+    every other connection Ownlight opens (the ledger shipper's, the key listener's), so a
+    partition is noticed in seconds, not hours; a value the operator put in the URL wins."""
+    def settings(conn: psycopg.Connection) -> dict[str, str]:
+        return {k: v for k, v in conn.info.get_parameters().items()
+                if k.startswith("keepalives") or k == "tcp_user_timeout"}
+
+    expected = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2",
+                "keepalives_count": "3", "tcp_user_timeout": "10000"}
+    database = PostgresDatabase(postgres_url, max_connections=1)
+    try:
+        with database.pool.connection() as conn:
+            assert settings(conn) == expected
+    finally:
+        database.close()
+    with connect(postgres_url) as conn:
+        assert settings(conn) == expected
+    with connect(postgres_url + "?keepalives_idle=30&tcp_user_timeout=0") as conn:
+        assert settings(conn) == {**expected, "keepalives_idle": "30", "tcp_user_timeout": "0"}
+    src = Path(__file__).resolve().parents[1] / "src" / "ownlight"
+    direct = [str(p.relative_to(src)) for p in src.rglob("*.py")
+              if "psycopg.connect(" in p.read_text() or "Connection.connect(" in p.read_text()]
+    assert direct == ["store/postgres.py"]  # its connect() is the only way in

@@ -44,6 +44,7 @@ import psycopg
 from ownlight.audit.record_hash import COLUMNS, GENESIS, canonical
 from ownlight.audit.summaries import count_appended
 from ownlight.store.files import make_private_dir
+from ownlight.store.postgres import connect
 from ownlight.store.sqlite import StateStore
 
 log = logging.getLogger("ownlight.audit")
@@ -198,7 +199,7 @@ class Shipper:
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = psycopg.connect(self.url, connect_timeout=5, autocommit=True)
+            self.conn = connect(self.url, connect_timeout=5, autocommit=True)
         return self.conn
 
     def _drop(self) -> None:

@@ -35,6 +35,7 @@ import psycopg
 from ownlight.principal import Principal
 from ownlight.store.base import KeyRecord
 from ownlight.store.keys import PostgresKeys
+from ownlight.store.postgres import connect
 
 log = logging.getLogger("ownlight.store")
 
@@ -104,7 +105,7 @@ class CachedKeys:
         failing = False
         while not self._closing.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True,
+                with connect(self.url, autocommit=True,
                                      connect_timeout=CONNECT_TIMEOUT) as conn:
                     conn.add_notify_handler(lambda _: self._dirty.set())
                     conn.execute(f"LISTEN {CHANNEL}")

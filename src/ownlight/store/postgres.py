@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ownlight.errors import ConfigError, StoreUnavailable
@@ -46,6 +47,31 @@ RETRY_AFTER = 5.0  # seconds a client is told to wait when the store is unreacha
 PROBE_EVERY = 1.0  # seconds between attempts to reach a store known to be down
 
 log = logging.getLogger("ownlight.store")
+
+
+# libpq's liveness settings for every connection Ownlight opens, unless the URL sets its
+# own: a PostgreSQL that stops answering without closing the connection (a partition, a
+# host gone) is noticed in about 11 s (keepalive probes from 5 s idle, every 2 s, 3 lost)
+# or 10 s after sent data goes unacknowledged, instead of after the operating system's
+# default of two hours or more; the call then fails and is retried like a stopped server.
+LIVENESS = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2",
+            "keepalives_count": "3", "tcp_user_timeout": "10000"}
+
+
+def liveness(url: str) -> dict[str, Any]:
+    """``LIVENESS`` less what ``url`` (a URL or a ``key=value`` string) already says; to
+    pass to ``psycopg.connect`` (whose keyword arguments win over the URL's)."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}  # psycopg will say what is wrong with it
+    return {k: v for k, v in LIVENESS.items() if k not in given}
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection to the store with ``LIVENESS`` (every connection Ownlight opens to
+    PostgreSQL outside the pool comes from here; tests/test_shared_ledger.py checks)."""
+    return psycopg.connect(url, **{**liveness(url), **kwargs})
 
 
 PASSWORD_PARAMETER = re.compile(r"(password\s*=\s*)('[^']*'|[^&\s]*)", re.IGNORECASE)
@@ -74,11 +100,11 @@ class PostgresDatabase:
         self._probe: threading.Thread | None = None
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, name="ownlight-store",
-            kwargs={"autocommit": True}, timeout=WAIT_TIMEOUT)
+            kwargs={"autocommit": True, **liveness(url)}, timeout=WAIT_TIMEOUT)
         try:
             # One plain connection first: a refused or misspelt address fails at once with
             # the server's reason, where the pool would retry until its timeout.
-            psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+            connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except Exception as exc:
             self.pool.close()
@@ -158,7 +184,7 @@ class PostgresDatabase:
     def _watch(self) -> None:
         while not self._closing.wait(PROBE_EVERY):
             try:
-                psycopg.connect(self.url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+                connect(self.url, connect_timeout=int(CONNECT_TIMEOUT)).close()
             except psycopg.Error:
                 continue
             self.pool.check()  # drop the connections the outage broke, open fresh ones
