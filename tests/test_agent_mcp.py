@@ -9,6 +9,7 @@ key."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.agent_upstream import QUOTE, AgentUpstream
+from tests.support.recording_proxy import RecordingProxy
 from tests.test_agent_clients import agent, quiet_env
 
 UPSTREAM = Path(__file__).parent / "support" / "mcp_upstream.py"
@@ -27,6 +29,8 @@ EMAIL = "jane.doe@example.org"
 ARGUMENTS = {"name": "ACME", "note": f"mail {EMAIL}"}
 # how each agent names a tool of the MCP server it calls "ownlight"
 NAMES = ("mcp__ownlight__crm__lookup", "ownlight__crm__lookup")
+FIXTURES = Path(__file__).parent / "data" / "agents"
+CLAUDE_CODE, CODEX = "2.1.332", "0.171.0"  # the Makefile's pins
 
 
 @pytest.fixture
@@ -71,6 +75,14 @@ tools = ["crm__lookup"]
     return gateway
 
 
+def keep(proxy: RecordingProxy, name: str) -> None:
+    """With RECORD_AGENT_FIXTURES=1, what the agent sent becomes the fixture that
+    tests/test_mcp_gateway.py replays (re-record when the pinned releases change)."""
+    if os.environ.get("RECORD_AGENT_FIXTURES") == "1":
+        (FIXTURES / name).write_text(json.dumps(proxy.exchanges, indent=1,
+                                                ensure_ascii=False) + "\n")
+
+
 def calls_made(record: Path) -> list[dict[str, Any]]:
     if not record.exists():
         return []
@@ -100,8 +112,9 @@ def test_claude_code_calls_a_tool_through_ownlights_mcp(mcp_gateway, scripted,
     home = tmp_path / "home"
     home.mkdir()
     key = mcp_gateway.create_key("claude-mcp-user")
+    proxy = RecordingProxy(mcp_gateway.url).__enter__()
     config = {"mcpServers": {"ownlight": {
-        "type": "http", "url": f"{mcp_gateway.url}/mcp",
+        "type": "http", "url": f"{proxy.url}/mcp",
         "headers": {"Authorization": f"Bearer {key}"}}}}
     env = quiet_env(home) | {"ANTHROPIC_BASE_URL": mcp_gateway.url,
                              "ANTHROPIC_AUTH_TOKEN": key, "ANTHROPIC_MODEL": "claude-cloud",
@@ -119,10 +132,18 @@ def test_claude_code_calls_a_tool_through_ownlights_mcp(mcp_gateway, scripted,
                for t in body.get("tools") or []}
     names = json.dumps(sorted(n for n in offered if n))
     assert NAMES[0] in offered, names + done.stdout[-2000:] + done.stderr[-2000:]
+    proxy.__exit__(None, None, None)
     check_the_call(mcp_gateway, done, "claude-mcp-user")
+    # the current revision, stateless: no initialize, one POST per message
+    assert [(e["body"]["method"], e["status"], e["headers"]["mcp-protocol-version"])
+            for e in proxy.exchanges] == [("server/discover", 200, "2026-07-28"),
+                                          ("tools/list", 200, "2026-07-28"),
+                                          ("tools/call", 200, "2026-07-28")]
+    keep(proxy, f"mcp-claude-code-{CLAUDE_CODE}.json")
 
 
 def test_codex_calls_a_tool_through_ownlights_mcp(mcp_gateway, scripted, tmp_path) -> None:
+    proxy = RecordingProxy(mcp_gateway.url).__enter__()
     codex_home = tmp_path / "home" / ".codex"
     codex_home.mkdir(parents=True)
     (codex_home / "config.toml").write_text(
@@ -133,7 +154,7 @@ def test_codex_calls_a_tool_through_ownlights_mcp(mcp_gateway, scripted, tmp_pat
         "request_max_retries = 0\nstream_max_retries = 0\n"
         "[analytics]\nenabled = false\n"
         "[mcp_servers.ownlight]\n"
-        f'url = "{mcp_gateway.url}/mcp"\n'
+        f'url = "{proxy.url}/mcp"\n'
         'bearer_token_env_var = "OWNLIGHT_API_KEY"\n')
     env = quiet_env(tmp_path / "home") | {
         "CODEX_HOME": str(codex_home),
@@ -146,4 +167,11 @@ def test_codex_calls_a_tool_through_ownlights_mcp(mcp_gateway, scripted, tmp_pat
         stdin=subprocess.DEVNULL)
     offered = [json.dumps(body.get("tools")) for body in scripted.bodies("/chat/completions")]
     assert any("crm__lookup" in o for o in offered), offered[:1]
+    proxy.__exit__(None, None, None)
     check_the_call(mcp_gateway, done, "codex-mcp-user")
+    # the handshake era: initialize at 2025-06-18, then that version on every request
+    assert [(e["body"]["method"], e["status"]) for e in proxy.exchanges] == [
+        ("initialize", 200), ("notifications/initialized", 202), ("tools/list", 200),
+        ("tools/call", 200)]
+    assert proxy.exchanges[0]["body"]["params"]["protocolVersion"] == "2025-06-18"
+    keep(proxy, f"mcp-codex-{CODEX}.json")

@@ -344,3 +344,38 @@ async def test_concurrent_calls_each_get_their_own_values_back(gateway) -> None:
 
     answers = await asyncio.gather(*(one(i) for i in range(20)))
     assert answers == [f"Record for C{i}: mail p{i}@example.com" for i in range(20)]
+
+
+AGENT_FIXTURES = sorted((Path(__file__).parent / "data" / "agents").glob("mcp-*.json"))
+
+
+@pytest.mark.parametrize("fixture", AGENT_FIXTURES, ids=lambda p: p.stem)
+async def test_what_the_pinned_agents_send_to_mcp_is_answered(gateway, record, fixture) -> None:
+    """Each request Claude Code and the Codex CLI really sent to ``/mcp`` (recorded by
+    tests/test_agent_mcp.py), replayed as sent with a key of ours: the same status, a
+    JSON-RPC result for every request, and the call made and restored."""
+    assert len(AGENT_FIXTURES) == 2
+    key = gateway.create_key(f"replay-{fixture.stem}")
+    before = len(received(record))
+    for exchange in json.loads(fixture.read_text()):
+        headers = {**exchange["headers"], "authorization": f"Bearer {key}"}
+        reply = httpx.request(exchange["method"], gateway.url + exchange["path"],
+                              headers=headers, json=exchange["body"], timeout=30)
+        assert reply.status_code == exchange["status"], reply.text
+        assert reply.headers["content-type"].startswith(exchange["content_type"])
+        body = exchange["body"]
+        if "id" not in body:  # a notification
+            continue
+        answer = reply.json()
+        assert answer["id"] == body["id"] and "error" not in answer, answer
+        if body["method"] == "tools/list":
+            assert "crm__lookup" in {t["name"] for t in answer["result"]["tools"]}
+        if body["method"] == "tools/call":
+            result = answer["result"]
+            assert not result["isError"]
+            arguments = body["params"]["arguments"]
+            assert result["content"][0]["text"] == \
+                f"Record for {arguments['name']}: {arguments['note']}"
+    made = received(record)[before:]
+    assert [m["tool"] for m in made if "tool" in m] == ["lookup"]
+    assert "jane.doe@example.org" not in json.dumps(made)
