@@ -1,1 +1,0 @@
-"""Ownlight web."""
