@@ -34,7 +34,9 @@ from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.service import KnowledgeService
 from ownlight.mcp.builtins import knowledge_search
 from ownlight.mcp.hub import Builtin, ToolHub
+from ownlight.mcp.oauth import OAuthBroker
 from ownlight.mcp.pins import ToolPins
+from ownlight.mcp.token_box import TokenBox, load_key
 from ownlight.models.files import Progress
 from ownlight.models.registry import REGISTRY_PREFIX
 from ownlight.pipeline import Pipeline
@@ -47,6 +49,7 @@ from ownlight.routing.router import Router
 from ownlight.routing.scoring import LazyScorer
 from ownlight.store.base import ResponseStore, SpendRows
 from ownlight.store.files import secure_data_dir
+from ownlight.store.mcp_tokens import StoredTokens
 from ownlight.store.open import Stores, open_stores, store_url
 from ownlight.store.sqlite import StateStore
 
@@ -307,7 +310,17 @@ def build_hub(config: Config, pipeline: Pipeline, stores: Stores) -> ToolHub:
         builtins.append(knowledge_search(pipeline.knowledge, settings.knowledge.k))
     return ToolHub(settings.mcp, pins=ToolPins(stores.registry), ledger=pipeline.ledger,
                    metrics=pipeline.metrics, privacy=pipeline.privacy, guard=pipeline.guard,
-                   red_line=list(settings.routing.red_line), builtins=builtins)
+                   red_line=list(settings.routing.red_line), builtins=builtins,
+                   oauth=build_oauth(config, stores, pipeline.ledger))
+
+
+def build_oauth(config: Config, stores: Stores, ledger: Ledger) -> OAuthBroker | None:
+    """Per-user tokens for the OAuth servers, sealed in the store; None without any."""
+    mcp = config.settings.mcp
+    if not any(s.oauth is not None for s in mcp.servers.values()):
+        return None
+    box = TokenBox(load_key(mcp.token_key, config.data_dir))
+    return OAuthBroker(mcp.servers, StoredTokens(stores.registry), box, ledger)
 
 
 def build_backends(

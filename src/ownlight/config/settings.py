@@ -461,6 +461,24 @@ class RedisSettings(Table):
 _MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
 
 
+class McpOAuthSettings(Table):
+    client_id: SecretRef | None = setting(
+        None, "The OAuth client id Ownlight has at the server's authorization server; unset: "
+              "Ownlight registers itself (RFC 7591 dynamic client registration).")
+    client_secret: SecretRef | None = setting(
+        None, "The client secret that goes with `client_id`, if the authorization server "
+              "issued one.")
+    scopes: Names = setting(
+        [], "Scopes to ask for; empty: those the server's protected-resource metadata lists.")
+
+
+def _oauth_flag(value: object) -> object:
+    """``oauth = true`` is an ``[mcp.servers.NAME.oauth]`` table with every default."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
 class McpServerSettings(Table):
     command: list[str] | None = setting(
         None, 'A stdio MCP server to start and supervise, e.g. ["python", "server.py"]: '
@@ -478,11 +496,16 @@ class McpServerSettings(Table):
     timeout: float = setting(30.0, "Seconds one tool call may take before it fails cleanly.")
     max_output_bytes: int = setting(
         1_000_000, "Largest tool result accepted, in bytes of JSON; larger fails cleanly.")
+    oauth: Annotated[McpOAuthSettings | None, BeforeValidator(_oauth_flag)] = setting(
+        None, "`true` or an `[mcp.servers.NAME.oauth]` table: a `url` server that needs OAuth; "
+              "each user authorizes Ownlight once and calls go with that user's own token.")
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSettings:
         if (self.command is None) == (self.url is None):
             raise ValueError("an MCP server needs exactly one of `command` or `url`")
+        if self.oauth is not None and self.url is None:
+            raise ValueError("`oauth` is for a `url` server")
         if self.command is not None and not self.command:
             raise ValueError("`command` needs at least the program to run")
         return self
@@ -513,6 +536,10 @@ class McpSettings(Table):
               "collections) when the knowledge base is on.")
     restart_backoff: float = setting(
         1.0, "Seconds before a crashed stdio server is started again, doubling up to 60.")
+    token_key: SecretRef | None = setting(
+        None, "Key (32 bytes, base64) that encrypts users' upstream OAuth tokens at rest; "
+              "unset: a key file `mcp-token.key` in the data dir. Instances sharing a store "
+              "must share it.")
     max_tool_rounds: int = setting(
         8, "Model turns Ownlight runs for one Responses request with `mcp` tools before it "
            "answers `incomplete`.")

@@ -16,12 +16,13 @@ import orjson
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from ownlight.auth import KeyStore
 from ownlight.errors import OwnlightError
 from ownlight.mcp.hub import ToolHub
-from ownlight.mcp.types import ToolCallError, ToolNotFound
+from ownlight.mcp.types import AuthorizationRequired, ToolCallError, ToolNotFound
 from ownlight.principal import Principal
 
 PRINCIPAL = "ownlight.principal"  # the key in the ASGI scope's state
@@ -35,6 +36,14 @@ def _principal(ctx: Any) -> Principal:
     if not isinstance(principal, Principal):  # never reached past the key check
         raise MCPError(UNAUTHORIZED, "Not authenticated")
     return principal
+
+
+def _absolute(ctx: Any, path: str) -> str:
+    """``path`` on this Ownlight, as the caller reached it."""
+    scope = getattr(getattr(ctx, "request", None), "scope", None)
+    if not scope:
+        return path
+    return str(Request(scope).base_url).rstrip("/") + path
 
 
 def build_server(hub: ToolHub) -> Server[Any]:
@@ -55,9 +64,12 @@ def build_server(hub: ToolHub) -> Server[Any]:
         except ToolNotFound as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         except ToolCallError as exc:
+            meta = {"ownlight/error": exc.code, "ownlight/request_id": request_id}
+            if isinstance(exc, AuthorizationRequired):
+                meta["authorization_url"] = _absolute(ctx, exc.authorization_url)
             return types.CallToolResult.model_validate({
                 "content": [{"type": "text", "text": exc.message}], "isError": True,
-                "_meta": {"ownlight/error": exc.code, "ownlight/request_id": request_id}})
+                "_meta": meta})
         return types.CallToolResult.model_validate({
             "content": result.content, "structuredContent": result.structured,
             "isError": result.is_error,

@@ -25,10 +25,12 @@ from ownlight.errors import PolicyRefused
 from ownlight.guard.stage import InjectionGuard
 from ownlight.mcp.access import ToolAccess
 from ownlight.mcp.capped_http import OUTPUT_TOO_LARGE
+from ownlight.mcp.oauth import OAuthBroker
 from ownlight.mcp.pins import ToolPins, definition_hash
 from ownlight.mcp.shield import ArgumentShield
 from ownlight.mcp.types import (
     AuditFailed,
+    AuthorizationRequired,
     Tool,
     ToolCallError,
     ToolInvalidArguments,
@@ -41,7 +43,7 @@ from ownlight.mcp.types import (
     qualified,
     split_qualified,
 )
-from ownlight.mcp.upstream import NotConnected, Upstream
+from ownlight.mcp.upstream import NotConnected, Unauthorized, Upstream
 from ownlight.principal import Principal
 from ownlight.privacy.stage import PrivacyShield
 from ownlight.privacy.vault import Vault
@@ -49,8 +51,9 @@ from ownlight.privacy.vault import Vault
 log = logging.getLogger(__name__)
 
 OWN_SERVER = "ownlight"  # Ownlight's own tools: ownlight__knowledge_search
-STATUS = {"ok": 200, "tool_error": 200, "denied": 403, "refused": 403, "timeout": 504,
-          "too_large": 502, "unavailable": 502, "audit_unavailable": 503, "error": 500}
+STATUS = {"ok": 200, "tool_error": 200, "denied": 403, "unauthorized": 401, "refused": 403,
+          "timeout": 504, "too_large": 502, "unavailable": 502, "audit_unavailable": 503,
+          "error": 500}
 
 # A built-in tool: its definition and what answers it, (principal, arguments) → text.
 BuiltinCall = Callable[[Principal, dict[str, Any]], Awaitable[str]]
@@ -107,10 +110,15 @@ class ToolHub:
     def __init__(self, settings: McpSettings, *, pins: ToolPins, ledger: Ledger,
                  metrics: Metrics, privacy: PrivacyShield | None,
                  guard: InjectionGuard | None, red_line: list[str],
-                 builtins: list[Builtin] | None = None):
+                 builtins: list[Builtin] | None = None, oauth: OAuthBroker | None = None):
         self.settings = settings
         self.upstreams = {name: Upstream(name, s, settings.restart_backoff)
                           for name, s in settings.servers.items()}
+        self.oauth = oauth
+        if oauth is not None:  # an OAuth server lists its tools with a user's token
+            for name in oauth.servers:
+                self.upstreams[name].bearer = _service_token(oauth, name)
+            oauth.on_authorized.append(lambda name: self.upstreams[name].wake())
         self.access = ToolAccess(settings.access)
         self.pins = pins
         self.ledger = ledger
@@ -301,6 +309,7 @@ class ToolHub:
         except ToolNotFound:
             tool = None
         if tool is None:
+            await self._authorization_needed(principal, name)
             raise ToolNotFound(name)
         if not isinstance(arguments, dict):
             raise ToolInvalidArguments(f"The arguments of {name} must be a JSON object.")
@@ -325,10 +334,21 @@ class ToolHub:
                                       ) from exc
             record.found = found
             record.pseudonymized = vault.counts()
+        token = await self._user_token(principal, tool.server, record)
+        if not tool.inside_domain:
             self._record_egress(record, tool, sent)
         upstream = self.upstreams[tool.server]
         try:
-            raw = await upstream.call_tool(tool.tool, sent)
+            try:
+                raw = await upstream.call_tool(tool.tool, sent, token)
+            except Unauthorized:  # expired or revoked upstream: refresh once, else ask again
+                assert self.oauth is not None and token is not None
+                token = await self.oauth.refresh(tool.server, principal.name, token)
+                if token is None:
+                    raise AuthorizationRequired(tool.server, start_path(tool.server)) from None
+                raw = await upstream.call_tool(tool.tool, sent, token)
+        except Unauthorized:
+            raise AuthorizationRequired(tool.server, start_path(tool.server)) from None
         except TimeoutError:
             raise ToolTimeout(f"The tool {name} did not answer within "
                               f"{upstream.settings.timeout:g} s.") from None
@@ -351,6 +371,28 @@ class ToolHub:
                                      f"{limit} this server may return; nothing is passed on.")
         return self._finish(body.get("content", []), body.get("structuredContent"),
                             bool(raw.is_error), vault, record.pseudonymized, record, started)
+
+    async def _user_token(self, principal: Principal, server: str,
+                          record: RequestRecord) -> str | None:
+        """An OAuth server's token of this caller (never anyone else's), or None for a
+        server without OAuth; ``AuthorizationRequired`` when the caller has none."""
+        if self.oauth is None or server not in self.oauth:
+            return None
+        token = await self.oauth.token(server, principal.name)
+        if token is None:
+            raise AuthorizationRequired(server, start_path(server))
+        record.replica = f"oauth:{principal.name}"  # whose upstream token the call carried
+        return token
+
+    async def _authorization_needed(self, principal: Principal, name: str) -> None:
+        """A tool of an OAuth server is not listed until someone has authorized it: a
+        caller the rules allow, without a token, is asked to authorize rather than told
+        the tool does not exist."""
+        if self.oauth is None or not self.access.allows(principal, name):
+            return
+        server = name.partition("__")[0]
+        if server in self.oauth and await self.oauth.token(server, principal.name) is None:
+            raise AuthorizationRequired(server, start_path(server))
 
     def _record_egress(self, record: RequestRecord, tool: Tool, sent: dict[str, Any]) -> None:
         payload = _json(sent)
@@ -396,6 +438,17 @@ class ToolHub:
                           is_error=is_error, guard_verdict=verdict,
                           pseudonymized=dict(pseudonymized), audit_id=record.request_id,
                           latency_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+def start_path(server: str) -> str:
+    """Where a user starts authorizing Ownlight at an OAuth server (``api.mcp_oauth_routes``)."""
+    return f"/mcp/oauth/{server}/start"
+
+
+def _service_token(oauth: OAuthBroker, server: str) -> Callable[[], Awaitable[str | None]]:
+    async def token() -> str | None:
+        return await oauth.service_token(server)
+    return token
 
 
 def _json(value: Any) -> str:

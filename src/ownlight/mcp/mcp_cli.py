@@ -17,7 +17,7 @@ from ownlight.cli_support import cli_config
 from ownlight.config import Config
 from ownlight.mcp.hub import ToolHub, ToolState
 from ownlight.mcp.pins import ToolPins
-from ownlight.runtime import build_guard, open_ledger, open_state
+from ownlight.runtime import build_guard, build_oauth, open_ledger, open_state
 from ownlight.store.open import open_stores
 
 CONNECT_WAIT = 30.0
@@ -30,7 +30,8 @@ async def _hub(config: Config) -> AsyncIterator[ToolHub]:
     ledger = open_ledger(config)
     hub = ToolHub(config.settings.mcp, pins=ToolPins(stores.registry), ledger=ledger,
                   metrics=Metrics(), privacy=None, guard=build_guard(config),
-                  red_line=list(config.settings.routing.red_line))
+                  red_line=list(config.settings.routing.red_line),
+                  oauth=build_oauth(config, stores, ledger))  # lists with a user's token
     try:
         await hub.start(wait=CONNECT_WAIT)
         yield hub
@@ -113,3 +114,28 @@ def mcp_approve(server: str, as_json: bool) -> None:
         return
     for s in states:
         click.echo(f"{server}__{s.tool}: {s.state}")
+
+
+@mcp_group.command("disconnect")
+@click.argument("server")
+@click.option("--user", "user", required=True, help="The principal whose tokens to forget.")
+def mcp_disconnect(server: str, user: str) -> None:
+    """Forget USER's OAuth tokens for SERVER (they authorize again on their next call);
+    recorded in the ledger."""
+    config = cli_config()
+    _names(config, server)
+    if config.settings.mcp.servers[server].oauth is None:
+        raise click.ClickException(f"the MCP server {server!r} does not use OAuth")
+    state = open_state(config)
+    stores = open_stores(config, state)
+    ledger = open_ledger(config)
+    try:
+        broker = build_oauth(config, stores, ledger)
+        assert broker is not None
+        gone = broker.disconnect(server, user, "cli")
+    finally:
+        ledger.close()
+        stores.close()
+        state.close()
+    click.echo(f"{server}: {user} disconnected" if gone
+               else f"{server}: {user} had no tokens (recorded all the same)")

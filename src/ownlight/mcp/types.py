@@ -133,3 +133,16 @@ class AuditFailed(ToolCallError):
 
     code = "audit_unavailable"
     status = "audit_unavailable"
+
+
+class AuthorizationRequired(ToolCallError):
+    """The server needs the caller's own OAuth authorization, which Ownlight does not hold
+    (yet, or any more): ``authorization_url`` is where the caller grants it. Nothing was sent."""
+
+    code = "authorization_required"
+    status = "unauthorized"
+
+    def __init__(self, server: str, authorization_url: str):
+        super().__init__(f"The MCP server {server} needs your authorization first: open "
+                         f"{authorization_url} (with your Ownlight key), then call again.")
+        self.authorization_url = authorization_url

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -32,9 +33,16 @@ class NotConnected(RuntimeError):
     """The server is down or (re)starting."""
 
 
+class Unauthorized(RuntimeError):
+    """The server answered 401 to the token a call carried (expired or revoked)."""
+
+
 class Upstream:
     def __init__(self, name: str, settings: McpServerSettings, backoff: float = 1.0):
         self.name = name
+        # An OAuth server's token for the supervising connection (listing), or None.
+        self.bearer: Callable[[], Awaitable[str | None]] | None = None
+        self._wake = asyncio.Event()
         self.settings = settings
         self.backoff = backoff
         self.client: Client | None = None
@@ -48,8 +56,11 @@ class Upstream:
     def inside_domain(self) -> bool:
         return self.settings.inside
 
-    def _target(self, stack: AsyncExitStack) -> Any:
-        """What the SDK's client connects to; an HTTP client is closed with ``stack``."""
+    def _target(self, stack: AsyncExitStack, token: str | None = None,
+                refused: list[int] | None = None) -> Any:
+        """What the SDK's client connects to; an HTTP client is closed with ``stack``;
+        ``token`` is an OAuth server's bearer token for this connection; a 401 to it is
+        noted in ``refused`` (the SDK turns HTTP errors into a generic JSON-RPC error)."""
         s = self.settings
         if s.command is not None:
             env = {k: v.reveal() for k, v in s.env.items()}
@@ -58,9 +69,16 @@ class Upstream:
         assert s.url is not None
         headers = {"Accept-Encoding": "identity",  # counted as sent (capped_http)
                    **{k: v.reveal() for k, v in s.headers.items()}}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         cap = wire_cap(s.max_output_bytes)
+        async def note(response: httpx2.Response) -> None:
+            if refused is not None and response.status_code == 401:
+                refused.append(401)
+
         http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout + 5),
-                                  transport=CappedTransport(cap))
+                                  transport=CappedTransport(cap),
+                                  event_hooks={"response": [note]})
         stack.push_async_callback(http.aclose)
         return streamable_http_client(s.url, http_client=http, max_sse_event_size=cap)
 
@@ -86,9 +104,12 @@ class Upstream:
         delay = self.backoff
         while not self._stop.is_set():
             try:
+                token = await self.bearer() if self.bearer is not None else None
+                if self.bearer is not None and token is None:
+                    raise NotConnected(f"no user has authorized {self.name} yet")
                 async with AsyncExitStack() as stack:
                     client = await stack.enter_async_context(
-                        Client(self._target(stack), message_handler=self._on_message))
+                        Client(self._target(stack, token), message_handler=self._on_message))
                     self.client = client
                     self.tools = (await client.list_tools(cache_mode="bypass")).tools
                     self.starts += 1
@@ -106,8 +127,16 @@ class Upstream:
                 self._up.clear()
             if self._stop.is_set():
                 return
-            await asyncio.sleep(delay)
+            self._wake.clear()
+            try:  # the backoff, cut short by wake() (a user has just authorized)
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
             delay = min(delay * 2, MAX_BACKOFF)
+
+    def wake(self) -> None:
+        """Try to connect now rather than after the backoff."""
+        self._wake.set()
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ServerNotification) and getattr(
@@ -129,7 +158,26 @@ class Upstream:
         self.tools = result.tools
         return self.tools
 
-    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        """One call; ``TimeoutError`` after the server's ``timeout``."""
+    async def call_tool(self, tool: str, arguments: dict[str, Any],
+                        token: str | None = None) -> types.CallToolResult:
+        """One call; ``TimeoutError`` after the server's ``timeout``. With ``token`` (an
+        OAuth server), the call goes on its own connection carrying that user's token
+        (``Unauthorized`` if the server refuses it), never on the shared one."""
+        if token is not None:
+            return await asyncio.wait_for(self._call_as(tool, arguments, token),
+                                          self.settings.timeout)
         client = self._connected()
         return await asyncio.wait_for(client.call_tool(tool, arguments), self.settings.timeout)
+
+    async def _call_as(self, tool: str, arguments: dict[str, Any],
+                       token: str) -> types.CallToolResult:
+        refused: list[int] = []
+        try:
+            async with AsyncExitStack() as stack:
+                client = await stack.enter_async_context(
+                    Client(self._target(stack, token, refused)))
+                return await client.call_tool(tool, arguments)
+        except Exception:
+            if refused:
+                raise Unauthorized(self.name) from None
+            raise

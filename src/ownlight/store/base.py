@@ -129,6 +129,27 @@ class RegistryDatabase(Protocol):
         ...
 
 
+class McpTokenRows(Protocol):
+    """Each principal's OAuth tokens for an upstream MCP server, as one sealed (encrypted)
+    string per (server, principal): the store never sees a token in the clear."""
+
+    def get(self, server: str, principal: str) -> str | None:
+        """The sealed tokens of this principal at this server, or None."""
+        ...
+
+    def put(self, server: str, principal: str, sealed: str) -> None:
+        """Keep (or replace) the sealed tokens of this principal at this server."""
+        ...
+
+    def delete(self, server: str, principal: str) -> bool:
+        """Forget them; whether there were any."""
+        ...
+
+    def latest(self, server: str) -> tuple[str, str] | None:
+        """(principal, sealed) most recently stored for the server, or None."""
+        ...
+
+
 @dataclass(frozen=True)
 class MigrationState:
     name: str

@@ -234,6 +234,19 @@ def _ledger_summaries(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE INDEX audit_log_{column}_seq ON audit_log ({column}, seq)")
 
 
+def _mcp_oauth_tokens(db: sqlite3.Connection) -> None:
+    # Each user's OAuth tokens for an upstream MCP server, sealed (``mcp.token_box``).
+    db.execute(
+        """CREATE TABLE mcp_oauth_tokens (
+            server TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            sealed TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (server, principal)
+        )"""
+    )
+
+
 # The numeric columns of ``audit_hourly`` (``audit.summaries.MEASURES`` counts into them).
 SUMMARY_MEASURES = ("records", "requests", "errors", "egress", "refusals", "red_line",
                     "guard_blocks", "admin_acts", "prompt_tokens", "completion_tokens",
@@ -252,4 +265,5 @@ STATE_MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("009_mcp_pins", _mcp_pins),
     ("010_console", _console),
     ("011_ledger_summaries", _ledger_summaries),
+    ("012_mcp_oauth_tokens", _mcp_oauth_tokens),
 )

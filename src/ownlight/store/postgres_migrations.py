@@ -223,4 +223,10 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         # ingest (``guard.chunk_head``); NULL for chunks embedded before the column existed.
         "ALTER TABLE knowledge_chunks ADD COLUMN injection_score REAL",
     )),
+    ("014_mcp_oauth_tokens", (
+        # Each user's OAuth tokens for an upstream MCP server, sealed (``mcp.token_box``).
+        """CREATE TABLE mcp_oauth_tokens (
+            server TEXT NOT NULL, principal TEXT NOT NULL, sealed TEXT NOT NULL,
+            updated_at TEXT NOT NULL, PRIMARY KEY (server, principal))""",
+    )),
 )

@@ -1,0 +1,189 @@
+"""Upstream OAuth for MCP servers: each user authorizes Ownlight once at an OAuth-protected
+server (PKCE S256, ``resource``, dynamic client registration), and every call carries that
+user's own token, never the caller's Ownlight key and never another user's token. Driven
+with the ``mcp`` SDK's client against a real gateway, a real OAuth-protected MCP server and
+its authorization server (``tests/support/mcp_oauth_upstream.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.fake_upstream import free_port
+from tests.support.gateway import RunningGateway
+from tests.test_mcp_upstreams import approve, client, received, wait_connected
+
+pytestmark = pytest.mark.anyio
+
+SERVER = Path(__file__).parent / "support" / "mcp_oauth_upstream.py"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def oauth_upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The OAuth-protected MCP server and its authorization server: (MCP URL, record)."""
+    port = free_port()
+    record = tmp_path / "oauth-received.jsonl"
+    process = subprocess.Popen([sys.executable, str(SERVER), str(record), str(port)])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/.well-known/oauth-authorization-server", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.1)
+        yield base + "/mcp", record
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def authorize(url: str, key: str) -> httpx.Response:
+    """What a user does with the authorization URL: open it with their Ownlight key and let
+    the redirects run (Ownlight → authorization server → Ownlight's callback)."""
+    return httpx.get(url, headers={"Authorization": f"Bearer {key}"}, follow_redirects=True,
+                     timeout=30)
+
+
+def issued(record: Path) -> list[str]:
+    return [r["access_token"] for r in received(record) if r.get("as") == "issued"]
+
+
+def bearers(record: Path) -> list[str]:
+    return [r["authorization"].removeprefix("Bearer ") for r in received(record)
+            if "authorization" in r]
+
+
+def admin_acts(gateway: RunningGateway, tmp_path: Path, action: str) -> list[dict[str, Any]]:
+    env = {**os.environ, "OWNLIGHT_CONFIG": str(tmp_path / "ownlight-0.toml")}
+    deadline = time.monotonic() + 10
+    while True:
+        done = subprocess.run([sys.executable, "-m", "ownlight.cli", "audit", "list", "--kind",
+                               "admin", "--json"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        acts = [a for a in json.loads(done.stdout) if a.get("action") == action]
+        if acts or time.monotonic() > deadline:
+            return acts
+        time.sleep(0.2)
+
+
+async def test_each_user_authorizes_and_calls_with_their_own_token(
+        gateway_factory, oauth_upstream, tmp_path) -> None:
+    url, record = oauth_upstream
+    gateway = gateway_factory(f"""
+[mcp.servers.web]
+url = "{url}"
+oauth = true
+[[mcp.access]]
+who = "*"
+tools = "web__*"
+""")
+    alice, bob = gateway.create_key("alice"), gateway.create_key("bob")
+
+    # no token yet: a clean tool error that says where to authorize
+    async with client(gateway, alice) as mcp:
+        first = await mcp.call_tool("web__lookup", {"name": "ACME"})
+    assert first.is_error and first.meta["ownlight/error"] == "authorization_required"
+    start = first.meta["authorization_url"]
+    assert start == f"{gateway.url}/mcp/oauth/web/start"
+    assert httpx.get(start, timeout=30).status_code == 401  # the start needs a key
+
+    done = authorize(start, alice)
+    assert done.status_code == 200 and done.json() == {
+        "server": "web", "principal": "alice", "authorized": True}
+    rows = received(record)
+    asked = next(r["params"] for r in rows if r.get("as") == "authorize")
+    assert asked["code_challenge_method"] == "S256" and asked["resource"] == url
+    assert asked["redirect_uri"] == f"{gateway.url}/mcp/oauth/callback"
+    assert any(r.get("as") == "register" for r in rows)  # no client_id configured: RFC 7591
+    exchange = next(r["form"] for r in rows if r.get("as") == "token")
+    assert exchange["grant_type"] == "authorization_code" and exchange["resource"] == url
+    alice_token = issued(record)[-1]
+
+    wait_connected(gateway, "web")  # the tools are listed with a user's token
+    approve(gateway, "web")
+    async with client(gateway, alice) as mcp:
+        ok = await mcp.call_tool("web__lookup", {"name": "ACME", "note": "first"})
+    assert not ok.is_error and ok.content[0].text == "Record for ACME: first"
+
+    # bob is not served with alice's token: he authorizes himself
+    async with client(gateway, bob) as mcp:
+        refused = await mcp.call_tool("web__lookup", {"name": "Bob Corp"})
+    assert refused.meta["ownlight/error"] == "authorization_required"
+    assert not [r for r in received(record) if r.get("tool") == "lookup"
+                and r["arguments"]["name"] == "Bob Corp"]
+    calls_before = len(bearers(record))
+    assert authorize(start, bob).json()["principal"] == "bob"
+    bob_token = issued(record)[-1]
+    assert bob_token != alice_token
+    async with client(gateway, bob) as mcp:
+        assert not (await mcp.call_tool("web__lookup", {"name": "Bob Corp"})).is_error
+    async with client(gateway, alice) as mcp:
+        assert not (await mcp.call_tool("web__lookup", {"name": "ACME"})).is_error
+    # each call's connection carried its caller's token (listing uses the latest user's)
+    sent = bearers(record)[calls_before:]
+    assert bob_token in sent and alice_token in sent
+    # never an Ownlight key upstream, at the MCP server or the authorization server
+    text = record.read_text()
+    assert alice not in text and bob not in text
+
+    # an expired access token is refreshed with the refresh token (and ``resource``)
+    httpx.post(url.removesuffix("/mcp") + "/expire", timeout=10)
+    async with client(gateway, alice) as mcp:
+        again = await mcp.call_tool("web__lookup", {"name": "ACME", "note": "later"})
+    assert not again.is_error and again.content[0].text == "Record for ACME: later"
+    refreshes = [r["form"] for r in received(record) if r.get("as") == "token"
+                 and r["form"]["grant_type"] == "refresh_token"]
+    assert refreshes and refreshes[0]["resource"] == url
+
+    # a forged or replayed state is refused
+    forged = httpx.get(f"{gateway.url}/mcp/oauth/callback?code=abc&state=forged", timeout=10)
+    assert forged.status_code == 400 and "not valid" in forged.text
+
+    # tokens are encrypted at rest: no issued token appears in the database files
+    data = gateway.config.data_dir
+    db = sqlite3.connect(data / "state.db")
+    stored = db.execute("SELECT principal, sealed FROM mcp_oauth_tokens WHERE server = 'web'"
+                        " ORDER BY principal").fetchall()
+    db.close()
+    assert [p for p, _ in stored] == ["alice", "bob"]
+    raw = b"".join(p.read_bytes() for p in data.glob("state.db*"))
+    secrets = issued(record) + [r["refresh_token"] for r in received(record)
+                                if r.get("as") == "issued"]
+    for token in secrets:
+        assert token.encode() not in raw and all(token not in s for _, s in stored)
+    assert (data / "mcp-token.key").stat().st_mode & 0o777 == 0o600
+
+    # the user's own DELETE forgets the tokens: the next call asks again
+    gone = httpx.delete(f"{gateway.url}/mcp/oauth/web", timeout=10,
+                        headers={"Authorization": f"Bearer {alice}"})
+    assert gone.json()["disconnected"] is True
+    async with client(gateway, alice) as mcp:
+        after = await mcp.call_tool("web__lookup", {"name": "ACME"})
+    assert after.meta["ownlight/error"] == "authorization_required"
+
+    authorized = admin_acts(gateway, tmp_path, "mcp.oauth.authorize")
+    assert {a["principal"] for a in authorized} == {"alice", "bob"}
+    assert admin_acts(gateway, tmp_path, "mcp.oauth.refresh")
+    assert admin_acts(gateway, tmp_path, "mcp.oauth.disconnect")
+    assert admin_acts(gateway, tmp_path, "mcp.oauth.failed")  # the forged state
+    for act in authorized:
+        assert not any(t in json.dumps(act) for t in issued(record))
