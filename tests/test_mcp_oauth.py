@@ -6,6 +6,7 @@ its authorization server (``tests/support/mcp_oauth_upstream.py``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -180,10 +181,39 @@ tools = "web__*"
         after = await mcp.call_tool("web__lookup", {"name": "ACME"})
     assert after.meta["ownlight/error"] == "authorization_required"
 
+    # an operator disconnects a user from the command line
+    env = {**os.environ, "OWNLIGHT_CONFIG": str(tmp_path / "ownlight-0.toml")}
+    done = subprocess.run([sys.executable, "-m", "ownlight.cli", "mcp", "disconnect", "web",
+                           "--user", "bob"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "bob disconnected" in done.stdout, done.stderr
+    async with client(gateway, bob) as mcp:
+        after = await mcp.call_tool("web__lookup", {"name": "Bob Corp"})
+    assert after.meta["ownlight/error"] == "authorization_required"
+
     authorized = admin_acts(gateway, tmp_path, "mcp.oauth.authorize")
     assert {a["principal"] for a in authorized} == {"alice", "bob"}
     assert admin_acts(gateway, tmp_path, "mcp.oauth.refresh")
-    assert admin_acts(gateway, tmp_path, "mcp.oauth.disconnect")
+    disconnects = admin_acts(gateway, tmp_path, "mcp.oauth.disconnect")
+    assert {(a["principal"], a["details"]["by"]) for a in disconnects} == {
+        ("alice", "alice"), ("bob", "cli")}
     assert admin_acts(gateway, tmp_path, "mcp.oauth.failed")  # the forged state
     for act in authorized:
         assert not any(t in json.dumps(act) for t in issued(record))
+
+
+def test_the_token_key_comes_from_the_setting_or_a_private_key_file(tmp_path, monkeypatch) -> None:
+    from ownlight.config.secrets import Secret
+    from ownlight.errors import ConfigError
+    from ownlight.mcp.token_box import TokenBox, load_key
+
+    made = load_key(None, tmp_path / "data")
+    assert (tmp_path / "data" / "mcp-token.key").stat().st_mode & 0o777 == 0o600
+    assert load_key(None, tmp_path / "data") == made  # made once, then read
+    monkeypatch.setenv("MCP_TOKEN_KEY", base64.b64encode(b"k" * 32).decode())
+    shared = load_key(Secret("env", "MCP_TOKEN_KEY"), tmp_path / "other")
+    assert shared == b"k" * 32 and not (tmp_path / "other").exists()
+    sealed = TokenBox(shared).seal("web", "alice", {"access_token": "t"})
+    assert TokenBox(made).open("web", "alice", sealed) is None  # another key: no token
+    monkeypatch.setenv("MCP_TOKEN_KEY", "too-short")
+    with pytest.raises(ConfigError, match="token_key"):
+        load_key(Secret("env", "MCP_TOKEN_KEY"), tmp_path)

@@ -486,3 +486,37 @@ def test_mcp_pins_are_replaced_per_server_and_shared(stores: Stores, config: Con
     finally:
         other.close()
         state.close()
+
+
+def test_mcp_oauth_tokens_are_kept_sealed_per_server_and_principal(
+        stores: Stores, config: Config) -> None:
+    from ownlight.mcp.token_box import TokenBox, load_key
+    from ownlight.store.mcp_tokens import StoredTokens
+
+    rows = StoredTokens(stores.registry)
+    box = TokenBox(load_key(None, config.data_dir))
+    assert rows.get("web", "alice") is None and rows.latest("web") is None
+    rows.put("web", "alice", box.seal("web", "alice", {"access_token": "tok-alice-1"}))
+    time.sleep(0.01)
+    rows.put("web", "bob", box.seal("web", "bob", {"access_token": "tok-bob-1"}))
+    rows.put("files", "alice", box.seal("files", "alice", {"access_token": "tok-files"}))
+    sealed = rows.get("web", "alice")
+    assert sealed is not None and "tok-alice" not in sealed
+    assert box.open("web", "alice", sealed) == {"access_token": "tok-alice-1"}
+    assert box.open("web", "bob", sealed) is None  # a row copied onto another user's
+    latest = rows.latest("web")
+    assert latest is not None and latest[0] == "bob"
+    rows.put("web", "alice", box.seal("web", "alice", {"access_token": "tok-alice-2"}))
+    assert box.open("web", "alice", rows.get("web", "alice") or "") == {
+        "access_token": "tok-alice-2"}
+    assert (rows.latest("web") or ("", ""))[0] == "alice"
+    assert rows.delete("web", "alice") and not rows.delete("web", "alice")
+    assert rows.get("web", "alice") is None and rows.get("files", "alice") is not None
+    state = StateStore(config.data_dir / "state-2.db")  # another instance, same store
+    other = open_stores(config, state)
+    try:
+        seen = StoredTokens(other.registry).get("web", "bob")
+        assert (seen is not None) == stores.shared
+    finally:
+        other.close()
+        state.close()
