@@ -80,7 +80,8 @@ def iter_settings(model: type[BaseModel] = Document, prefix: str = "") -> Iterat
         annotation = _strip(info.annotation)
         if _is_table(annotation):
             if info.description:
-                yield Setting(path, {}, info.description)
+                # an optional table (default None) is shown unset, not as an empty table
+                yield Setting(path, None if info.default is None else {}, info.description)
             yield from iter_settings(annotation, f"{path}.")
             continue
         default = info.get_default(call_default_factory=True)
