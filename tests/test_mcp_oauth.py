@@ -158,6 +158,10 @@ tools = "web__*"
     # a forged or replayed state is refused
     forged = httpx.get(f"{gateway.url}/mcp/oauth/callback?code=abc&state=forged", timeout=10)
     assert forged.status_code == 400 and "not valid" in forged.text
+    callback = str(done.history[-1].headers["location"])  # alice's, used once already
+    assert callback.startswith(f"{gateway.url}/mcp/oauth/callback?code=")
+    replayed = httpx.get(callback, timeout=10)
+    assert replayed.status_code == 400 and "was used" in replayed.text
 
     # tokens are encrypted at rest: no issued token appears in the database files
     data = gateway.config.data_dir

@@ -29,6 +29,7 @@ from ownlight.mcp.oauth import OAuthBroker
 from ownlight.mcp.pins import ToolPins, definition_hash
 from ownlight.mcp.shield import ArgumentShield
 from ownlight.mcp.types import (
+    SEPARATOR,
     AuditFailed,
     AuthorizationRequired,
     Tool,
@@ -390,7 +391,7 @@ class ToolHub:
         the tool does not exist."""
         if self.oauth is None or not self.access.allows(principal, name):
             return
-        server = name.partition("__")[0]
+        server = name.partition(SEPARATOR)[0]
         if server in self.oauth and await self.oauth.token(server, principal.name) is None:
             raise AuthorizationRequired(server, start_path(server))
 

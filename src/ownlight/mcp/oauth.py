@@ -77,7 +77,7 @@ class OAuthBroker:
         self.on_authorized: list[Any] = []  # callables(server), e.g. wake the upstream
         self._discovered: dict[str, Discovered] = {}
         self._registered: dict[tuple[str, str], OAuthClientInformationFull] = {}
-        self._used_states: set[str] = set()
+        self._used_states: dict[str, float] = {}  # state -> when it expires (no replays)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def __contains__(self, server: str) -> bool:
@@ -86,8 +86,16 @@ class OAuthBroker:
     # -- discovery and registration ---------------------------------------------------
 
     async def discover(self, server: str) -> Discovered:
-        if server in self._discovered:
-            return self._discovered[server]
+        """The server's resource and authorization server (found once, then kept)."""
+        if server not in self._discovered:
+            try:
+                self._discovered[server] = await self._discover(server)
+            except httpx2.HTTPError as exc:
+                raise OAuthFailed(f"The MCP server {server} or its authorization server "
+                                  f"could not be reached: {exc}") from None
+        return self._discovered[server]
+
+    async def _discover(self, server: str) -> Discovered:
         url = self.servers[server].url
         assert url is not None
         async with httpx2.AsyncClient(timeout=10) as http:
@@ -112,9 +120,7 @@ class OAuthBroker:
             raise OAuthFailed(f"The authorization server of {server} publishes no metadata.")
         oauth = self.servers[server].oauth
         assert oauth is not None
-        found = Discovered(canonical, meta, list(oauth.scopes or prm.scopes_supported or []))
-        self._discovered[server] = found
-        return found
+        return Discovered(canonical, meta, list(oauth.scopes or prm.scopes_supported or []))
 
     async def _client(self, server: str, meta: OAuthMetadata,
                       redirect_uri: str) -> tuple[str, str | None]:
@@ -132,9 +138,13 @@ class OAuthBroker:
                 "redirect_uris": [redirect_uri], "client_name": "Ownlight",
                 "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"], "token_endpoint_auth_method": "none"})
-            async with httpx2.AsyncClient(timeout=10) as http:
-                reply = await http.post(str(meta.registration_endpoint),
-                                        json=body.model_dump(mode="json", exclude_none=True))
+            try:
+                async with httpx2.AsyncClient(timeout=10) as http:
+                    reply = await http.post(str(meta.registration_endpoint),
+                                            json=body.model_dump(mode="json", exclude_none=True))
+            except httpx2.HTTPError as exc:
+                raise OAuthFailed(f"The authorization server of {server} could not be "
+                                  f"reached: {exc}") from None
             if reply.status_code not in (200, 201):
                 raise OAuthFailed(f"The authorization server of {server} refused to register "
                                   f"Ownlight ({reply.status_code}).")
@@ -168,10 +178,12 @@ class OAuthBroker:
             self._record("mcp.oauth.failed", "-", "-", {"reason": "bad_state"})
             raise OAuthFailed("This authorization link is not valid.")
         server, principal = str(pending["server"]), str(pending["principal"])
-        if float(pending["expires"]) < time.time() or state in self._used_states:
+        now = time.time()
+        self._used_states = {k: t for k, t in self._used_states.items() if t > now}
+        if float(pending["expires"]) < now or state in self._used_states:
             self._record("mcp.oauth.failed", server, principal, {"reason": "stale_state"})
             raise OAuthFailed("This authorization link has expired or was used; start again.")
-        self._used_states.add(state)
+        self._used_states[state] = float(pending["expires"])
         found = await self.discover(server)
         form = {"grant_type": "authorization_code", "code": code,
                 "redirect_uri": pending["redirect_uri"], "client_id": pending["client_id"],
@@ -187,8 +199,14 @@ class OAuthBroker:
 
     async def _token_request(self, server: str, principal: str, found: Discovered,
                              form: dict[str, Any]) -> OAuthToken:
-        async with httpx2.AsyncClient(timeout=10) as http:
-            reply = await http.post(str(found.metadata.token_endpoint), data=form)
+        try:
+            async with httpx2.AsyncClient(timeout=10) as http:
+                reply = await http.post(str(found.metadata.token_endpoint), data=form)
+        except httpx2.HTTPError as exc:
+            self._record("mcp.oauth.failed", server, principal,
+                         {"reason": "unreachable", "grant_type": form["grant_type"]})
+            raise OAuthFailed(f"The authorization server of {server} could not be reached: "
+                              f"{exc}") from None
         if reply.status_code != 200:
             self._record("mcp.oauth.failed", server, principal,
                          {"reason": "token_endpoint", "status": reply.status_code,
