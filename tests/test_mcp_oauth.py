@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import upstream_toml
 from tests.support.fake_upstream import free_port
 from tests.support.gateway import RunningGateway
 from tests.test_mcp_upstreams import approve, client, received, wait_connected
+from tests.test_responses_mcp import ScriptedModel
 
 pytestmark = pytest.mark.anyio
 
@@ -72,15 +74,19 @@ def bearers(record: Path) -> list[str]:
             if "authorization" in r]
 
 
-def admin_acts(gateway: RunningGateway, tmp_path: Path, action: str) -> list[dict[str, Any]]:
+def admin_acts(gateway: RunningGateway, tmp_path: Path,
+               action: str | None) -> list[dict[str, Any]]:
+    """The ledger's admin records of ``action`` (or, for None, every record)."""
     env = {**os.environ, "OWNLIGHT_CONFIG": str(tmp_path / "ownlight-0.toml")}
+    kind = ["--kind", "admin"] if action else []
     deadline = time.monotonic() + 10
     while True:
-        done = subprocess.run([sys.executable, "-m", "ownlight.cli", "audit", "list", "--kind",
-                               "admin", "--json"], env=env, capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run([sys.executable, "-m", "ownlight.cli", "audit", "list", *kind,
+                               "--limit", "1000", "--json"], env=env, capture_output=True,
+                              text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        acts = [a for a in json.loads(done.stdout) if a.get("action") == action]
+        acts = [a for a in json.loads(done.stdout) if action is None
+                or a.get("action") == action]
         if acts or time.monotonic() > deadline:
             return acts
         time.sleep(0.2)
@@ -89,6 +95,12 @@ def admin_acts(gateway: RunningGateway, tmp_path: Path, action: str) -> list[dic
 async def test_each_user_authorizes_and_calls_with_their_own_token(
         gateway_factory, oauth_upstream, tmp_path) -> None:
     url, record = oauth_upstream
+    with ScriptedModel() as model:  # the Responses loop's model, asking for the call
+        await _the_whole_flow(gateway_factory, url, record, model.url, tmp_path)
+
+
+async def _the_whole_flow(gateway_factory, url: str, record: Path, model_url: str,
+                          tmp_path: Path) -> None:
     gateway = gateway_factory(f"""
 [mcp.servers.web]
 url = "{url}"
@@ -96,7 +108,7 @@ oauth = true
 [[mcp.access]]
 who = "*"
 tools = "web__*"
-""")
+""" + upstream_toml("scripted", model_url, "scripted", retries=0))
     alice, bob = gateway.create_key("alice"), gateway.create_key("bob")
 
     # no token yet: a clean tool error that says where to authorize
@@ -131,6 +143,13 @@ tools = "web__*"
     assert refused.meta["ownlight/error"] == "authorization_required"
     assert not [r for r in received(record) if r.get("tool") == "lookup"
                 and r["arguments"]["name"] == "Bob Corp"]
+    # the same in the Responses tool loop: a failed mcp_call that says where to authorize
+    response = gateway.client(bob, timeout=60).responses.create(
+        model="scripted", input='call web__lookup {"name": "Bob Corp"}',
+        tools=[{"type": "mcp", "server_label": "web", "require_approval": "never"}])
+    call = next(o for o in response.output if o.type == "mcp_call")
+    assert call.status == "failed" and "/mcp/oauth/web/start" in json.dumps(
+        call.model_dump(mode="json"))
     calls_before = len(bearers(record))
     assert authorize(start, bob).json()["principal"] == "bob"
     bob_token = issued(record)[-1]
@@ -193,6 +212,14 @@ tools = "web__*"
     async with client(gateway, bob) as mcp:
         after = await mcp.call_tool("web__lookup", {"name": "Bob Corp"})
     assert after.meta["ownlight/error"] == "authorization_required"
+
+    calls = [r for r in admin_acts(gateway, tmp_path, None) if r.get("kind") == "request"
+             and r.get("model") == "web__lookup" and r.get("status") == 200]
+    assert {r["principal"] for r in calls} == {"alice", "bob"}
+    assert all(r["replica"] == f"oauth:{r['principal']}" for r in calls)  # whose token
+    refusals = [r for r in admin_acts(gateway, tmp_path, None) if r.get("kind") == "request"
+                and r.get("error_code") == "authorization_required"]
+    assert refusals and {r["status"] for r in refusals} == {401}
 
     authorized = admin_acts(gateway, tmp_path, "mcp.oauth.authorize")
     assert {a["principal"] for a in authorized} == {"alice", "bob"}
