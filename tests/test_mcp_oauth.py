@@ -151,7 +151,14 @@ tools = "web__*"
     assert call.status == "failed" and "/mcp/oauth/web/start" in json.dumps(
         call.model_dump(mode="json"))
     calls_before = len(bearers(record))
-    assert authorize(start, bob).json()["principal"] == "bob"
+    # bob starts from the console: his session cookie instead of his key
+    from ownlight.auth import hash_key
+    from ownlight.console import session
+
+    cookie, _ = session.rows(gateway.runtime).open(hash_key(bob), 3600)
+    via_console = httpx.get(start, cookies={session.COOKIE: cookie}, follow_redirects=True,
+                            timeout=30)
+    assert via_console.json()["principal"] == "bob"
     bob_token = issued(record)[-1]
     assert bob_token != alice_token
     async with client(gateway, bob) as mcp:

@@ -1,5 +1,6 @@
 """Users authorizing Ownlight at OAuth-protected MCP servers (``mcp.oauth``): start the
-flow with one's Ownlight key, come back through the callback, or disconnect again."""
+flow with one's Ownlight key or console session, come back through the callback, or
+disconnect again."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ownlight.console import session
 from ownlight.errors import InvalidRequest, NotFound, OwnlightError, UpstreamUnavailable
 from ownlight.mcp.oauth import OAuthBroker, OAuthFailed
 from ownlight.principal import Principal
@@ -18,9 +20,21 @@ from .common import bearer_key
 CALLBACK = "/mcp/oauth/callback"
 
 
+def _principal(request: Request) -> Principal:
+    """The caller: their Ownlight key, or, without one, their console session."""
+    runtime: Runtime = request.app.state.runtime
+    key = bearer_key(request)
+    if key is None and request.cookies.get(session.COOKIE):
+        try:
+            return session.current(request).principal
+        except session.NotSignedIn:
+            pass
+    return runtime.keys.authenticate(key, request.scope)
+
+
 def _caller(request: Request) -> tuple[Principal, OAuthBroker, str]:
     runtime: Runtime = request.app.state.runtime
-    principal = runtime.keys.authenticate(bearer_key(request), request.scope)
+    principal = _principal(request)
     name = request.path_params["name"]
     broker = runtime.mcp.oauth if runtime.mcp is not None else None
     if broker is None or name not in broker:
