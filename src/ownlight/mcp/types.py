@@ -144,5 +144,6 @@ class AuthorizationRequired(ToolCallError):
 
     def __init__(self, server: str, authorization_url: str):
         super().__init__(f"The MCP server {server} needs your authorization first: open "
-                         f"{authorization_url} (with your Ownlight key or console session), then call again.")
+                         f"{authorization_url} (with your Ownlight key or console session), "
+                         "then call again.")
         self.authorization_url = authorization_url
