@@ -211,6 +211,15 @@ tools = "web__*"
         after = await mcp.call_tool("web__lookup", {"name": "ACME"})
     assert after.meta["ownlight/error"] == "authorization_required"
 
+    # a token about to expire is refreshed before the call, without a 401 first
+    httpx.post(url.removesuffix("/mcp") + "/short", timeout=10)
+    authorize(start, alice)
+    grants = len([r for r in received(record) if r.get("as") == "token"])
+    async with client(gateway, alice) as mcp:
+        assert not (await mcp.call_tool("web__lookup", {"name": "ACME"})).is_error
+    latest = [r["form"]["grant_type"] for r in received(record) if r.get("as") == "token"]
+    assert latest[grants:][:1] == ["refresh_token"]
+
     # an operator disconnects a user from the command line
     env = {**os.environ, "OWNLIGHT_CONFIG": str(tmp_path / "ownlight-0.toml")}
     done = subprocess.run([sys.executable, "-m", "ownlight.cli", "mcp", "disconnect", "web",

@@ -7,7 +7,8 @@ access token this authorization server issued for that very resource. The author
 server publishes RFC 8414 metadata, registers clients (RFC 7591), approves every
 authorization at once, checks PKCE S256, the redirect URI and the ``resource`` parameter at
 the token endpoint, and issues access and refresh tokens. ``POST /expire`` makes every
-access token issued so far invalid (the refresh tokens stay good). Every request to the
+access token issued so far invalid (the refresh tokens stay good); after ``POST /short`` tokens
+are issued for 5 seconds. Every request to the
 authorization server and every Authorization header reaching ``/mcp`` is appended to
 RECORD as one JSON line."""
 
@@ -41,6 +42,7 @@ def serve(record: Path, port: int) -> None:
     access: set[str] = set()
     refresh: set[str] = set()
     serial = itertools.count(1)
+    lifetime = [3600]  # expires_in of the tokens issued next (POST /short makes it 5 s)
 
     def log(entry: dict[str, Any]) -> None:
         with record.open("a") as out:
@@ -83,7 +85,7 @@ def serve(record: Path, port: int) -> None:
         access.add(token)
         refresh.add(again)
         log({"as": "issued", "access_token": token, "refresh_token": again})
-        return {"access_token": token, "token_type": "Bearer", "expires_in": 3600,
+        return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime[0],
                 "refresh_token": again, "scope": "tools"}
 
     async def token(request: Request) -> Response:
@@ -107,6 +109,10 @@ def serve(record: Path, port: int) -> None:
             return JSONResponse(issue())
         return JSONResponse({"error": "invalid_grant"}, status_code=400)
 
+    async def short(request: Request) -> Response:
+        lifetime[0] = 5
+        return JSONResponse({"expires_in": 5})
+
     async def expire(request: Request) -> Response:
         access.clear()
         return JSONResponse({"expired": True})
@@ -118,6 +124,7 @@ def serve(record: Path, port: int) -> None:
         Route("/authorize", authorize),
         Route("/token", token, methods=["POST"]),
         Route("/expire", expire, methods=["POST"]),
+        Route("/short", short, methods=["POST"]),
     ])
     mcp_app = build(record).streamable_http_app()
     challenge = (f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
