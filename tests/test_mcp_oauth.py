@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -264,3 +265,24 @@ def test_the_token_key_comes_from_the_setting_or_a_private_key_file(tmp_path, mo
     monkeypatch.setenv("MCP_TOKEN_KEY", "too-short")
     with pytest.raises(ConfigError, match="token_key"):
         load_key(Secret("env", "MCP_TOKEN_KEY"), tmp_path)
+
+
+def test_the_callback_address_behind_a_proxy_is_the_configured_one(gateway_factory,
+                                                                   oauth_upstream) -> None:
+    """``mcp.oauth_callback_url``: the address the authorization server sends the
+    browser back to is the public one, not the one the request happened to arrive on."""
+    url, _ = oauth_upstream
+    public = "https://ownlight.example.com/mcp/oauth/callback"
+    gateway = gateway_factory(f"""
+[mcp]
+oauth_callback_url = "{public}"
+[mcp.servers.web]
+url = "{url}"
+oauth = true
+""")
+    key = gateway.create_key("alice")
+    reply = httpx.get(f"{gateway.url}/mcp/oauth/web/start", timeout=30,
+                      headers={"Authorization": f"Bearer {key}"})
+    assert reply.status_code == 302
+    query = parse_qs(urlsplit(reply.headers["location"]).query)
+    assert query["redirect_uri"] == [public] and query["code_challenge_method"] == ["S256"]

@@ -47,7 +47,9 @@ async def start(request: Request) -> Response:
     endpoint (PKCE S256, ``state`` bound to the caller, ``resource`` the server's URL)."""
     try:
         principal, broker, name = _caller(request)
-        redirect_uri = str(request.base_url).rstrip("/") + CALLBACK
+        runtime: Runtime = request.app.state.runtime
+        redirect_uri = runtime.config.settings.mcp.oauth_callback_url or (
+            str(request.base_url).rstrip("/") + CALLBACK)
         url = await broker.start_url(name, principal.name, redirect_uri)
     except OwnlightError as exc:
         return error_response(exc)

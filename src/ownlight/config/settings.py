@@ -540,6 +540,10 @@ class McpSettings(Table):
         None, "Key (32 bytes, base64) that encrypts users' upstream OAuth tokens at rest; "
               "unset: a key file `mcp-token.key` in the data dir. Instances sharing a store "
               "must share it.")
+    oauth_callback_url: str | None = setting(
+        None, "Where users' browsers reach `/mcp/oauth/callback`, e.g. "
+              "`https://ownlight.example.com/mcp/oauth/callback` behind a proxy; unset: from "
+              "the address the user reached Ownlight on.")
     max_tool_rounds: int = setting(
         8, "Model turns Ownlight runs for one Responses request with `mcp` tools before it "
            "answers `incomplete`.")
