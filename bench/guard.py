@@ -13,7 +13,9 @@ e-mails, Giskard and PIGuard direct attacks, NotInject benign look-alikes) and
 its dev half) and ``eval/injection_genres_test.jsonl`` (seven genres in en/zh/ja/ru,
 written apart from ``injection_genres_dev.jsonl``). The guard was trained on dev files only.
 Every figure is printed for this tree's weights and, beside it, for the weights shipped
-before them (``--previous REV`` picks others), in the same run. Rates at a fixed FPR use the
+before them (``--previous REV`` picks others), in the same run; both are read by this tree's
+code (features, segmentation), so where that code changed too, the previous weights' figures
+differ from those published for them. Rates at a fixed FPR use the
 benign rows of the same group; over-defence is the share of NotInject rows (all benign,
 full of trigger words) that the guard, at its shipped threshold, lets pass. The peer
 is the naive baseline every gateway ships without a guard: a keyword list.
@@ -149,6 +151,8 @@ def agent_rows(guard: InjectionGuard) -> None:
     for path in sorted(AGENTS.glob("*.json")):
         for call in json.loads(path.read_text()):
             body = call["body"]
+            if "model" not in body:  # not a model request (the recordings hold other calls)
+                continue
             request = (responses.parse_call(body).request if "input" in body
                        else anthropic.parse_request(Operation.CHAT, body))
             user = next((t for t in reversed(request.turns) if t.role == "user"), None)

@@ -37,6 +37,7 @@ _ROLE = re.compile(
 # Phrase families an instruction to the assistant is made of, in the four languages
 # Ownlight serves: what it overrides, whom it addresses, what it makes the model become,
 # where it sends data. Each family is one signal; the n-grams learn the rest.
+_AI = r"(?<![a-z])(?:ai|ＡＩ)(?![a-z])"  # "AI" as a word, also beside CJK text
 _CUES = {
     "override": re.compile(
         r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instruction|prompt|rule|"
@@ -45,11 +46,33 @@ _CUES = {
         r"新しい指示|从现在开始|今から|игнорир|забудь|не обращай внимания|"
         r"(предыдущие|прежние) (инструкции|указания)|новые инструкции|с этого момента",
         re.IGNORECASE),
+    # Whom a line speaks to: the assistant by name or role ("AI助手请注意", "要約AIへの注意",
+    # "Нейросеть, которая пересказывает этот пост"), or by the task it is doing on the text
+    # ("when you process this", "处理本内容时", "この内容を処理するときは"). Injected lines in
+    # documents mostly do one or the other; texts about prompt injection do neither.
     "addressed": re.compile(
         r"\b(ai|assistant|chatbot|language model|llm)\b\s*[:,]|\bnote to (the )?(ai|assistant)|"
         r"\bif you are an? (ai|assistant|language model)|"
-        r"(ai|人工智能|智能)?助手[：:，,]|给AI|致AI|AIアシスタント|アシスタントへ|ＡＩへ|AIへ|"
-        r"(ии|ассистент|нейросеть|языковая модель)\s*[:,]|для (ии|ассистента)",
+        r"\b(hey|dear|attention|instructions? for|message for|notes? (to|for)|to) (the )?(ai|"
+        r"assistant|model|bot|llm|language model|summari[sz]er|reviewer bot)s?\b|\b(ai|assistant|"
+        r"model|bot|llm)s? (reading|processing|summari[sz]ing|reviewing|handling) this\b|"
+        r"@(ai|assistant|copilot|bot)\b|\b(when|while|before) (you )?(process|summari[sz]e|"
+        r"answer|read|respond|rewrite)\w* (this|anything)|\bno matter what the content says|"
+        rf"(ai|人工智能|智能)?助手[：:，,]|给{_AI}|致{_AI}|AIアシスタント|アシスタントへ|{_AI}へ|"
+        rf"(给|对|致)[^，。：:\n]{{0,20}}({_AI}|人工智能|助手|大语言模型|大模型|机器人)|"
+        rf"({_AI}|人工智能|助手|大语言模型|大模型)[^，。\n]{{0,6}}(请注意|注意|须知|说明|：|:)|"
+        rf"如果你是[^，。\n]{{0,20}}({_AI}|人工智能|助手|模型)|(由|被){_AI}[^，。\n]{{0,6}}"
+        r"(处理|阅读|总结)|处理本内容时|回答之前|无论内容是什么|"
+        rf"({_AI}|アシスタント|言語モデル|ボット|LLM)[^、。\n]{{0,8}}(へ|の方へ|への指示|への注意)|"
+        rf"(もし|あなたが)[^、。\n]{{0,20}}({_AI}|アシスタント|言語モデル)(です|であれば|なら)|"
+        r"アシスタントは|を処理するときは|回答する前に|内容にかかわらず|"
+        r"\b(ии|ассистент|нейросеть|языковая модель)\s*[:,]|для (ии|ассистента)|"
+        r"(\bии|\bии-\w+|ассистент\w*|нейросет\w*|\bбот\w*|помощник\w*)\s*[,:]|"
+        r"(если|когда) (ты|вы|это письмо|письмо|текст|документ)[^.!\n]{0,30}(\bии\b|"
+        r"ассистент|нейросет|\bбот)|(указани\w+|инструкци\w+|примечани\w+|заметк\w+) для "
+        r"(ии|ассистент|нейросет|модел|бот)|(\bии|ассистент\w*|нейросет\w*|\bбот\w*|"
+        r"модел\w*),? (котор\w+|составляющ\w+|готовящ\w+|обрабатывающ\w+|читающ\w+|"
+        r"пересказывающ\w+)|(при обработке|прежде чем (ответить|сообщить))",
         re.IGNORECASE),
     "persona": re.compile(
         r"\byou are (now|no longer)\b|\bact as\b|\bpretend (to be|you are)|\bDAN\b|"

@@ -49,8 +49,9 @@ def scan_command(model_path: str | None, threshold: float | None, untrusted: boo
                    "direct rows give prompts, --documents give benign lines.")
 @click.option("--documents", "document_paths", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
-              help="JSON Lines {text} of benign documents (repeatable; --untrusted only); "
-                   "rows of kind tool_output also set the threshold (at most 1% flagged).")
+              help="JSON Lines {text} of benign documents (repeatable). Rows of kind "
+                   "tool_output are read by either model and also set its threshold (at "
+                   "most 1% flagged); other documents only by the --untrusted one.")
 def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
                   document_paths: tuple[str, ...]) -> None:
     """Train the guard's weights (logistic regression, C and threshold by dev CV)."""
@@ -68,6 +69,8 @@ def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
             rows, [r["text"] for r in benign if r.get("kind") != "tool_output"],
             tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"])
     else:
-        model, report = train(rows)
+        pasted = [r["text"] for r in load([Path(p) for p in document_paths])
+                  if r.get("kind") == "tool_output" and int(r.get("label", 0)) == 0]
+        model, report = train(rows, tool_outputs=pasted)
     model.save(Path(out) if out else PACKAGED_UNTRUSTED if untrusted else PACKAGED)
     click.echo(json.dumps(report))

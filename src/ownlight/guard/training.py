@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, hashed, normalise, signals
+from ownlight.guard.features import (
+    BUCKETS,
+    SIGNAL_SCALE,
+    SIGNALS,
+    hashed,
+    normalise,
+    signals,
+    windows,
+)
 from ownlight.guard.model import GuardModel
 
 MAX_CHARS = 4000
@@ -46,36 +54,76 @@ def matrix(texts: Sequence[str]) -> sparse.csr_matrix:
 
 
 # Our multilingual rows are few beside the English ones: weighted up (3x chosen by dev CV).
-SOURCE_WEIGHTS = {"ownlight-ml": 3.0}
+SOURCE_WEIGHTS = {"ownlight-ml": 3.0, "ownlight-direct4": 3.0}
+
+
+def _folds(labels: np.ndarray, documents: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fold for each row (stratified by label) and for each tool output (by document,
+    so all the windows of one output are held out together)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    row_fold = np.zeros(len(labels), dtype=int)
+    splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=0)
+    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        row_fold[held] = fold
+    order = np.random.default_rng(1).permutation(documents)
+    document_fold = np.empty(documents, dtype=int)
+    document_fold[order] = np.arange(documents) % FOLDS
+    return row_fold, document_fold
+
+
+FOLDS = 5
 
 
 def train(rows: Sequence[dict[str, Any]], c_values: Sequence[float] = (4.0, 16.0),
-          target_fpr: float = 0.05) -> tuple[GuardModel, dict[str, Any]]:
+          target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
+          tool_output_fpr: float = 0.01) -> tuple[GuardModel, dict[str, Any]]:
+    """``tool_outputs``: real benign files and command output a user may paste. Each is
+    read window by window as the scorer reads it, its windows are benign rows, and the
+    threshold also keeps at most ``tool_output_fpr`` of them flagged in cross-validation
+    (an output is flagged when its highest window is)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    x = matrix([r["text"] for r in rows])
-    y = np.array([int(r["label"]) for r in rows])
-    weight = np.array([SOURCE_WEIGHTS.get(str(r.get("source")), 1.0) for r in rows])
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    pasted = [[w.text for w in windows(t)] for t in tool_outputs]
+    owner = np.array([d for d, ws in enumerate(pasted) for _ in ws], dtype=int)
+    texts = [r["text"] for r in rows] + [w for ws in pasted for w in ws]
+    x = matrix(texts)
+    y_rows = np.array([int(r["label"]) for r in rows])
+    y = np.concatenate([y_rows, np.zeros(len(owner), dtype=int)])
+    weight = np.array([SOURCE_WEIGHTS.get(str(r.get("source")), 1.0) for r in rows]
+                      + [1.0] * len(owner))
+    row_fold, document_fold = _folds(y_rows, len(pasted))
+    fold = np.concatenate([row_fold, document_fold[owner]])
     best: tuple[float, float, np.ndarray] | None = None
     for c in c_values:
-        model = LogisticRegression(C=c, class_weight="balanced", solver="liblinear",
-                                   max_iter=2000)
-        scores = cross_val_predict(model, x, y, cv=folds, method="predict_proba",
-                                   params={"sample_weight": weight})[:, 1]
-        auc = float(roc_auc_score(y, scores))
+        scores = np.zeros(len(texts))
+        for k in range(FOLDS):
+            model = LogisticRegression(C=c, class_weight="balanced", solver="liblinear",
+                                       max_iter=2000)
+            model.fit(x[fold != k], y[fold != k], sample_weight=weight[fold != k])
+            scores[fold == k] = model.predict_proba(x[fold == k])[:, 1]
+        auc = float(roc_auc_score(y_rows, scores[: len(rows)]))
         if best is None or auc > best[0]:
             best = (auc, c, scores)
     assert best is not None
     auc, c, scores = best
-    threshold = float(np.quantile(scores[y == 0], 1 - target_fpr))
+    row_scores = scores[: len(rows)]
+    threshold = float(np.quantile(row_scores[y_rows == 0], 1 - target_fpr))
+    pasted_scores = np.zeros(len(pasted))
+    np.maximum.at(pasted_scores, owner, scores[len(rows):])
+    if len(pasted):
+        threshold = max(threshold, float(np.quantile(pasted_scores, 1 - tool_output_fpr)))
     final = LogisticRegression(C=c, class_weight="balanced", solver="liblinear", max_iter=2000)
     final.fit(x, y, sample_weight=weight)
     weights = final.coef_[0]
     model = GuardModel(weights[:BUCKETS].astype(np.float32),
                        weights[BUCKETS:].astype(np.float32), float(final.intercept_[0]),
                        min(max(threshold, 0.05), 0.95))
-    return model, {"rows": len(rows), "C": c, "cv_auc": round(auc, 4),
+    positives = row_scores[y_rows == 1]
+    return model, {"rows": len(rows), "tool_outputs": len(pasted), "windows": len(owner),
+                   "C": c, "cv_auc": round(auc, 4),
+                   "cv_tpr_at_threshold": round(float((positives >= model.threshold).mean()), 4),
+                   "cv_tool_outputs_flagged": round(float(
+                       (pasted_scores >= model.threshold).mean()), 4) if len(pasted) else None,
                    "threshold": round(model.threshold, 4)}

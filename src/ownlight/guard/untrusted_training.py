@@ -23,8 +23,15 @@ import numpy as np
 
 from ownlight.guard.features import BUCKETS, normalise
 from ownlight.guard.model import GuardModel
-from ownlight.guard.segments import segments
+from ownlight.guard.segments import SENTENCE_SEGMENT
+from ownlight.guard.segments import segments as _segments
 from ownlight.guard.training import SOURCE_WEIGHTS, matrix
+
+
+def segments(text: str) -> list[str]:
+    """The units the untrusted-content model reads (``segment_windows``)."""
+    return _segments(text, SENTENCE_SEGMENT)
+
 
 ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
 FOLDS = 5
