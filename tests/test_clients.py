@@ -258,8 +258,10 @@ def test_agent_tool_results_are_shielded_on_the_next_turn(
     assert len(fake_upstream.received) == 2
     history = fake_upstream.received[1]["messages"]
     (tool_message,) = [m for m in history if m["role"] == "tool"]
-    assert tool_message["content"] == "note sent: Write to <EMAIL_ADDRESS_1> for <PERSON_1> " \
-        "about the overdue invoice."
+    # pseudonymized; the guard may also quote it as untrusted data (the tool echoes an
+    # instruction), which is its business, not this test's
+    assert "note sent: Write to <EMAIL_ADDRESS_1> for <PERSON_1> about the overdue invoice." \
+        in tool_message["content"]
     assert_nothing_raw_left(fake_upstream)
 
 
