@@ -303,8 +303,13 @@ def test_the_first_hour_make_serve_sign_in_upload_and_a_cited_local_answer(
         while f"open {address}/ in a browser" not in log.read_text():
             assert server.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        while httpx.get(address + "/readyz").status_code != 200:
-            assert time.monotonic() < deadline, log.read_text()
+        while True:  # the banner is printed just before the port is bound
+            try:
+                if httpx.get(address + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
         page = new_page(browser)
         sign_in(page, address, key)
