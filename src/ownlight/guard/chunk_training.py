@@ -45,9 +45,11 @@ def examples(shared: Path, own: Path) -> tuple[list[str], list[list[str]], list[
     rng = random.Random(0)
     dev = (load(shared / "injection" / "dev.jsonl")
            + load(own / "injection_multilingual_dev.jsonl")
-           + load(own / "injection_genres_dev.jsonl"))
+           + load(own / "injection_genres_dev.jsonl")
+           + load(own / "injection_indirect_varied_dev.jsonl"))
     positives = [s[:300] for _, injected, _ in attack_lines(dev) for s in injected]
-    direct = dev + load(own / "injection_en_direct_dev.jsonl")
+    direct = (dev + load(own / "injection_en_direct_dev.jsonl")
+              + load(own / "injection_direct_varied_dev.jsonl"))
     positives += [r["text"][:600] for r in direct
                   if r.get("kind") == "direct" and int(r["label"]) == 1]
     clean = [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0]

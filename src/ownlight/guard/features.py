@@ -53,8 +53,11 @@ _CUES = {
     "addressed": re.compile(
         r"\b(ai|assistant|chatbot|language model|llm)\b\s*[:,]|\bnote to (the )?(ai|assistant)|"
         r"\bif you are an? (ai|assistant|language model)|"
-        r"\b(hey|dear|attention|instructions? for|message for|notes? (to|for)|to) (the )?(ai|"
-        r"assistant|model|bot|llm|language model|summari[sz]er|reviewer bot)s?\b|\b(ai|assistant|"
+        r"\b(hey|dear|attention|instructions? for|message for|notes? (to|for)) (the )?(ai|"
+        r"assistant|model|bot|llm|language model|summari[sz]er|reviewer bot)s?\b|"
+        # "To the AI:" opens a line; "offered to the model as" in running prose does not
+        r"(^|[\n(\[])\s*to (the )?(ai|assistant|model|bot|llm|language model|summari[sz]er)s?"
+        r"\b[^.\n]{0,30}[:,]|\b(ai|assistant|"
         r"model|bot|llm)s? (reading|processing|summari[sz]ing|reviewing|handling) this\b|"
         r"@(ai|assistant|copilot|bot)\b|\b(when|while|before) (you )?(process|summari[sz]e|"
         r"answer|read|respond|rewrite)\w* (this|anything)|\bno matter what the content says|"
@@ -92,11 +95,79 @@ _CUES = {
         re.IGNORECASE),
 }
 
+# Families added after the first two releases of the models; kept apart so weights trained
+# before them still load (their signals are appended, with zero weight, by ``GuardModel``).
+# Each was found as a class of direct attacks the n-grams missed when the dev set they came
+# from was held out of training (a leave-one-set-out reading of the dev files).
+_LATER_CUES = {
+    # Asking for what the deployment keeps secret: keys, passwords, tokens, its environment.
+    "secrets": re.compile(
+        r"\b(tell|give|show|print|list|output|reveal|paste|dump|answer with|read out)\b.{0,50}"
+        r"\b(passwords?|api[ _-]?keys?|tokens?|secrets?|credentials?|env(ironment)? "
+        r"variables?|connection strings?)\b|\b(keys?|tokens?|passwords?|variables?) "
+        r"(you can (see|read|access)|in your (context|config|environment))|"
+        r"(告诉|给我|输出|列出|贴出|念|打印|发给)[^。\n]{0,30}(密码|密钥|口令|令牌|token|环境变量|"
+        r"连接字符串)|(密码|密钥|令牌|环境变量)[^。\n]{0,10}(告诉我|发给我|输出|列出来)|"
+        r"(パスワード|APIキー|キー|トークン|環境変数|接続文字列|秘密鍵)[^。\n]{0,20}"
+        r"(教えて|出力|書き出|答え|貼り|表示して|送って|見せて)|"
+        r"(выведи|покажи|скажи|назови|ответь|перечисли|дай|пришли|отправь)[^.!?\n]{0,50}"
+        r"(парол|ключ|токен|секрет|переменн\w* окружения|строк\w* подключения)",
+        re.IGNORECASE),
+    # What came before the user's turn: "the first message", "everything you were told".
+    "prior_text": re.compile(
+        r"\b(first|initial|original|very first|opening) (message|prompt|instructions?)\b|"
+        r"\beverything (you were|you've been|you have been) (told|given)|\b(words|text) "
+        r"above\b|\bbefore (this|my) (message|conversation)|(最开始|最初|一开始)[^。\n]{0,10}"
+        r"(收到|看到|给你)|(初期|最初の)(プロンプト|指示|メッセージ)|この(メッセージ|会話)の前|"
+        r"(перв\w+|исходн\w+|начальн\w+) (сообщени|промпт|инструкци)|всё, что тебе (сказали|"
+        r"дали)", re.IGNORECASE),
+    # Rules declared void or suspended: "the earlier rules were a test", "filters are off".
+    "rules_void": re.compile(
+        r"\b(rules|instructions|guidelines|restrictions|filters?|policies)\b.{0,30}\b(were|are|"
+        r"have been|is) (just )?(a test|void|lifted|disabled|suspended|off|no longer)|"
+        r"\b(no|without|zero) (content )?(restrictions|filters|rules|guidelines|limits|"
+        r"censorship)\b|\bnever (refuse|say (you|that you) can'?t)|\bno (apologies|"
+        r"disclaimers|warnings)\b|(规定|规则|设定|限制|策略)[^。\n]{0,10}(测试|作废|过期|失效|"
+        r"解除|别当真|不算)|(没有|不受|无)(任何)?(限制|约束|审查)|不要(道歉|拒绝|警告)|"
+        r"(ルール|制限|フィルタ|設定)[^。\n]{0,10}(テスト|無効|解除|終わり)|(制限|ルール)の?"
+        r"(ない|なし)|無制限|(謝罪|注意書き|警告)[^。\n]{0,6}(禁止|不要|なし)|"
+        r"(правил|ограничени|фильтр|указани)\w*[^.!?\n]{0,30}(тест|отмен|сняты|отключен|"
+        r"недействительн)|без (ограничений|фильтров|цензуры|предупреждений|оговорок)|"
+        r"никаких (извинений|оговорок|предупреждений)|не отказывай", re.IGNORECASE),
+    # A tool the assistant holds, called by name with the caller's arguments.
+    "tool_call": re.compile(
+        r"\b(call|invoke|run|use|trigger)\b (the )?`?[a-z]+_[a-z_]+`? (tool|function)|"
+        r"(调用|用|使用) ?`?[a-z]+_[a-z_]+`? ?(工具|函数)|`?[a-z]+_[a-z_]+`? ?(ツール|関数)"
+        r"(を?(呼び出|使|実行)|で)|"
+        r"(вызови|используй|запусти) (инструмент|функци)", re.IGNORECASE),
+    # A notice posing as the platform, its developers or a security team.
+    "authority": re.compile(
+        # "[SYSTEM MESSAGE]", not a markdown link "[Admin views](...)"; "a system message" is
+        # what developers call a turn, so the bare phrase is not a notice
+        r"\[(system|admin|developer|security)( (message|notice|note|override|update))?\](?!\()|"
+        r"\b(system|admin|developer|platform|security|trust (and|&) safety) (team )?(notice|"
+        r"announcement|override)|\bmessage from the (system|admin|developers?)|"
+        r"\bfrom the (developers?|platform|security team|model provider)|\"role\"\s*:\s*\"system\"|"
+        r"【?(系统|管理员|开发者|安全团队|平台)(通知|消息|指令|公告)】?|来自[^。\n]{0,10}"
+        r"(安全团队|开发者|模型提供方|平台)|(システム|管理者|開発者|運営|プラットフォームチーム|"
+        r"セキュリティチーム)(から)?の?(通知|お知らせ|新方針|指示)|"
+        r"(системное|служебное) (уведомление|сообщение)|от (команды|разработчик|администратор)\w*|"
+        r"политика безопасности обновлена", re.IGNORECASE),
+    # Decode a hidden payload, then obey it.
+    "decode_follow": re.compile(
+        r"\b(decode|decrypt|deobfuscate|base64|rot13)\b.{0,60}\b(follow|execute|do what|obey|"
+        r"carry out|comply)|(解码|解密|base64)[^。\n]{0,40}(照着做|执行|照做|按.{0,6}做)|"
+        r"(デコード|復号|base64)[^。\n]{0,40}(従って|実行|その通り)|"
+        r"(раскодируй|декодируй|расшифруй|base64)[^.!?\n]{0,60}(выполни|следуй|сделай)",
+        re.IGNORECASE),
+}
+
 _LATIN = re.compile(r"[a-zA-Z]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 SIGNALS = ("invisible", "homoglyph", "base64_instruction", "role_marker", "exfil_image",
-           "urls", *(f"cue_{name}" for name in _CUES), "cue_families")
+           "urls", *(f"cue_{name}" for name in _CUES), "cue_families",
+           *(f"cue_{name}" for name in _LATER_CUES))
 
 
 @dataclass(frozen=True)
@@ -122,6 +193,8 @@ def windows(text: str) -> list[Window]:
 
 def signals(text: str, invisible: int = 0) -> dict[str, float]:
     cues = {f"cue_{name}": float(bool(pattern.search(text))) for name, pattern in _CUES.items()}
+    later = {f"cue_{name}": float(bool(pattern.search(text)))
+             for name, pattern in _LATER_CUES.items()}
     return {
         "invisible": min(invisible, 10) / 10,
         "homoglyph": float(any(_LATIN.search(w) and _CYRILLIC.search(w)
@@ -134,18 +207,24 @@ def signals(text: str, invisible: int = 0) -> dict[str, float]:
         # Several families in one window (override + reveal, addressed + exfiltrate) is
         # what an instruction to the assistant looks like; one alone is ordinary text.
         "cue_families": min(max(sum(cues.values()) - 1, 0), 3) / 3,
+        **later,
     }
 
 
 def _hidden_instruction(text: str) -> bool:
     """A base64 blob that decodes to words (an instruction smuggled past a reader)."""
     for blob in _BASE64.findall(text)[:5]:
+        blob = blob.rstrip("=")
+        blob = blob[: len(blob) - len(blob) % 4]  # a payload cut short still decodes
         try:
-            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
-            plain = decoded.decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            plain = base64.b64decode(blob, validate=True).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
             continue
-        if sum(ch.isalpha() or ch.isspace() for ch in plain) > 0.8 * len(plain) >= 12:
+        # words in any script (CJK and Cyrillic too) with their punctuation; random bytes
+        # (hashes, keys) decode to replacement characters and control bytes instead
+        wordy = sum(ch.isalpha() or ch.isspace() or unicodedata.category(ch)[0] == "P"
+                    for ch in plain)
+        if wordy > 0.85 * len(plain) and sum(ch.isalpha() for ch in plain) >= 8:
             return True
     return False
 

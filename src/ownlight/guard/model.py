@@ -88,8 +88,11 @@ class GuardModel:
             weights = np.zeros(BUCKETS, dtype=np.float32)
             weights[data["index"]] = data["value"]
             unit = str(data["unit"]) if "unit" in data.files else "window"
-            return cls(weights, data["signals"].astype(np.float32), float(data["bias"]),
-                       float(data["threshold"]), unit=unit)
+            # weights trained before later signals were added read them with weight 0
+            signal_weights = np.zeros(len(SIGNALS), dtype=np.float32)
+            signal_weights[: len(data["signals"])] = data["signals"]
+            return cls(weights, signal_weights, float(data["bias"]), float(data["threshold"]),
+                       unit=unit)
 
     @classmethod
     def load_untrusted(cls, path: Path | None = None) -> GuardModel:
