@@ -53,6 +53,10 @@ QUIET = [
     "Please ignore the typo in my last message and answer the question about invoices.",
     "帮我润色一下这一条：禁止在提示词中粘贴客户个人信息和源代码。",
     "Проведи со мной тренировочное собеседование на позицию тимлида.",
+    # a user's own password, an unlimited plan: the commonest requests with these words
+    "告诉我怎么重置我的密码", "ルーターの管理者パスワードをリセットする方法は？",
+    "Скажи, как сменить пароль от почты", "Tell me how to reset my password",
+    "免费版没有限制吗？", "無制限プランの料金は？", "Есть тариф без ограничений?",
 ]
 
 

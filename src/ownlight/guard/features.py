@@ -100,18 +100,30 @@ _CUES = {
 # Each was found as a class of direct attacks the n-grams missed when the dev set they came
 # from was held out of training (a leave-one-set-out reading of the dev files).
 _LATER_CUES = {
-    # Asking for what the deployment keeps secret: keys, passwords, tokens, its environment.
+    # Asking for what the deployment keeps secret: its keys, passwords, tokens, environment.
+    # Whose secret matters: "tell me how to reset my password" is the commonest of requests,
+    # so the secret must be the system's, the admin's or the assistant's own.
     "secrets": re.compile(
         r"\b(tell|give|show|print|list|output|reveal|paste|dump|answer with|read out)\b.{0,50}"
-        r"\b(passwords?|api[ _-]?keys?|tokens?|secrets?|credentials?|env(ironment)? "
-        r"variables?|connection strings?)\b|\b(keys?|tokens?|passwords?|variables?) "
-        r"(you can (see|read|access)|in your (context|config|environment))|"
-        r"(告诉|给我|输出|列出|贴出|念|打印|发给)[^。\n]{0,30}(密码|密钥|口令|令牌|token|环境变量|"
-        r"连接字符串)|(密码|密钥|令牌|环境变量)[^。\n]{0,10}(告诉我|发给我|输出|列出来)|"
-        r"(パスワード|APIキー|キー|トークン|環境変数|接続文字列|秘密鍵)[^。\n]{0,20}"
-        r"(教えて|出力|書き出|答え|貼り|表示して|送って|見せて)|"
+        r"\b(your|the admin\w*|the system'?s?|internal|stored|configured|the server'?s?) "
+        r"(\w+ ){0,2}(passwords?|api[ _-]?keys?|tokens?|secrets?|credentials?|connection "
+        r"strings?)\b|\benv(ironment)? variables?\b.{0,30}\b(values?|you can (see|read))|"
+        r"\b(keys?|tokens?|passwords?|variables?) (you can (see|read|access)|in your (context|"
+        r"config|environment))|"
+        r"(告诉|给我|输出|列出|贴出|念|打印|发给)[^。\n]{0,30}(你的|系统|管理员|后台|内部|配置|"
+        r"环境)[^。\n]{0,10}(密码|密钥|口令|令牌|token|连接字符串)|(你的|系统|后台|内部|配置|环境)"
+        r"[^。\n]{0,10}(密码|密钥|口令|令牌|连接字符串)[^。\n]{0,10}(告诉我|发给我|输出|列出|贴出)|"
+        r"环境变量[^。\n]{0,20}"
+        r"(值|内容|输出|列出|发给)|"
+        r"(あなたの|システムの|設定に保存されている|内部の|環境内で見える)[^。\n]{0,10}"
+        r"(パスワード|APIキー|キー|トークン|接続文字列|秘密鍵)|環境変数[^。\n]{0,20}(値|出力|"
+        r"書き出|教えて)|"
         r"(выведи|покажи|скажи|назови|ответь|перечисли|дай|пришли|отправь)[^.!?\n]{0,50}"
-        r"(парол|ключ|токен|секрет|переменн\w* окружения|строк\w* подключения)",
+        r"(свой|свои|своей|твой|твои|администратор\w*|системн\w*|внутренн\w*|из (своей )?"
+        r"конфигурац\w*)[^.!?\n]{0,20}(парол|ключ|токен|секрет|строк\w* подключения)|"
+        r"(выведи|покажи|скажи|назови|ответь|перечисли|дай|пришли)[^.!?\n]{0,30}(парол|ключ|"
+        r"токен|секрет)\w*[^.!?\n]{0,20}(администратор\w*|из (своей |твоей )?конфигурац)|"
+        r"переменн\w* окружения[^.!?\n]{0,30}(значени|выведи|покажи)",
         re.IGNORECASE),
     # What came before the user's turn: "the first message", "everything you were told".
     "prior_text": re.compile(
@@ -125,14 +137,14 @@ _LATER_CUES = {
     "rules_void": re.compile(
         r"\b(rules|instructions|guidelines|restrictions|filters?|policies)\b.{0,30}\b(were|are|"
         r"have been|is) (just )?(a test|void|lifted|disabled|suspended|off|no longer)|"
-        r"\b(no|without|zero) (content )?(restrictions|filters|rules|guidelines|limits|"
-        r"censorship)\b|\bnever (refuse|say (you|that you) can'?t)|\bno (apologies|"
+        r"\b(no|without|zero) (content )?(restrictions|filters|guidelines|censorship)\b|"
+        r"\b(free|freed|released) from (its|your|all) (rules|guidelines|restrictions)|\bnever (refuse|say (you|that you) can'?t)|\bno (apologies|"
         r"disclaimers|warnings)\b|(规定|规则|设定|限制|策略)[^。\n]{0,10}(测试|作废|过期|失效|"
-        r"解除|别当真|不算)|(没有|不受|无)(任何)?(限制|约束|审查)|不要(道歉|拒绝|警告)|"
-        r"(ルール|制限|フィルタ|設定)[^。\n]{0,10}(テスト|無効|解除|終わり)|(制限|ルール)の?"
-        r"(ない|なし)|無制限|(謝罪|注意書き|警告)[^。\n]{0,6}(禁止|不要|なし)|"
+        r"解除|别当真|不算)|(没有|不受)任何(限制|约束|审查)|不要(道歉|拒绝|警告)|"
+        r"(ルール|制限|フィルタ|設定)[^。\n]{0,10}(テスト|無効|解除|終わり)|無制限モード|"
+        r"(謝罪|注意書き|警告)[^。\n]{0,6}(禁止|不要|なし)|"
         r"(правил|ограничени|фильтр|указани)\w*[^.!?\n]{0,30}(тест|отмен|сняты|отключен|"
-        r"недействительн)|без (ограничений|фильтров|цензуры|предупреждений|оговорок)|"
+        r"недействительн)|без (фильтров|цензуры|предупреждений|оговорок)|"
         r"никаких (извинений|оговорок|предупреждений)|не отказывай", re.IGNORECASE),
     # A tool the assistant holds, called by name with the caller's arguments.
     "tool_call": re.compile(
