@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ownlight.backends.answer_text import AnswerText
@@ -92,6 +93,7 @@ class BatchEngine:
         self._ll = ll
         self.n_ctx = n_ctx
         params = ll.llama_model_default_params()
+        params.use_extra_bufts = not has_amx()
         self.model = ll.llama_model_load_from_file(path.encode(), params)
         if not self.model:
             said = "; ".join(recent_errors())
@@ -394,6 +396,18 @@ class BatchEngine:
 
     def _piece_text(self, token: int) -> str:
         return self._piece(token).decode("utf-8", errors="replace")
+
+
+def has_amx() -> bool:
+    """Whether this CPU has AMX. llama.cpp's AMX kernels, which its extra buffer types put
+    the weights in on such a CPU, crash on Q4_K weights (a segfault in
+    ``ggml_backend_amx_mul_mat``, ggml-org/llama.cpp#20824): on a Sapphire Rapids Xeon the
+    bundled model died in the first decode of an agent's 8,000-token prompt. Without extra
+    buffer types the weights stay in the ordinary CPU buffer, which works everywhere."""
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def auto_parallel(model: Any, n_ctx: int) -> int:
