@@ -17,7 +17,7 @@ from typing import Any
 
 from ownlight.config.settings import PrivacySettings
 from ownlight.errors import PolicyRefused
-from ownlight.privacy.client_text import client_blocks
+from ownlight.privacy.client_text import client_blocks, ownlight_blocks
 from ownlight.privacy.detector import CLIENT, PROSE, Detector, Reading
 from ownlight.privacy.levels import LevelPolicy
 from ownlight.privacy.spans import Span
@@ -149,8 +149,12 @@ class PrivacyShield:
             return self.detector.settle(text, self._candidates(text), CLIENT)
         key = slot.path[-1] if slot.kind in _VALUE_KINDS and slot.path[-1] != JSON else None
         reading = Reading(key=key) if isinstance(key, str) else PROSE
-        blocks = client_blocks(text) if slot.kind is SlotKind.TEXT else []
-        return self.detector.settle(text, self._candidates(text), reading, blocks)
+        # Claude Code's reminders ride on tool results too, and the guard's quote wraps them
+        blocks = (client_blocks(text) if slot.kind in (SlotKind.TEXT, SlotKind.TOOL_RESULT)
+                  else [])
+        spans = self.detector.settle(text, self._candidates(text), reading, blocks)
+        own = ownlight_blocks(text)
+        return [s for s in spans if not any(a <= s.start and s.end <= b for a, b in own)]
 
     def classify(self, request: Request) -> Findings:
         """Every slot of the request scanned; the level over all of them."""
