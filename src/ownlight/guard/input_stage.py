@@ -66,8 +66,9 @@ class GuardStage(Stage):
         def scan_all() -> list[Verdict]:
             return [*map(guard.scan_untrusted, returned), guard.scan(typed)]
 
-        verdicts = (await asyncio.to_thread(scan_all) if size > INLINE_SCAN_CHARS
-                    else scan_all())
+        # e5's second look at a tool result takes tens of milliseconds: off the event loop
+        slow = size > INLINE_SCAN_CHARS or (any(returned) and guard.reads_by_meaning())
+        verdicts = await asyncio.to_thread(scan_all) if slow else scan_all()
         for result, text, verdict in zip(results, returned, verdicts, strict=False):
             if text and verdict.injection:
                 facts.tool_results_flagged += 1

@@ -60,10 +60,20 @@ class GuardModel:
             w * signals[name] for w, name in zip(self.signal_weights, SIGNALS, strict=True))
         return float(self.bias + text_part + signal_part), float(text_part)
 
-    def scan(self, text: str, threshold: float | None = None) -> Verdict:
+    def scored_units(self, text: str) -> list[tuple[Window, float, float]]:
+        """Each unit of ``text`` with (its whole logit, its n-gram part)."""
+        return [(w, *self.logit(hashed(w.text), w.signals)) for w in self.units(text)]
+
+    def ranked_units(self, text: str) -> list[tuple[str, float]]:
+        """Each unit's text and logit, the most suspicious first (what the e5 second look
+        at a tool result chooses from, ``guard.second_look``)."""
+        return ranked(self.scored_units(text))
+
+    def verdict(self, scored: list[tuple[Window, float, float]],
+                threshold: float | None = None) -> Verdict:
+        """The highest unit's score, with the signals that fired in it."""
         best, best_reasons = 0.0, tuple[str, ...]()
-        for window in self.units(text):
-            logit, text_part = self.logit(hashed(window.text), window.signals)
+        for window, logit, text_part in scored:
             score = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
             if score >= best:
                 fired = [name for name in SIGNALS if window.signals[name] > 0]
@@ -71,6 +81,9 @@ class GuardModel:
                     fired.append("classifier")
                 best, best_reasons = score, tuple(fired)
         return Verdict(best, best_reasons, self.threshold if threshold is None else threshold)
+
+    def scan(self, text: str, threshold: float | None = None) -> Verdict:
+        return self.verdict(self.scored_units(text), threshold)
 
     def save(self, path: Path) -> None:
         nonzero = np.flatnonzero(self.weights)
@@ -97,6 +110,10 @@ class GuardModel:
     @classmethod
     def load_untrusted(cls, path: Path | None = None) -> GuardModel:
         return cls.load(path) if path is not None else _packaged("untrusted.npz")
+
+
+def ranked(scored: list[tuple[Window, float, float]]) -> list[tuple[str, float]]:
+    return sorted(((w.text, logit) for w, logit, _ in scored), key=lambda unit: -unit[1])
 
 
 @lru_cache(maxsize=2)

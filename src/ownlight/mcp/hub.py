@@ -320,7 +320,9 @@ class ToolHub:
         if tool.name in self.builtins:
             text = await self.builtins[tool.name].call(principal, arguments)
             content = [{"type": "text", "text": text}]
-            return self._finish(content, None, False, Vault(), {}, record, started)
+            # off the event loop: the guard's second look at a result runs e5
+            return await asyncio.to_thread(self._finish, content, None, False, Vault(), {},
+                                           record, started)
         sent, vault, found = arguments, Vault(), dict[str, int]()
         if not tool.inside_domain:
             if self.shield is not None:
@@ -370,8 +372,9 @@ class ToolHub:
         if size > limit:
             raise ToolOutputTooLarge(f"The tool {name} answered {size} bytes, more than the "
                                      f"{limit} this server may return; nothing is passed on.")
-        return self._finish(body.get("content", []), body.get("structuredContent"),
-                            bool(raw.is_error), vault, record.pseudonymized, record, started)
+        return await asyncio.to_thread(
+            self._finish, body.get("content", []), body.get("structuredContent"),
+            bool(raw.is_error), vault, record.pseudonymized, record, started)
 
     async def _user_token(self, principal: Principal, server: str,
                           record: RequestRecord) -> str | None:
