@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from ownlight.guard.model import GuardModel
-
 PACKAGED = Path(__file__).resolve().parent.parent / "data" / "guard" / "guard.npz"
 PACKAGED_UNTRUSTED = PACKAGED.with_name("untrusted.npz")
 
@@ -26,15 +24,26 @@ def guard_group() -> None:
 @click.option("--untrusted", is_flag=True,
               help="Read the texts as content the system reads (documents, tool results), "
                    "line by line, not as what a user sends.")
-def scan_command(model_path: str | None, threshold: float | None, untrusted: bool) -> None:
-    """JSON Lines {"id", "text"} on stdin -> {"id", "score", "label", "reasons"} on stdout."""
-    path = Path(model_path) if model_path else None
-    model = GuardModel.load_untrusted(path) if untrusted else GuardModel.load(path)
+@click.option("--second-look/--no-second-look", default=True, show_default=True,
+              help="With --untrusted: also read the most suspicious lines with the e5 model, "
+                   "as the gateway reads a tool result (guard.second_look).")
+def scan_command(model_path: str | None, threshold: float | None, untrusted: bool,
+                 second_look: bool) -> None:
+    """JSON Lines {"id", "text"} on stdin -> {"id", "score", "label", "reasons"} on stdout,
+    each text read as the gateway reads it."""
+    from ownlight.config.settings import GuardSettings
+    from ownlight.guard.stage import InjectionGuard
+
+    settings = (GuardSettings(untrusted_model_path=model_path, untrusted_threshold=threshold,
+                              second_look=second_look) if untrusted
+                else GuardSettings(model_path=model_path, threshold=threshold))
+    guard = InjectionGuard(settings)
+    scan = guard.scan_untrusted if untrusted else guard.scan
     for line in sys.stdin:
         if not line.strip():
             continue
         row = json.loads(line)
-        verdict = model.scan(str(row.get("text", "")), threshold)
+        verdict = scan(str(row.get("text", "")))
         click.echo(json.dumps({"id": row.get("id"), **verdict.to_dict()}))
 
 
