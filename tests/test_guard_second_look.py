@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from ownlight.guard.second_look import MAX_SEGMENTS, MIN_CHARS, SHARE, chosen
@@ -96,6 +97,19 @@ def test_a_tool_result_caught_by_meaning_is_quoted_and_recorded(gateway_factory)
         gateway.runtime.pipeline.ledger.flush()
         record = gateway.runtime.pipeline.ledger.query("status = 200")[-1]
         assert record["injection"]["tool_results_flagged"] == 1
+
+
+def test_the_scan_endpoint_reads_as_the_gateway_does(gateway_factory) -> None:
+    with FakeUpstream() as cloud:
+        gateway = gateway_factory(upstream_toml("cloud", cloud.url, "fake-echo", retries=0))
+        response = httpx.post(gateway.url + "/v1/guard/scan",
+                              json={"input": [MINUTES_ZH, CLEAN["zh minutes"]],
+                                    "content": "untrusted"},
+                              headers={"Authorization": f"Bearer {gateway.create_key()}"})
+    caught, clean = response.json()["data"]
+    assert caught["label"] == "injection" and "second_look" in caught["reasons"]
+    assert caught["score"] >= caught["threshold"] == 1.0  # on the combined scale
+    assert clean["label"] == "benign" and clean["score"] < clean["threshold"]
 
 
 def test_without_the_second_look_only_the_ngrams_read_it(gateway_factory) -> None:

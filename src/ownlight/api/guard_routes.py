@@ -40,7 +40,9 @@ async def guard_scan(request: Request) -> Response:
                                  "\"untrusted\" (a document or tool result)", param="content")
         scan = guard.scan if content == "input" else guard.scan_untrusted
         verdicts = await asyncio.to_thread(lambda: [scan(t) for t in texts])
-        data = [{"index": i, **v.to_dict()} for i, v in enumerate(verdicts)]
+        # each row's own threshold: a score that e5's second look read is on its scale (1.0)
+        data = [{"index": i, **v.to_dict(), "threshold": round(v.threshold, 4)}
+                for i, v in enumerate(verdicts)]
         record_read(runtime, principal, "/v1/guard/scan", {
             "texts": len(data), "injections": sum(v.injection for v in verdicts)})
     except OwnlightError as exc:
