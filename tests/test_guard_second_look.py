@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from ownlight.guard.second_look import MAX_SEGMENTS, MIN_CHARS, SHARE, chosen
@@ -132,3 +134,36 @@ def test_concurrent_tool_results_read_alike(guard: InjectionGuard) -> None:
         together = list(pool.map(guard.scan_untrusted, texts))
     assert [v.injection for v in together] == [v.injection for v in alone]
     assert [round(v.score, 4) for v in together] == [round(v.score, 4) for v in alone]
+
+
+def test_a_guard_that_fails_refuses_and_sends_nothing(gateway_factory) -> None:
+    """Security fails closed: when the second look's model fails, the request is refused
+    with 503 ``guard_unavailable`` in the client's own error shape, nothing reaches the
+    upstream, and the ledger records the refusal."""
+    with FakeUpstream() as cloud:
+        gateway = gateway_factory(upstream_toml("cloud", cloud.url, "fake-echo", retries=0))
+
+        def broken(texts: list[str]) -> None:
+            raise RuntimeError("the e5 engine failed")
+
+        gateway.runtime.pipeline.guard.second_look.embed = broken
+        with pytest.raises(openai.APIStatusError) as chat:
+            gateway.client().chat.completions.create(
+                model="cloud", messages=tool_exchange("会议纪要说了什么？", "read_minutes",
+                                                      MINUTES_ZH + "\n（一）"))
+        messages = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.create_key(),
+                                       max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as claude:
+            messages.messages.create(model="cloud", max_tokens=50, messages=[
+                {"role": "user", "content": "会议纪要说了什么？"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1",
+                                                   "name": "read_minutes", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                              "content": MINUTES_ZH + "\n（二）"}]}])
+        assert cloud.received == []
+    assert chat.value.status_code == 503
+    assert chat.value.response.json()["error"]["code"] == "guard_unavailable"
+    assert claude.value.status_code == 503
+    assert claude.value.response.json()["type"] == "error"
+    gateway.runtime.pipeline.ledger.flush()
+    assert len(gateway.runtime.pipeline.ledger.query("status = 503")) == 2

@@ -158,6 +158,15 @@ class AuditUnavailable(OwnlightError):
     code = "audit_unavailable"
 
 
+class GuardUnavailable(OwnlightError):
+    """The injection guard could not read what a request carries (its model failed): fail
+    closed, nothing is sent on."""
+
+    status = 503
+    type = "server_error"
+    code = "guard_unavailable"
+
+
 class StoreUnavailable(OwnlightError):
     """The shared state store (PostgreSQL) cannot be reached: no key is trusted, nothing
     is spent, with ``Retry-After``."""

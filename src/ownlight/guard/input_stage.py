@@ -4,16 +4,19 @@ retrieved chunks it would read (the grounding stage asks ``screen`` for those)."
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from ownlight.backends.base import BackendResult, Operation
-from ownlight.errors import InvalidRequest
+from ownlight.errors import GuardUnavailable, InvalidRequest
 from ownlight.guard.model import Verdict
 from ownlight.guard.stage import GuardFacts, InjectionGuard
 from ownlight.knowledge.types import Hit
 from ownlight.protocol.model import TextPart, ToolResult
 from ownlight.stages.base import Stage
 from ownlight.stages.context import RequestContext
+
+log = logging.getLogger(__name__)
 
 # Scanning this much text inline would hold the event loop for more than a moment.
 INLINE_SCAN_CHARS = 4000
@@ -68,7 +71,14 @@ class GuardStage(Stage):
 
         # e5's second look at a tool result takes tens of milliseconds: off the event loop
         slow = size > INLINE_SCAN_CHARS or (any(returned) and guard.reads_by_meaning())
-        verdicts = await asyncio.to_thread(scan_all) if slow else scan_all()
+        try:
+            verdicts = await asyncio.to_thread(scan_all) if slow else scan_all()
+        except Exception as exc:  # a safety check that fails: refuse, send nothing
+            log.error("the injection guard failed: %s", exc)
+            raise GuardUnavailable(
+                "The injection guard could not read this request's tool results or user "
+                "turn, so nothing was sent on. Try again; if it persists, the server's log "
+                "says why.") from None
         for result, text, verdict in zip(results, returned, verdicts, strict=False):
             if text and verdict.injection:
                 facts.tool_results_flagged += 1
