@@ -127,11 +127,15 @@ def test_json_schema_answers_always_validate(local) -> None:
 
 
 def test_json_object_answers_are_json(local) -> None:
-    # Greedy: the generic JSON grammar bounds no string, so a sampled answer can run past
-    # any budget (an answer cut by max_tokens is "length", not JSON), as one did here.
+    # Greedy, with a frequency penalty: the generic JSON grammar bounds no string, so an
+    # answer can run past any budget (an answer cut by max_tokens is "length", not JSON).
+    # A sampled one did; so did a greedy one once llama.cpp's numbers changed (without AMX
+    # kernels the bundled model repeated "It is a yellow color." inside a string until cut).
     reply = local.client().chat.completions.create(
-        model="local", messages=[{"role": "user", "content": "Give me a color as JSON."}],
-        response_format={"type": "json_object"}, max_tokens=60, temperature=0)
+        model="local",
+        messages=[{"role": "user", "content": "A JSON object with one fruit, please."}],
+        response_format={"type": "json_object"}, max_tokens=60, temperature=0,
+        frequency_penalty=1.0)
     assert reply.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
 
