@@ -99,6 +99,9 @@ def test_a_tool_result_caught_by_meaning_is_quoted_and_recorded(gateway_factory)
         gateway.runtime.pipeline.ledger.flush()
         record = gateway.runtime.pipeline.ledger.query("status = 200")[-1]
         assert record["injection"]["tool_results_flagged"] == 1
+        metrics = httpx.get(gateway.url + "/metrics", headers={
+            "Authorization": f"Bearer {gateway.create_key('root', ('admin',))}"}).text
+        assert 'ownlight_injections_flagged_total{where="tool_result"} 1.0' in metrics
 
 
 def test_the_scan_endpoint_reads_as_the_gateway_does(gateway_factory) -> None:

@@ -56,12 +56,15 @@ class Metrics:
         self.refusals = _Counts("ownlight_refusals",
                                 "Requests refused by policy: red line, budget, guard.",
                                 ["reason"])
+        self.injections = _Counts("ownlight_injections_flagged",
+                                  "What the injection guard flagged: user turns, tool results "
+                                  "and retrieved chunks.", ["where"])
         self.mcp_calls = _Counts("ownlight_mcp_tool_calls",
                                  "MCP tool calls by server, tool and outcome.",
                                  ["server", "tool", "outcome"])
         self.registry.register(_Recorded([
             self.mcp_calls, self.requests, self.latency, self.first_token, self.tokens, self.egress,
-            self.egress_bytes, self.pseudonymized, self.refusals]))
+            self.egress_bytes, self.pseudonymized, self.refusals, self.injections]))
 
     def watch(self, read_state: Callable[[], Mapping[str, Any]]) -> None:
         """Gauges read at scrape time from ``read_state()``."""
@@ -80,6 +83,13 @@ class Metrics:
         refusal = REFUSALS.get(record.error_code) if record.error_code else None
         if refusal is not None:
             self.refusals.inc((refusal,))
+        guard = record.injection or {}
+        for where, count in (("user_input", int(bool(guard.get("input_flagged")))),
+                             ("tool_result", guard.get("tool_results_flagged") or 0),
+                             ("chunk", (guard.get("chunks_flagged") or 0)
+                              + (guard.get("chunks_withheld") or 0))):
+            if count:
+                self.injections.inc((where,), count)
 
     def observe_first_token(self, endpoint: str, seconds: float) -> None:
         self.first_token.observe((endpoint,), seconds)
