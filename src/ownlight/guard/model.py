@@ -6,7 +6,8 @@ and whether the n-gram model alone says injection. Two models ship in the packag
 by ``ownlight guard train`` on the dev sets: ``guard.npz`` reads what users send in
 600-character windows; ``untrusted.npz`` reads what the system reads on their behalf
 (documents, tool results) line by line (``segments``), asking whether a line is a prompt
-where no prompt belongs.
+where no prompt belongs; it also reads each line's words by meaning, through vectors that
+hold across the four languages (``lexicon``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, Window, hashed, windows
+from ownlight.guard.lexicon import LEXICON_SCALE, packaged
 from ownlight.guard.segments import segment_windows
 
 DEFAULT_THRESHOLD = 0.5
@@ -49,20 +51,25 @@ class GuardModel:
     threshold: float = DEFAULT_THRESHOLD
     meta: dict[str, Any] = field(default_factory=dict)
     unit: str = "window"  # "window" (user input) or "segment" (untrusted content)
+    # weights over the unit's lexicon vector (``lexicon``); None: n-grams and signals only
+    lexicon_weights: np.ndarray | None = None
 
     def units(self, text: str) -> list[Window]:
         return segment_windows(text) if self.unit == "segment" else windows(text)
 
-    def logit(self, grams: dict[int, float], signals: dict[str, float]) -> tuple[float, float]:
-        """(the whole logit, the n-gram part)."""
+    def logit(self, grams: dict[int, float], signals: dict[str, float],
+              text: str | None = None) -> tuple[float, float]:
+        """(the whole logit, the text part: n-grams and, given ``text``, its words' meaning)."""
         text_part = sum(self.weights[i] * v for i, v in grams.items())
+        if self.lexicon_weights is not None and text is not None:
+            text_part += LEXICON_SCALE * float(self.lexicon_weights @ packaged().vector(text))
         signal_part = SIGNAL_SCALE * sum(
             w * signals[name] for w, name in zip(self.signal_weights, SIGNALS, strict=True))
         return float(self.bias + text_part + signal_part), float(text_part)
 
     def scored_units(self, text: str) -> list[tuple[Window, float, float]]:
         """Each unit of ``text`` with (its whole logit, its n-gram part)."""
-        return [(w, *self.logit(hashed(w.text), w.signals)) for w in self.units(text)]
+        return [(w, *self.logit(hashed(w.text), w.signals, w.text)) for w in self.units(text)]
 
     def ranked_units(self, text: str) -> list[tuple[str, float]]:
         """Each unit's text and logit, the most suspicious first (what the e5 second look
@@ -87,11 +94,13 @@ class GuardModel:
 
     def save(self, path: Path) -> None:
         nonzero = np.flatnonzero(self.weights)
-        np.savez_compressed(path, index=nonzero.astype(np.int32),
-                            value=self.weights[nonzero].astype(np.float32),
-                            signals=self.signal_weights.astype(np.float32),
-                            bias=np.float32(self.bias), threshold=np.float32(self.threshold),
-                            unit=np.array(self.unit))
+        arrays: dict[str, Any] = {
+            "index": nonzero.astype(np.int32), "value": self.weights[nonzero].astype(np.float32),
+            "signals": self.signal_weights.astype(np.float32), "bias": np.float32(self.bias),
+            "threshold": np.float32(self.threshold), "unit": np.array(self.unit)}
+        if self.lexicon_weights is not None:
+            arrays["lexicon"] = self.lexicon_weights.astype(np.float32)
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def load(cls, path: Path | None = None) -> GuardModel:
@@ -104,8 +113,11 @@ class GuardModel:
             # weights trained before later signals were added read them with weight 0
             signal_weights = np.zeros(len(SIGNALS), dtype=np.float32)
             signal_weights[: len(data["signals"])] = data["signals"]
-            return cls(weights, signal_weights, float(data["bias"]), float(data["threshold"]),
-                       unit=unit)
+            lexicon = data["lexicon"] if "lexicon" in data.files else None
+            bias, threshold = float(data["bias"]), float(data["threshold"])
+        if lexicon is not None:
+            packaged()  # read the table now, not in the first request that needs it
+        return cls(weights, signal_weights, bias, threshold, unit=unit, lexicon_weights=lexicon)
 
     @classmethod
     def load_untrusted(cls, path: Path | None = None) -> GuardModel:

@@ -24,6 +24,7 @@ from ownlight.guard.features import (
     signals,
     windows,
 )
+from ownlight.guard.lexicon import LEXICON_SCALE, Lexicon
 from ownlight.guard.model import GuardModel
 
 MAX_CHARS = 4000
@@ -36,7 +37,8 @@ def load(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def matrix(texts: Sequence[str]) -> sparse.csr_matrix:
+def matrix(texts: Sequence[str], lexicon: Lexicon | None = None) -> sparse.csr_matrix:
+    """Hashed n-grams, then the signals, then (given a lexicon) the words' mean vector."""
     data, rows, cols = [], [], []
     for r, raw in enumerate(texts):
         text, invisible = normalise(raw[:MAX_CHARS])
@@ -50,7 +52,11 @@ def matrix(texts: Sequence[str]) -> sparse.csr_matrix:
                 rows.append(r)
                 cols.append(BUCKETS + k)
                 data.append(found[name] * SIGNAL_SCALE)
-    return sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), BUCKETS + len(SIGNALS)))
+    x = sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), BUCKETS + len(SIGNALS)))
+    if lexicon is None:
+        return x
+    meanings = np.stack([lexicon.vector(normalise(raw[:MAX_CHARS])[0]) for raw in texts])
+    return sparse.hstack([x, sparse.csr_matrix(meanings * LEXICON_SCALE)]).tocsr()
 
 
 # Our multilingual rows are few beside the English ones: weighted up (3x chosen by dev CV).

@@ -5,7 +5,9 @@ attacked e-mail with the clean e-mails: what is new is the attack) and every pro
 might type (the direct rows of the dev sets, attacks and ordinary requests alike, since
 either one inside a document is an instruction smuggled to the assistant). Negatives are
 the lines of real documents: the clean dev e-mails, Wikipedia passages in four languages
-(``retrieval/dev_corpus.jsonl``) and Ownlight's benign documents set.
+(``retrieval/dev_corpus.jsonl``) and Ownlight's benign documents set. Each line is read as
+its hashed n-grams, its structural signals and its words' meaning (``lexicon``: the mean of
+e5's vectors for its words, which holds across the four languages where n-grams do not).
 
 The threshold is chosen on whole documents, by grouped cross-validation: an attack's text
 never sits in training and evaluation at once, so the estimate is for attacks not seen
@@ -21,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ownlight.guard.features import BUCKETS, normalise
+from ownlight.guard.features import BUCKETS, SIGNALS, normalise
+from ownlight.guard.lexicon import packaged
 from ownlight.guard.model import GuardModel
 from ownlight.guard.segments import SENTENCE_SEGMENT
 from ownlight.guard.segments import segments as _segments
@@ -64,11 +67,16 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], l
     return out
 
 
+def _features(texts: list[str]) -> Any:
+    """n-grams, signals and the lexicon's reading of each line's words."""
+    return matrix(texts, packaged())
+
+
 def _fit(texts: list[str], labels: list[int], weights: list[float]) -> Any:
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=2000)
-    model.fit(matrix(texts), np.array(labels), sample_weight=np.array(weights))
+    model.fit(_features(texts), np.array(labels), sample_weight=np.array(weights))
     return model
 
 
@@ -81,7 +89,7 @@ def _fit_on(positives: list[str], positive_weights: list[float],
 
 
 def _doc_score(model: Any, lines: list[str]) -> float:
-    return float(model.predict_proba(matrix(lines))[:, 1].max())
+    return float(model.predict_proba(_features(lines))[:, 1].max())
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -139,9 +147,13 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     final = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
                     benign_lines)
     coef = final.coef_[0]
-    model = GuardModel(coef[:BUCKETS].astype(np.float32), coef[BUCKETS:].astype(np.float32),
+    signals_end = BUCKETS + len(SIGNALS)
+    model = GuardModel(coef[:BUCKETS].astype(np.float32),
+                       coef[BUCKETS:signals_end].astype(np.float32),
                        float(final.intercept_[0]), min(max(threshold, 0.05), 0.95),
-                       unit="segment")
+                       unit="segment",
+                       lexicon_weights=coef[signals_end:].astype(np.float32)
+                       if len(coef) > signals_end else None)
     by_source = {src: round(_auc(pos[[p == src for p in pos_sources]], neg), 4)
                  for src in sorted(set(pos_sources))}
     return model, {
