@@ -37,6 +37,7 @@ def segments(text: str) -> list[str]:
 
 
 ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
+LOOKALIKE_WEIGHT = 3.0  # a look-alike line for people, where attacks stand (3 beat 1 and 10 on dev)
 FOLDS = 5
 C = 4.0
 
@@ -67,6 +68,21 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], l
     return out
 
 
+def lookalike_lines(rows: Sequence[dict[str, Any]]) -> frozenset[str]:
+    """The lines of clean twins that their attacked twin does not have: an instruction meant
+    for people ("please ignore last week's table"), standing where the attack stands."""
+    attacked = "\n".join(_squeeze(r["text"]) for r in rows
+                         if r.get("kind") == "indirect" and int(r["label"]) == 1)
+    out: set[str] = set()
+    for row in rows:
+        if row.get("kind") != "indirect" or int(row["label"]) != 0:
+            continue
+        new = [s for s in segments(row["text"]) if _squeeze(s) not in attacked]
+        if 0 < len(new) <= 3:
+            out.update(new)
+    return frozenset(out)
+
+
 def _features(texts: list[str]) -> Any:
     """n-grams, signals and the lexicon's reading of each line's words."""
     return matrix(texts, packaged())
@@ -81,11 +97,13 @@ def _fit(texts: list[str], labels: list[int], weights: list[float]) -> Any:
 
 
 def _fit_on(positives: list[str], positive_weights: list[float],
-            benign_lines: list[list[str]]) -> Any:
+            benign_lines: list[list[str]], lookalikes: frozenset[str] = frozenset(),
+            lookalike_weight: float = 1.0) -> Any:
     """A model for prompt lines (weighted) against the lines of benign documents."""
     negatives = [line for lines in benign_lines for line in lines]
+    negative_weights = [lookalike_weight if line in lookalikes else 1.0 for line in negatives]
     return _fit(positives + negatives, [1] * len(positives) + [0] * len(negatives),
-                positive_weights + [1.0] * len(negatives))
+                positive_weights + negative_weights)
 
 
 def _doc_score(model: Any, lines: list[str]) -> float:
@@ -100,7 +118,8 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                     target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
-                    tool_output_fpr: float = 0.01) -> tuple[GuardModel, dict[str, Any]]:
+                    tool_output_fpr: float = 0.01, lookalike_weight: float = LOOKALIKE_WEIGHT
+                    ) -> tuple[GuardModel, dict[str, Any]]:
     """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents).
 
     ``tool_outputs`` are benign documents too, with their own target: an agent reads dozens
@@ -108,6 +127,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     flagged (cross-validated like the rest).
     """
     attacked = attack_lines(rows)
+    lookalikes = lookalike_lines(rows)
     emails = [r["text"] for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
     direct = [r for r in rows if r.get("kind", "direct") == "direct"]
     prompt_texts = [r["text"][:600] for r in direct]
@@ -130,7 +150,8 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     for fold in range(FOLDS):
         lines = [s for _, new, g in attacked if fold_of[g] != fold for s in new]
         model = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
-                        [ls for d, ls in enumerate(benign_lines) if doc_fold[d] != fold])
+                        [ls for d, ls in enumerate(benign_lines) if doc_fold[d] != fold],
+                        lookalikes, lookalike_weight)
         held = [row for row, _, g in attacked if fold_of[g] == fold]
         pos_scores += [_doc_score(model, segments(r["text"])) for r in held]
         pos_sources += [str(r.get("source")) for r in held]
@@ -145,7 +166,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         threshold = max(threshold, float(np.quantile(neg[tool], 1 - tool_output_fpr)))
     lines = [s for _, new, _ in attacked for s in new]
     final = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
-                    benign_lines)
+                    benign_lines, lookalikes, lookalike_weight)
     coef = final.coef_[0]
     signals_end = BUCKETS + len(SIGNALS)
     model = GuardModel(coef[:BUCKETS].astype(np.float32),
@@ -164,5 +185,8 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         "cv_tpr_at_threshold": round(float((pos >= threshold).mean()), 4),
         "cv_tool_outputs_flagged": round(float((neg[tool] >= threshold).mean()), 4)
         if tool.any() else None,
+        # the clean dev e-mails and clean twins (documents with a look-alike line for people)
+        "cv_clean_twins_flagged": round(float(
+            (neg[np.array(neg_docs) < len(emails)] >= threshold).mean()), 4),
         "threshold": round(model.threshold, 4),
     }
