@@ -141,6 +141,31 @@ async def test_an_injected_result_is_quoted(gateway) -> None:
     assert result.structured_content is None  # the unguarded copy is not passed on
 
 
+async def test_a_guard_that_fails_withholds_the_result_and_records_why(
+        gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: when the injection guard cannot read a result, the caller gets an error
+    naming ``guard_unavailable`` and none of the result; the ledger records a 503."""
+    guard = gateway.runtime.mcp.guard
+    reads = guard.scan_untrusted
+
+    def broken(text: str) -> object:  # tool definitions still read; the result breaks it
+        if INJECTION in text:
+            raise RuntimeError("the e5 engine failed")
+        return reads(text)
+
+    monkeypatch.setattr(guard, "scan_untrusted", broken)
+    async with client(gateway, gateway.create_key("guarded", ("staff",))) as mcp:
+        result = await mcp.call_tool("crm__fetch_page", {"url": "https://weather.example"})
+    assert result.is_error
+    assert result.meta is not None and result.meta["ownlight/error"] == "guard_unavailable"
+    assert INJECTION not in json.dumps([c.model_dump() for c in result.content])
+    assert result.structured_content is None
+    ledger = gateway.runtime.pipeline.ledger
+    ledger.flush()
+    [row] = [r for r in ledger.query("status = 503") if r.get("principal") == "guarded"]
+    assert row["error_code"] == "guard_unavailable" and row["model"] == "crm__fetch_page"
+
+
 async def test_a_denied_tool_is_neither_listed_nor_callable(gateway, record) -> None:
     before = len(received(record))
     async with client(gateway, gateway.create_key("alice", ("staff",))) as mcp:

@@ -22,6 +22,7 @@ from ownlight.audit.metrics import Metrics
 from ownlight.audit.records import AdminRecord, EgressRecord, RequestRecord
 from ownlight.config.settings import McpSettings
 from ownlight.errors import PolicyRefused
+from ownlight.guard.model import Verdict
 from ownlight.guard.stage import InjectionGuard
 from ownlight.mcp.access import ToolAccess
 from ownlight.mcp.capped_http import OUTPUT_TOO_LARGE
@@ -32,6 +33,7 @@ from ownlight.mcp.types import (
     SEPARATOR,
     AuditFailed,
     AuthorizationRequired,
+    GuardFailed,
     Tool,
     ToolCallError,
     ToolInvalidArguments,
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 OWN_SERVER = "ownlight"  # Ownlight's own tools: ownlight__knowledge_search
 STATUS = {"ok": 200, "tool_error": 200, "denied": 403, "unauthorized": 401, "refused": 403,
           "timeout": 504, "too_large": 502, "unavailable": 502, "audit_unavailable": 503,
-          "error": 500}
+          "guard_unavailable": 503, "error": 500}
 
 # A built-in tool: its definition and what answers it, (principal, arguments) → text.
 BuiltinCall = Callable[[Principal, dict[str, Any]], Awaitable[str]]
@@ -412,6 +414,16 @@ class ToolHub:
                               "sent.") from None
         self.metrics.observe_egress(egress.target, egress.payload_bytes)
 
+    def _scan(self, text: str, name: str) -> Verdict:
+        """The guard's reading of one text block; a guard that breaks refuses the result."""
+        assert self.guard is not None
+        try:
+            return self.guard.scan_untrusted(text)
+        except Exception as exc:
+            log.exception("the injection guard failed on a result of %s", name)
+            raise GuardFailed(f"Ownlight's injection guard could not read the result of "
+                              f"{name}; nothing of it is passed on.") from exc
+
     def _finish(self, content: list[dict[str, Any]], structured: dict[str, Any] | None,
                 is_error: bool, vault: Vault, pseudonymized: dict[str, int],
                 record: RequestRecord, started: float) -> ToolResult:
@@ -423,7 +435,7 @@ class ToolHub:
             for block in content:
                 text = block.get("text") if block.get("type") == "text" else None
                 if isinstance(text, str) and text.strip():
-                    v = self.guard.scan_untrusted(text)
+                    v = self._scan(text, record.model or "the tool")
                     best = max(best, v.score)
                     if v.injection:
                         flagged += 1

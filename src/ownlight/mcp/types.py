@@ -128,6 +128,14 @@ class ToolUnavailable(ToolCallError):
     status = "unavailable"
 
 
+class GuardFailed(ToolCallError):
+    """The injection guard could not read the result (its model failed): nothing of the
+    result is passed on (fail closed), and the call is recorded as such."""
+
+    code = "guard_unavailable"
+    status = "guard_unavailable"
+
+
 class AuditFailed(ToolCallError):
     """The ledger could not record the call before it left: nothing was sent (fail closed)."""
 
