@@ -83,6 +83,12 @@ def lookalike_lines(rows: Sequence[dict[str, Any]]) -> frozenset[str]:
     return frozenset(out)
 
 
+def _language(row: dict[str, Any]) -> str:
+    """The language of one of Ownlight's own multilingual rows ("" for the shared sets)."""
+    return str(row.get("lang") or "") if str(row.get("source", "")).startswith("ownlight") \
+        else ""
+
+
 def _features(texts: list[str]) -> Any:
     """n-grams, signals and the lexicon's reading of each line's words."""
     return matrix(texts, packaged())
@@ -128,7 +134,8 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     """
     attacked = attack_lines(rows)
     lookalikes = lookalike_lines(rows)
-    emails = [r["text"] for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    clean_rows = [r for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    emails = [r["text"] for r in clean_rows]
     direct = [r for r in rows if r.get("kind", "direct") == "direct"]
     prompt_texts = [r["text"][:600] for r in direct]
     prompt_weights = [SOURCE_WEIGHTS.get(str(r.get("source")), 1.0) for r in direct]
@@ -145,6 +152,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
 
     pos_scores: list[float] = []
     pos_sources: list[str] = []
+    pos_languages: list[str] = []
     neg_scores: list[float] = []
     neg_docs: list[int] = []
     for fold in range(FOLDS):
@@ -155,6 +163,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         held = [row for row, _, g in attacked if fold_of[g] == fold]
         pos_scores += [_doc_score(model, segments(r["text"])) for r in held]
         pos_sources += [str(r.get("source")) for r in held]
+        pos_languages += [_language(r) for r in held]
         held_docs = [d for d in range(len(benign_lines)) if doc_fold[d] == fold]
         neg_scores += [_doc_score(model, benign_lines[d]) for d in held_docs]
         neg_docs += held_docs
@@ -177,11 +186,22 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                        if len(coef) > signals_end else None)
     by_source = {src: round(_auc(pos[[p == src for p in pos_sources]], neg), 4)
                  for src in sorted(set(pos_sources))}
+    # Ownlight's own pairs per language: attacks caught at 5% of that language's clean twins
+    twin_language = np.array([_language(clean_rows[d]) if d < len(clean_rows) else ""
+                              for d in neg_docs])
+    by_language = {}
+    for language in ("zh", "ja", "ru", "en"):
+        attacks = pos[np.array(pos_languages) == language]
+        twins = neg[twin_language == language]
+        if len(attacks) and len(twins):
+            cut = float(np.quantile(twins, 0.95))
+            by_language[language] = round(float((attacks > cut).mean()), 4)
     return model, {
         "attack_lines": len(lines), "prompts": len(prompt_texts),
         "benign_documents": len(benign_lines),
         "segments": len(lines) + len(prompt_texts) + sum(map(len, benign_lines)),
         "cv_document_auc": round(_auc(pos, neg), 4), "cv_auc_by_source": by_source,
+        "cv_tpr_at_5pct_of_own_twins_by_language": by_language,
         "cv_tpr_at_threshold": round(float((pos >= threshold).mean()), 4),
         "cv_tool_outputs_flagged": round(float((neg[tool] >= threshold).mean()), 4)
         if tool.any() else None,
