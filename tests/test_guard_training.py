@@ -51,8 +51,8 @@ def test_weighing_the_lookalike_up_lowers_its_score_and_keeps_the_attack() -> No
     benign = [CARRIER, [LOOKALIKE, "Встреча переносится на четверг."],
               ["The quarterly report is attached.", "Lunch is at noon."]]
     lookalikes = frozenset({LOOKALIKE})
-    plain = _fit_on(positives, [3.0] * 3, benign, lookalikes, 1.0)
-    weighed = _fit_on(positives, [3.0] * 3, benign, lookalikes, 10.0)
+    plain, _ = _fit_on(positives, [3.0] * 3, benign, lookalikes, 1.0)
+    weighed, _ = _fit_on(positives, [3.0] * 3, benign, lookalikes, 10.0)
     x = _features([LOOKALIKE, ATTACK])
     before, after = plain.predict_proba(x)[:, 1], weighed.predict_proba(x)[:, 1]
     assert after[0] < before[0]

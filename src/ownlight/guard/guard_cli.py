@@ -61,8 +61,11 @@ def scan_command(model_path: str | None, threshold: float | None, untrusted: boo
               help="JSON Lines {text} of benign documents (repeatable). Rows of kind "
                    "tool_output are read by either model and also set its threshold (at "
                    "most 1% flagged); other documents only by the --untrusted one.")
+@click.option("--word-cnn", is_flag=True,
+              help="With --untrusted: also train the word network that reads each line's "
+                   "runs of words (guard.word_cnn; training needs torch, serving does not).")
 def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
-                  document_paths: tuple[str, ...]) -> None:
+                  document_paths: tuple[str, ...], word_cnn: bool) -> None:
     """Train the guard's weights (logistic regression, C and threshold by dev CV)."""
     from ownlight.guard.training import load, train
 
@@ -76,8 +79,12 @@ def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
                   if int(r.get("label", 0)) == 0]
         model, report = train_untrusted(
             rows, [r["text"] for r in benign if r.get("kind") != "tool_output"],
-            tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"])
+            tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"],
+            word_cnn=word_cnn)
     else:
+        if word_cnn:
+            raise click.BadParameter("the word network belongs to the --untrusted model",
+                                     param_hint="--word-cnn")
         pasted = [r["text"] for r in load([Path(p) for p in document_paths])
                   if r.get("kind") == "tool_output" and int(r.get("label", 0)) == 0]
         model, report = train(rows, tool_outputs=pasted)

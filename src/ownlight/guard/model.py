@@ -7,7 +7,8 @@ by ``ownlight guard train`` on the dev sets: ``guard.npz`` reads what users send
 600-character windows; ``untrusted.npz`` reads what the system reads on their behalf
 (documents, tool results) line by line (``segments``), asking whether a line is a prompt
 where no prompt belongs; it also reads each line's words by meaning, through vectors that
-hold across the four languages (``lexicon``).
+hold across the four languages (``lexicon``), and, when trained with one, averages each
+line's logit with a small network's reading of its runs of words (``word_cnn``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, Window, hashed, windows
 from ownlight.guard.lexicon import LEXICON_SCALE, packaged
 from ownlight.guard.segments import segment_windows
+from ownlight.guard.word_cnn import WordCNN
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -53,23 +55,33 @@ class GuardModel:
     unit: str = "window"  # "window" (user input) or "segment" (untrusted content)
     # weights over the unit's lexicon vector (``lexicon``); None: n-grams and signals only
     lexicon_weights: np.ndarray | None = None
+    # a second reading of each unit, averaged with the logistic one; None: the logistic alone
+    word_cnn: WordCNN | None = None
 
     def units(self, text: str) -> list[Window]:
         return segment_windows(text) if self.unit == "segment" else windows(text)
 
     def logit(self, grams: dict[int, float], signals: dict[str, float],
               text: str | None = None) -> tuple[float, float]:
-        """(the whole logit, the text part: n-grams and, given ``text``, its words' meaning)."""
-        text_part = sum(self.weights[i] * v for i, v in grams.items())
+        """The logistic model's (whole logit, logit of the text alone: bias, n-grams and,
+        given ``text``, its words' meaning, without the structural signals)."""
+        text_part = self.bias + sum(self.weights[i] * v for i, v in grams.items())
         if self.lexicon_weights is not None and text is not None:
             text_part += LEXICON_SCALE * float(self.lexicon_weights @ packaged().vector(text))
         signal_part = SIGNAL_SCALE * sum(
             w * signals[name] for w, name in zip(self.signal_weights, SIGNALS, strict=True))
-        return float(self.bias + text_part + signal_part), float(text_part)
+        return float(text_part + signal_part), float(text_part)
 
     def scored_units(self, text: str) -> list[tuple[Window, float, float]]:
-        """Each unit of ``text`` with (its whole logit, its n-gram part)."""
-        return [(w, *self.logit(hashed(w.text), w.signals, w.text)) for w in self.units(text)]
+        """Each unit of ``text`` with (its whole logit, the logit of its text alone); with a
+        word network, each is the mean of the logistic reading and the network's."""
+        units = self.units(text)
+        scored = [(w, *self.logit(hashed(w.text), w.signals, w.text)) for w in units]
+        if self.word_cnn is None:
+            return scored
+        second = self.word_cnn.logits([w.text for w in units])
+        return [(w, (whole + float(c)) / 2, (alone + float(c)) / 2)
+                for (w, whole, alone), c in zip(scored, second, strict=True)]
 
     def ranked_units(self, text: str) -> list[tuple[str, float]]:
         """Each unit's text and logit, the most suspicious first (what the e5 second look
@@ -80,11 +92,11 @@ class GuardModel:
                 threshold: float | None = None) -> Verdict:
         """The highest unit's score, with the signals that fired in it."""
         best, best_reasons = 0.0, tuple[str, ...]()
-        for window, logit, text_part in scored:
+        for window, logit, text_logit in scored:
             score = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
             if score >= best:
                 fired = [name for name in SIGNALS if window.signals[name] > 0]
-                if text_part + self.bias > 0:
+                if text_logit > 0:
                     fired.append("classifier")
                 best, best_reasons = score, tuple(fired)
         return Verdict(best, best_reasons, self.threshold if threshold is None else threshold)
@@ -100,6 +112,8 @@ class GuardModel:
             "threshold": np.float32(self.threshold), "unit": np.array(self.unit)}
         if self.lexicon_weights is not None:
             arrays["lexicon"] = self.lexicon_weights.astype(np.float32)
+        if self.word_cnn is not None:
+            arrays |= self.word_cnn.arrays()
         np.savez_compressed(path, **arrays)
 
     @classmethod
@@ -115,9 +129,13 @@ class GuardModel:
             signal_weights[: len(data["signals"])] = data["signals"]
             lexicon = data["lexicon"] if "lexicon" in data.files else None
             bias, threshold = float(data["bias"]), float(data["threshold"])
+            word_cnn = WordCNN.from_arrays(data)
         if lexicon is not None:
             packaged()  # read the table now, not in the first request that needs it
-        return cls(weights, signal_weights, bias, threshold, unit=unit, lexicon_weights=lexicon)
+        if word_cnn is not None:
+            word_cnn.check()
+        return cls(weights, signal_weights, bias, threshold, unit=unit, lexicon_weights=lexicon,
+                   word_cnn=word_cnn)
 
     @classmethod
     def load_untrusted(cls, path: Path | None = None) -> GuardModel:

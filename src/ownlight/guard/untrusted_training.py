@@ -29,6 +29,7 @@ from ownlight.guard.model import GuardModel
 from ownlight.guard.segments import SENTENCE_SEGMENT
 from ownlight.guard.segments import segments as _segments
 from ownlight.guard.training import SOURCE_WEIGHTS, matrix
+from ownlight.guard.word_cnn import WordCNN
 
 
 def segments(text: str) -> list[str]:
@@ -104,16 +105,28 @@ def _fit(texts: list[str], labels: list[int], weights: list[float]) -> Any:
 
 def _fit_on(positives: list[str], positive_weights: list[float],
             benign_lines: list[list[str]], lookalikes: frozenset[str] = frozenset(),
-            lookalike_weight: float = 1.0) -> Any:
-    """A model for prompt lines (weighted) against the lines of benign documents."""
+            lookalike_weight: float = 1.0, word_cnn: bool = False) -> tuple[Any, WordCNN | None]:
+    """A model for prompt lines (weighted) against the lines of benign documents, and
+    (``word_cnn``) a word network trained on the same lines and weights."""
     negatives = [line for lines in benign_lines for line in lines]
     negative_weights = [lookalike_weight if line in lookalikes else 1.0 for line in negatives]
-    return _fit(positives + negatives, [1] * len(positives) + [0] * len(negatives),
-                positive_weights + negative_weights)
+    texts, labels = positives + negatives, [1] * len(positives) + [0] * len(negatives)
+    weights = positive_weights + negative_weights
+    network = None
+    if word_cnn:
+        from ownlight.guard.word_cnn_training import fit
+
+        network = fit(texts, labels, weights)
+    return _fit(texts, labels, weights), network
 
 
-def _doc_score(model: Any, lines: list[str]) -> float:
-    return float(model.predict_proba(_features(lines))[:, 1].max())
+def _doc_score(model: tuple[Any, WordCNN | None], lines: list[str]) -> float:
+    """The document's most suspicious line, read as ``GuardModel.scored_units`` reads it."""
+    logistic, network = model
+    logits = logistic.decision_function(_features(lines))
+    if network is not None:
+        logits = (logits + network.logits(lines)) / 2
+    return float(1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0))).max())
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -124,13 +137,14 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                     target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
-                    tool_output_fpr: float = 0.01, lookalike_weight: float = LOOKALIKE_WEIGHT
-                    ) -> tuple[GuardModel, dict[str, Any]]:
+                    tool_output_fpr: float = 0.01, lookalike_weight: float = LOOKALIKE_WEIGHT,
+                    word_cnn: bool = False) -> tuple[GuardModel, dict[str, Any]]:
     """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents).
 
     ``tool_outputs`` are benign documents too, with their own target: an agent reads dozens
     of them per task, so the threshold also keeps at most ``tool_output_fpr`` of them
-    flagged (cross-validated like the rest).
+    flagged (cross-validated like the rest). ``word_cnn``: average each line's logit with a
+    word network's (``word_cnn``; needs torch), in every fold as in the final model.
     """
     attacked = attack_lines(rows)
     lookalikes = lookalike_lines(rows)
@@ -157,15 +171,15 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     neg_docs: list[int] = []
     for fold in range(FOLDS):
         lines = [s for _, new, g in attacked if fold_of[g] != fold for s in new]
-        model = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
-                        [ls for d, ls in enumerate(benign_lines) if doc_fold[d] != fold],
-                        lookalikes, lookalike_weight)
+        readers = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
+                          [ls for d, ls in enumerate(benign_lines) if doc_fold[d] != fold],
+                          lookalikes, lookalike_weight, word_cnn)
         held = [row for row, _, g in attacked if fold_of[g] == fold]
-        pos_scores += [_doc_score(model, segments(r["text"])) for r in held]
+        pos_scores += [_doc_score(readers, segments(r["text"])) for r in held]
         pos_sources += [str(r.get("source")) for r in held]
         pos_languages += [_language(r) for r in held]
         held_docs = [d for d in range(len(benign_lines)) if doc_fold[d] == fold]
-        neg_scores += [_doc_score(model, benign_lines[d]) for d in held_docs]
+        neg_scores += [_doc_score(readers, benign_lines[d]) for d in held_docs]
         neg_docs += held_docs
 
     pos, neg = np.array(pos_scores), np.array(neg_scores)
@@ -174,8 +188,9 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     if tool.any():
         threshold = max(threshold, float(np.quantile(neg[tool], 1 - tool_output_fpr)))
     lines = [s for _, new, _ in attacked for s in new]
-    final = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
-                    benign_lines, lookalikes, lookalike_weight)
+    final, network = _fit_on(lines + prompt_texts,
+                             [ATTACK_WEIGHT] * len(lines) + prompt_weights,
+                             benign_lines, lookalikes, lookalike_weight, word_cnn)
     coef = final.coef_[0]
     signals_end = BUCKETS + len(SIGNALS)
     model = GuardModel(coef[:BUCKETS].astype(np.float32),
@@ -183,7 +198,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                        float(final.intercept_[0]), min(max(threshold, 0.05), 0.95),
                        unit="segment",
                        lexicon_weights=coef[signals_end:].astype(np.float32)
-                       if len(coef) > signals_end else None)
+                       if len(coef) > signals_end else None, word_cnn=network)
     by_source = {src: round(_auc(pos[[p == src for p in pos_sources]], neg), 4)
                  for src in sorted(set(pos_sources))}
     # Ownlight's own pairs per language: attacks caught at 5% of that language's clean twins
@@ -198,7 +213,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
             by_language[language] = round(float((attacks > cut).mean()), 4)
     return model, {
         "attack_lines": len(lines), "prompts": len(prompt_texts),
-        "benign_documents": len(benign_lines),
+        "benign_documents": len(benign_lines), "word_cnn": network is not None,
         "segments": len(lines) + len(prompt_texts) + sum(map(len, benign_lines)),
         "cv_document_auc": round(_auc(pos, neg), 4), "cv_auc_by_source": by_source,
         "cv_tpr_at_5pct_of_own_twins_by_language": by_language,
