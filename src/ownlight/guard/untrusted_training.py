@@ -126,7 +126,7 @@ def _doc_score(model: tuple[Any, WordCNN | None], lines: list[str]) -> float:
     logits = logistic.decision_function(_features(lines))
     if network is not None:
         logits = (logits + network.logits(lines)) / 2
-    return float(1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0))).max())
+    return float(1.0 / (1.0 + np.exp(-min(max(float(logits.max()), -40.0), 40.0))))
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
