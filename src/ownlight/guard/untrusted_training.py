@@ -41,6 +41,9 @@ ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
 LOOKALIKE_WEIGHT = 3.0  # a look-alike line for people, where attacks stand (3 beat 1 and 10 on dev)
 FOLDS = 5
 C = 4.0
+# The averaged logistic + word-network score saturates: on dev its 1% tool-output cut sat
+# above 0.95, so a 0.95 ceiling would have flagged more tool outputs than the bound allows.
+THRESHOLD_CEILING = 0.999
 
 
 def _squeeze(text: str) -> str:
@@ -195,7 +198,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     signals_end = BUCKETS + len(SIGNALS)
     model = GuardModel(coef[:BUCKETS].astype(np.float32),
                        coef[BUCKETS:signals_end].astype(np.float32),
-                       float(final.intercept_[0]), min(max(threshold, 0.05), 0.95),
+                       float(final.intercept_[0]), min(max(threshold, 0.05), THRESHOLD_CEILING),
                        unit="segment",
                        lexicon_weights=coef[signals_end:].astype(np.float32)
                        if len(coef) > signals_end else None, word_cnn=network)
@@ -223,5 +226,5 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         # the clean dev e-mails and clean twins (documents with a look-alike line for people)
         "cv_clean_twins_flagged": round(float(
             (neg[np.array(neg_docs) < len(emails)] >= threshold).mean()), 4),
-        "threshold": round(model.threshold, 4),
+        "threshold": round(model.threshold, 4), "cv_threshold": round(threshold, 4),
     }

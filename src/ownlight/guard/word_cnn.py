@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ownlight.blas import one_blas_thread
 from ownlight.guard.features import normalise
 from ownlight.guard.lexicon import packaged
 
@@ -55,24 +56,38 @@ class WordCNN:
         self._stacked = np.hstack([k[j] for k in self.kernels for j in range(len(k))])
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        return np.array([self.logit_of_rows(word_rows(t)) for t in texts], dtype=np.float32)
+        # one BLAS thread: two spinning threads per small product would starve the e5
+        # second look that reads the same tool result next (``ownlight.blas``)
+        with one_blas_thread():
+            return self.logits_of_rows([word_rows(t) for t in texts])
 
-    def logit_of_rows(self, rows: Sequence[int]) -> float:
-        """The network's logit for one line's words (a line without known words: its
-        filters read nothing, so the logit is the output layer's reading of zeros)."""
-        if not rows:
-            return float(self.out_bias)
-        products = inputs(rows) @ self._stacked
-        n, at, pooled = len(rows), 0, []
+    def logits_of_rows(self, lines: Sequence[Sequence[int]]) -> np.ndarray:
+        """The network's logit for each line's words, all lines in one product. A line
+        without known words reads nothing, so its logit is the output layer's bias."""
+        if not lines:
+            return np.zeros(0, np.float32)
+        longest = max(1, max(map(len, lines)))
+        padded = np.zeros((len(lines), longest, self._stacked.shape[0]), np.float32)
+        for i, rows in enumerate(lines):
+            if rows:
+                padded[i, : len(rows)] = inputs(rows)
+        products = padded @ self._stacked  # (lines, words, every width's every offset)
+        valid = np.arange(longest)[None, :] < np.array([len(r) for r in lines])[:, None]
+        at, pooled = 0, []
         for kernel, bias in zip(self.kernels, self.biases, strict=True):
             width, filters = kernel.shape[0], kernel.shape[2]
-            # a position reads its word and the width - 1 words before it (zeros before the start)
-            padded = np.vstack([np.zeros((width - 1, products.shape[1]), np.float32), products])
-            total = bias + sum(padded[j : j + n, at + j * filters : at + (j + 1) * filters]
-                               for j in range(width))
-            pooled.append(np.maximum(total, 0.0).max(axis=0))
+            # a position reads its word and the width - 1 words before it (zeros before
+            # the start); offset j of the kernel reads the word j - width + 1 places back
+            total = np.broadcast_to(bias, (len(lines), longest, filters)).copy()
+            for j in range(width):
+                shift = width - 1 - j
+                block = products[:, :, at + j * filters : at + (j + 1) * filters]
+                total[:, shift:] += block[:, : longest - shift]
+            # positions past a line's end read no word of their own: they do not count
+            pooled.append((np.maximum(total, 0.0) * valid[:, :, None]).max(axis=1))
             at += width * filters
-        return float(np.concatenate(pooled) @ self.out_weights + self.out_bias)
+        return (np.concatenate(pooled, axis=1) @ self.out_weights
+                + self.out_bias).astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``GuardModel.save`` stores, under names starting ``cnn_``."""

@@ -12,15 +12,9 @@ import threading
 from functools import cache
 from typing import Any
 
+from ownlight.blas import one_blas_thread
+
 _lock = threading.Lock()
-
-
-@cache
-def _blas() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
 
 @cache
 def _pipeline() -> tuple[Any, Any]:
@@ -37,7 +31,7 @@ def person_spans(text: str) -> list[tuple[int, int]]:
     # slovnet's tagger keeps state while it decodes, hence the lock. Its matrices are
     # small: OpenBLAS's threads only fight each other and the model for two cores
     # (measured here: 1.9 ms per sentence on one thread, 10-70 ms on two under load).
-    with _lock, _blas().limit(limits=1, user_api="blas"):
+    with _lock, one_blas_thread():
         doc.segment(segmenter)
         doc.tag_ner(tagger)
     return [(s.start, s.stop) for s in doc.spans if s.type == "PER"]
