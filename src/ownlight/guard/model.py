@@ -7,8 +7,9 @@ by ``ownlight guard train`` on the dev sets: ``guard.npz`` reads what users send
 600-character windows; ``untrusted.npz`` reads what the system reads on their behalf
 (documents, tool results) line by line (``segments``), asking whether a line is a prompt
 where no prompt belongs; it also reads each line's words by meaning, through vectors that
-hold across the four languages (``lexicon``), and, when trained with one, averages each
-line's logit with a small network's reading of its runs of words (``word_cnn``).
+hold across the four languages (``lexicon``), and, when trained with one, averages the
+logit of each line's text with a small network's reading of its runs of words
+(``word_cnn``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, Window, hashed, windows
 from ownlight.guard.lexicon import LEXICON_SCALE, packaged
 from ownlight.guard.segments import segment_windows
-from ownlight.guard.word_cnn import WordCNN
+from ownlight.guard.word_cnn import WordCNN, combined
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -55,7 +56,7 @@ class GuardModel:
     unit: str = "window"  # "window" (user input) or "segment" (untrusted content)
     # weights over the unit's lexicon vector (``lexicon``); None: n-grams and signals only
     lexicon_weights: np.ndarray | None = None
-    # a second reading of each unit, averaged with the logistic one; None: the logistic alone
+    # a second reading of each unit's text, averaged with the logistic one; None: logistic alone
     word_cnn: WordCNN | None = None
 
     def units(self, text: str) -> list[Window]:
@@ -74,13 +75,13 @@ class GuardModel:
 
     def scored_units(self, text: str) -> list[tuple[Window, float, float]]:
         """Each unit of ``text`` with (its whole logit, the logit of its text alone); with a
-        word network, each is the mean of the logistic reading and the network's."""
+        word network, both readings ``combined``."""
         units = self.units(text)
         scored = [(w, *self.logit(hashed(w.text), w.signals, w.text)) for w in units]
         if self.word_cnn is None:
             return scored
         second = self.word_cnn.logits([w.text for w in units])
-        return [(w, (whole + float(c)) / 2, (alone + float(c)) / 2)
+        return [(w, *combined(whole, alone, float(c), self.word_cnn.share))
                 for (w, whole, alone), c in zip(scored, second, strict=True)]
 
     def ranked_units(self, text: str) -> list[tuple[str, float]]:

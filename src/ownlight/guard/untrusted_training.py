@@ -29,7 +29,7 @@ from ownlight.guard.model import GuardModel
 from ownlight.guard.segments import SENTENCE_SEGMENT
 from ownlight.guard.segments import segments as _segments
 from ownlight.guard.training import SOURCE_WEIGHTS, matrix
-from ownlight.guard.word_cnn import WordCNN
+from ownlight.guard.word_cnn import WordCNN, combined
 
 
 def segments(text: str) -> list[str]:
@@ -41,7 +41,7 @@ ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
 LOOKALIKE_WEIGHT = 3.0  # a look-alike line for people, where attacks stand (3 beat 1 and 10 on dev)
 FOLDS = 5
 C = 4.0
-# The averaged logistic + word-network score saturates: on dev its 1% tool-output cut sat
+# The score read by both (logistic and word network) saturates: on dev its 1% tool-output cut sat
 # above 0.95, so a 0.95 ceiling would have flagged more tool outputs than the bound allows.
 THRESHOLD_CEILING = 0.999
 
@@ -126,9 +126,12 @@ def _fit_on(positives: list[str], positive_weights: list[float],
 def _doc_score(model: tuple[Any, WordCNN | None], lines: list[str]) -> float:
     """The document's most suspicious line, read as ``GuardModel.scored_units`` reads it."""
     logistic, network = model
-    logits = logistic.decision_function(_features(lines))
+    features = _features(lines)
+    logits = logistic.decision_function(features)
     if network is not None:
-        logits = (logits + network.logits(lines)) / 2
+        signal_columns = slice(BUCKETS, BUCKETS + len(SIGNALS))
+        signal_part = features[:, signal_columns] @ logistic.coef_[0][signal_columns]
+        logits, _ = combined(logits, logits - signal_part, network.logits(lines), network.share)
     return float(1.0 / (1.0 + np.exp(-min(max(float(logits.max()), -40.0), 40.0))))
 
 

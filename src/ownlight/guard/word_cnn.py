@@ -6,8 +6,8 @@ The untrusted-content model reads a line's words as the *mean* of their vectors
 reads much like "please ignore Monday's reminder". This network reads runs of one, two and
 three words (each word: its lexicon vector and its SIF weight), keeps each filter's
 strongest run in the line and weighs them into one logit, which ``GuardModel`` averages with
-the logistic model's logit for the line. Alone it ranks worse than the logistic model; as
-a second opinion it lifts the dev cross-validation (``docs/guard.md``).
+the logistic model's logit for the line's text (``combined``). Alone it ranks worse than the
+logistic model; as a second opinion it lifts the dev cross-validation (``docs/guard.md``).
 
 Trained with torch (``word_cnn_training``, training only); read here in numpy, a fraction
 of a millisecond per line, so serving needs no torch.
@@ -27,6 +27,23 @@ from ownlight.guard.lexicon import packaged
 
 MAX_WORDS = 48  # words read per line: a segment is at most 100 characters (SENTENCE_SEGMENT)
 _MAX_CHARS = 4000
+
+
+# The network's share of a line's text logit, chosen on dev (``train_untrusted``'s grouped
+# cross-validation, with the same trained readers): 0.35 gave document AUC 0.974, 0.85 of
+# attacks caught at the threshold, 9.0% of clean dev documents and 0.98% of dev tool outputs
+# flagged; 0.5 gave 0.973, 0.84, 9.3%, 1.08%; 0.65 gave 0.972, 0.83, 9.3%, 1.08%.
+SHARE = 0.35
+
+
+def combined(whole: Any, text: Any, network: Any, share: float = SHARE) -> tuple[Any, Any]:
+    """(whole logit, text logit) of a line read by both: the text's logit weighs the
+    logistic reading and the network's (``share``), and the structural signals (``whole -
+    text``: an override phrase, a role marker) are added in full. The network reads words
+    only; halving a signal with the text let "ignore all previous instructions" in a tool's
+    description pass as a line about tools. Works on floats and on numpy arrays alike."""
+    text_logit = (1 - share) * text + share * network
+    return whole - text + text_logit, text_logit
 
 
 def word_rows(text: str) -> list[int]:
@@ -50,6 +67,7 @@ class WordCNN:
     # lines with the logits torch gave them at training time (``GuardModel.load`` checks them)
     check_texts: tuple[str, ...] = ()
     check_logits: np.ndarray | None = None
+    share: float = SHARE  # of a line's text logit (``combined``)
 
     def __post_init__(self) -> None:
         # every width's every offset in one matrix, so a line costs one product
@@ -62,39 +80,42 @@ class WordCNN:
             return self.logits_of_rows([word_rows(t) for t in texts])
 
     def logits_of_rows(self, lines: Sequence[Sequence[int]]) -> np.ndarray:
-        """The network's logit for each line's words, all lines in one product. A line
-        without known words reads nothing, so its logit is the output layer's bias."""
-        if not lines:
-            return np.zeros(0, np.float32)
-        longest = max(1, max(map(len, lines)))
-        padded = np.zeros((len(lines), longest, self._stacked.shape[0]), np.float32)
-        for i, rows in enumerate(lines):
-            if rows:
-                padded[i, : len(rows)] = inputs(rows)
-        products = padded @ self._stacked  # (lines, words, every width's every offset)
-        valid = np.arange(longest)[None, :] < np.array([len(r) for r in lines])[:, None]
-        at, pooled = 0, []
-        for kernel, bias in zip(self.kernels, self.biases, strict=True):
-            width, filters = kernel.shape[0], kernel.shape[2]
-            # a position reads its word and the width - 1 words before it (zeros before
-            # the start); offset j of the kernel reads the word j - width + 1 places back
-            total = np.broadcast_to(bias, (len(lines), longest, filters)).copy()
-            for j in range(width):
-                shift = width - 1 - j
-                block = products[:, :, at + j * filters : at + (j + 1) * filters]
-                total[:, shift:] += block[:, : longest - shift]
-            # positions past a line's end read no word of their own: they do not count
-            pooled.append((np.maximum(total, 0.0) * valid[:, :, None]).max(axis=1))
-            at += width * filters
-        return (np.concatenate(pooled, axis=1) @ self.out_weights
-                + self.out_bias).astype(np.float32)
+        """The network's logit for each line's words. All lines' words are read in one
+        product, end to end without padding; a run never reaches back past its line's first
+        word. A line without known words reads nothing: its logit is the output bias."""
+        lengths = np.array([len(rows) for rows in lines], dtype=np.int64)
+        pooled = np.zeros((len(lines), self.out_weights.shape[0]), np.float32)
+        if lengths.sum():
+            products = inputs([r for rows in lines for r in rows]) @ self._stacked
+            # each word's position within its line: a run of width w at that word reads
+            # only the words of its own line (zeros before the line's start)
+            starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            within = np.arange(len(products)) - starts
+            read = lengths > 0
+            firsts = (np.cumsum(lengths) - lengths)[read]
+            at = column = 0
+            for kernel, bias in zip(self.kernels, self.biases, strict=True):
+                width, filters = kernel.shape[0], kernel.shape[2]
+                def offset(j: int, at: int = at, filters: int = filters) -> np.ndarray:
+                    return products[:, at + j * filters : at + (j + 1) * filters]
+
+                total = offset(width - 1) + bias  # the last offset reads the word itself
+                for j in range(width - 1):  # offset j reads width - 1 - j words back
+                    back = width - 1 - j
+                    total[back:] += offset(j)[:-back] * (within[back:, None] >= back)
+                pooled[read, column : column + filters] = np.maximum.reduceat(
+                    np.maximum(total, 0.0), firsts, axis=0)
+                at += width * filters
+                column += filters
+        return (pooled @ self.out_weights + self.out_bias).astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``GuardModel.save`` stores, under names starting ``cnn_``."""
         out = {f"cnn_kernel{i}": k.astype(np.float32) for i, k in enumerate(self.kernels)}
         out |= {f"cnn_bias{i}": b.astype(np.float32) for i, b in enumerate(self.biases)}
         out |= {"cnn_out": self.out_weights.astype(np.float32),
-                "cnn_out_bias": np.array(self.out_bias, np.float32)}
+                "cnn_out_bias": np.array(self.out_bias, np.float32),
+                "cnn_share": np.array(self.share, np.float32)}
         if self.check_logits is not None:
             out |= {"cnn_check_texts": np.array(self.check_texts, dtype=str),
                     "cnn_check_logits": self.check_logits.astype(np.float32)}
@@ -111,7 +132,8 @@ class WordCNN:
                    tuple(str(t) for t in data["cnn_check_texts"])
                    if "cnn_check_texts" in data else (),
                    np.asarray(data["cnn_check_logits"], np.float32)
-                   if "cnn_check_logits" in data else None)
+                   if "cnn_check_logits" in data else None,
+                   float(data["cnn_share"]) if "cnn_share" in data else SHARE)
 
     def check(self) -> None:
         """Fail closed when the numpy reading does not give torch's logits for the stored
