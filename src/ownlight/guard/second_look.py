@@ -11,10 +11,18 @@ head on each segment's vector (``tool_e5.npz``, trained by ``ownlight.guard.chun
 outputs and documents as its negatives) says whether it is an instruction to the
 assistant; at or over its threshold the tool result is flagged as the n-gram model would
 flag it.
+
+e5 is not consulted at all when even the result's most suspicious segment scores more than
+``GATE`` logits under the n-gram threshold: on the dev cross-validation (out-of-fold
+n-gram readings) every attack e5 caught that the n-grams missed had its top segment within
+3.8 logits of the threshold, while three quarters of benign dev tool outputs sit further
+down; the gate cuts e5's cost on them from 19 to 8 ms per 1,000 characters and loses none
+of those catches on dev (``docs/performance.md``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -27,6 +35,7 @@ FILE = "tool_e5.npz"
 SHARE = 0.08
 MIN_CHARS = 100
 MAX_SEGMENTS = 12
+GATE = 5.0
 
 
 def chosen(ranked: list[tuple[str, float]], size: int) -> list[str]:
@@ -51,10 +60,20 @@ class SecondLook:
     def threshold(self) -> float:
         return self.head.threshold
 
-    def score(self, ranked: list[tuple[str, float]], size: int) -> float:
-        """The highest head probability over the chosen segments (0 when none fit)."""
+    def score(self, ranked: list[tuple[str, float]], size: int,
+              floor: float = -math.inf) -> float:
+        """The highest head probability over the chosen segments; 0 when none fit or
+        the most suspicious segment's n-gram logit is under ``floor`` (``gate``)."""
+        if not ranked or ranked[0][1] < floor:
+            return 0.0
         pieces = chosen(ranked, size)
         return float(self.head.scores(self.embed(pieces)).max()) if pieces else 0.0
+
+    @staticmethod
+    def gate(ngram_threshold: float) -> float:
+        """The n-gram logit under which e5 is not consulted: ``GATE`` under the threshold."""
+        p = min(max(ngram_threshold, 1e-9), 1 - 1e-9)
+        return math.log(p / (1 - p)) - GATE
 
     @staticmethod
     def load_head(path: Path | None = None) -> ChunkHead:

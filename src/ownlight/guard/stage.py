@@ -86,14 +86,15 @@ class InjectionGuard:
     def _read_untrusted(self, text: str) -> Verdict:
         """A tool result (or a chunk without a stored score): the n-gram model on every
         segment, then e5 on the most suspicious ones (``second_look``) when the n-gram
-        model alone does not flag it. When e5 is consulted the score is the larger of the
-        two as a multiple of its threshold (as ``scan_chunk`` reports it)."""
+        model alone does not flag it and its top segment is within ``GATE`` of its
+        threshold. When e5 is consulted the score is the larger of the two as a multiple
+        of its threshold (as ``scan_chunk`` reports it)."""
         scored = self.untrusted_model.scored_units(text)
         verdict = self.untrusted_model.verdict(scored, self.untrusted_threshold)
         look = self.second_look
         if look is None or verdict.injection or not text.strip():
             return verdict
-        meaning = look.score(ranked(scored), len(text))
+        meaning = look.score(ranked(scored), len(text), look.gate(self.untrusted_threshold))
         from_text, from_vector = verdict.score / verdict.threshold, meaning / look.threshold
         reasons = verdict.reasons + (("second_look",) if from_vector >= 1.0 else ())
         return Verdict(max(from_text, from_vector), reasons, 1.0)
