@@ -62,8 +62,8 @@ def scan_command(model_path: str | None, threshold: float | None, untrusted: boo
                    "tool_output are read by either model and also set its threshold (at "
                    "most 1% flagged); other documents only by the --untrusted one.")
 @click.option("--word-cnn", is_flag=True,
-              help="With --untrusted: also train the word network that reads each line's "
-                   "runs of words (guard.word_cnn; training needs torch, serving does not).")
+              help="Also train the word network that reads each line's runs of words "
+                   "(guard.word_cnn; training needs torch, serving does not).")
 def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
                   document_paths: tuple[str, ...], word_cnn: bool) -> None:
     """Train the guard's weights (logistic regression, C and threshold by dev CV)."""
@@ -82,11 +82,8 @@ def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
             tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"],
             word_cnn=word_cnn)
     else:
-        if word_cnn:
-            raise click.BadParameter("the word network belongs to the --untrusted model",
-                                     param_hint="--word-cnn")
         pasted = [r["text"] for r in load([Path(p) for p in document_paths])
                   if r.get("kind") == "tool_output" and int(r.get("label", 0)) == 0]
-        model, report = train(rows, tool_outputs=pasted)
+        model, report = train(rows, tool_outputs=pasted, word_cnn=word_cnn)
     model.save(Path(out) if out else PACKAGED_UNTRUSTED if untrusted else PACKAGED)
     click.echo(json.dumps(report))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,9 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], l
     """
     clean = "\n".join(_squeeze(r["text"]) for r in rows
                       if r.get("kind") == "indirect" and int(r["label"]) == 0)
-    user_input_model = GuardModel.load()
+    # its n-gram reading only: the word network reads whole prompts, and on dev it picked a
+    # Japanese product line over the instruction beside it
+    user_input_model = replace(GuardModel.load(), word_cnn=None)
     out: list[tuple[dict[str, Any], list[str], str]] = []
     for row in rows:
         if row.get("kind") != "indirect" or int(row["label"]) != 1:

@@ -1,5 +1,5 @@
-"""A second reading of each line of untrusted content: a small convolutional network over
-its words' lexicon vectors.
+"""A second reading of each line of untrusted content, and of each window of a user's
+message: a small convolutional network over its words' lexicon vectors.
 
 The untrusted-content model reads a line's words as the *mean* of their vectors
 (``lexicon``), so order and combination are lost: "ignore" beside "previous instructions"
@@ -8,6 +8,9 @@ three words (each word: its lexicon vector and its SIF weight), keeps each filte
 strongest run in the line and weighs them into one logit, which ``GuardModel`` averages with
 the logistic model's logit for the line's text (``combined``). Alone it ranks worse than the
 logistic model; as a second opinion it lifts the dev cross-validation (``docs/guard.md``).
+The user-input model has its own network, trained on prompts, beside its n-grams; it reads
+the first ``MAX_WORDS`` words of each 600-character window (a later window starts 400
+characters on).
 
 Trained with torch (``word_cnn_training``, training only); read here in numpy, a fraction
 of a millisecond per line, so serving needs no torch.

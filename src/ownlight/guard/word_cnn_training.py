@@ -1,4 +1,4 @@
-"""Training the word network of the untrusted-content model (``word_cnn``) with torch.
+"""Training the guard's word networks (``word_cnn``) with torch.
 
 Torch is needed here only, never to serve: ``pip install torch`` (the CPU build is enough;
 a training run on the dev sets takes a few minutes on two cores). The network's input
@@ -6,7 +6,8 @@ layer is the lexicon itself, frozen, so it learns which runs of meanings make a 
 new words; the weights go to numpy for ``WordCNN``.
 
 Settings chosen on the dev cross-validation of ``ownlight guard train --untrusted --word-cnn``
-(128 filters beat 64 and 256; 25 epochs beat 6 and 15).
+(128 filters beat 64 and 256; 25 epochs beat 6 and 15); the user-input model's network
+(``ownlight guard train --word-cnn``) uses the same.
 """
 
 from __future__ import annotations
