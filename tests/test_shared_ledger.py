@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.record_hash import canonical
 from ownlight.audit.records import AdminRecord, RequestRecord
-from ownlight.audit.shared import PgLedgerStore
+from ownlight.audit.shared import LEDGER_LOCK, SESSION_LIMITS, PgLedgerStore, Shipper
 from ownlight.audit.verify import head, verify
 from ownlight.cli import main
 from ownlight.store.copy import copy_state
@@ -185,6 +185,19 @@ def wait_ready(url: str, server: subprocess.Popen[str],
     raise AssertionError(f"{url} not ready")
 
 
+def why_stuck(url: str, tmp_path: Path) -> str:
+    """What a lag that never reaches 0 needs to be understood: the store's sessions (who
+    waits on what) and the end of each server's log."""
+    with psycopg.connect(url) as conn:
+        sessions = conn.execute(
+            "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, "
+            "left(query, 80) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchall()
+        marks = conn.execute("SELECT source, shipped FROM audit_sources").fetchall()
+    logs = {p.name: p.read_text()[-2000:] for p in sorted(tmp_path.glob("log-*"))}
+    return f"sessions {sessions}; marks {marks}; logs {logs}"
+
+
 def test_kill_9_under_load_loses_no_answered_request(fake_upstream: FakeUpstream,
                                                     postgres_url: str, tmp_path: Path) -> None:
     """Two ``ownlight serve`` on one PostgreSQL, four openai clients on each; the first is
@@ -245,16 +258,16 @@ def test_kill_9_under_load_loses_no_answered_request(fake_upstream: FakeUpstream
         stop.set()
         for thread in threads:
             thread.join(30)
-    assert before > 50 and len(answered) > before
-    deadline = time.monotonic() + 30
-    while True:  # the shipper's lag, as /readyz reports it to an admin, goes to 0 on both
-        lag = [wait_ready(f"http://127.0.0.1:{p}", s, key).get("audit_behind")
-               for p, s in zip(ports, servers, strict=True)]
-        if lag == [0, 0]:
-            break
-        assert time.monotonic() < deadline, lag
-        time.sleep(0.2)
     try:
+        assert before > 50 and len(answered) > before
+        deadline = time.monotonic() + 30
+        while True:  # the shipper's lag, as /readyz reports it to an admin, goes to 0 on both
+            lag = [wait_ready(f"http://127.0.0.1:{p}", s, key).get("audit_behind")
+                   for p, s in zip(ports, servers, strict=True)]
+            if lag == [0, 0]:
+                break
+            assert time.monotonic() < deadline, (lag, why_stuck(postgres_url, tmp_path))
+            time.sleep(0.2)
         with psycopg.connect(postgres_url) as conn:
             counts = Counter(dict(conn.execute(
                 "SELECT request_id, count(*) FROM audit_log WHERE kind = 'request' "
@@ -315,6 +328,32 @@ def wait_shipped(url: str, count: int, timeout: float = 30.0) -> None:
             return
         assert time.monotonic() < deadline, found
         time.sleep(0.1)
+
+
+def test_a_hung_peer_holding_the_ledger_lock_is_cut_off(tmp_path: Path, postgres_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer's shipper that hangs inside its batch transaction (holding the ledger's lock)
+    does not stop the other instances' shipping for good: its session's limits make
+    PostgreSQL end the idle transaction, and the waiting shipper ships on its next try."""
+    monkeypatch.setitem(SESSION_LIMITS, "lock_timeout", "300ms")
+    monkeypatch.setitem(SESSION_LIMITS, "idle_in_transaction_session_timeout", "2s")
+    PostgresDatabase(postgres_url).close()  # migrates
+    peer = Shipper(postgres_url, StateStore(tmp_path / "peer" / "state.db"), tmp_path / "peer")
+    hung = peer._connect()
+    hung.execute("BEGIN")
+    hung.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK,))  # and then nothing
+    started = time.monotonic()
+    ledger = Ledger(tmp_path / "node" / "state.db", ship_to=postgres_url)
+    try:
+        for i in range(5):
+            ledger.put(RequestRecord(f"req_{i}", "chat"))
+        wait_shipped(postgres_url, 5, timeout=20.0)
+    finally:
+        ledger.close()
+    assert time.monotonic() - started >= 1.5  # it did wait for the peer's lock
+    with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+        hung.execute("SELECT 1")  # PostgreSQL ended the hung session
+    peer.close()
 
 
 def test_every_connection_to_the_store_notices_a_silent_server(postgres_url: str) -> None:

@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,11 @@ log = logging.getLogger("ownlight.audit")
 LEDGER_LOCK = 0x4F574C4C
 BATCH = 2000  # local records shipped per transaction at most
 RETRY_SECONDS = 1.0  # after a failure, passes chain locally and ship again after this
+# A shipper never waits on the ledger's lock, or holds it, without end: a peer whose process
+# hangs mid-batch would otherwise stop every instance's shipping. PostgreSQL aborts the
+# statement or the idle transaction; the shipper logs it and ships again after RETRY_SECONDS.
+SESSION_LIMITS = {"lock_timeout": "10s", "statement_timeout": "60s",
+                  "idle_in_transaction_session_timeout": "60s"}
 URL_ENV = "OWNLIGHT_LEDGER_STORE_URL"  # how the server hands the URL to its chainer child
 
 _ROW = ("seq", "at", *COLUMNS, "record", "hash", "uid")
@@ -183,14 +189,11 @@ class Shipper:
                     self.shipped = append_shared(conn, self.source, rows,
                                                  self.checkpoint_every)
                 sent += len(rows)
-        except psycopg.Error as exc:
+        except (psycopg.Error, sqlite3.Error) as exc:  # the store, or the local file, busy
             if not self.failing:
                 log.error("could not ship audit records to the shared ledger (retrying): %s",
                           str(exc).strip())
-            self.failing = True
-            self.retry_at = time.monotonic() + RETRY_SECONDS
-            self.shipped = None
-            self._drop()
+            self.reset()
             return sent
         if self.failing:
             log.warning("shipping audit records to the shared ledger again")
@@ -200,6 +203,8 @@ class Shipper:
     def _connect(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.conn = connect(self.url, connect_timeout=5, autocommit=True)
+            for name, value in SESSION_LIMITS.items():
+                self.conn.execute(f"SET {name} = '{value}'")
         return self.conn
 
     def _drop(self) -> None:
@@ -209,6 +214,14 @@ class Shipper:
             except psycopg.Error:
                 pass
             self.conn = None
+
+    def reset(self) -> None:
+        """After an unexpected failure: ask PostgreSQL for the mark again, on a new
+        connection, after ``RETRY_SECONDS``."""
+        self.failing = True
+        self.retry_at = time.monotonic() + RETRY_SECONDS
+        self.shipped = None
+        self._drop()
 
     def close(self) -> None:
         self._drop()
@@ -235,7 +248,11 @@ class ShippingThread:
             self._wake.wait(RETRY_SECONDS)
             self._wake.clear()
             if not self._stop:
-                self.shipper.ship()
+                try:
+                    self.shipper.ship()
+                except Exception:  # a thread that dies would stop shipping for good
+                    log.exception("shipping audit records failed; retrying")
+                    self.shipper.reset()
 
     def close(self, timeout: float = 30.0) -> None:
         self._stop = True
