@@ -32,10 +32,12 @@ sources and docs, Debian's ``/usr/share/doc``, configuration, ``git`` and ``ls``
 each model flags at its threshold, per genre.
 
 Benign agent tool outputs (``agent_tool_outputs``) measure what a coding agent's tool loop
-costs: this repository's own files as Claude Code's ``Read`` returns them (numbered lines)
-and shell commands on it (``ls``, ``git status``, ``git log``, ``grep``, ``cat``...) as the
-Codex CLI returns them (under its ``Chunk ID`` / ``Wall time`` / ``Process exited`` header),
-files that quote attack phrases (the guard's own tests and data) left out. Each is read
+costs: this repository's own files as Claude Code's ``Read`` returns them (numbered lines;
+the test side of ``make_own_sources``' split by path, whose dev side the untrusted-content
+model learned from) and shell commands on it (``ls``, ``git status``, ``git log``, ``grep``,
+``cat``...) as the Codex CLI returns them (under its ``Chunk ID`` / ``Wall time`` /
+``Process exited`` header), files that quote attack phrases (the guard's own tests and
+data) left out. Each is read
 as the pipeline reads a tool result (``InjectionGuard.returned_text``); the row "as sent"
 scores the same outputs whole, header and reminders included, as the guard did before.
 The user turns of the recorded agents (``tests/data/agents``) are read as the pipeline
@@ -59,6 +61,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import make_own_sources as own_sources  # noqa: E402
 from ownlight.config.settings import GuardSettings  # noqa: E402
 from ownlight.guard.model import GuardModel  # noqa: E402
 from ownlight.guard.stage import InjectionGuard  # noqa: E402
@@ -119,8 +122,9 @@ def agent_tool_outputs(limit: int = 120) -> list[str]:
                                          tokens=len(text) // 4)
             out.append(header + text)
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
-    paths = [p for p in files.stdout.split() if p.endswith((".py", ".md", ".toml", "Makefile"))
-             and not re.search(r"guard|inject|eval/|agents/", p)]
+    # the test side of make_own_sources' split by path: the dev side is training data
+    paths = [p for p in files.stdout.split() if own_sources.split(p) == "test"
+             and p.endswith(own_sources.SUFFIXES) and not own_sources.LEFT_OUT.search(p)]
     step = max(1, len(paths) // max(1, limit - len(out)))
     for path in paths[::step]:
         text = (ROOT / path).read_text(encoding="utf-8", errors="replace")

@@ -18,7 +18,8 @@ document scores its highest line): at most 5% of benign documents and 2% of tool
 
 ``--second-look`` trains the head for tool results instead (``guard.second_look``): it
 reads the segments the n-gram model ranks highest, so its negatives are those segments
-of every benign dev document and of every dev tool output (the hard cases: what looked
+of every benign dev document and of every dev tool output, Ownlight's own dev-side files
+included (``bench/make_own_sources.py``; the hard cases: what looked
 most like a prompt to the n-gram model), its positives the injected lines and each dev
 direct attack's top segment, and its threshold keeps at most 3% of benign documents and
 0.5% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
@@ -94,7 +95,8 @@ def second_look_examples(shared: Path, own: Path) -> Examples:
     clean = [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0]
     clean += [r["text"] for r in load(own / "injection_benign_documents_dev.jsonl")]
     clean += [r["text"] for r in rng.sample(load(shared / "retrieval" / "dev_corpus.jsonl"), 300)]
-    tools = [r["text"] for r in load(own / "benign_tool_outputs_dev.jsonl")]
+    tools = [r["text"] for r in load(own / "benign_tool_outputs_dev.jsonl")
+             + load(own / "benign_own_sources_dev.jsonl")]
     return (list(dict.fromkeys(positives)), [picked(t) for t in clean],
             [picked(t) for t in tools])
 
