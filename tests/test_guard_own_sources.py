@@ -11,8 +11,8 @@ and names what is flagged.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,13 @@ from ownlight.guard.stage import InjectionGuard
 from ownlight.protocol.model import TextPart, ToolResult
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import make_own_sources as own_sources  # noqa: E402
+# loaded from its file: bench/ on sys.path would put its mcp.py before the mcp package for
+# this process and for every server the suite starts (they inherit sys.path)
+_SPEC = importlib.util.spec_from_file_location("make_own_sources",
+                                               ROOT / "bench" / "make_own_sources.py")
+assert _SPEC is not None and _SPEC.loader is not None
+own_sources = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(own_sources)
 
 # The test-side files flagged at the shipped thresholds (docs/performance.md, "Agents'
 # benign traffic"): the overhead benchmark, whose request body gives the model a persona
