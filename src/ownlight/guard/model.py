@@ -80,7 +80,9 @@ class GuardModel:
         scored = [(w, *self.logit(hashed(w.text), w.signals, w.text)) for w in units]
         if self.word_cnn is None:
             return scored
-        second = self.word_cnn.logits([w.text for w in units])
+        texts = [w.text for w in units]
+        second = (self.word_cnn.logits(texts) if self.unit == "segment"
+                  else self.word_cnn.window_logits(texts))
         return [(w, *combined(whole, alone, float(c), self.word_cnn.share))
                 for (w, whole, alone), c in zip(scored, second, strict=True)]
 

@@ -9,8 +9,10 @@ strongest run in the line and weighs them into one logit, which ``GuardModel`` a
 the logistic model's logit for the line's text (``combined``). Alone it ranks worse than the
 logistic model; as a second opinion it lifts the dev cross-validation (``docs/guard.md``).
 The user-input model has its own network, trained on prompts, beside its n-grams; it reads
-the first ``MAX_WORDS`` words of each 600-character window (a later window starts 400
-characters on).
+each 600-character window (a later window starts 400 characters on) in runs of
+``MAX_WORDS`` words, each starting half a run after the last, and keeps the highest
+(``window_logits``): a window of Chinese holds some 300 words, and reading only its first
+48 left all but 80 of its characters to the n-grams.
 
 Trained with torch (``word_cnn_training``, training only); read here in numpy, a fraction
 of a millisecond per line, so serving needs no torch.
@@ -81,6 +83,26 @@ class WordCNN:
         # second look that reads the same tool result next (``ownlight.blas``)
         with one_blas_thread():
             return self.logits_of_rows([word_rows(t) for t in texts])
+
+    def window_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The user-input model's reading of each window: the highest logit over runs of
+        ``MAX_WORDS`` words, ``MAX_WORDS // 2`` apart, so every word is read within a run the
+        size the network was trained on."""
+        runs: list[list[int]] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            rows = packaged().words(normalise(text[:_MAX_CHARS])[0])
+            step = MAX_WORDS // 2
+            for start in range(0, max(1, len(rows) - step), step):
+                runs.append(rows[start:start + MAX_WORDS])
+                owner.append(i)
+        if not runs:
+            return np.zeros(0, np.float32)
+        with one_blas_thread():
+            read = self.logits_of_rows(runs)
+        best = np.full(len(texts), -np.inf, np.float32)
+        np.maximum.at(best, np.asarray(owner), read)
+        return best
 
     def logits_of_rows(self, lines: Sequence[Sequence[int]]) -> np.ndarray:
         """The network's logit for each line's words. All lines' words are read in one
