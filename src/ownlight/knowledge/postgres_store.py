@@ -329,10 +329,16 @@ class PostgresKnowledgeStore:
 
     def pending_chunks(self, limit: int) -> list[tuple[int, str]]:
         """Unclaimed chunks without a vector, oldest first, now claimed by this caller."""
+        return self._claim("embedding IS NULL", limit)
+
+    def _claim(self, condition: str, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` unclaimed chunks meeting ``condition`` (a fixed SQL condition),
+        oldest first, claimed by this caller for ``CLAIM_SECONDS``: several instances'
+        background embedders share the work instead of each doing all of it."""
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "UPDATE knowledge_chunks SET claimed_until = now() + make_interval(secs => %s)"
-                " WHERE id IN (SELECT id FROM knowledge_chunks WHERE embedding IS NULL"
+                f" WHERE id IN (SELECT id FROM knowledge_chunks WHERE {condition}"
                 "   AND (claimed_until IS NULL OR claimed_until < now())"
                 "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, heading, text", (CLAIM_SECONDS, limit)).fetchall()
@@ -347,10 +353,20 @@ class PostgresKnowledgeStore:
         scores = injection_scores if injection_scores is not None else [None] * len(chunk_ids)
         with self.db.transaction() as conn, conn.cursor() as cur:
             cur.executemany(
-                "UPDATE knowledge_chunks SET embedding = %s::vector, injection_score = %s"
-                " WHERE id = %s AND embedding IS NULL",
+                "UPDATE knowledge_chunks SET embedding = %s::vector, injection_score = %s,"
+                " claimed_until = NULL WHERE id = %s AND embedding IS NULL",
                 [(vector_literal(v), None if s is None else float(s), int(i))
                  for i, v, s in zip(chunk_ids, vectors, scores, strict=True)])
+
+    def unscored_chunks(self, limit: int) -> list[tuple[int, str]]:
+        return self._claim("embedding IS NOT NULL AND injection_score IS NULL", limit)
+
+    def store_scores(self, chunk_ids: Sequence[int], injection_scores: Sequence[float]) -> None:
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            cur.executemany("UPDATE knowledge_chunks SET injection_score = %s,"
+                            " claimed_until = NULL WHERE id = %s",
+                            [(float(s), int(i)) for i, s in zip(chunk_ids, injection_scores,
+                                                                 strict=True)])
 
     def access_list(self, tenant: str, collection: str) -> tuple[list[str], list[str]]:
         owners = self.db.query(

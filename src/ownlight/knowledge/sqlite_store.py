@@ -78,6 +78,9 @@ KNOWLEDGE_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("001_schema", _SCHEMA),
     # the injection guard's score of a chunk, from its vector at ingest; NULL before
     ("002_chunk_injection_score", "ALTER TABLE chunks ADD COLUMN injection_score REAL"),
+    # the guard's chunk head now reads e5's 7th layer, not its last: the old scores are on
+    # another scale, so they are cleared and ``embed_pending`` scores those chunks again
+    ("003_chunk_injection_score_e5_layers", "UPDATE chunks SET injection_score = NULL"),
 )
 
 #: On a big index, query terms found in more than this share of chunks are left out of
@@ -324,6 +327,18 @@ class SQLiteKnowledgeStore:
                 self.db.execute("INSERT INTO chunk_vectors VALUES (?, ?)", (chunk_id, blob))
                 self.db.execute("UPDATE chunks SET embedded = 1, injection_score = ? WHERE id = ?",
                                 (None if score is None else float(score), chunk_id))
+
+    def unscored_chunks(self, limit: int) -> list[tuple[int, str]]:
+        rows = self.db.execute(
+            "SELECT id, heading, text FROM chunks WHERE embedded = 1 AND injection_score IS NULL"
+            " ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(int(str(i)), embed_text(str(h), str(t))) for i, h, t in rows]
+
+    def store_scores(self, chunk_ids: Sequence[int], injection_scores: Sequence[float]) -> None:
+        with self.db:
+            for chunk_id, score in zip(chunk_ids, injection_scores, strict=True):
+                self.db.execute("UPDATE chunks SET injection_score = ? WHERE id = ?",
+                                (float(score), chunk_id))
 
     def access_list(self, tenant: str, collection: str) -> tuple[list[str], list[str]]:
         owners = self.db.execute(

@@ -56,8 +56,17 @@ class KnowledgeStore(Protocol):
 
     def store_vectors(self, chunk_ids: Sequence[int], vectors: np.ndarray,
                       injection_scores: Sequence[float] | None = None) -> None:
-        """Save vectors (and the guard's score of each chunk, read from its vector) for
+        """Save vectors (and the guard's score of each chunk, read from its lines) for
         chunks that still exist (others were deleted meanwhile)."""
+        ...
+
+    def unscored_chunks(self, limit: int) -> list[tuple[int, str]]:
+        """Chunks with a vector but no guard score (scored by a head since replaced, whose
+        scores a migration cleared), oldest first: (chunk_id, text as embedded)."""
+        ...
+
+    def store_scores(self, chunk_ids: Sequence[int], injection_scores: Sequence[float]) -> None:
+        """Save the guard's scores of chunks that still exist."""
         ...
 
     def lexical(

@@ -229,4 +229,10 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
             server TEXT NOT NULL, principal TEXT NOT NULL, sealed TEXT NOT NULL,
             updated_at TEXT NOT NULL, PRIMARY KEY (server, principal))""",
     )),
+    ("015_chunk_injection_score_e5_layers", (
+        # The chunk head now reads e5's 7th layer, not its last (``guard.e5_layers``): the
+        # old scores are on another scale, so they are cleared and every instance's
+        # background embedder scores those chunks again (``unscored_chunks``).
+        "UPDATE knowledge_chunks SET injection_score = NULL",
+    )),
 )
