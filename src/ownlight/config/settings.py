@@ -119,8 +119,9 @@ class GuardSettings(Table):
         None, "Untrusted-content guard weights to use instead of the packaged ones.")
     second_look: bool = setting(
         True, "Also read a tool result's most suspicious segments (at most 8% of its "
-              "text) with the multilingual e5 model, which catches injections in languages "
-              "and genres the n-gram model misses; costs about 22 ms per 1,000 characters.")
+              "text) with the first seven layers of the multilingual e5 model, which "
+              "catches injections in languages and genres the n-gram model misses; both "
+              "readings together cost about 15 ms per 1,000 characters of tool result.")
 
 
 class AuditSettings(Table):
