@@ -51,16 +51,14 @@ class ChunkHead:
 
     def chunk_scores(self, chunks: list[str], embed: Callable[[list[str]], np.ndarray]
                      ) -> list[float]:
-        """Each chunk's score: its highest line, the lines of all chunks embedded at once."""
+        """Each chunk's score: its highest line, the lines of all chunks embedded at once,
+        each distinct line once (headers, footers and licence lines repeat across chunks)."""
         units = [lines(c) for c in chunks]
-        flat = [u for chunk in units for u in chunk]
-        if not flat:
+        distinct = list(dict.fromkeys(u for chunk in units for u in chunk))
+        if not distinct:
             return [0.0] * len(chunks)
-        scores, out, at = self.scores(embed(flat)), [], 0
-        for chunk in units:
-            out.append(float(scores[at : at + len(chunk)].max()))
-            at += len(chunk)
-        return out
+        score_of = dict(zip(distinct, self.scores(embed(distinct)).tolist(), strict=True))
+        return [max(score_of[u] for u in chunk) for chunk in units]
 
     def save(self, path: Path) -> None:
         np.savez(path, weights=self.weights.astype(np.float32), bias=np.float32(self.bias),

@@ -49,9 +49,12 @@ def index_path(data_dir: str | Path) -> Path:
 class KnowledgeBase:
     """Collections of documents with access lists, searchable per principal."""
 
-    def __init__(self, store: KnowledgeStore, embedder: Embedder | None = None):
+    def __init__(self, store: KnowledgeStore, embedder: Embedder | None = None,
+                 guard_scores: bool = True):
         self.store = store
         self.embedder = embedder
+        #: store the injection guard's score with each embedded chunk (always, in service)
+        self.guard_scores = guard_scores
 
     @classmethod
     def open(cls, path: str | Path, vectors: bool = True) -> KnowledgeBase:
@@ -119,7 +122,8 @@ class KnowledgeBase:
         """Embed chunks still without vectors; returns how many were embedded."""
         if self.embedder is None:
             return 0
-        return embed_pending(self.store, self.embedder, batch_size, max_chunks, progress)
+        return embed_pending(self.store, self.embedder, batch_size, max_chunks, progress,
+                             self.guard_scores)
 
     def pending_vectors(self) -> int:
         return self.store.count_pending()

@@ -127,10 +127,12 @@ def embed_pending(
     batch_size: int = 16,
     max_chunks: int | None = None,
     progress: EmbedProgress | None = None,
+    guard_scores: bool = True,
 ) -> int:
     """Embed chunks that have no vector yet, batch by batch, then score the embedded chunks
     that have no guard score (a migration cleared the scores of a replaced head); safe to
-    stop and resume. Returns how many chunks were embedded or scored."""
+    stop and resume. Returns how many chunks were embedded or scored. ``guard_scores``
+    false leaves the guard's scores out (a test of vector search alone)."""
     total = store.count_pending()
     if max_chunks is not None:
         total = min(total, max_chunks)
@@ -145,12 +147,12 @@ def embed_pending(
         # the guard's score from its own e5 reading of the chunk's lines, whatever the
         # knowledge base embeds with: paid here once, read for free at query time
         # (``guard.chunk_head``)
-        scores = head.chunk_scores(texts, head.embed)
+        scores = head.chunk_scores(texts, head.embed) if guard_scores else None
         store.store_vectors([chunk_id for chunk_id, _ in batch], vectors, scores)
         done += len(batch)
         if progress:
             progress(done, total)
-    while max_chunks is None or done < max_chunks:
+    while guard_scores and (max_chunks is None or done < max_chunks):
         limit = batch_size if max_chunks is None else min(batch_size, max_chunks - done)
         unscored = store.unscored_chunks(limit)
         if not unscored:
