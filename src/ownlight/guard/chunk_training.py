@@ -79,19 +79,25 @@ def examples(shared: Path, own: Path) -> Examples:
             [lines(t)[:40] for t in tools])
 
 
-def second_look_examples(shared: Path, own: Path) -> Examples:
+WRITERS = ("injection_multilingual_dev", "injection_genres_dev", "injection_indirect_varied_dev")
+
+
+def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None = None,
+                         leave_out: str | None = None) -> Examples:
     """(positive segments, benign documents' chosen segments, tool outputs' chosen
-    segments): what ``SecondLook`` reads, dev files only."""
+    segments): what ``SecondLook`` reads, dev files only. ``untrusted`` ranks the segments
+    (the packaged model by default); ``leave_out`` names one of ``WRITERS`` to train
+    without (``bench/guard_tool_fusion.py`` holds each writer out in turn)."""
     rng = random.Random(0)
-    untrusted = GuardModel.load_untrusted()
+    ranking = untrusted or GuardModel.load_untrusted()
 
     def picked(text: str) -> list[str]:
-        return chosen(untrusted.ranked_units(text), len(text)) or [text[:120]]
+        return chosen(ranking.ranked_units(text), len(text)) or [text[:120]]
 
-    dev = (load(shared / "injection" / "dev.jsonl")
-           + load(own / "injection_multilingual_dev.jsonl")
-           + load(own / "injection_genres_dev.jsonl")
-           + load(own / "injection_indirect_varied_dev.jsonl"))
+    dev = load(shared / "injection" / "dev.jsonl")
+    for writer in WRITERS:
+        if writer != leave_out:
+            dev += load(own / f"{writer}.jsonl")
     positives = [s for _, injected, _ in attack_lines(dev) for s in injected]
     direct = (dev + load(own / "injection_en_direct_dev.jsonl")
               + load(own / "injection_direct_varied_dev.jsonl"))
@@ -113,10 +119,11 @@ def _fit(x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False,
-          layers: int = 12) -> tuple[ChunkHead, dict[str, float]]:
+          layers: int = 12, found: Examples | None = None) -> tuple[ChunkHead, dict[str, float]]:
     """The head on ``embedder``'s vectors (e5 after ``layers`` layers) and its out-of-fold
-    figures on dev."""
-    positives, benign, tools = (second_look_examples if second_look else examples)(shared, own)
+    figures on dev; ``found`` gives other examples than the dev files' (a study's)."""
+    positives, benign, tools = found or (
+        second_look_examples if second_look else examples)(shared, own)
     # the second look adds to the n-gram model's own flags (about 5% of benign documents,
     # 1.4% of tool outputs): its share stays smaller
     document_fpr, tool_fpr = (0.03, 0.005) if second_look else (0.05, 0.02)
