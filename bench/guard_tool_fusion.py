@@ -143,6 +143,10 @@ def main(argv: list[str]) -> None:
     cost: dict[str, float] = {}
     tools_flagged: dict[str, float] = {}
     present = {h: f for h, f in HELD_OUT.items() if (folder / f"untrusted_{h}.npz").exists()}
+    if not present:
+        wanted = ", ".join(f"untrusted_{h}.npz" for h in HELD_OUT)
+        sys.exit(f"no held-out n-gram models in {folder}: train {wanted} first "
+                 "(this script's docstring says how)")
     for held, file in present.items():
         ngrams = GuardModel.load_untrusted(folder / f"untrusted_{held}.npz")
         found = second_look_examples(SHARED, OWN, ngrams, leave_out=file)
