@@ -11,7 +11,11 @@ Rows come from ``../shared/eval/injection/test.jsonl`` (BIPIA indirect attacks i
 e-mails, Giskard and PIGuard direct attacks, NotInject benign look-alikes) and
 ``eval/injection_multilingual_test.jsonl`` (our zh/ja/ru/en set, written apart from
 its dev half) and ``eval/injection_genres_test.jsonl`` (seven genres in en/zh/ja/ru,
-written apart from ``injection_genres_dev.jsonl``). The guard was trained on dev files only.
+written apart from ``injection_genres_dev.jsonl``) and ``eval/injection_addressee_test.jsonl``
+(pairs in zh/ja/ru/en whose clean twin talks about assistants and prompts or gives people
+an order, where the attack addresses the assistant; split by pair from its dev half) with
+its direct counterpart ``eval/injection_addressee_direct_test.jsonl``. The guard was trained
+on dev files only.
 Every figure is printed for this tree's weights and, beside it, for the weights shipped
 before them (``--previous REV`` picks others), in the same run; both are read by this tree's
 code (features, segmentation), so where that code changed too, the previous weights' figures
@@ -73,7 +77,10 @@ SETS = {
     "shared test": ROOT.parent / "shared" / "eval" / "injection" / "test.jsonl",
     "ours test": ROOT / "eval" / "injection_multilingual_test.jsonl",
     "genres test": ROOT / "eval" / "injection_genres_test.jsonl",
+    "addressee test": ROOT / "eval" / "injection_addressee_test.jsonl",
+    "addressee direct test": ROOT / "eval" / "injection_addressee_direct_test.jsonl",
 }
+OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test")
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
 KEYWORDS = re.compile(r"ignore (all |the )?(previous|above|prior)|system prompt|jailbreak|"
                       r"忽略|無視|игнорир", re.IGNORECASE)
@@ -209,7 +216,7 @@ def measure(model: GuardModel, untrusted: GuardModel,
     for i, row in enumerate(rows):
         lang = row.get("lang") or "en"
         groups[f"{row['set']}: {row.get('kind')}"].append(i)
-        if row["set"] in ("ours test", "genres test"):
+        if row["set"] in OWN_SETS:
             groups[f"{row['set']}: {row.get('kind')} {lang}"].append(i)
         if row["set"] == "genres test" and row.get("kind") == "indirect":
             groups[f"genres test: indirect {row.get('genre')}"].append(i)
@@ -248,10 +255,12 @@ def groups_of(rows: list[dict], by_genre: bool) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         groups[row["set"]].append(i)
-        if row["set"] in ("ours test", "genres test"):
+        if row["set"] in OWN_SETS:
             groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
         if by_genre and row["set"] == "genres test":
             groups[f"genres test {row.get('genre')}"].append(i)
+        if by_genre and row["set"] == "addressee test":  # which look-alikes cost the most
+            groups[f"addressee test, twins {row.get('twin')}"].append(i)
     return groups
 
 
