@@ -10,6 +10,7 @@ documents here were written for these tests.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ownlight.guard.untrusted_training import (
@@ -17,6 +18,7 @@ from ownlight.guard.untrusted_training import (
     _features,
     _fit_on,
     attack_lines,
+    chosen_threshold,
     lookalike_lines,
 )
 
@@ -73,3 +75,30 @@ def test_a_document_scores_as_its_most_suspicious_line() -> None:
     per_line = logistic.predict_proba(_features(document))[:, 1]
     assert _doc_score((logistic, None), document) == pytest.approx(per_line.max())
     assert _doc_score((logistic, None), document) > per_line.min()
+
+
+def test_the_hardest_twins_teach_but_do_not_set_the_threshold() -> None:
+    """Twins that talk about assistants are negatives the model learns from; how many of them
+    were written must not move the threshold (at 5% of a pool they crowd it rose from 0.92 to
+    0.95 and let the poisoned MCP description through)."""
+    rng = np.random.default_rng(0)
+    ordinary = rng.uniform(0.0, 0.9, 200)
+    tools = rng.uniform(0.0, 0.5, 100)
+    about_ai = rng.uniform(0.9, 0.99, 40)
+    benign = np.concatenate([ordinary, tools, about_ai])
+    tool = np.arange(len(benign)) >= len(ordinary)
+    tool[len(ordinary) + len(tools):] = False
+    hard = np.arange(len(benign)) >= len(ordinary) + len(tools)
+    alone = chosen_threshold(benign[~hard], tool[~hard], hard[~hard], 0.05, 0.01)
+    crowded = chosen_threshold(benign, tool, hard, 0.05, 0.01)
+    assert crowded == alone == pytest.approx(np.quantile(ordinary, 0.95))
+    counted = chosen_threshold(benign, tool, np.zeros_like(hard), 0.05, 0.01)
+    assert counted > 0.9 > crowded
+
+
+def test_tool_outputs_keep_their_own_budget() -> None:
+    benign = np.array([0.1] * 95 + [0.2] * 5 + [0.1] * 98 + [0.97, 0.98])
+    tool = np.arange(len(benign)) >= 100
+    threshold = chosen_threshold(benign, tool, np.zeros_like(tool), 0.05, 0.01)
+    assert (benign[tool] >= threshold).mean() <= 0.01 + 1e-9
+    assert threshold > 0.9

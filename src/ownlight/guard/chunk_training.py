@@ -13,6 +13,8 @@ lines of clean dev documents (their clean twins with look-alike instructions, th
 documents set), of 150 Wikipedia dev passages in four languages and of real tool outputs'
 dev half. The threshold comes from out-of-fold line scores taken to documents (a
 document scores its highest line): at most 5% of benign documents and 2% of tool outputs.
+The clean twins that talk about assistants (``HARD_TWIN``) are negatives too, but outside
+the pool the threshold is chosen on, as for the untrusted-content model.
 
     python -m ownlight.guard.chunk_training ../shared/eval eval   # vectors cached in /tmp
 
@@ -42,7 +44,7 @@ from ownlight.guard.chunk_head import ChunkHead, lines
 from ownlight.guard.e5_layers import layer_reader
 from ownlight.guard.model import GuardModel
 from ownlight.guard.second_look import chosen
-from ownlight.guard.untrusted_training import attack_lines
+from ownlight.guard.untrusted_training import HARD_TWIN, attack_lines
 from ownlight.knowledge.embedder import CachedEmbedder, Embedder
 
 C = 4.0
@@ -56,29 +58,41 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-Examples = tuple[list[str], list[list[str]], list[list[str]]]
+#: (positive lines, benign documents' lines, tool outputs' lines, the hardest twins' lines:
+#: negatives that do not set the threshold, ``untrusted_training.HARD_TWIN``)
+Examples = tuple[list[str], list[list[str]], list[list[str]], list[list[str]]]
+
+
+def _clean(dev: list[dict[str, Any]], hard: bool) -> list[str]:
+    return [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0
+            and (r.get("twin") == HARD_TWIN) == hard]
 
 
 def examples(shared: Path, own: Path) -> Examples:
-    """(positive lines, benign documents' lines, tool outputs' lines), dev files only."""
+    """``Examples`` from the dev files only."""
     rng = random.Random(0)
     dev = (load(shared / "injection" / "dev.jsonl")
            + load(own / "injection_multilingual_dev.jsonl")
            + load(own / "injection_genres_dev.jsonl")
-           + load(own / "injection_indirect_varied_dev.jsonl"))
+           + load(own / "injection_indirect_varied_dev.jsonl")
+           + load(own / "injection_addressee_dev.jsonl"))
     positives = [s[:300] for _, injected, _ in attack_lines(dev) for s in injected]
     direct = (dev + load(own / "injection_en_direct_dev.jsonl")
-              + load(own / "injection_direct_varied_dev.jsonl"))
+              + load(own / "injection_direct_varied_dev.jsonl")
+              + load(own / "injection_addressee_direct_dev.jsonl"))
     positives += [r["text"][:600] for r in direct
                   if r.get("kind") == "direct" and int(r["label"]) == 1]
-    clean = [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    clean = _clean(dev, hard=False)
     clean += [r["text"] for r in load(own / "injection_benign_documents_dev.jsonl")]
     clean += [r["text"] for r in rng.sample(load(shared / "retrieval" / "dev_corpus.jsonl"), 150)]
     tools = [r["text"] for r in rng.sample(load(own / "benign_tool_outputs_dev.jsonl"), 120)]
     return (list(dict.fromkeys(positives)), [lines(t) for t in clean],
-            [lines(t)[:40] for t in tools])
+            [lines(t)[:40] for t in tools], [lines(t) for t in _clean(dev, hard=True)])
 
 
+# The second look does not read the addressee set (``injection_addressee_*_dev``): trained
+# with it, its head let through hand-written attacks of ``tests/test_guard_second_look.py``
+# that the head trained without it catches (docs/performance.md, "hard twins").
 WRITERS = ("injection_multilingual_dev", "injection_genres_dev", "injection_indirect_varied_dev")
 
 
@@ -103,13 +117,13 @@ def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None =
               + load(own / "injection_direct_varied_dev.jsonl"))
     positives += [picked(r["text"])[0] for r in direct
                   if r.get("kind") == "direct" and int(r["label"]) == 1]
-    clean = [r["text"] for r in dev if r.get("kind") == "indirect" and int(r["label"]) == 0]
+    clean = _clean(dev, hard=False)
     clean += [r["text"] for r in load(own / "injection_benign_documents_dev.jsonl")]
     clean += [r["text"] for r in rng.sample(load(shared / "retrieval" / "dev_corpus.jsonl"), 300)]
     tools = [r["text"] for r in load(own / "benign_tool_outputs_dev.jsonl")
              + load(own / "benign_own_sources_dev.jsonl")]
     return (list(dict.fromkeys(positives)), [picked(t) for t in clean],
-            [picked(t) for t in tools])
+            [picked(t) for t in tools], [picked(t) for t in _clean(dev, hard=True)])
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> Any:
@@ -119,29 +133,32 @@ def _fit(x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False,
-          layers: int = 12, found: Examples | None = None) -> tuple[ChunkHead, dict[str, float]]:
+          layers: int = 12, found: Examples | None = None) -> tuple[ChunkHead, dict[str, Any]]:
     """The head on ``embedder``'s vectors (e5 after ``layers`` layers) and its out-of-fold
     figures on dev; ``found`` gives other examples than the dev files' (a study's)."""
-    positives, benign, tools = found or (
+    positives, benign, tools, hard = found or (
         second_look_examples if second_look else examples)(shared, own)
     # the second look adds to the n-gram model's own flags (about 5% of benign documents,
     # 1.4% of tool outputs): its share stays smaller
     document_fpr, tool_fpr = (0.03, 0.005) if second_look else (0.05, 0.02)
-    texts = positives + [s for d in benign + tools for s in d]
-    doc = np.array([-1] * len(positives) + [i for i, d in enumerate(benign + tools) for _ in d])
+    documents = benign + tools + hard
+    texts = positives + [s for d in documents for s in d]
+    doc = np.array([-1] * len(positives) + [i for i, d in enumerate(documents) for _ in d])
     x = np.concatenate([embedder.passages(texts[i : i + 64]) for i in range(0, len(texts), 64)])
     y = (doc < 0).astype(int)
     rng = np.random.default_rng(0)
     # folds by document: a document's lines are never scored by a head that saw them
     fold = np.where(doc < 0, rng.integers(0, FOLDS, len(doc)),
-                    rng.integers(0, FOLDS, len(benign) + len(tools))[np.maximum(doc, 0)])
+                    rng.integers(0, FOLDS, len(documents))[np.maximum(doc, 0)])
     out_of_fold = np.zeros(len(y))
     for k in range(FOLDS):
         model = _fit(x[fold != k], y[fold != k])
         out_of_fold[fold == k] = model.predict_proba(x[fold == k])[:, 1]
-    doc_max = np.zeros(len(benign) + len(tools))
+    doc_max = np.zeros(len(documents))
     np.maximum.at(doc_max, doc[doc >= 0], out_of_fold[doc >= 0])
-    benign_max, tool_max = doc_max[: len(benign)], doc_max[len(benign) :]
+    benign_max = doc_max[: len(benign)]
+    tool_max = doc_max[len(benign) : len(benign) + len(tools)]
+    hard_max = doc_max[len(benign) + len(tools) :]
     threshold = float(max(np.quantile(benign_max, 1 - document_fpr),
                           np.quantile(tool_max, 1 - tool_fpr)))
     model = _fit(x, y)
@@ -151,7 +168,9 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
               "tool_outputs": len(tools), "threshold": threshold,
               "oof_line_tpr": float((out_of_fold[y == 1] >= threshold).mean()),
               "oof_benign_document_fpr": float((benign_max >= threshold).mean()),
-              "oof_tool_output_fpr": float((tool_max >= threshold).mean())}
+              "oof_tool_output_fpr": float((tool_max >= threshold).mean()),
+              "oof_hard_twins_flagged": float((hard_max >= threshold).mean())
+              if len(hard) else None}
     return head, report
 
 

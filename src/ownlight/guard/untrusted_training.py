@@ -11,7 +11,8 @@ e5's vectors for its words, which holds across the four languages where n-grams 
 
 The threshold is chosen on whole documents, by grouped cross-validation: an attack's text
 never sits in training and evaluation at once, so the estimate is for attacks not seen
-before; it keeps the document false-positive rate at about 5%.
+before; it keeps the document false-positive rate at about 5% (``HARD_TWIN``: of documents
+other than the hardest look-alikes).
 """
 
 from __future__ import annotations
@@ -144,6 +145,25 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
                  / max(len(pos) * len(neg), 1))
 
 
+# Clean twins that talk *about* assistants and prompts (``eval/injection_addressee_dev.jsonl``):
+# negatives the model learns from, left out of the pool the threshold is chosen on. How many
+# of them the pool holds is only how many were written; a threshold at 5% of a pool they
+# crowd rises with each set of them and lets through attacks it caught before (the poisoned
+# MCP description of ``tests/support/mcp_upstream.py`` among them).
+HARD_TWIN = "about-ai"
+
+
+def chosen_threshold(benign: np.ndarray, tool: np.ndarray, hard_twin: np.ndarray,
+                     target_fpr: float, tool_output_fpr: float) -> float:
+    """The cross-validated threshold: at most ``target_fpr`` of benign documents other than
+    tool outputs and the hardest twins flagged, and at most ``tool_output_fpr`` of tool
+    outputs."""
+    threshold = float(np.quantile(benign[~tool & ~hard_twin], 1 - target_fpr))
+    if tool.any():
+        threshold = max(threshold, float(np.quantile(benign[tool], 1 - tool_output_fpr)))
+    return threshold
+
+
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                     target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
                     tool_output_fpr: float = 0.01, lookalike_weight: float = LOOKALIKE_WEIGHT,
@@ -193,9 +213,9 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
 
     pos, neg = np.array(pos_scores), np.array(neg_scores)
     tool = is_tool[np.array(neg_docs, dtype=int)]
-    threshold = float(np.quantile(neg[~tool], 1 - target_fpr))
-    if tool.any():
-        threshold = max(threshold, float(np.quantile(neg[tool], 1 - tool_output_fpr)))
+    about_ai = np.array([d < len(clean_rows) and clean_rows[d].get("twin") == HARD_TWIN
+                         for d in neg_docs], dtype=bool)
+    threshold = chosen_threshold(neg, tool, about_ai, target_fpr, tool_output_fpr)
     lines = [s for _, new, _ in attacked for s in new]
     final, network = _fit_on(lines + prompt_texts,
                              [ATTACK_WEIGHT] * len(lines) + prompt_weights,
@@ -232,5 +252,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         # the clean dev e-mails and clean twins (documents with a look-alike line for people)
         "cv_clean_twins_flagged": round(float(
             (neg[np.array(neg_docs) < len(emails)] >= threshold).mean()), 4),
+        "cv_about_ai_twins_flagged": round(float((neg[about_ai] >= threshold).mean()), 4)
+        if about_ai.any() else None,
         "threshold": round(model.threshold, 4), "cv_threshold": round(threshold, 4),
     }
