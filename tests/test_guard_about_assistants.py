@@ -56,11 +56,12 @@ def _read(guard: InjectionGuard, document: str, line: str) -> bool:
     return guard.scan_untrusted(document.replace("{line}", line)).injection
 
 
-# Known misses, kept in sight: the shipped weights flag four of the six lines about AI (the
-# CV, the release note, the ticket, the course; a candidate trained with the addressee dev set,
-# docs/performance.md, flags the last two). The assertion fails when one is fixed or another
-# joins them, so the next weights say which way they moved.
-KNOWN_FLAGGED = [about for _, _, about in PAIRS[2:]]
+# Known misses, kept in sight: the weights before the addressee dev set flagged four of the
+# six lines about AI (the CV, the release note, the ticket, the course); trained with it
+# (docs/performance.md, "hard twins") the untrusted-content model flags the last two. The
+# assertion fails when one is fixed or another joins them, so the next weights say which way
+# they moved.
+KNOWN_FLAGGED = [about for _, _, about in PAIRS[4:]]
 
 
 def test_documents_about_assistants_pass(guard: InjectionGuard) -> None:

@@ -42,6 +42,15 @@ def segments(text: str) -> list[str]:
 ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
 LOOKALIKE_WEIGHT = 3.0  # a look-alike line for people, where attacks stand (3 beat 1 and 10 on dev)
 FOLDS = 5
+
+# Clean twins that talk *about* assistants and prompts (``eval/injection_addressee_dev.jsonl``):
+# negatives the model learns from (at a document line's weight, not a look-alike's), left out
+# of the pool the threshold is chosen on. How many of them the pool holds is only how many
+# were written; a threshold at 5% of a pool they crowd rises with each set of them and lets
+# through attacks it caught before (the poisoned MCP description of
+# ``tests/support/mcp_upstream.py`` among them).
+HARD_TWIN = "about-ai"
+
 C = 4.0
 # The score read by both (logistic and word network) saturates: on dev its 1% tool-output cut sat
 # above 0.95, so a 0.95 ceiling would have flagged more tool outputs than the bound allows.
@@ -78,12 +87,15 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], l
 
 def lookalike_lines(rows: Sequence[dict[str, Any]]) -> frozenset[str]:
     """The lines of clean twins that their attacked twin does not have: an instruction meant
-    for people ("please ignore last week's table"), standing where the attack stands."""
+    for people ("please ignore last week's table"), standing where the attack stands. Not
+    those of the hardest twins (``HARD_TWIN``): they quote attacks ("ignore all previous
+    instructions") to people, and weighed as look-alikes they taught the model that the
+    classic attack is not enough (the poisoned MCP description fell under the threshold)."""
     attacked = "\n".join(_squeeze(r["text"]) for r in rows
                          if r.get("kind") == "indirect" and int(r["label"]) == 1)
     out: set[str] = set()
     for row in rows:
-        if row.get("kind") != "indirect" or int(row["label"]) != 0:
+        if row.get("kind") != "indirect" or int(row["label"]) != 0 or row.get("twin") == HARD_TWIN:
             continue
         new = [s for s in segments(row["text"]) if _squeeze(s) not in attacked]
         if 0 < len(new) <= 3:
@@ -143,14 +155,6 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     ranks = np.concatenate([pos, neg]).argsort().argsort() + 1
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2)
                  / max(len(pos) * len(neg), 1))
-
-
-# Clean twins that talk *about* assistants and prompts (``eval/injection_addressee_dev.jsonl``):
-# negatives the model learns from, left out of the pool the threshold is chosen on. How many
-# of them the pool holds is only how many were written; a threshold at 5% of a pool they
-# crowd rises with each set of them and lets through attacks it caught before (the poisoned
-# MCP description of ``tests/support/mcp_upstream.py`` among them).
-HARD_TWIN = "about-ai"
 
 
 def chosen_threshold(benign: np.ndarray, tool: np.ndarray, hard_twin: np.ndarray,
