@@ -287,10 +287,12 @@ def print_rates(title: str, rows: list[dict], scores: dict[str, np.ndarray], at:
         print(f"| {name} | {n_pos}/{len(idx) - n_pos} | " + " | ".join(cells) + " |")
 
 
-def tool_result_rows(untrusted: GuardModel, rows: list[dict], previous: ChunkHead) -> None:
+def tool_result_rows(untrusted: GuardModel, rows: list[dict], previous: ChunkHead,
+                     previous_untrusted: GuardModel) -> None:
     """Tool results: the untrusted-content n-gram model alone beside it with e5's second
     look at the segments it ranks highest (``guard.second_look``, as the pipeline reads a
-    tool result), on every indirect row and every benign tool output of the test half.
+    tool result), and both as the previous weights read them (their n-gram model ranking
+    for their head), on every indirect row and every benign tool output of the test half.
     Vectors are cached in /tmp for the table; the cost is timed apart, uncached."""
     import random
 
@@ -312,18 +314,23 @@ def tool_result_rows(untrusted: GuardModel, rows: list[dict], previous: ChunkHea
         return float(np.log(p / (1 - p)) - np.log(threshold / (1 - threshold)))
 
     floor = look.gate(untrusted.threshold)  # under it e5 is not consulted (second_look.GATE)
-    alone, both, both_before = [], [], []
+    floor_before = before.gate(previous_untrusted.threshold)
+    alone: list[float] = []
+    both: list[float] = []
+    both_before: list[float] = []
     for row in chosen_rows:
-        scored = untrusted.scored_units(row["text"])
-        from_text = margin(untrusted.verdict(scored).score, untrusted.threshold)
-        alone.append(from_text)
-        for reader, out in ((look, both), (before, both_before)):
-            meaning = margin(reader.score(ranked(scored), len(row["text"]), floor),
-                             reader.threshold)
+        text = row["text"]
+        for ngrams, reader, gate, out in ((untrusted, look, floor, both),
+                                          (previous_untrusted, before, floor_before,
+                                           both_before)):
+            scored = ngrams.scored_units(text)
+            from_text = margin(ngrams.verdict(scored).score, ngrams.threshold)
+            if out is both:
+                alone.append(from_text)
+            meaning = margin(reader.score(ranked(scored), len(text), gate), reader.threshold)
             out.append(max(from_text, meaning))
     scores = {"n-gram alone": np.array(alone), "with e5 second look": np.array(both),
-              f"with the previous head (e5 after {previous.layers} layers)":
-              np.array(both_before)}
+              "both, previous weights": np.array(both_before)}
     print_rates("Tool results (indirect rows and benign tool outputs read as the pipeline "
                 "reads a tool result)", chosen_rows, scores, at=0.0)
     uncached = SecondLook(look.head, layer_reader(head.layers).passages)
@@ -349,10 +356,11 @@ def tool_result_rows(untrusted: GuardModel, rows: list[dict], previous: ChunkHea
 
 
 def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int,
-               previous: ChunkHead) -> None:
+               previous: ChunkHead, previous_untrusted: GuardModel) -> None:
     """Retrieved knowledge chunks: the n-gram model on the text beside the e5 head's score
     stored at ingest (``guard.chunk_head``: the highest of the chunk's lines), and both
-    together as the grounding stage uses them (either flags). Each document is chunked as
+    together as the grounding stage uses them (either flags); then the e5 head and both
+    readings as the previous weights gave them, in the same run. Each document is chunked as
     ingest does it; a document scores its highest chunk. Line vectors are cached in /tmp;
     ``tool_outputs`` benign tool outputs (a fixed sample of the test half) keep the run
     to minutes. The ingest cost is timed apart, on uncached text."""
@@ -376,17 +384,19 @@ def chunk_rows(untrusted: GuardModel, rows: list[dict], tool_outputs: int,
         tools = [json.loads(line) for line in BENIGN_TOOL_OUTPUTS.read_text().splitlines()]
         chosen += [{**r, "set": "benign tool outputs", "kind": "indirect"}
                    for r in random.Random(0).sample(tools, min(tool_outputs, len(tools)))]
-    ngram, e5, e5_before = [], [], []
+    ngram, e5, ngram_before, e5_before = [], [], [], []
     for row in chosen:
         chunks = chunks_of(row["text"])
         ngram.append(max(untrusted.scan(c).score for c in chunks) / untrusted.threshold)
+        ngram_before.append(max(previous_untrusted.scan(c).score for c in chunks)
+                            / previous_untrusted.threshold)
         e5.append(max(head.chunk_scores(chunks, embedder.passages)) / head.threshold)
         e5_before.append(max(previous.chunk_scores(chunks, embedder_before.passages))
                          / previous.threshold)
     scores = {"n-gram (text)": np.array(ngram), "e5 lines (stored at ingest)": np.array(e5)}
     scores["both (either flags)"] = np.maximum(ngram, e5)
-    scores[f"both, previous head (e5 after {previous.layers} layers)"] = np.maximum(
-        ngram, e5_before)
+    scores[f"previous e5 head (after {previous.layers} layers)"] = np.array(e5_before)
+    scores["both, previous weights"] = np.maximum(ngram_before, e5_before)
     print_rates("Knowledge chunks (indirect rows chunked as ingest does; a document scores "
                 "its highest chunk)", chosen, scores, at=1.0)
     sample = [r["text"] for r in chosen if r["set"] == "genres test"][:24]
@@ -468,10 +478,10 @@ def main() -> int:
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
-    tool_result_rows(untrusted, rows, old_look)
+    tool_result_rows(untrusted, rows, old_look, old_untrusted)
     if args.tool_results_only:
         return 0
-    chunk_rows(untrusted, rows, args.tool_outputs, old_chunk_head)
+    chunk_rows(untrusted, rows, args.tool_outputs, old_chunk_head, old_untrusted)
     direct_e5_rows(model, rows)
     if args.chunks_only:
         return 0
