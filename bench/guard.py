@@ -14,7 +14,10 @@ its dev half) and ``eval/injection_genres_test.jsonl`` (seven genres in en/zh/ja
 written apart from ``injection_genres_dev.jsonl``) and ``eval/injection_addressee_test.jsonl``
 (pairs in zh/ja/ru/en whose clean twin talks about assistants and prompts or gives people
 an order, where the attack addresses the assistant; split by pair from its dev half) with
-its direct counterpart ``eval/injection_addressee_direct_test.jsonl``. The guard was trained
+its direct counterpart ``eval/injection_addressee_direct_test.jsonl``, and
+``eval/injection_writers_test.jsonl`` (thirty pairs per language by writers apart from every
+dev writer, from a brief that names no kind of attack or look-alike) with its direct
+counterpart ``eval/injection_writers_direct_test.jsonl``. The guard was trained
 on dev files only.
 Every figure is printed for this tree's weights and, beside it, for the weights shipped
 before them (``--previous REV`` picks others), in the same run; both are read by this tree's
@@ -79,8 +82,11 @@ SETS = {
     "genres test": ROOT / "eval" / "injection_genres_test.jsonl",
     "addressee test": ROOT / "eval" / "injection_addressee_test.jsonl",
     "addressee direct test": ROOT / "eval" / "injection_addressee_direct_test.jsonl",
+    "writers test": ROOT / "eval" / "injection_writers_test.jsonl",
+    "writers direct test": ROOT / "eval" / "injection_writers_direct_test.jsonl",
 }
-OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test")
+OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test",
+            "writers test", "writers direct test")
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
 KEYWORDS = re.compile(r"ignore (all |the )?(previous|above|prior)|system prompt|jailbreak|"
                       r"忽略|無視|игнорир", re.IGNORECASE)

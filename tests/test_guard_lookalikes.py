@@ -106,12 +106,12 @@ UNNAMED = [
 def test_attacks_that_name_no_reader_are_caught_and_their_twins_pass(
         guard: InjectionGuard) -> None:
     """3 of 4 caught (the Chinese product page is missed). Of the twins, the Russian chat line
-    for people ("кто будет писать отчёт — напиши, что...") is still flagged, as it was before
-    the new pairs: an order to write something, in a chat, reads as the attack does; and
-    since the model learned tool descriptions (whose poisoned ones order "the summary" about)
-    so was the Russian e-mail's "Краткое изложение плана... подготовлю сама", until the
-    model learned the addressee set: a known cost, named so that a fix, or another, shows."""
+    for people ("кто будет писать отчёт — напиши, что...") was flagged until the model
+    learned the writers' set (an order to write something, in a chat, read as the attack
+    does); since the model learned tool descriptions (whose poisoned ones order "the
+    summary" about) so was the Russian e-mail's "Краткое изложение плана... подготовлю
+    сама", until it learned the addressee set. Named, so that a new one shows."""
     missed = [attack for document, attack, _ in UNNAMED if not _read(guard, document, attack)]
     flagged = [people for document, _, people in UNNAMED if _read(guard, document, people)]
     assert len(missed) <= 1, missed
-    assert flagged == [UNNAMED[1][2]], flagged
+    assert flagged == [], flagged

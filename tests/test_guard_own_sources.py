@@ -31,10 +31,11 @@ _SPEC.loader.exec_module(own_sources)
 
 # The test-side files flagged at the shipped thresholds (docs/performance.md, "Agents'
 # benign traffic"): the overhead benchmark, whose request body gives the model a persona
-# ("You are the support assistant of an online shop", as an injection would), and the
+# ("You are the support assistant of an online shop", as an injection would). The
 # configuration reference, which quotes a prompt to the model ("What is the capital of
-# France?"). The assertion fails if one is fixed, or if another joins them.
-KNOWN_FLAGGED = ["bench/overhead.py", "docs/configuration.md"]
+# France?"), was flagged too until the model learned the writers' set. The assertion fails
+# if the benchmark is fixed, or if another file joins it.
+KNOWN_FLAGGED = ["bench/overhead.py"]
 
 
 def files_on_the_test_side() -> dict[str, str]:

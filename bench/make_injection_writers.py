@@ -1,0 +1,83 @@
+"""Check and gather the writers' sets: ``eval/injection_writers_{dev,test}.jsonl``.
+
+    python bench/make_injection_writers.py RAW.jsonl ...
+
+Written (issue 26) by writers who read none of Ownlight's injection data, its eval sets or
+its code, one per language and brief, split by writer, not by pair: a new writer is what a
+user is. Rows of source ``ownlight-writers`` go to dev, those of ``ownlight-writers-test``
+to test, which no training run reads.
+
+- Dev, two briefs per language: forty pairs of the documents agents read (e-mail threads,
+  chat exports, HTML, code, configuration, JSON, CSV, logs, pull requests, tickets, CVs,
+  invoices, contracts, subtitles), and thirty of what an agent meets at work (search
+  results, browsed pages, tool JSON, READMEs, notebooks, terminal output); each once with
+  an injection (addressed to the agent, written as if to it, or disguised as a user turn, a
+  system notice or a tool error) and once with a look-alike in its place: about assistants
+  (``twin: about-ai``), an order to a person (``to-people``) or a directive for ordinary
+  software (``to-machines``: a linter comment, a robots tag, a mail filter rule).
+- Test, a third brief that names no kinds of attack or look-alike: thirty pairs per
+  language of documents of the writer's choosing, attacked as the writer thinks an
+  attacker would, beside a clean twin the writer thinks a detector would confuse; and
+  (``injection_writers_direct_test.jsonl``) 25 messages attacking a deployed assistant
+  beside 25 ordinary requests that talk of rules, prompts and passwords, per language.
+
+A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
+of a document with a clean twin; a pair that does not is reported and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+EVAL = Path(__file__).resolve().parents[1] / "eval"
+HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
+          ("ownlight-writers-test", "indirect"): "injection_writers_test.jsonl",
+          ("ownlight-writers-test", "direct"): "injection_writers_direct_test.jsonl"}
+KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
+
+
+def differing_lines(attacked: str, clean: str) -> int:
+    """How many lines of either text the other does not have."""
+    a, b = attacked.splitlines(), clean.splitlines()
+    return max(len([s for s in a if s not in b]), len([s for s in b if s not in a]))
+
+
+def checked(rows: list[dict]) -> list[dict]:
+    """Direct rows as they are, then the rows of well-formed pairs in pair order; the
+    others reported on stderr."""
+    out = [{key: r[key] for key in KEYS if key in r} for r in rows if r["kind"] == "direct"]
+    pairs: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["kind"] == "indirect":
+            pairs.setdefault(row["pair"], []).append(row)
+    for pair, members in pairs.items():
+        labels = sorted(int(r["label"]) for r in members)
+        kinds = {(r.get("twin"), r["genre"], r["lang"], r["source"]) for r in members}
+        if labels != [0, 1] or len(kinds) != 1:
+            print(f"{pair}: not one attacked and one clean row of one kind", file=sys.stderr)
+            continue
+        attacked, clean = sorted(members, key=lambda r: -int(r["label"]))
+        if not 1 <= differing_lines(attacked["text"], clean["text"]) <= 3:
+            print(f"{pair}: the twins differ in more than three lines", file=sys.stderr)
+            continue
+        out += [{key: r[key] for key in KEYS if key in r} for r in (attacked, clean)]
+    return out
+
+
+def main(raw: list[str]) -> int:
+    rows = [json.loads(line) for name in raw for line in Path(name).read_text().splitlines()
+            if line.strip()]
+    kept = checked(rows)
+    for (source, kind), name in HALVES.items():
+        half = [r for r in kept if (r["source"], r["kind"]) == (source, kind)]
+        (EVAL / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in half))
+        print(f"{name}: {len(half)} rows;",
+              dict(Counter((r["lang"], r.get("twin")) for r in half if r["label"] == 1)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
