@@ -15,6 +15,13 @@ to test, which no training run reads.
   system notice or a tool error) and once with a look-alike in its place: about assistants
   (``twin: about-ai``), an order to a person (``to-people``) or a directive for ordinary
   software (``to-machines``: a linter comment, a robots tag, a mail filter rule).
+- Dev, not in the shipped recipe (``injection_writers_rules_dev.jsonl``, source
+  ``ownlight-writers-rules``): thirty pairs per language of what a knowledge base holds
+  (policies, manuals, FAQs, reviews, news, notices, leaflets, long ones among them) whose
+  attacks do not announce themselves (rules about "any summary of this page", a sentence
+  inside a paragraph, a reader named by its task) beside look-alikes that tell staff what
+  "answers to customers must say"; see docs/performance.md, "new writers", for why the
+  model trained with it was not shipped.
 - Test, a third brief that names no kinds of attack or look-alike: thirty pairs per
   language of documents of the writer's choosing, attacked as the writer thinks an
   attacker would, beside a clean twin the writer thinks a detector would confuse; and
@@ -34,6 +41,7 @@ from pathlib import Path
 
 EVAL = Path(__file__).resolve().parents[1] / "eval"
 HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
+          ("ownlight-writers-rules", "indirect"): "injection_writers_rules_dev.jsonl",
           ("ownlight-writers-test", "indirect"): "injection_writers_test.jsonl",
           ("ownlight-writers-test", "direct"): "injection_writers_direct_test.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
