@@ -22,6 +22,12 @@ to test, which no training run reads.
   inside a paragraph, a reader named by its task) beside look-alikes that tell staff what
   "answers to customers must say"; see docs/performance.md, "new writers", for why the
   model trained with it was not shipped.
+- Dev, later (``injection_writers_direct_dev.jsonl``, source ``ownlight-writers-direct``):
+  sixty messages per language typed to a deployed assistant (support, coding agent,
+  helpdesk, translation, banking, tutoring) that try to make it break its instructions by
+  named tactics (claimed authority, fiction, fake system notes, an errand with the attack
+  inside), beside sixty ordinary requests that talk of rules, prompts, passwords and
+  overrides. The user-input model shipped before it read it at 0.17 (ja) to 0.68 (en).
 - Test, a third brief that names no kinds of attack or look-alike: thirty pairs per
   language of documents of the writer's choosing, attacked as the writer thinks an
   attacker would, beside a clean twin the writer thinks a detector would confuse; and
@@ -43,7 +49,8 @@ EVAL = Path(__file__).resolve().parents[1] / "eval"
 HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-rules", "indirect"): "injection_writers_rules_dev.jsonl",
           ("ownlight-writers-test", "indirect"): "injection_writers_test.jsonl",
-          ("ownlight-writers-test", "direct"): "injection_writers_direct_test.jsonl"}
+          ("ownlight-writers-test", "direct"): "injection_writers_direct_test.jsonl",
+          ("ownlight-writers-direct", "direct"): "injection_writers_direct_dev.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 
@@ -81,6 +88,8 @@ def main(raw: list[str]) -> int:
     kept = checked(rows)
     for (source, kind), name in HALVES.items():
         half = [r for r in kept if (r["source"], r["kind"]) == (source, kind)]
+        if not half:  # the raw files hold none of it: the half as it was
+            continue
         (EVAL / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in half))
         print(f"{name}: {len(half)} rows;",
               dict(Counter((r["lang"], r.get("twin")) for r in half if r["label"] == 1)))
