@@ -84,9 +84,11 @@ SETS = {
     "addressee direct test": ROOT / "eval" / "injection_addressee_direct_test.jsonl",
     "writers test": ROOT / "eval" / "injection_writers_test.jsonl",
     "writers direct test": ROOT / "eval" / "injection_writers_direct_test.jsonl",
+    # benign only: what owners type to their own agents (flagged at the threshold is the figure)
+    "agent commands test": ROOT / "eval" / "agent_commands_test.jsonl",
 }
 OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test",
-            "writers test", "writers direct test")
+            "writers test", "writers direct test", "agent commands test")
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
 KEYWORDS = re.compile(r"ignore (all |the )?(previous|above|prior)|system prompt|jailbreak|"
                       r"忽略|無視|игнорир", re.IGNORECASE)

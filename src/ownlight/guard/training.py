@@ -69,7 +69,7 @@ def matrix(texts: Sequence[str], lexicon: Lexicon | None = None) -> sparse.csr_m
 
 # Our multilingual rows are few beside the English ones: weighted up (3x chosen by dev CV).
 SOURCE_WEIGHTS = {"ownlight-ml": 3.0, "ownlight-direct4": 3.0, "ownlight-direct-varied": 3.0,
-                  "ownlight-writers-direct": 3.0}
+                  "ownlight-writers-direct": 3.0, "ownlight-agent-commands": 3.0}
 
 
 def _folds(labels: np.ndarray, documents: int) -> tuple[np.ndarray, np.ndarray]:
