@@ -17,7 +17,9 @@ an order, where the attack addresses the assistant; split by pair from its dev h
 its direct counterpart ``eval/injection_addressee_direct_test.jsonl``, and
 ``eval/injection_writers_test.jsonl`` (thirty pairs per language by writers apart from every
 dev writer, from a brief that names no kind of attack or look-alike) with its direct
-counterpart ``eval/injection_writers_direct_test.jsonl``. The guard was trained
+counterpart ``eval/injection_writers_direct_test.jsonl``, and
+``eval/injection_writers_genres_test.jsonl`` (four pairs per genre and language, seven genres,
+by writers apart from those of ``injection_writers_genres_dev.jsonl``). The guard was trained
 on dev files only.
 Every figure is printed for this tree's weights and, beside it, for the weights shipped
 before them (``--previous REV`` picks others), in the same run; both are read by this tree's
@@ -84,11 +86,13 @@ SETS = {
     "addressee direct test": ROOT / "eval" / "injection_addressee_direct_test.jsonl",
     "writers test": ROOT / "eval" / "injection_writers_test.jsonl",
     "writers direct test": ROOT / "eval" / "injection_writers_direct_test.jsonl",
+    "writers genres test": ROOT / "eval" / "injection_writers_genres_test.jsonl",
     # benign only: what owners type to their own agents (flagged at the threshold is the figure)
     "agent commands test": ROOT / "eval" / "agent_commands_test.jsonl",
 }
 OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test",
-            "writers test", "writers direct test", "agent commands test")
+            "writers test", "writers direct test", "writers genres test", "agent commands test")
+GENRE_SETS = ("genres test", "writers genres test")  # sets reported per genre too
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
 KEYWORDS = re.compile(r"ignore (all |the )?(previous|above|prior)|system prompt|jailbreak|"
                       r"忽略|無視|игнорир", re.IGNORECASE)
@@ -226,8 +230,8 @@ def measure(model: GuardModel, untrusted: GuardModel,
         groups[f"{row['set']}: {row.get('kind')}"].append(i)
         if row["set"] in OWN_SETS:
             groups[f"{row['set']}: {row.get('kind')} {lang}"].append(i)
-        if row["set"] == "genres test" and row.get("kind") == "indirect":
-            groups[f"genres test: indirect {row.get('genre')}"].append(i)
+        if row["set"] in GENRE_SETS and row.get("kind") == "indirect":
+            groups[f"{row['set']}: indirect {row.get('genre')}"].append(i)
     s, thresholds = np.array(scores), np.array(flagged_at)
     labels = np.array([int(r["label"]) for r in rows])
     cells: dict[str, str] = {}
@@ -265,8 +269,8 @@ def groups_of(rows: list[dict], by_genre: bool) -> dict[str, list[int]]:
         groups[row["set"]].append(i)
         if row["set"] in OWN_SETS:
             groups[f"{row['set']} {row.get('lang') or 'en'}"].append(i)
-        if by_genre and row["set"] == "genres test":
-            groups[f"genres test {row.get('genre')}"].append(i)
+        if by_genre and row["set"] in GENRE_SETS:
+            groups[f"{row['set']} {row.get('genre')}"].append(i)
         if by_genre and row["set"] == "addressee test":  # which look-alikes cost the most
             groups[f"addressee test, twins {row.get('twin')}"].append(i)
     return groups

@@ -39,6 +39,13 @@ to test, which no training run reads.
   attacker would, beside a clean twin the writer thinks a detector would confuse; and
   (``injection_writers_direct_test.jsonl``) 25 messages attacking a deployed assistant
   beside 25 ordinary requests that talk of rules, prompts and passwords, per language.
+- Dev and test, later, on the genres the untrusted-content model read worst (the genres
+  set's chat logs and code): ``injection_writers_genres_{dev,test}.jsonl``, sources
+  ``ownlight-writers-genres`` and ``-genres-test``, seven genres (chat, code, e-mail,
+  review, ticket, tool output, web page) per language, one writer per language and half.
+  Dev (40 pairs per language) names where an injection sits, how it addresses the
+  assistant and what it wants, and the three kinds of look-alike; test (28 pairs per
+  language, four per genre) names none of them, as the third brief above.
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.
@@ -58,7 +65,9 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-test", "direct"): "injection_writers_direct_test.jsonl",
           ("ownlight-writers-direct", "direct"): "injection_writers_direct_dev.jsonl",
           ("ownlight-agent-commands", "direct"): "agent_commands_dev.jsonl",
-          ("ownlight-agent-commands-test", "direct"): "agent_commands_test.jsonl"}
+          ("ownlight-agent-commands-test", "direct"): "agent_commands_test.jsonl",
+          ("ownlight-writers-genres", "indirect"): "injection_writers_genres_dev.jsonl",
+          ("ownlight-writers-genres-test", "indirect"): "injection_writers_genres_test.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 
