@@ -46,6 +46,13 @@ to test, which no training run reads.
   Dev (40 pairs per language) names where an injection sits, how it addresses the
   assistant and what it wants, and the three kinds of look-alike; test (28 pairs per
   language, four per genre) names none of them, as the third brief above.
+- Dev, with the genres sets (``injection_writers_direct2_dev.jsonl``, source
+  ``ownlight-writers-direct-2``): fifty messages per language to deployed assistants that try
+  to turn them against their rules, by goal, shape (buried in a long errand, a pasted log, a
+  task list) and manner, beside fifty ordinary requests that use an attack's words (reset my
+  password, ignore my typo, jailbreak my phone, Android's developer mode). Before training
+  read it, the user-input model shipped then caught 0.46 (zh) to 0.64 (ja) of its attacks at
+  5% FPR.
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.
@@ -66,6 +73,7 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-direct", "direct"): "injection_writers_direct_dev.jsonl",
           ("ownlight-agent-commands", "direct"): "agent_commands_dev.jsonl",
           ("ownlight-agent-commands-test", "direct"): "agent_commands_test.jsonl",
+          ("ownlight-writers-direct-2", "direct"): "injection_writers_direct2_dev.jsonl",
           ("ownlight-writers-genres", "indirect"): "injection_writers_genres_dev.jsonl",
           ("ownlight-writers-genres-test", "indirect"): "injection_writers_genres_test.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
