@@ -58,10 +58,11 @@ def _read(guard: InjectionGuard, document: str, line: str) -> bool:
 
 # Known misses, kept in sight: the weights before the addressee dev set flagged four of the
 # six lines about AI (the CV, the release note, the ticket, the course); trained with it
-# (docs/performance.md, "hard twins") the untrusted-content model flags the last two. The
-# assertion fails when one is fixed or another joins them, so the next weights say which way
-# they moved.
-KNOWN_FLAGGED = [about for _, _, about in PAIRS[4:]]
+# (docs/performance.md, "hard twins") the untrusted-content model flagged the last two; with
+# the lines of such twins weighed as look-alikes (``untrusted_training.ABOUT_AI_WEIGHT``) only
+# the course's quoted attack is flagged. The assertion fails when it is fixed or another joins
+# it, so the next weights say which way they moved.
+KNOWN_FLAGGED = [about for _, _, about in PAIRS[5:]]
 
 
 def test_documents_about_assistants_pass(guard: InjectionGuard) -> None:

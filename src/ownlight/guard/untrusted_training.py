@@ -41,11 +41,17 @@ def segments(text: str) -> list[str]:
 
 ATTACK_WEIGHT = 3.0  # injected lines are few beside prompts and document lines
 LOOKALIKE_WEIGHT = 3.0  # a look-alike line for people, where attacks stand (3 beat 1 and 10 on dev)
+# The lines of the hardest twins, where the attack stands. A document line's weight (1) kept
+# the poisoned MCP description caught when only the addressee set had such twins; with the
+# genres writers' twins beside them, 3 (a look-alike's weight) flags 18.5% of them on the dev
+# cross-validation instead of 29.6%, at the same AUC and tool-output rate, and the
+# poisoned description stays caught (docs/performance.md, "genres writers").
+ABOUT_AI_WEIGHT = 3.0
 FOLDS = 5
 
 # Clean twins that talk *about* assistants and prompts (``eval/injection_addressee_dev.jsonl``):
-# negatives the model learns from (at a document line's weight, not a look-alike's), left out
-# of the pool the threshold is chosen on. How many of them the pool holds is only how many
+# negatives the model learns from (their own lines at ``ABOUT_AI_WEIGHT``), left out of the
+# pool the threshold is chosen on. How many of them the pool holds is only how many
 # were written; a threshold at 5% of a pool they crowd rises with each set of them and lets
 # through attacks it caught before (the poisoned MCP description of
 # ``tests/support/mcp_upstream.py`` among them).
@@ -85,17 +91,17 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], l
     return out
 
 
-def lookalike_lines(rows: Sequence[dict[str, Any]]) -> frozenset[str]:
+def lookalike_lines(rows: Sequence[dict[str, Any]], hard: bool = False) -> frozenset[str]:
     """The lines of clean twins that their attacked twin does not have: an instruction meant
-    for people ("please ignore last week's table"), standing where the attack stands. Not
-    those of the hardest twins (``HARD_TWIN``): they quote attacks ("ignore all previous
-    instructions") to people, and weighed as look-alikes they taught the model that the
-    classic attack is not enough (the poisoned MCP description fell under the threshold)."""
+    for people ("please ignore last week's table"), standing where the attack stands; with
+    ``hard``, those of the hardest twins (``HARD_TWIN``) instead, which talk about assistants
+    or quote attacks to people and get their own weight (``ABOUT_AI_WEIGHT``)."""
     attacked = "\n".join(_squeeze(r["text"]) for r in rows
                          if r.get("kind") == "indirect" and int(r["label"]) == 1)
     out: set[str] = set()
     for row in rows:
-        if row.get("kind") != "indirect" or int(row["label"]) != 0 or row.get("twin") == HARD_TWIN:
+        if row.get("kind") != "indirect" or int(row["label"]) != 0 \
+                or (row.get("twin") == HARD_TWIN) != hard:
             continue
         new = [s for s in segments(row["text"]) if _squeeze(s) not in attacked]
         if 0 < len(new) <= 3:
@@ -123,12 +129,13 @@ def _fit(texts: list[str], labels: list[int], weights: list[float]) -> Any:
 
 
 def _fit_on(positives: list[str], positive_weights: list[float],
-            benign_lines: list[list[str]], lookalikes: frozenset[str] = frozenset(),
-            lookalike_weight: float = 1.0, word_cnn: bool = False) -> tuple[Any, WordCNN | None]:
-    """A model for prompt lines (weighted) against the lines of benign documents, and
-    (``word_cnn``) a word network trained on the same lines and weights."""
+            benign_lines: list[list[str]], line_weights: dict[str, float] | None = None,
+            word_cnn: bool = False) -> tuple[Any, WordCNN | None]:
+    """A model for prompt lines (weighted) against the lines of benign documents (weighted
+    by ``line_weights``, 1 if not there), and (``word_cnn``) a word network trained on the
+    same lines and weights."""
     negatives = [line for lines in benign_lines for line in lines]
-    negative_weights = [lookalike_weight if line in lookalikes else 1.0 for line in negatives]
+    negative_weights = [(line_weights or {}).get(line, 1.0) for line in negatives]
     texts, labels = positives + negatives, [1] * len(positives) + [0] * len(negatives)
     weights = positive_weights + negative_weights
     network = None
@@ -171,6 +178,7 @@ def chosen_threshold(benign: np.ndarray, tool: np.ndarray, hard_twin: np.ndarray
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                     target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
                     tool_output_fpr: float = 0.01, lookalike_weight: float = LOOKALIKE_WEIGHT,
+                    about_ai_weight: float = ABOUT_AI_WEIGHT,
                     word_cnn: bool = False) -> tuple[GuardModel, dict[str, Any]]:
     """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents).
 
@@ -180,7 +188,8 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     word network's (``word_cnn``; needs torch), in every fold as in the final model.
     """
     attacked = attack_lines(rows)
-    lookalikes = lookalike_lines(rows)
+    line_weights = {**{line: about_ai_weight for line in lookalike_lines(rows, hard=True)},
+                    **{line: lookalike_weight for line in lookalike_lines(rows)}}
     clean_rows = [r for r in rows if r.get("kind") == "indirect" and int(r["label"]) == 0]
     emails = [r["text"] for r in clean_rows]
     direct = [r for r in rows if r.get("kind", "direct") == "direct"]
@@ -206,7 +215,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
         lines = [s for _, new, g in attacked if fold_of[g] != fold for s in new]
         readers = _fit_on(lines + prompt_texts, [ATTACK_WEIGHT] * len(lines) + prompt_weights,
                           [ls for d, ls in enumerate(benign_lines) if doc_fold[d] != fold],
-                          lookalikes, lookalike_weight, word_cnn)
+                          line_weights, word_cnn)
         held = [row for row, _, g in attacked if fold_of[g] == fold]
         pos_scores += [_doc_score(readers, segments(r["text"])) for r in held]
         pos_sources += [str(r.get("source")) for r in held]
@@ -223,7 +232,7 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     lines = [s for _, new, _ in attacked for s in new]
     final, network = _fit_on(lines + prompt_texts,
                              [ATTACK_WEIGHT] * len(lines) + prompt_weights,
-                             benign_lines, lookalikes, lookalike_weight, word_cnn)
+                             benign_lines, line_weights, word_cnn)
     coef = final.coef_[0]
     signals_end = BUCKETS + len(SIGNALS)
     model = GuardModel(coef[:BUCKETS].astype(np.float32),
