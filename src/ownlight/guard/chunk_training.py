@@ -76,7 +76,8 @@ def examples(shared: Path, own: Path) -> Examples:
            + load(own / "injection_genres_dev.jsonl")
            + load(own / "injection_indirect_varied_dev.jsonl")
            + load(own / "injection_addressee_dev.jsonl")
-           + load(own / "injection_writers_dev.jsonl"))
+           + load(own / "injection_writers_dev.jsonl")
+           + load(own / "injection_writers_genres_dev.jsonl"))
     positives = [s[:300] for _, injected, _ in attack_lines(dev) for s in injected]
     direct = (dev + load(own / "injection_en_direct_dev.jsonl")
               + load(own / "injection_direct_varied_dev.jsonl")
