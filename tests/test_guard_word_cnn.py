@@ -158,8 +158,8 @@ def test_the_user_input_network_catches_chinese_attacks_the_ngrams_let_pass() ->
     caught = {t for t in ZH_ATTACKS if model.scan(t).injection}
     assert set(ZH_ATTACKS) - caught == ZH_MISSED
     # the network does the work: some of them pass the n-gram reading alone (three did until
-    # the n-grams learned the writers' direct dev set)
-    assert len(caught - {t for t in ZH_ATTACKS if ngrams_alone.scan(t).injection}) >= 2
+    # the n-grams learned the writers' direct dev set, two until they learned its second one)
+    assert len(caught - {t for t in ZH_ATTACKS if ngrams_alone.scan(t).injection}) >= 1
     assert {t for t in ZH_REQUESTS if model.scan(t).injection} == ZH_FLAGGED
 
 
