@@ -87,12 +87,15 @@ SETS = {
     "writers test": ROOT / "eval" / "injection_writers_test.jsonl",
     "writers direct test": ROOT / "eval" / "injection_writers_direct_test.jsonl",
     "writers genres test": ROOT / "eval" / "injection_writers_genres_test.jsonl",
+    "writers genres 2 test": ROOT / "eval" / "injection_writers_genres2_test.jsonl",
     # benign only: what owners type to their own agents (flagged at the threshold is the figure)
     "agent commands test": ROOT / "eval" / "agent_commands_test.jsonl",
 }
 OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test",
-            "writers test", "writers direct test", "writers genres test", "agent commands test")
-GENRE_SETS = ("genres test", "writers genres test")  # sets reported per genre too
+            "writers test", "writers direct test", "writers genres test", "writers genres 2 test",
+            "agent commands test")
+# sets reported per genre too
+GENRE_SETS = ("genres test", "writers genres test", "writers genres 2 test")
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
 KEYWORDS = re.compile(r"ignore (all |the )?(previous|above|prior)|system prompt|jailbreak|"
                       r"忽略|無視|игнорир", re.IGNORECASE)

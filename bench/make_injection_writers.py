@@ -75,7 +75,9 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-agent-commands-test", "direct"): "agent_commands_test.jsonl",
           ("ownlight-writers-direct-2", "direct"): "injection_writers_direct2_dev.jsonl",
           ("ownlight-writers-genres", "indirect"): "injection_writers_genres_dev.jsonl",
-          ("ownlight-writers-genres-test", "indirect"): "injection_writers_genres_test.jsonl"}
+          ("ownlight-writers-genres-test", "indirect"): "injection_writers_genres_test.jsonl",
+          ("ownlight-writers-mail", "indirect"): "injection_writers_mail_dev.jsonl",
+          ("ownlight-writers-genres-test-2", "indirect"): "injection_writers_genres2_test.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 

@@ -34,8 +34,11 @@ _SPEC.loader.exec_module(own_sources)
 # ("You are the support assistant of an online shop", as an injection would). The
 # configuration reference, which quotes a prompt to the model ("What is the capital of
 # France?"), was flagged too until the model learned the writers' set. The assertion fails
-# if the benchmark is fixed, or if another file joins it.
-KNOWN_FLAGGED = ["bench/overhead.py"]
+# if the benchmark is fixed, or if another file joins it. Since the second look read every
+# writer's dev set, the developers' guide joins it: e5 reads its block of `make` commands,
+# each with what it does, as orders (docs/performance.md, "the second look reads every
+# writer").
+KNOWN_FLAGGED = ["bench/overhead.py", "docs/development.md"]
 
 
 def files_on_the_test_side() -> dict[str, str]:

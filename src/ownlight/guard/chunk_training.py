@@ -92,10 +92,12 @@ def examples(shared: Path, own: Path) -> Examples:
             [lines(t)[:40] for t in tools], [lines(t) for t in _clean(dev, hard=True)])
 
 
-# The second look does not read the addressee set (``injection_addressee_*_dev``): trained
-# with it, its head let through hand-written attacks of ``tests/test_guard_second_look.py``
-# that the head trained without it catches (docs/performance.md, "hard twins").
-WRITERS = ("injection_multilingual_dev", "injection_genres_dev", "injection_indirect_varied_dev")
+# Every indirect dev set by a writer of its own. The addressee and both writers' sets were
+# left out until this release because, with them, the head let through two hand-written
+# attacks of ``tests/test_guard_second_look.py``; it still does, but it reads every
+# writers' test half better (docs/performance.md, "the second look reads every writer").
+WRITERS = ("injection_multilingual_dev", "injection_genres_dev", "injection_indirect_varied_dev",
+           "injection_addressee_dev", "injection_writers_dev", "injection_writers_genres_dev")
 
 
 def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None = None,

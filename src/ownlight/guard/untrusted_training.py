@@ -67,15 +67,53 @@ def _squeeze(text: str) -> str:
     return re.sub(r"[\s,]+", "", normalise(text)[0])
 
 
+#: squeezed characters under which a differing piece is a fragment of its neighbour
+FRAGMENT = 8
+
+
+class _Twins:
+    """Where a document's twin is found among the other label's documents: which of its
+    lines its twin does not have (by substring, as an injection in the middle of a line
+    cuts it into other sentences).
+
+    A row that names its pair (the writers' and the addressee sets) is compared with its own
+    twin; the others with all those that name none (BIPIA's e-mails come in several copies
+    with different injections). Compared with every document, one that has no twin lost its
+    short lines to other sets' e-mails ("いつもお世話になっております。"), and the few left
+    over (a subject line) passed for its injection.
+    """
+
+    def __init__(self, rows: Sequence[dict[str, Any]], label: int) -> None:
+        self.paired: dict[tuple[str, str], str] = {}
+        unpaired: list[str] = []
+        for row in rows:
+            if row.get("kind") == "indirect" and int(row["label"]) == label:
+                if row.get("pair"):
+                    self.paired[_pair(row)] = _squeeze(row["text"])
+                else:
+                    unpaired.append(_squeeze(row["text"]))
+        self.unpaired = "\n".join(unpaired)
+
+    def differing(self, row: dict[str, Any]) -> list[str]:
+        """The lines of ``row`` its twin does not have (all of them when it has none)."""
+        twin = self.paired.get(_pair(row), "") if row.get("pair") else self.unpaired
+        new = [s for s in segments(row["text"]) if _squeeze(s) not in twin]
+        # a sentence cut after "example." leaves "com." behind; a closing tag is a tag
+        return [s for s in new if len(_squeeze(s)) >= FRAGMENT] or new
+
+
+def _pair(row: dict[str, Any]) -> tuple[str, str]:
+    return str(row.get("source")), str(row.get("pair"))
+
+
 def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str], str]]:
     """(row, its injected lines, attack id) for each attacked document.
 
-    An attacked e-mail with a clean twin: the lines no clean document has. A document
+    An attacked e-mail with a clean twin: the lines its twin does not have. A document
     without one (Ownlight's own set, written one by one): the line the user-input model
     scores highest, which is the one addressed to the assistant.
     """
-    clean = "\n".join(_squeeze(r["text"]) for r in rows
-                      if r.get("kind") == "indirect" and int(r["label"]) == 0)
+    twins = _Twins(rows, label=0)
     # its n-gram reading only: the word network reads whole prompts, and on dev it picked a
     # Japanese product line over the instruction beside it
     user_input_model = replace(GuardModel.load(), word_cnn=None)
@@ -84,7 +122,7 @@ def attack_lines(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], l
         if row.get("kind") != "indirect" or int(row["label"]) != 1:
             continue
         lines = segments(row["text"])
-        new = [s for s in lines if _squeeze(s) not in clean]
+        new = twins.differing(row)
         if not 0 < len(new) <= 3:  # more means the document itself is new: no clean twin
             new = [max(lines, key=lambda s: user_input_model.scan(s).score)]
         out.append((row, new, f"{row.get('category')}|{new[0][:60]}"))
@@ -96,14 +134,13 @@ def lookalike_lines(rows: Sequence[dict[str, Any]], hard: bool = False) -> froze
     for people ("please ignore last week's table"), standing where the attack stands; with
     ``hard``, those of the hardest twins (``HARD_TWIN``) instead, which talk about assistants
     or quote attacks to people and get their own weight (``ABOUT_AI_WEIGHT``)."""
-    attacked = "\n".join(_squeeze(r["text"]) for r in rows
-                         if r.get("kind") == "indirect" and int(r["label"]) == 1)
+    twins = _Twins(rows, label=1)
     out: set[str] = set()
     for row in rows:
         if row.get("kind") != "indirect" or int(row["label"]) != 0 \
                 or (row.get("twin") == HARD_TWIN) != hard:
             continue
-        new = [s for s in segments(row["text"]) if _squeeze(s) not in attacked]
+        new = twins.differing(row)
         if 0 < len(new) <= 3:
             out.update(new)
     return frozenset(out)
