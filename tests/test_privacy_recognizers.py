@@ -90,6 +90,11 @@ def test_negatives(detector, text):
         ("請開啟http://10.1.1.8:9000/login", "10.1.1.8"),
         ("バージョンアップ後、DNSを8.8.8.8に変更しました。", "8.8.8.8"),
         ("IP10.2.3.4", "10.2.3.4"),
+        # the address word after it (``ip_running_text_writers_dev``)
+        ("8.8.8.8にpingは通るけど、名前解決ができない…", "8.8.8.8"),
+        ("Пинг до 8.8.8.8 есть, а сайты не открываются.", "8.8.8.8"),
+        # a build machine, not a build number
+        ("构建机（10.6.7.8）磁盘满了，build #4521 失败。", "10.6.7.8"),
     ],
 )
 def test_ip_in_running_text(detector, text, value):
@@ -108,6 +113,11 @@ def test_ip_in_running_text(detector, text, value):
         "Upgrade to version 2.10.0.1 before Friday.",
         "The OID 1.3.6.1.4.1.311.21.7 identifies the template.",
         "会议定于2024.05.12举行，价格12.5元。",
+        # build numbers right after their word (``ip_running_text_writers_dev``)
+        "内部构建号10.4.1.2已经提测，请QA同学回归一下。",
+        "ビルド番号 10.4.1.2 のインストーラを配布します。",
+        "Сборка 1.0.0.128 прошла все тесты и ушла в релиз.",
+        "Build 1.0.0.128 has been submitted to the App Store.",
     ],
 )
 def test_ip_look_alikes(detector, text):

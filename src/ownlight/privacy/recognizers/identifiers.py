@@ -60,30 +60,38 @@ _IP_WORDS = words_pattern([
     "ping", "ssh", "from", "client", "peer", "remote", "connect", "nat", "vpn", "firewall",
     "地址", "服务器", "伺服器", "主机", "网关", "路由", "代理", "内网", "外网", "访问", "来自",
     "サーバ", "アドレス", "ホスト", "ゲートウェイ", "ルーター", "プロキシ", "接続", "アクセス",
-    "сервер", "адрес", "хост", "шлюз", "прокси", "подключ", "доступ", "днс",
+    "сервер", "адрес", "хост", "шлюз", "прокси", "подключ", "доступ", "днс", "пинг",
 ])
+#: how far after a dotted quad an address word still names it ("8.8.8.8にpingは通る")
+_IP_WORD_AFTER = 12
 # Words that make one a version, section or OID (checked 16 characters back).
 _NUMBERING_WORDS = words_pattern([
     "version", "ver.", "release", "section", "sec.", "chapter", "clause", "oid", "§",
     "版本", "第", "章节", "条款", "バージョン", "版", "верси", "пункт", "раздел", "глава", "п.",
 ])
+# A build number right after its word ("Build 1.0.0.128", "构建号10.4.1.2", "Сборка 1.0.0.128");
+# a build machine is an address ("Build agent 10.20.30.40", "构建机（10.6.7.8）").
+_BUILD_NUMBER = re.compile(r"(?<![A-Za-z])(?:build(?:\s*(?:no\.?|number|#))?|构建号|编译号|"
+                           r"ビルド(?:番号)?|сборк[аиуео]?)[\s:：#№]*$", re.I)
 _SUFFIX = re.compile(r"-?(?:rc|alpha|beta|dev|post|final)|[A-Za-z]", re.I)
 
 
 def _ipv4_span(text: str, m: re.Match[str]) -> Span | None:
     """A dotted quad that ``ipaddress`` accepts, judged by its shape and the words before.
 
-    An address word before it (IP, server, 地址, サーバ, адрес...) makes it an address. Without
-    one, a quad of single digits (1.2.3.4, 3.2.1.5) is more often a version or a section
-    number than an address, and so is one right after a version or section word, or with
-    letters glued after it (4.3.2.1-rc); any other quad is an address.
+    An address word before it (IP, server, 地址, サーバ, адрес...), or right after it, makes
+    it an address. Without one, a quad of single digits (1.2.3.4, 3.2.1.5) is more often a
+    version or a section number than an address, and so is one right after a version or
+    section word or a build number's, or with letters glued after it (4.3.2.1-rc); any other
+    quad is an address. 0.0.0.0 ("every interface") is refused by ``_ip``: it names no one.
     """
     start, end = m.span()
-    if before(text, start, _IP_WORDS, 32):
+    if before(text, start, _IP_WORDS, 32) or _IP_WORDS.search(text, end, end + _IP_WORD_AFTER):
         return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
     if all(len(part) == 1 for part in m.group().split(".")):
         return None
-    if before(text, start, _NUMBERING_WORDS, 16) or _SUFFIX.match(text, end):
+    if before(text, start, _NUMBERING_WORDS, 16) or _SUFFIX.match(text, end) \
+            or _BUILD_NUMBER.search(text, max(0, start - 20), start):
         return None
     return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
 
