@@ -2,6 +2,7 @@
 
     python bench/privacy_ip.py                          # eval/ip_running_text_dev.jsonl
     python bench/privacy_ip.py eval/ip_running_text_test.jsonl
+    python bench/privacy_ip.py eval/ip_running_text_writers_test.jsonl   # by a new writer
 
 Rows: ``{"lang", "text", "ips": [...]}``, each IP as written in the text (full-width digits
 and dots included); rows with no IP are look-alikes (versions, dates, decimals, OIDs,
