@@ -53,6 +53,13 @@ to test, which no training run reads.
   password, ignore my typo, jailbreak my phone, Android's developer mode). Before training
   read it, the user-input model shipped then caught 0.46 (zh) to 0.64 (ja) of its attacks at
   5% FPR.
+- Dev and test, later, on what the untrusted-content model read worst (e-mails and chats
+  about work in which AI tools are an everyday topic): ``injection_writers_mail_dev.jsonl``
+  (source ``ownlight-writers-mail``), 48 pairs per language, twelve e-mails and twelve chat
+  exports among them, half of the clean twins about AI ("I asked Copilot to summarize the
+  thread and it skipped the budget part"); and ``injection_writers_genres2_test.jsonl``
+  (``ownlight-writers-genres-test-2``), 21 pairs per language, three per genre, by other
+  writers, from the genres test brief that names no kind of attack or look-alike.
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.

@@ -60,9 +60,11 @@ def _read(guard: InjectionGuard, document: str, line: str) -> bool:
 
 # Known misses, named so that weights that fix one (or add one) say so: the weights before
 # the writers' set missed the English code comment and the Japanese YAML comment; trained
-# with it, the untrusted-content model misses the first alone (0.83 against 0.93); since the
-# second look read every writer's dev set, it catches that one too.
-KNOWN_MISSED: list[str] = []
+# with it, the untrusted-content model misses the first alone (0.83 against 0.93). The second
+# look that read every writer's dev set caught it beside that model; beside the one that
+# learned the mail writers' set (docs/performance.md, "e-mails and chats about AI tools") it
+# is missed again.
+KNOWN_MISSED = [PAIRS[0][1]]
 
 
 def test_lines_addressed_to_the_agent_are_caught(guard: InjectionGuard) -> None:

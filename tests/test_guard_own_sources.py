@@ -37,8 +37,9 @@ _SPEC.loader.exec_module(own_sources)
 # if the benchmark is fixed, or if another file joins it. Since the second look read every
 # writer's dev set, the developers' guide joins it: e5 reads its block of `make` commands,
 # each with what it does, as orders (docs/performance.md, "the second look reads every
-# writer").
-KNOWN_FLAGGED = ["bench/overhead.py", "docs/development.md"]
+# writer"). The configuration reference is flagged again since the model learned the mail
+# writers' set ("e-mails and chats about AI tools"): 3 of the 120 reads, over the 2% goal.
+KNOWN_FLAGGED = ["bench/overhead.py", "docs/configuration.md", "docs/development.md"]
 
 
 def files_on_the_test_side() -> dict[str, str]:
