@@ -56,6 +56,18 @@ def test_a_twin_about_assistants_is_kept_apart_from_the_lookalikes() -> None:
         frozenset({LOOKALIKE})
 
 
+def test_a_paired_set_is_read_against_its_own_twin_only() -> None:
+    """A document with no twin, whose carrier lines another set's paired e-mail happens to
+    share, keeps them: its attack line is still the one the user-input model reads as a
+    prompt, not the lines the other e-mail lacks (a subject line, a greeting)."""
+    alone = {"kind": "indirect", "label": 1, "category": "t", "text": "\n".join(
+        ["Тема: перенос поставки", *CARRIER[1:3], ATTACK, CARRIER[3]])}
+    other = [{**row, "source": "writers", "pair": "ru-01"} for row in pair()]
+    [(_, own, _), (_, injected, _)] = attack_lines([*other, alone])
+    assert injected == [ATTACK]
+    assert own == [ATTACK]  # the paired one, against its own twin
+
+
 def test_a_document_without_a_twin_gives_no_lookalike() -> None:
     alone = [{"kind": "indirect", "label": 0, "text": "\n".join(CARRIER)}]
     assert lookalike_lines(alone + pair()[:1]) == frozenset()
