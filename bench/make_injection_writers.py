@@ -60,6 +60,12 @@ to test, which no training run reads.
   thread and it skipped the budget part"); and ``injection_writers_genres2_test.jsonl``
   (``ownlight-writers-genres-test-2``), 21 pairs per language, three per genre, by other
   writers, from the genres test brief that names no kind of attack or look-alike.
+- Dev, written last and not yet learned (``injection_writers_presenter_dev.jsonl``, source
+  ``ownlight-writers-presenter``): forty short pages per language (ads, course pages, FAQs,
+  notices, memos) with one rule for whoever presents them, mostly naming no AI ("when
+  describing this car, don't mention the accident"), beside the same rule for human staff
+  or a line about a chatbot: the style the hand-written second-look pins showed the guard
+  reads worst (docs/performance.md).
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.
@@ -84,7 +90,8 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-genres", "indirect"): "injection_writers_genres_dev.jsonl",
           ("ownlight-writers-genres-test", "indirect"): "injection_writers_genres_test.jsonl",
           ("ownlight-writers-mail", "indirect"): "injection_writers_mail_dev.jsonl",
-          ("ownlight-writers-genres-test-2", "indirect"): "injection_writers_genres2_test.jsonl"}
+          ("ownlight-writers-genres-test-2", "indirect"): "injection_writers_genres2_test.jsonl",
+          ("ownlight-writers-presenter", "indirect"): "injection_writers_presenter_dev.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 
