@@ -95,6 +95,17 @@ def test_negatives(detector, text):
         ("Пинг до 8.8.8.8 есть, а сайты не открываются.", "8.8.8.8"),
         # a build machine, not a build number
         ("构建机（10.6.7.8）磁盘满了，build #4521 失败。", "10.6.7.8"),
+        # full stops an IME typed between the numbers; a sentence's full stop before one
+        ("内网网关为192。168。1。1，请勿修改", "192。168。1。1"),
+        ("サーバ１９２。１６８。０。１に接続できません", "１９２。１６８。０。１"),
+        ("部署完成。10.0.0.5的服务挂了", "10.0.0.5"),
+        # a resolver named before a single-digit quad
+        ("域名解析改成1.1.1.1以后快多了", "1.1.1.1"),
+        ("Switch the resolver to 9.9.9.9 and retry.", "9.9.9.9"),
+        # a public resolver without a word for it (``ip_running_text_writers3_dev``)
+        ("监控显示从9.9.9.9过来的流量突然变多了，正常吗？", "9.9.9.9"),
+        ("Если интернет пропал, сначала пропингуй 8.8.8.8, а потом звони.", "8.8.8.8"),
+        ("Our upstream forwarders are 8.8.4.4 and 10.1.1.53.", "8.8.4.4"),
     ],
 )
 def test_ip_in_running_text(detector, text, value):
@@ -118,6 +129,11 @@ def test_ip_in_running_text(detector, text, value):
         "ビルド番号 10.4.1.2 のインストーラを配布します。",
         "Сборка 1.0.0.128 прошла все тесты и ушла в релиз.",
         "Build 1.0.0.128 has been submitted to the App Store.",
+        "价格从3。5元涨到了4。2元。",
+        # an outline's number that looks like a resolver; a firmware version
+        "第一章 项目概述\n1.1.1 现状分析\n1.1.1.1 总体目标\n1.1.1.2 阶段目标",
+        "Обновите прошивку 2.4.10.3 на всех точках доступа.",
+        "ファームウェア 2.4.10.3 を配布しました。",
     ],
 )
 def test_ip_look_alikes(detector, text):

@@ -51,24 +51,38 @@ def _always(_: str) -> bool:
 # (服务器104.202.222.20的) is found; a preceding ":" is allowed for "IP:10.0.0.5", and "IP"
 # glued in front ("IP10.0.0.5"). Letters after it are allowed here (主机10.66.8.21CPU) and
 # judged in ``_ipv4_span``. The text is searched with full-width digits and dots folded
-# to ASCII (``_FOLD``, one character for one, so offsets hold): １９２．１６８．０．１.
+# to ASCII (``_FOLD``, one character for one, so offsets hold): １９２．１６８．０．１; an
+# ideographic full stop an IME typed between two digits is a dot too (192。168。1。1), one
+# that ends a sentence before a number is not ("完成。10.0.0.5").
 _IPV4 = re.compile(r"(?:(?<![A-Za-z0-9_.])|(?<=[Ii][Pp]))(?:\d{1,3}\.){3}\d{1,3}(?!\d|_|\.\d)")
 _FOLD = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\uff0e": "."})
+_IME_DOT = re.compile(r"(?<=\d)[\u3002\uff61](?=\d)")
 # Words that make a dotted quad an address whatever its shape (checked 32 characters back).
 _IP_WORDS = words_pattern([
     "ip", "host", "server", "address", "addr", "gateway", "dns", "router", "proxy", "subnet",
     "ping", "ssh", "from", "client", "peer", "remote", "connect", "nat", "vpn", "firewall",
+    "resolver", "nameserver", "name server", "forwarder",
     "地址", "服务器", "伺服器", "主机", "网关", "路由", "代理", "内网", "外网", "访问", "来自",
+    "解析",
     "サーバ", "アドレス", "ホスト", "ゲートウェイ", "ルーター", "プロキシ", "接続", "アクセス",
-    "сервер", "адрес", "хост", "шлюз", "прокси", "подключ", "доступ", "днс", "пинг",
+    "リゾルバ", "ネームサーバ",
+    "сервер", "адрес", "хост", "шлюз", "прокси", "подключ", "доступ", "днс", "пинг", "пропинг",
+    "резолвер",
 ])
 #: how far after a dotted quad an address word still names it ("8.8.8.8にpingは通る")
 _IP_WORD_AFTER = 12
 # Words that make one a version, section or OID (checked 16 characters back).
 _NUMBERING_WORDS = words_pattern([
     "version", "ver.", "release", "section", "sec.", "chapter", "clause", "oid", "§",
-    "版本", "第", "章节", "条款", "バージョン", "版", "верси", "пункт", "раздел", "глава", "п.",
+    "firmware",
+    "版本", "第", "章节", "条款", "固件", "バージョン", "版", "ファームウェア",
+    "верси", "пункт", "раздел", "глава", "п.", "прошивк",
 ])
+# Public resolvers people name without a word for them ("пропингуй 8.8.8.8", "从9.9.9.9过来的
+#流量"): a quad of single digits that is one of these is an address, not a version.
+_WELL_KNOWN = frozenset({"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9"})
+# ...but one that starts a line is an outline's number ("1.1.1.1 总体目标").
+_LINE_START = re.compile(r"(?:^|\n)[ \t]*$")
 # A build number right after its word ("Build 1.0.0.128", "构建号10.4.1.2", "Сборка 1.0.0.128");
 # a build machine is an address ("Build agent 10.20.30.40", "构建机（10.6.7.8）").
 _BUILD_NUMBER = re.compile(r"(?<![A-Za-z])(?:build(?:\s*(?:no\.?|number|#))?|构建号|编译号|"
@@ -76,21 +90,30 @@ _BUILD_NUMBER = re.compile(r"(?<![A-Za-z])(?:build(?:\s*(?:no\.?|number|#))?|构
 _SUFFIX = re.compile(r"-?(?:rc|alpha|beta|dev|post|final)|[A-Za-z]", re.I)
 
 
+def _fold_digits(text: str) -> str:
+    """Full-width digits and dots, and IME full stops between digits, as ASCII; same length."""
+    return _IME_DOT.sub(".", text.translate(_FOLD))
+
+
 def _ipv4_span(text: str, m: re.Match[str]) -> Span | None:
     """A dotted quad that ``ipaddress`` accepts, judged by its shape and the words before.
 
     An address word before it (IP, server, 地址, サーバ, адрес...), or right after it, makes
     it an address. Without one, a quad of single digits (1.2.3.4, 3.2.1.5) is more often a
-    version or a section number than an address, and so is one right after a version or
-    section word or a build number's, or with letters glued after it (4.3.2.1-rc); any other
-    quad is an address. 0.0.0.0 ("every interface") is refused by ``_ip``: it names no one.
+    version or a section number than an address, unless it is a public resolver's (8.8.8.8),
+    and so is one right after a version, section or firmware word or a build number's, or
+    with letters glued after it (4.3.2.1-rc); any other quad is an address. 0.0.0.0 ("every
+    interface") is refused by ``_ip``: it names no one.
     """
     start, end = m.span()
     if before(text, start, _IP_WORDS, 32) or _IP_WORDS.search(text, end, end + _IP_WORD_AFTER):
         return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+    numbered = before(text, start, _NUMBERING_WORDS, 16)
+    if m.group() in _WELL_KNOWN and not numbered and not _LINE_START.search(text, 0, start):
+        return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
     if all(len(part) == 1 for part in m.group().split(".")):
         return None
-    if before(text, start, _NUMBERING_WORDS, 16) or _SUFFIX.match(text, end) \
+    if numbered or _SUFFIX.match(text, end) \
             or _BUILD_NUMBER.search(text, max(0, start - 20), start):
         return None
     return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
@@ -176,7 +199,7 @@ class IdentifierRecognizer:
                 continue
             if rule.type == "EMAIL_ADDRESS" and "@" not in text:
                 continue
-            folded = text.translate(_FOLD) if rule.pattern is _IPV4 else text
+            folded = _fold_digits(text) if rule.pattern is _IPV4 else text
             for m in rule.pattern.finditer(folded):
                 value = m.group()
                 if not rule.validate(value):
