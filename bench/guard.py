@@ -86,14 +86,18 @@ SETS = {
     "addressee direct test": ROOT / "eval" / "injection_addressee_direct_test.jsonl",
     "writers test": ROOT / "eval" / "injection_writers_test.jsonl",
     "writers direct test": ROOT / "eval" / "injection_writers_direct_test.jsonl",
+    # a third set of direct messages, to deployments that act (mail, shell, bookings, refunds)
+    "writers direct 3 test": ROOT / "eval" / "injection_writers_direct3_test.jsonl",
     "writers genres test": ROOT / "eval" / "injection_writers_genres_test.jsonl",
     "writers genres 2 test": ROOT / "eval" / "injection_writers_genres2_test.jsonl",
+    # short pages with one rule for whoever presents them (listings, FAQs, notices)
+    "writers presenter test": ROOT / "eval" / "injection_writers_presenter_test.jsonl",
     # benign only: what owners type to their own agents (flagged at the threshold is the figure)
     "agent commands test": ROOT / "eval" / "agent_commands_test.jsonl",
 }
 OWN_SETS = ("ours test", "genres test", "addressee test", "addressee direct test",
-            "writers test", "writers direct test", "writers genres test", "writers genres 2 test",
-            "agent commands test")
+            "writers test", "writers direct test", "writers direct 3 test", "writers genres test",
+            "writers genres 2 test", "writers presenter test", "agent commands test")
 # sets reported per genre too
 GENRE_SETS = ("genres test", "writers genres test", "writers genres 2 test")
 DOCUMENTS = ROOT.parent / "shared" / "eval" / "retrieval" / "test_corpus.jsonl"
