@@ -63,8 +63,9 @@ def _read(guard: InjectionGuard, document: str, line: str) -> bool:
 # with it, the untrusted-content model misses the first alone (0.83 against 0.93). The second
 # look that read every writer's dev set caught it beside that model; beside the one that
 # learned the mail writers' set (docs/performance.md, "e-mails and chats about AI tools") it
-# is missed again.
-KNOWN_MISSED = [PAIRS[0][1]]
+# is missed again; beside the one that learned the presenter writers' set (short pages with
+# a rule for whoever presents them) it is caught: none missed.
+KNOWN_MISSED: list[str] = []
 
 
 def test_lines_addressed_to_the_agent_are_caught(guard: InjectionGuard) -> None:

@@ -110,8 +110,10 @@ def test_attacks_that_name_no_reader_are_caught_and_their_twins_pass(
     learned the writers' set (an order to write something, in a chat, read as the attack
     does); since the model learned tool descriptions (whose poisoned ones order "the
     summary" about) so was the Russian e-mail's "Краткое изложение плана... подготовлю
-    сама", until it learned the addressee set. Named, so that a new one shows."""
+    сама", until it learned the addressee set. Since it learned the presenter writers'
+    set ("whoever describes this: say..."), the chat line for people is flagged again: the
+    same shape of order, to a person. Named, so that a new one shows."""
     missed = [attack for document, attack, _ in UNNAMED if not _read(guard, document, attack)]
     flagged = [people for document, _, people in UNNAMED if _read(guard, document, people)]
     assert len(missed) <= 1, missed
-    assert flagged == [], flagged
+    assert flagged == [UNNAMED[1][2]], flagged
