@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from ownlight.audit.shared import source_id
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream
 
@@ -43,13 +44,29 @@ def store_toml(request: pytest.FixtureRequest) -> str:
 
 
 def settled(gateway) -> None:
-    """Everything recorded so far is chained (and shipped to a shared ledger)."""
-    gateway.runtime.pipeline.ledger.flush()
-    for _ in range(1200):  # 30 s: a busy machine's shipper retries every second
+    """Everything recorded so far is chained (and shipped to a shared ledger); if not in
+    60 s, the failure says where the records stopped."""
+    ledger = gateway.runtime.pipeline.ledger
+    ledger.flush()
+    for _ in range(2400):  # a busy machine's shipper retries every second
         if not gateway.runtime.audit_behind():
             return
         time.sleep(0.025)
-    raise AssertionError("the shared ledger did not catch up")
+    database = gateway.runtime.stores.database
+    local = ledger.store.query("SELECT max(seq) FROM audit_log")[0][0]
+    chainer = ledger._proc
+    raise AssertionError(
+        f"the shared ledger did not catch up: chained here up to seq {local}, "
+        f"{ledger.unchained()} journaled and not chained, this instance is "
+        f"{source_id(ledger.path.parent)!r}, the shared marks are "
+        f"{database.query('SELECT source, shipped FROM audit_sources')}, "
+        f"the chainer process {'runs' if chainer and chainer.poll() is None else 'is gone'}, "
+        f"waiting in PostgreSQL: "
+        f"{database.query(WAITING)}")
+
+
+WAITING = ("SELECT pid, state, wait_event_type, wait_event, left(query, 80) FROM "
+           "pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 def test_admin_sees_egress_pages_the_ledger_exports_and_manages_keys(

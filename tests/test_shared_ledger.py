@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import multiprocessing.queues
+import multiprocessing.synchronize
 import os
 import signal
 import subprocess
@@ -30,7 +33,13 @@ from click.testing import CliRunner
 from ownlight.audit.ledger import Ledger
 from ownlight.audit.record_hash import canonical
 from ownlight.audit.records import AdminRecord, RequestRecord
-from ownlight.audit.shared import LEDGER_LOCK, SESSION_LIMITS, PgLedgerStore, Shipper
+from ownlight.audit.shared import (
+    LEDGER_LOCK,
+    SESSION_LIMITS,
+    PgLedgerStore,
+    Shipper,
+    source_id,
+)
 from ownlight.audit.verify import head, verify
 from ownlight.cli import main
 from ownlight.store.copy import copy_state
@@ -66,6 +75,31 @@ def shared(tmp_path: Path, postgres_url: str) -> psycopg.Connection:
     two_instances_write(tmp_path, postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         yield conn
+
+
+def _name_source(data_dir: str, barrier: multiprocessing.synchronize.Barrier,
+                 names: multiprocessing.queues.Queue) -> None:
+    barrier.wait()
+    names.put(source_id(Path(data_dir)))
+
+
+def test_processes_naming_one_data_dir_at_once_agree_on_its_name(tmp_path: Path) -> None:
+    """The server and its chainer child both name the data dir as they start: every racer
+    reads the one whole name (a shipper under another name than ``behind`` reads would
+    leave the instance "behind" for good)."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        barrier, names = context.Barrier(6), context.Queue()
+        racers = [context.Process(target=_name_source,
+                                  args=(str(tmp_path / str(attempt)), barrier, names))
+                  for _ in range(6)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+        seen = {names.get(timeout=5) for _ in racers}
+        assert len(seen) == 1 and len(seen.pop()) == 32
+        assert [p.name for p in (tmp_path / str(attempt)).iterdir()] == ["audit.source"]
 
 
 def test_two_instances_make_one_chain_that_verifies_from_any_machine(

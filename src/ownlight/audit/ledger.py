@@ -192,6 +192,8 @@ class Ledger:
         last = self._last_uid
         if last is None:
             return 0
+        if self.store.query("SELECT 1 FROM audit_log WHERE uid = ?", (last,)):
+            return 0  # whatever order the chain took the journals' records in
         prefix, _, number = last.rpartition("-")
         row = self.store.query("SELECT uid FROM audit_log WHERE uid >= ? AND uid < ? "
                                "ORDER BY seq DESC LIMIT 1", (prefix + "-", prefix + "."))

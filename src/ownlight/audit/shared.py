@@ -67,16 +67,26 @@ _INSERT = (f"INSERT INTO audit_log ({', '.join(_ROW)}) "
 
 
 def source_id(data_dir: Path) -> str:
-    """This data dir's name in ``audit_sources``: made once, kept beside the state file."""
+    """This data dir's name in ``audit_sources``: made once, kept beside the state file.
+
+    The server and its chainer child may both make it at start: the name is written to a
+    file of its own and linked into place, so whichever loses the race reads the winner's
+    whole name, never an empty file (a shipper and ``behind`` under two names would count
+    every record as not shipped for good)."""
     path = data_dir / "audit.source"
-    if not path.exists():
-        make_private_dir(data_dir)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(16))
+    if path.exists():
+        return path.read_text().strip()
+    make_private_dir(data_dir)
+    draft = data_dir / f"audit.source.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(16))
+    try:
+        os.link(draft, path)  # atomic, and fails if another process got there first
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
     return path.read_text().strip()
 
 
