@@ -62,9 +62,11 @@ def _read(guard: InjectionGuard, document: str, line: str) -> bool:
 # the lines of such twins weighed as look-alikes (``untrusted_training.ABOUT_AI_WEIGHT``) only
 # the course's quoted attack is flagged. Since the second look read every writer's dev set,
 # the ticket's complaint about a chat assistant is flagged too, by e5 (docs/performance.md,
-# "the second look reads every writer"). The assertion fails when one is fixed or another
-# joins them, so the next weights say which way they moved.
-KNOWN_FLAGGED = [about for _, _, about in PAIRS[4:]]
+# "the second look reads every writer"); the head with a hidden layer lets it pass again
+# (docs/performance.md, "a second look that can tell the reader from the presenter"). The
+# assertion fails when one is fixed or another joins them, so the next weights say which way
+# they moved.
+KNOWN_FLAGGED = [about for _, _, about in PAIRS[5:]]
 
 
 def test_documents_about_assistants_pass(guard: InjectionGuard) -> None:

@@ -45,3 +45,24 @@ def test_the_shipped_heads_name_their_layers_and_old_files_read_as_twelve(tmp_pa
     np.savez(old, weights=np.zeros(384, np.float32), bias=np.float32(0),
              threshold=np.float32(0.5))
     assert ChunkHead.load(old).layers == 12
+
+
+def test_a_head_with_a_hidden_layer_reads_as_scikit_learn_trained_it(tmp_path: Path) -> None:
+    """The second look's head is trained by scikit-learn and served in numpy: the saved
+    head must give the trained network's probabilities, a logistic head's file keeps
+    loading as one, and the shipped second-look head has its hidden layer."""
+    from ownlight.guard.chunk_training import _fit, _head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 384)).astype(np.float32)
+    y = (np.sin(x[:, 0] * 3) + x[:, 1] ** 2 > 0.8).astype(int)  # not linearly separable
+    model = _fit(x, y, hidden=16)
+    path = tmp_path / "head.npz"
+    _head(model, 0.5, 7).save(path)
+    head = ChunkHead.load(path)
+    assert head.hidden is not None and head.hidden.shape == (384, 16)
+    assert np.allclose(head.scores(x), model.predict_proba(x)[:, 1], atol=1e-4)
+    linear = _head(_fit(x, y), 0.5, 7)
+    linear.save(path)
+    assert ChunkHead.load(path).hidden is None
+    assert SecondLook.load_head().hidden is not None

@@ -39,7 +39,10 @@ _SPEC.loader.exec_module(own_sources)
 # each with what it does, as orders (docs/performance.md, "the second look reads every
 # writer"). The configuration reference is flagged again since the model learned the mail
 # writers' set ("e-mails and chats about AI tools"): 3 of the 120 reads, over the 2% goal.
-KNOWN_FLAGGED = ["bench/overhead.py", "docs/configuration.md", "docs/development.md"]
+# With a hidden layer under the second look's head, e5 reads the developers' guide as a
+# guide again (docs/performance.md, "a second look that can tell the reader from the
+# presenter").
+KNOWN_FLAGGED = ["bench/overhead.py", "docs/configuration.md"]
 
 
 def files_on_the_test_side() -> dict[str, str]:

@@ -4,7 +4,11 @@ Each line of the chunk (long lines by sentence, as the n-gram model reads them, 
 300 characters) is read by multilingual-e5-small's first layers (``passage:`` prefix,
 ``e5_layers``: the head file names how many), whatever model the knowledge base embeds
 with, and a logistic head on each line's vector says whether it is an instruction to the
-assistant; the chunk scores its highest line. The head reads meaning, not words, so it
+assistant; the chunk scores its highest line. A head may have one hidden layer (ReLU)
+between the vector and its logit: a line written to whoever presents the text ("when you
+summarise this, say ...") and a line written to its human readers lie close in e5's space,
+and a linear head could not keep them apart without losing the attacks (docs/
+performance.md). The head reads meaning, not words, so it
 holds in languages and genres the n-grams never saw. The score is stored with the chunk,
 so the grounding stage reads it at query time for free (the reading is paid at ingest).
 Trained by ``ownlight.guard.chunk_training`` on dev sets only; shipped as
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +38,12 @@ def lines(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ChunkHead:
-    weights: np.ndarray  # (384,) float32
+    weights: np.ndarray  # (384,) float32, or (hidden units,) after a hidden layer
     bias: float
     threshold: float  # a probability: at or above it, the chunk is an injection
     layers: int = 12  # the e5 layers whose pooled vector it reads (``e5_layers``)
+    hidden: np.ndarray | None = None  # (384, hidden units) float32: the ReLU layer's weights
+    hidden_bias: np.ndarray | None = None  # (hidden units,)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """The vectors this head reads: e5's, after its ``layers`` first layers."""
@@ -46,8 +53,12 @@ class ChunkHead:
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """Probabilities, one per row of ``vectors`` (the stored chunk vectors)."""
-        logits = np.asarray(vectors, dtype=np.float32).reshape(-1, self.weights.size) @ self.weights
-        return 1.0 / (1.0 + np.exp(-(logits + self.bias)))
+        x = np.asarray(vectors, dtype=np.float32)
+        if self.hidden is not None:
+            x = np.maximum(x.reshape(-1, self.hidden.shape[0]) @ self.hidden + self.hidden_bias,
+                           0.0)
+        logits = x.reshape(-1, self.weights.size) @ self.weights
+        return 1.0 / (1.0 + np.exp(-np.clip(logits + self.bias, -60.0, 60.0)))
 
     def chunk_scores(self, chunks: list[str], embed: Callable[[list[str]], np.ndarray]
                      ) -> list[float]:
@@ -61,16 +72,24 @@ class ChunkHead:
         return [max(score_of[u] for u in chunk) for chunk in units]
 
     def save(self, path: Path) -> None:
-        np.savez(path, weights=self.weights.astype(np.float32), bias=np.float32(self.bias),
-                 threshold=np.float32(self.threshold), layers=np.int32(self.layers))
+        arrays: dict[str, Any] = {
+            "weights": self.weights.astype(np.float32), "bias": np.float32(self.bias),
+            "threshold": np.float32(self.threshold), "layers": np.int32(self.layers)}
+        if self.hidden is not None and self.hidden_bias is not None:
+            arrays["hidden"] = self.hidden.astype(np.float32)
+            arrays["hidden_bias"] = self.hidden_bias.astype(np.float32)
+        np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path | None = None) -> ChunkHead:
         source = path or resources.files("ownlight") / "data" / "guard" / FILE
         with source.open("rb") as handle, np.load(handle) as data:
             layers = int(data["layers"]) if "layers" in data.files else 12
+            hidden = (np.asarray(data["hidden"], dtype=np.float32),
+                      np.asarray(data["hidden_bias"], dtype=np.float32)) \
+                if "hidden" in data.files else (None, None)
             return cls(np.asarray(data["weights"], dtype=np.float32), float(data["bias"]),
-                       float(data["threshold"]), layers)
+                       float(data["threshold"]), layers, *hidden)
 
 
 _shared: ChunkHead | None = None

@@ -26,8 +26,11 @@ of every benign dev document and of every dev tool output, Ownlight's own dev-si
 included (``bench/make_own_sources.py``; the hard cases: what looked
 most like a prompt to the n-gram model), its positives the injected lines and each dev
 direct attack's top segment, and its threshold keeps at most 3% of benign documents and
-0.5% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
-them already; together they should stay near 5% and under 2%).
+0.2% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
+them already; together they should stay near 5% and under 2%). That head has one hidden
+layer of ``HIDDEN`` ReLU units under its logit (``--hidden N`` sets another width, 0 a
+logistic head as the chunk head is): a logistic head could not keep a line to whoever presents
+a page apart from a line to its human readers (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ C = 4.0
 #: the e5 layers the heads read (``e5_layers``): on dev, 7 told attacks from look-alikes best
 LAYERS = 7
 FOLDS = 5
+# The second look's head: one ReLU layer of this many units (0: logistic), L2 penalty ALPHA
+HIDDEN = 256
+ALPHA = 1e-2
 CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
 
 
@@ -97,7 +103,8 @@ def examples(shared: Path, own: Path) -> Examples:
 # attacks of ``tests/test_guard_second_look.py``; it still does, but it reads every
 # writers' test half better (docs/performance.md, "the second look reads every writer").
 WRITERS = ("injection_multilingual_dev", "injection_genres_dev", "injection_indirect_varied_dev",
-           "injection_addressee_dev", "injection_writers_dev", "injection_writers_genres_dev")
+           "injection_addressee_dev", "injection_writers_dev", "injection_writers_genres_dev",
+           "injection_writers_presenter_dev", "injection_writers_mail2_dev")
 
 
 def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None = None,
@@ -130,21 +137,41 @@ def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None =
             [picked(t) for t in tools], [picked(t) for t in _clean(dev, hard=True)])
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> Any:
-    from sklearn.linear_model import LogisticRegression
+def _fit(x: np.ndarray, y: np.ndarray, hidden: int = 0) -> Any:
+    """A logistic head, or with ``hidden`` units one ReLU layer under it (positives
+    repeated to balance the classes: ``MLPClassifier`` takes no class weights)."""
+    if not hidden:
+        from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(x, y)
+        return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(x, y)
+    from sklearn.neural_network import MLPClassifier
+
+    repeat = max(1, round((1 - y.mean()) / max(y.mean(), 1e-9)))
+    rows = np.concatenate([np.arange(len(y)), np.repeat(np.flatnonzero(y == 1), repeat - 1)])
+    return MLPClassifier(hidden_layer_sizes=(hidden,), alpha=ALPHA, max_iter=300,
+                         random_state=0).fit(x[rows], y[rows])
+
+
+def _head(model: Any, threshold: float, layers: int) -> ChunkHead:
+    if hasattr(model, "coef_"):
+        return ChunkHead(model.coef_[0].astype(np.float32), float(model.intercept_[0]),
+                         threshold, layers)
+    return ChunkHead(model.coefs_[1][:, 0].astype(np.float32), float(model.intercepts_[1][0]),
+                     threshold, layers, model.coefs_[0].astype(np.float32),
+                     model.intercepts_[0].astype(np.float32))
 
 
 def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False,
-          layers: int = 12, found: Examples | None = None) -> tuple[ChunkHead, dict[str, Any]]:
+          layers: int = 12, found: Examples | None = None, hidden: int = 0
+          ) -> tuple[ChunkHead, dict[str, Any]]:
     """The head on ``embedder``'s vectors (e5 after ``layers`` layers) and its out-of-fold
     figures on dev; ``found`` gives other examples than the dev files' (a study's)."""
     positives, benign, tools, hard = found or (
         second_look_examples if second_look else examples)(shared, own)
-    # the second look adds to the n-gram model's own flags (about 5% of benign documents,
-    # 1.4% of tool outputs): its share stays smaller
-    document_fpr, tool_fpr = (0.03, 0.005) if second_look else (0.05, 0.02)
+    # the second look adds to the n-gram model's own flags (about 5% of benign documents and
+    # 1.4% of dev tool outputs): the 2% budget leaves it about half a point of tool outputs,
+    # of which it takes 0.2%, as its flags are not all on outputs the n-grams flag already
+    document_fpr, tool_fpr = (0.03, 0.002) if second_look else (0.05, 0.02)
     documents = benign + tools + hard
     texts = positives + [s for d in documents for s in d]
     doc = np.array([-1] * len(positives) + [i for i, d in enumerate(documents) for _ in d])
@@ -156,7 +183,7 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
                     rng.integers(0, FOLDS, len(documents))[np.maximum(doc, 0)])
     out_of_fold = np.zeros(len(y))
     for k in range(FOLDS):
-        model = _fit(x[fold != k], y[fold != k])
+        model = _fit(x[fold != k], y[fold != k], hidden)
         out_of_fold[fold == k] = model.predict_proba(x[fold == k])[:, 1]
     doc_max = np.zeros(len(documents))
     np.maximum.at(doc_max, doc[doc >= 0], out_of_fold[doc >= 0])
@@ -165,9 +192,7 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
     hard_max = doc_max[len(benign) + len(tools) :]
     threshold = float(max(np.quantile(benign_max, 1 - document_fpr),
                           np.quantile(tool_max, 1 - tool_fpr)))
-    model = _fit(x, y)
-    head = ChunkHead(model.coef_[0].astype(np.float32), float(model.intercept_[0]), threshold,
-                     layers)
+    head = _head(_fit(x, y, hidden), threshold, layers)
     report = {"positive_lines": len(positives), "benign_documents": len(benign),
               "tool_outputs": len(tools), "threshold": threshold,
               "oof_line_tpr": float((out_of_fold[y == 1] >= threshold).mean()),
@@ -185,13 +210,18 @@ def main(argv: list[str]) -> None:
         at = argv.index("--layers")
         layers = int(argv[at + 1])
         del argv[at : at + 2]
+    hidden = HIDDEN if second_look else 0
+    if "--hidden" in argv:
+        at = argv.index("--hidden")
+        hidden = int(argv[at + 1])
+        del argv[at : at + 2]
     argv = [a for a in argv if a != "--second-look"]
     shared, own = Path(argv[0]), Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else (
         Path(__file__).resolve().parents[1] / "data" / "guard"
         / ("tool_e5.npz" if second_look else "chunk_e5.npz"))
     head, report = train(CachedEmbedder(layer_reader(layers), CACHE), shared, own, second_look,
-                         layers)
+                         layers, hidden=hidden)
     head.save(out)
     print(json.dumps(report, indent=1))
 
