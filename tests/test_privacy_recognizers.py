@@ -106,6 +106,11 @@ def test_negatives(detector, text):
         ("监控显示从9.9.9.9过来的流量突然变多了，正常吗？", "9.9.9.9"),
         ("Если интернет пропал, сначала пропингуй 8.8.8.8, а потом звони.", "8.8.8.8"),
         ("Our upstream forwarders are 8.8.4.4 and 10.1.1.53.", "8.8.4.4"),
+        # a range's far end after an address, or after a version of another line: a host
+        ("Разрешите диапазон 10.0.0.1-10.0.0.9 на межсетевом экране.", "10.0.0.9"),
+        ("Deploy 1.4.2 to 10.0.0.5 tonight.", "10.0.0.5"),
+        ("выкатили 2.4.10.3 на 10.0.0.5 в пятницу", "10.0.0.5"),
+        ("部署1.4.2到10.20.30.40", "10.20.30.40"),
     ],
 )
 def test_ip_in_running_text(detector, text, value):
@@ -134,6 +139,10 @@ def test_ip_in_running_text(detector, text, value):
         "第一章 项目概述\n1.1.1 现状分析\n1.1.1.1 总体目标\n1.1.1.2 阶段目标",
         "Обновите прошивку 2.4.10.3 на всех точках доступа.",
         "ファームウェア 2.4.10.3 を配布しました。",
+        # the far end of a version range (``ip_running_text_writers3_dev``)
+        "ファームウェアを2.4.10.3から2.4.11.0に更新してください。",
+        "Прошивку обновили с версии 3.0.1.4 на 3.0.2.0, точки перезагрузились.",
+        "升级路径：版本 5.2.1 -> 5.2.7.3",
     ],
 )
 def test_ip_look_alikes(detector, text):

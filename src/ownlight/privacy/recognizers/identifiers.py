@@ -88,6 +88,12 @@ _LINE_START = re.compile(r"(?:^|\n)[ \t]*$")
 _BUILD_NUMBER = re.compile(r"(?<![A-Za-z])(?:build(?:\s*(?:no\.?|number|#))?|构建号|编译号|"
                            r"ビルド(?:番号)?|сборк[аиуео]?)[\s:：#№]*$", re.I)
 _SUFFIX = re.compile(r"-?(?:rc|alpha|beta|dev|post|final)|[A-Za-z]", re.I)
+# The far end of a range whose near end is a dotted number ("2.4.10.3から2.4.11.0に",
+# "from 4.18.0.2 to 4.19.2.1", "с 3.0.1.4 на 3.0.2.0"): the two are read alike, so the far
+# end of a version range is a version even when the version word is out of sight; an address
+# range ("10.0.0.1-10.0.0.9") stays one, its near end being an address.
+_RANGE_FROM = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,4}){2,3})[ \t]*"
+                         r"(?:から|より|到|至|->|=>|→|[-–~～〜]|to|до|на)[ \t]*$", re.I)
 
 
 def _fold_digits(text: str) -> str:
@@ -114,9 +120,26 @@ def _ipv4_span(text: str, m: re.Match[str]) -> Span | None:
     if all(len(part) == 1 for part in m.group().split(".")):
         return None
     if numbered or _SUFFIX.match(text, end) \
-            or _BUILD_NUMBER.search(text, max(0, start - 20), start):
+            or _BUILD_NUMBER.search(text, max(0, start - 20), start) \
+            or _after_a_version(text, start):
         return None
     return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+
+
+def _after_a_version(text: str, start: int) -> bool:
+    """Whether the quad at ``start`` ends a range whose near end is a version of the same
+    line: a quad judged no address with the same first number, or a dotted number of three
+    parts (two are as often a decimal) with the same first two. "Deploy 1.4.2 to
+    10.0.0.5" and "выкатили 2.4.10.3 на 10.0.0.5" name a host: their numbers differ."""
+    near = _RANGE_FROM.search(text, max(0, start - 24), start)
+    if near is None:
+        return False
+    far, version = text[start:].split(".", 2), near.group(1).split(".")
+    if len(version) == 3:
+        return version[:2] == far[:2]
+    quad = _IPV4.match(text, near.start(1))
+    return (version[0] == far[0] and quad is not None and quad.end() == near.end(1)
+            and _ipv4_span(text, quad) is None)
 
 
 # Every RFC 5952 / RFC 4291 form: full, "::"-compressed, IPv4-embedded (::ffff:192.0.2.1)
