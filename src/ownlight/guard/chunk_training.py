@@ -27,10 +27,13 @@ included (``bench/make_own_sources.py``; the hard cases: what looked
 most like a prompt to the n-gram model), its positives the injected lines and each dev
 direct attack's top segment, and its threshold keeps at most 3% of benign documents and
 0.2% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
-them already; together they should stay near 5% and under 2%). That head has one hidden
-layer of ``HIDDEN`` ReLU units under its logit (``--hidden N`` sets another width, 0 a
-logistic head as the chunk head is): a logistic head could not keep a line to whoever presents
-a page apart from a line to its human readers (docs/performance.md).
+them already; together they should stay near 5% and under 2%).
+
+The second look's head has one hidden layer of ``HIDDEN`` ReLU units under its logit: a
+logistic head could not keep a line to whoever presents a page apart from a line to its human
+readers (docs/performance.md). The chunk head stays logistic until its threshold can be
+chosen on every dev tool output (with a hidden layer and the 120 it samples, it flagged 3.3%
+of the tool outputs' test half in a study); ``--hidden N`` trains either with N units.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ C = 4.0
 #: the e5 layers the heads read (``e5_layers``): on dev, 7 told attacks from look-alikes best
 LAYERS = 7
 FOLDS = 5
-# The second look's head: one ReLU layer of this many units (0: logistic), L2 penalty ALPHA
+# The second look's head: one ReLU layer of this many units under its logit, L2 penalty ALPHA
 HIDDEN = 256
 ALPHA = 1e-2
 CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
@@ -171,7 +174,9 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
     # the second look adds to the n-gram model's own flags (about 5% of benign documents and
     # 1.4% of dev tool outputs): the 2% budget leaves it about half a point of tool outputs,
     # of which it takes 0.2%, as its flags are not all on outputs the n-grams flag already
-    document_fpr, tool_fpr = (0.03, 0.002) if second_look else (0.05, 0.02)
+    # a chunk head with a hidden layer (``--hidden``): 3% of documents, 0.5% of tool outputs
+    document_fpr, tool_fpr = (0.03, 0.002) if second_look else (
+        (0.03, 0.005) if hidden else (0.05, 0.02))
     documents = benign + tools + hard
     texts = positives + [s for d in documents for s in d]
     doc = np.array([-1] * len(positives) + [i for i, d in enumerate(documents) for _ in d])
