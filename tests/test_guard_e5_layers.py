@@ -50,7 +50,7 @@ def test_the_shipped_heads_name_their_layers_and_old_files_read_as_twelve(tmp_pa
 def test_a_head_with_a_hidden_layer_reads_as_scikit_learn_trained_it(tmp_path: Path) -> None:
     """The second look's head is trained by scikit-learn and served in numpy: the saved
     head must give the trained network's probabilities, a logistic head's file keeps
-    loading as one, and the shipped second-look head has its hidden layer."""
+    loading as one, and both shipped heads have their hidden layer."""
     from ownlight.guard.chunk_training import _fit, _head
 
     rng = np.random.default_rng(0)
@@ -65,4 +65,4 @@ def test_a_head_with_a_hidden_layer_reads_as_scikit_learn_trained_it(tmp_path: P
     linear = _head(_fit(x, y), 0.5, 7)
     linear.save(path)
     assert ChunkHead.load(path).hidden is None
-    assert SecondLook.load_head().hidden is not None
+    assert SecondLook.load_head().hidden is not None and ChunkHead.load().hidden is not None

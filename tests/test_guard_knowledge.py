@@ -24,8 +24,9 @@ from ownlight.guard.chunk_head import shared_head
 from ownlight.guard.stage import InjectionGuard
 from ownlight.knowledge.base import KnowledgeBase, index_path
 from ownlight.knowledge.postgres_store import PostgresKnowledgeStore
-from ownlight.knowledge.sqlite_store import SQLiteKnowledgeStore
+from ownlight.knowledge.sqlite_store import KNOWLEDGE_MIGRATIONS, SQLiteKnowledgeStore
 from ownlight.knowledge.types import Document
+from ownlight.store.postgres_migrations import POSTGRES_MIGRATIONS
 from tests.conftest import upstream_toml
 from tests.support.fake_upstream import FakeUpstream
 
@@ -147,20 +148,29 @@ def test_scores_a_migration_cleared_are_computed_again(gateway_factory, cloud, s
     ingest = _ingest_notices(gateway, store_url, tmp_path / "docs")
     scored = _stored_scores(gateway, store_url)
     assert len(scored) == 4 and None not in scored
-    # as an index made before the head changed: the step not yet applied
+    # as an index made before the head last changed: its newest step not yet applied
     if store_url:
         with psycopg.connect(store_url) as conn:
-            conn.execute("DELETE FROM ownlight_migrations WHERE name ="
-                         " '015_chunk_injection_score_e5_layers'")
+            conn.execute("DELETE FROM ownlight_migrations WHERE name = %s",
+                         (_newest_score_step(POSTGRES_MIGRATIONS),))
     else:
         db = apsw.Connection(str(index_path(gateway.config.data_dir)))
-        db.execute("DELETE FROM _migrations WHERE name = '003_chunk_injection_score_e5_layers'")
+        db.execute("DELETE FROM _migrations WHERE name = ?",
+                   (_newest_score_step(KNOWLEDGE_MIGRATIONS),))
         db.close()
     _kb(gateway, store_url).close()  # opening the store applies the step
     assert _stored_scores(gateway, store_url) == [None] * 4
     result = CliRunner().invoke(main, ingest, env=_env(gateway, store_url))
     assert result.exit_code == 0 and "4 unchanged" in result.output, result.output
     assert sorted(_stored_scores(gateway, store_url)) == pytest.approx(sorted(scored), abs=1e-5)
+
+
+def _newest_score_step(steps: tuple[tuple[str, object], ...]) -> str:
+    """The last migration that clears stored chunk scores (the one a new head adds)."""
+    names = [name for name, statements in steps
+             if "SET injection_score = NULL" in str(statements)]
+    assert names, "no migration clears the stored scores"
+    return names[-1]
 
 
 GENRES_DEV = Path(__file__).resolve().parents[1] / "eval" / "injection_genres_dev.jsonl"

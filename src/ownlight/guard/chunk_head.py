@@ -3,16 +3,16 @@
 Each line of the chunk (long lines by sentence, as the n-gram model reads them, at most
 300 characters) is read by multilingual-e5-small's first layers (``passage:`` prefix,
 ``e5_layers``: the head file names how many), whatever model the knowledge base embeds
-with, and a logistic head on each line's vector says whether it is an instruction to the
-assistant; the chunk scores its highest line. A head may have one hidden layer (ReLU)
-between the vector and its logit: a line written to whoever presents the text ("when you
-summarise this, say ...") and a line written to its human readers lie close in e5's space,
-and a linear head could not keep them apart without losing the attacks (docs/
-performance.md). The head reads meaning, not words, so it
-holds in languages and genres the n-grams never saw. The score is stored with the chunk,
-so the grounding stage reads it at query time for free (the reading is paid at ingest).
+with, and a small head on each line's vector says whether it is an instruction to the
+assistant; the chunk scores its highest line. The head has one hidden layer (ReLU)
+between the vector and its logit (a file without one loads as a logistic head): a line
+written to whoever presents the text ("when you summarise this, say ...") and a line
+written to its human readers lie close in e5's space, and a linear head could not keep
+them apart without losing the attacks (docs/performance.md). The head reads meaning, not
+words, so it holds in languages and genres the n-grams never saw. The score is stored with
+the chunk, so the grounding stage reads it at query time for free (paid at ingest).
 Trained by ``ownlight.guard.chunk_training`` on dev sets only; shipped as
-``data/guard/chunk_e5.npz`` (a few KB).
+``data/guard/chunk_e5.npz`` (about 400 KB).
 """
 
 from __future__ import annotations

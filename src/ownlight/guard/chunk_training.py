@@ -10,9 +10,10 @@ addressed to the assistant has to be read alone.
 Positives: the injected lines of the dev attacks (``attack_lines``: BIPIA dev e-mails,
 Ownlight's multilingual and genre dev sets) and the dev direct attacks. Negatives: the
 lines of clean dev documents (their clean twins with look-alike instructions, the benign
-documents set), of 150 Wikipedia dev passages in four languages and of real tool outputs'
-dev half. The threshold comes from out-of-fold line scores taken to documents (a
-document scores its highest line): at most 5% of benign documents and 2% of tool outputs.
+documents set), of 150 Wikipedia dev passages in four languages and of every real tool
+output of the dev half (its first 40 lines). The threshold comes from out-of-fold line
+scores taken to documents (a document scores its highest line): at most 3% of benign
+documents and 0.5% of tool outputs (the n-gram model, read beside it, flags its own).
 The clean twins that talk about assistants (``HARD_TWIN``) are negatives too, but outside
 the pool the threshold is chosen on, as for the untrusted-content model.
 
@@ -29,11 +30,12 @@ direct attack's top segment, and its threshold keeps at most 3% of benign docume
 0.2% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
 them already; together they should stay near 5% and under 2%).
 
-The second look's head has one hidden layer of ``HIDDEN`` ReLU units under its logit: a
-logistic head could not keep a line to whoever presents a page apart from a line to its human
-readers (docs/performance.md). The chunk head stays logistic until its threshold can be
-chosen on every dev tool output (with a hidden layer and the 120 it samples, it flagged 3.3%
-of the tool outputs' test half in a study); ``--hidden N`` trains either with N units.
+Both heads have one hidden layer of ``HIDDEN`` ReLU units under their logit: a logistic
+head could not keep a line to whoever presents a page apart from a line to its human
+readers (docs/performance.md). The chunk head took it once its threshold was chosen on
+every dev tool output (on a sample of 120, it flagged 3.3% of the tool outputs' test half in
+a study; on all 1,023, 1.1%); ``--hidden N`` trains either with N units, ``--hidden 0``
+a logistic head.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ C = 4.0
 #: the e5 layers the heads read (``e5_layers``): on dev, 7 told attacks from look-alikes best
 LAYERS = 7
 FOLDS = 5
-# The second look's head: one ReLU layer of this many units under its logit, L2 penalty ALPHA
+# Both heads: one ReLU layer of this many units under the logit, L2 penalty ALPHA
 HIDDEN = 256
 ALPHA = 1e-2
 CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
@@ -96,7 +98,7 @@ def examples(shared: Path, own: Path) -> Examples:
     clean = _clean(dev, hard=False)
     clean += [r["text"] for r in load(own / "injection_benign_documents_dev.jsonl")]
     clean += [r["text"] for r in rng.sample(load(shared / "retrieval" / "dev_corpus.jsonl"), 150)]
-    tools = [r["text"] for r in rng.sample(load(own / "benign_tool_outputs_dev.jsonl"), 120)]
+    tools = [r["text"] for r in load(own / "benign_tool_outputs_dev.jsonl")]
     return (list(dict.fromkeys(positives)), [lines(t) for t in clean],
             [lines(t)[:40] for t in tools], [lines(t) for t in _clean(dev, hard=True)])
 
@@ -174,7 +176,8 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
     # the second look adds to the n-gram model's own flags (about 5% of benign documents and
     # 1.4% of dev tool outputs): the 2% budget leaves it about half a point of tool outputs,
     # of which it takes 0.2%, as its flags are not all on outputs the n-grams flag already
-    # a chunk head with a hidden layer (``--hidden``): 3% of documents, 0.5% of tool outputs
+    # the chunk head, read beside the n-grams at query time: 3% of documents, 0.5% of tool
+    # outputs (a logistic chunk head, ``--hidden 0``, keeps the looser 5% and 2%)
     document_fpr, tool_fpr = (0.03, 0.002) if second_look else (
         (0.03, 0.005) if hidden else (0.05, 0.02))
     documents = benign + tools + hard
@@ -215,7 +218,7 @@ def main(argv: list[str]) -> None:
         at = argv.index("--layers")
         layers = int(argv[at + 1])
         del argv[at : at + 2]
-    hidden = HIDDEN if second_look else 0
+    hidden = HIDDEN
     if "--hidden" in argv:
         at = argv.index("--hidden")
         hidden = int(argv[at + 1])

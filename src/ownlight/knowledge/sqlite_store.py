@@ -81,6 +81,8 @@ KNOWLEDGE_MIGRATIONS: tuple[tuple[str, str], ...] = (
     # the guard's chunk head now reads e5's 7th layer, not its last: the old scores are on
     # another scale, so they are cleared and ``embed_pending`` scores those chunks again
     ("003_chunk_injection_score_e5_layers", "UPDATE chunks SET injection_score = NULL"),
+    # the chunk head has a hidden layer now (``chunk_training.HIDDEN``): new scale, same path
+    ("004_chunk_injection_score_hidden_layer", "UPDATE chunks SET injection_score = NULL"),
 )
 
 #: On a big index, query terms found in more than this share of chunks are left out of

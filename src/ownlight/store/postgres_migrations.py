@@ -235,4 +235,9 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         # background embedder scores those chunks again (``unscored_chunks``).
         "UPDATE knowledge_chunks SET injection_score = NULL",
     )),
+    ("016_chunk_injection_score_hidden_layer", (
+        # The chunk head has a hidden layer now (``chunk_training.HIDDEN``): its scores are
+        # on another scale again, cleared and computed again as in step 015.
+        "UPDATE knowledge_chunks SET injection_score = NULL",
+    )),
 )
