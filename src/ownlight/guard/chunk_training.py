@@ -35,7 +35,8 @@ head could not keep a line to whoever presents a page apart from a line to its h
 readers (docs/performance.md). The chunk head took it once its threshold was chosen on
 every dev tool output (on a sample of 120, it flagged 3.3% of the tool outputs' test half in
 a study; on all 1,023, 1.1%); ``--hidden N`` trains either with N units, ``--hidden 0``
-a logistic head.
+a logistic head. ``--input`` trains a head for user input (``input_examples``): a study,
+not shipped, as it flagged twice the owners' agent commands (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -142,6 +143,32 @@ def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None =
             [picked(t) for t in tools], [picked(t) for t in _clean(dev, hard=True)])
 
 
+#: The dev sets of direct messages the input head reads (their attacks and look-alikes)
+DIRECT = ("injection_en_direct_dev", "injection_direct_varied_dev", "injection_addressee_direct_dev",
+          "injection_writers_direct_dev", "injection_writers_direct2_dev",
+          "injection_writers_direct4_dev", "injection_direct_four_languages_dev")
+
+
+def input_examples(shared: Path, own: Path, user: GuardModel | None = None) -> Examples:
+    """(attacks, ordinary messages, pasted files, []): the user-input model's top window of
+    each dev direct message (what ``InjectionGuard`` shows e5 when ``input_second_look`` is
+    on), dev files only. Ordinary messages: the look-alikes, the owners' agent commands and
+    the shared set's benign prompts; pasted files: the dev tool outputs and own sources."""
+    ranking = user or GuardModel.load()
+
+    def top(text: str) -> list[str]:
+        return [ranking.ranked_units(text)[0][0] if text.strip() else text]
+
+    rows = [r for name in DIRECT for r in load(own / f"{name}.jsonl")]
+    rows += load(own / "agent_commands_dev.jsonl") + load(shared / "injection" / "dev.jsonl")
+    rows = [r for r in rows if r.get("kind") == "direct" and r["text"].strip()]
+    attacks = [top(r["text"])[0] for r in rows if int(r["label"]) == 1]
+    ordinary = [top(r["text"]) for r in rows if int(r["label"]) == 0]
+    pasted = [top(r["text"]) for r in load(own / "benign_tool_outputs_dev.jsonl")
+              + load(own / "benign_own_sources_dev.jsonl")]
+    return list(dict.fromkeys(attacks)), ordinary, pasted, []
+
+
 def _fit(x: np.ndarray, y: np.ndarray, hidden: int = 0) -> Any:
     """A logistic head, or with ``hidden`` units one ReLU layer under it (positives
     repeated to balance the classes: ``MLPClassifier`` takes no class weights)."""
@@ -167,18 +194,20 @@ def _head(model: Any, threshold: float, layers: int) -> ChunkHead:
 
 
 def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False,
-          layers: int = 12, found: Examples | None = None, hidden: int = 0
-          ) -> tuple[ChunkHead, dict[str, Any]]:
+          layers: int = 12, found: Examples | None = None, hidden: int = 0,
+          user_input: bool = False) -> tuple[ChunkHead, dict[str, Any]]:
     """The head on ``embedder``'s vectors (e5 after ``layers`` layers) and its out-of-fold
     figures on dev; ``found`` gives other examples than the dev files' (a study's)."""
     positives, benign, tools, hard = found or (
+        input_examples if user_input else
         second_look_examples if second_look else examples)(shared, own)
     # the second look adds to the n-gram model's own flags (about 5% of benign documents and
     # 1.4% of dev tool outputs): the 2% budget leaves it about half a point of tool outputs,
     # of which it takes 0.2%, as its flags are not all on outputs the n-grams flag already
     # the chunk head, read beside the n-grams at query time: 3% of documents, 0.5% of tool
     # outputs (a logistic chunk head, ``--hidden 0``, keeps the looser 5% and 2%)
-    document_fpr, tool_fpr = (0.03, 0.002) if second_look else (
+    # the input head, read beside the user-input model: 1% of ordinary messages and files
+    document_fpr, tool_fpr = (0.01, 0.01) if user_input else (0.03, 0.002) if second_look else (
         (0.03, 0.005) if hidden else (0.05, 0.02))
     documents = benign + tools + hard
     texts = positives + [s for d in documents for s in d]
@@ -213,6 +242,7 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
 
 def main(argv: list[str]) -> None:
     second_look = "--second-look" in argv
+    user_input = "--input" in argv
     layers = LAYERS
     if "--layers" in argv:
         at = argv.index("--layers")
@@ -223,13 +253,13 @@ def main(argv: list[str]) -> None:
         at = argv.index("--hidden")
         hidden = int(argv[at + 1])
         del argv[at : at + 2]
-    argv = [a for a in argv if a != "--second-look"]
+    argv = [a for a in argv if a not in ("--second-look", "--input")]
     shared, own = Path(argv[0]), Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else (
         Path(__file__).resolve().parents[1] / "data" / "guard"
-        / ("tool_e5.npz" if second_look else "chunk_e5.npz"))
+        / ("input_e5.npz" if user_input else "tool_e5.npz" if second_look else "chunk_e5.npz"))
     head, report = train(CachedEmbedder(layer_reader(layers), CACHE), shared, own, second_look,
-                         layers, hidden=hidden)
+                         layers, hidden=hidden, user_input=user_input)
     head.save(out)
     print(json.dumps(report, indent=1))
 
