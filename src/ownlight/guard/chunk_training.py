@@ -144,8 +144,9 @@ def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None =
 
 
 #: The dev sets of direct messages the input head reads (their attacks and look-alikes)
-DIRECT = ("injection_en_direct_dev", "injection_direct_varied_dev", "injection_addressee_direct_dev",
-          "injection_writers_direct_dev", "injection_writers_direct2_dev",
+DIRECT = ("injection_en_direct_dev", "injection_direct_varied_dev",
+          "injection_addressee_direct_dev", "injection_writers_direct_dev",
+          "injection_writers_direct2_dev",
           "injection_writers_direct4_dev", "injection_direct_four_languages_dev")
 
 
