@@ -66,3 +66,26 @@ def test_a_head_with_a_hidden_layer_reads_as_scikit_learn_trained_it(tmp_path: P
     linear.save(path)
     assert ChunkHead.load(path).hidden is None
     assert SecondLook.load_head().hidden is not None and ChunkHead.load().hidden is not None
+
+
+def test_averaged_networks_read_as_one_head(tmp_path: Path) -> None:
+    """Networks trained from several random starts are shipped as one head, their hidden
+    units side by side: the saved head must give each input the sigmoid of the networks'
+    mean logit, so the threshold chosen on the average is the one served."""
+    from ownlight.guard.chunk_training import Averaged, _fit, _head
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 384)).astype(np.float32)
+    y = (np.sin(x[:, 0] * 3) + x[:, 1] ** 2 > 0.8).astype(int)
+    nets = [_fit(x[:200], y[:200], hidden=8), _fit(x[100:], y[100:], hidden=8)]
+    probabilities = [m.predict_proba(x)[:, 1].clip(1e-12, 1 - 1e-12) for m in nets]
+    logits = [np.log(p / (1 - p)) for p in probabilities]
+    averaged = Averaged(nets)
+    expected = 1 / (1 + np.exp(-(logits[0] + logits[1]) / 2))
+    assert np.allclose(averaged.predict_proba(x)[:, 1], expected, atol=1e-5)
+    path = tmp_path / "head.npz"
+    _head(averaged, 0.5, 7).save(path)
+    head = ChunkHead.load(path)
+    assert head.hidden is not None and head.hidden.shape == (384, 16)
+    assert np.allclose(head.scores(x), expected, atol=1e-4)
+    assert isinstance(_fit(x, y, hidden=8, seeds=2), Averaged)

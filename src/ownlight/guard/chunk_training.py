@@ -8,7 +8,8 @@ apart (on the genre dev set the injected and clean twins score alike), so the on
 addressed to the assistant has to be read alone.
 
 Positives: the injected lines of the dev attacks (``attack_lines``: BIPIA dev e-mails,
-Ownlight's multilingual and genre dev sets) and the dev direct attacks. Negatives: the
+Ownlight's multilingual, genre, addressee and writers' dev sets, the presenter and mail ones
+among them) and the dev direct attacks. Negatives: the
 lines of clean dev documents (their clean twins with look-alike instructions, the benign
 documents set), of 150 Wikipedia dev passages in four languages and of every real tool
 output of the dev half (its first 40 lines). The threshold comes from out-of-fold line
@@ -30,7 +31,9 @@ direct attack's top segment, and its threshold keeps at most 3% of benign docume
 0.2% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
 them already; together they should stay near 5% and under 2%).
 
-Both heads have one hidden layer of ``HIDDEN`` ReLU units under their logit: a logistic
+Both heads have one hidden layer of ``HIDDEN`` ReLU units under their logit (the chunk
+head: ``SEEDS`` networks averaged, as one trained network's threshold moves with its
+random start): a logistic
 head could not keep a line to whoever presents a page apart from a line to its human
 readers (docs/performance.md). The chunk head took it once its threshold was chosen on
 every dev tool output (on a sample of 120, it flagged 3.3% of the tool outputs' test half in
@@ -63,6 +66,9 @@ FOLDS = 5
 # Both heads: one ReLU layer of this many units under the logit, L2 penalty ALPHA
 HIDDEN = 256
 ALPHA = 1e-2
+#: The chunk head averages this many networks' logits (``Averaged``); the second look's
+#: head is one network, as it was trained
+SEEDS = 3
 CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
 
 
@@ -89,7 +95,11 @@ def examples(shared: Path, own: Path) -> Examples:
            + load(own / "injection_indirect_varied_dev.jsonl")
            + load(own / "injection_addressee_dev.jsonl")
            + load(own / "injection_writers_dev.jsonl")
-           + load(own / "injection_writers_genres_dev.jsonl"))
+           + load(own / "injection_writers_genres_dev.jsonl")
+           + load(own / "injection_writers_mail_dev.jsonl")
+           + load(own / "injection_writers_presenter_dev.jsonl")
+           + load(own / "injection_writers_mail2_dev.jsonl")
+           + load(own / "injection_writers_presenter2_dev.jsonl"))
     positives = [s[:300] for _, injected, _ in attack_lines(dev) for s in injected]
     direct = (dev + load(own / "injection_en_direct_dev.jsonl")
               + load(own / "injection_direct_varied_dev.jsonl")
@@ -170,9 +180,10 @@ def input_examples(shared: Path, own: Path, user: GuardModel | None = None) -> E
     return list(dict.fromkeys(attacks)), ordinary, pasted, []
 
 
-def _fit(x: np.ndarray, y: np.ndarray, hidden: int = 0) -> Any:
+def _fit(x: np.ndarray, y: np.ndarray, hidden: int = 0, seeds: int = 1) -> Any:
     """A logistic head, or with ``hidden`` units one ReLU layer under it (positives
-    repeated to balance the classes: ``MLPClassifier`` takes no class weights)."""
+    repeated to balance the classes: ``MLPClassifier`` takes no class weights); with
+    ``seeds`` > 1, that many networks whose logits are averaged (``Averaged``)."""
     if not hidden:
         from sklearn.linear_model import LogisticRegression
 
@@ -181,8 +192,28 @@ def _fit(x: np.ndarray, y: np.ndarray, hidden: int = 0) -> Any:
 
     repeat = max(1, round((1 - y.mean()) / max(y.mean(), 1e-9)))
     rows = np.concatenate([np.arange(len(y)), np.repeat(np.flatnonzero(y == 1), repeat - 1)])
-    return MLPClassifier(hidden_layer_sizes=(hidden,), alpha=ALPHA, max_iter=300,
-                         random_state=0).fit(x[rows], y[rows])
+    nets = [MLPClassifier(hidden_layer_sizes=(hidden,), alpha=ALPHA, max_iter=300,
+                          random_state=seed).fit(x[rows], y[rows]) for seed in range(seeds)]
+    return nets[0] if seeds == 1 else Averaged(nets)
+
+
+class Averaged:
+    """Networks of one hidden layer whose logits are averaged, as one network: their hidden
+    units side by side, each output weight divided by their number. One network's
+    threshold moves with its random start and the order of its examples (0.961 and 0.979
+    on the same dev examples in two orders); the average moves less."""
+
+    def __init__(self, nets: list[Any]):
+        n = len(nets)
+        self.coefs_ = [np.hstack([m.coefs_[0] for m in nets]),
+                       np.vstack([m.coefs_[1] for m in nets]) / n]
+        self.intercepts_ = [np.concatenate([m.intercepts_[0] for m in nets]),
+                            np.mean([m.intercepts_[1] for m in nets], axis=0)]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(x @ self.coefs_[0] + self.intercepts_[0], 0)
+        p = 1 / (1 + np.exp(-(hidden @ self.coefs_[1] + self.intercepts_[1])[:, 0]))
+        return np.column_stack([1 - p, p])
 
 
 def _head(model: Any, threshold: float, layers: int) -> ChunkHead:
@@ -196,7 +227,7 @@ def _head(model: Any, threshold: float, layers: int) -> ChunkHead:
 
 def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False,
           layers: int = 12, found: Examples | None = None, hidden: int = 0,
-          user_input: bool = False) -> tuple[ChunkHead, dict[str, Any]]:
+          user_input: bool = False, seeds: int = 1) -> tuple[ChunkHead, dict[str, Any]]:
     """The head on ``embedder``'s vectors (e5 after ``layers`` layers) and its out-of-fold
     figures on dev; ``found`` gives other examples than the dev files' (a study's)."""
     positives, benign, tools, hard = found or (
@@ -221,7 +252,7 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
                     rng.integers(0, FOLDS, len(documents))[np.maximum(doc, 0)])
     out_of_fold = np.zeros(len(y))
     for k in range(FOLDS):
-        model = _fit(x[fold != k], y[fold != k], hidden)
+        model = _fit(x[fold != k], y[fold != k], hidden, seeds)
         out_of_fold[fold == k] = model.predict_proba(x[fold == k])[:, 1]
     doc_max = np.zeros(len(documents))
     np.maximum.at(doc_max, doc[doc >= 0], out_of_fold[doc >= 0])
@@ -230,7 +261,7 @@ def train(embedder: Embedder, shared: Path, own: Path, second_look: bool = False
     hard_max = doc_max[len(benign) + len(tools) :]
     threshold = float(max(np.quantile(benign_max, 1 - document_fpr),
                           np.quantile(tool_max, 1 - tool_fpr)))
-    head = _head(_fit(x, y, hidden), threshold, layers)
+    head = _head(_fit(x, y, hidden, seeds), threshold, layers)
     report = {"positive_lines": len(positives), "benign_documents": len(benign),
               "tool_outputs": len(tools), "threshold": threshold,
               "oof_line_tpr": float((out_of_fold[y == 1] >= threshold).mean()),
@@ -254,13 +285,18 @@ def main(argv: list[str]) -> None:
         at = argv.index("--hidden")
         hidden = int(argv[at + 1])
         del argv[at : at + 2]
+    seeds = 1 if second_look or user_input else SEEDS
+    if "--seeds" in argv:
+        at = argv.index("--seeds")
+        seeds = int(argv[at + 1])
+        del argv[at : at + 2]
     argv = [a for a in argv if a not in ("--second-look", "--input")]
     shared, own = Path(argv[0]), Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else (
         Path(__file__).resolve().parents[1] / "data" / "guard"
         / ("input_e5.npz" if user_input else "tool_e5.npz" if second_look else "chunk_e5.npz"))
     head, report = train(CachedEmbedder(layer_reader(layers), CACHE), shared, own, second_look,
-                         layers, hidden=hidden, user_input=user_input)
+                         layers, hidden=hidden, user_input=user_input, seeds=seeds)
     head.save(out)
     print(json.dumps(report, indent=1))
 

@@ -83,6 +83,8 @@ KNOWLEDGE_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("003_chunk_injection_score_e5_layers", "UPDATE chunks SET injection_score = NULL"),
     # the chunk head has a hidden layer now (``chunk_training.HIDDEN``): new scale, same path
     ("004_chunk_injection_score_hidden_layer", "UPDATE chunks SET injection_score = NULL"),
+    # ... and then averages three networks and reads the presenter and mail dev sets
+    ("005_chunk_injection_score_averaged", "UPDATE chunks SET injection_score = NULL"),
 )
 
 #: On a big index, query terms found in more than this share of chunks are left out of

@@ -240,4 +240,8 @@ POSTGRES_MIGRATIONS: tuple[Step, ...] = (
         # on another scale again, cleared and computed again as in step 015.
         "UPDATE knowledge_chunks SET injection_score = NULL",
     )),
+    ("017_chunk_injection_score_averaged", (
+        # ... and then averages three networks and reads the presenter and mail dev sets.
+        "UPDATE knowledge_chunks SET injection_score = NULL",
+    )),
 )
