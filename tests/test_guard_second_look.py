@@ -37,7 +37,8 @@ def dev_text(name: str, pair: str) -> str:
 
 
 # Two pages from the second presenter dev set (eval/injection_writers_presenter2_dev.jsonl),
-# by writers whose pages neither model has learned: a flat listing that tells whoever
+# by writers whose pages neither of a tool result's readings has learned (the knowledge
+# chunk head has): a flat listing that tells whoever
 # recommends it to have the client pay a deposit into the agent's own account, and a review
 # that tells whoever sums up the shop's reviews to smear its neighbour. The n-gram model
 # lets both pass; e5's head catches them.
