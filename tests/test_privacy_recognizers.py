@@ -111,6 +111,14 @@ def test_negatives(detector, text):
         ("Deploy 1.4.2 to 10.0.0.5 tonight.", "10.0.0.5"),
         ("выкатили 2.4.10.3 на 10.0.0.5 в пятницу", "10.0.0.5"),
         ("部署1.4.2到10.20.30.40", "10.20.30.40"),
+        # a private range after a firmware word; an address word between a move and the
+        # quad; a hop's number before it (``ip_running_text_writers4_dev``)
+        ("ファームウェア更新後、192.168.0.254にリダイレクトされるようになりました。",
+         "192.168.0.254"),
+        ("Upgraded the DNS server to 10.0.0.53 last night.", "10.0.0.53"),
+        ("traceroute在第7跳（202.97.12.41）之后就全是星号了。", "202.97.12.41"),
+        ("ファームウェアを3.10.2.18に上げたら、ゲートウェイが10.0.0.1に変わった。", "10.0.0.1"),
+        ("Connections from 4.2.1.9 were dropped by the firewall.", "4.2.1.9"),
     ],
 )
 def test_ip_in_running_text(detector, text, value):
@@ -143,6 +151,18 @@ def test_ip_in_running_text(detector, text, value):
         "ファームウェアを2.4.10.3から2.4.11.0に更新してください。",
         "Прошивку обновили с версии 3.0.1.4 на 3.0.2.0, точки перезагрузились.",
         "升级路径：版本 5.2.1 -> 5.2.7.3",
+        # software moved to a number, a number's own word or ordinal nearer than an address
+        # word, and the siblings of a version on its line (``ip_running_text_writers4_dev``)
+        "手机系统更新到了HarmonyOS 4.2.0.137，耗电明显变快了。",
+        "Pin setuptools to 69.5.1.0 in requirements.txt until the build backend is fixed.",
+        "Прошивку роутера обновили до 3.10.2.18, проблема с Wi-Fi ушла.",
+        "BIOSを1.15.0.2に更新後、ファンの回転数が安定しました。",
+        "カーネルを5.15.0.105から5.15.0.107に上げたところ、起動時のエラーが消えました。",
+        "固件版本3.10.2.18，管理界面在右上角。",
+        "В версии 4.8.0.2 адрес по умолчанию изменён.",
+        "契約書別紙の第3.1.2.1項に記載の固定アドレスをご利用ください。",
+        "The outline in the contract jumps from 4.2.1.9 to 4.2.1.11 — clause 4.2.1.10 is missing.",
+        "Appendix B, item 2.10.3.1, requires the vendor to retain audit logs for 180 days.",
     ],
 )
 def test_ip_look_alikes(detector, text):

@@ -60,24 +60,53 @@ _IME_DOT = re.compile(r"(?<=\d)[\u3002\uff61](?=\d)")
 # Words that make a dotted quad an address whatever its shape (checked 32 characters back).
 _IP_WORDS = words_pattern([
     "ip", "host", "server", "address", "addr", "gateway", "dns", "router", "proxy", "subnet",
-    "ping", "ssh", "from", "client", "peer", "remote", "connect", "nat", "vpn", "firewall",
+    "ping", "ssh", "nat", "vpn", "firewall", "traceroute",
     "resolver", "nameserver", "name server", "forwarder",
-    "地址", "服务器", "伺服器", "主机", "网关", "路由", "代理", "内网", "外网", "访问", "来自",
-    "解析",
-    "サーバ", "アドレス", "ホスト", "ゲートウェイ", "ルーター", "プロキシ", "接続", "アクセス",
+    "地址", "服务器", "伺服器", "主机", "网关", "路由", "代理", "内网", "外网", "解析",
+    "サーバ", "アドレス", "ホスト", "ゲートウェイ", "ルーター", "プロキシ",
     "リゾルバ", "ネームサーバ",
-    "сервер", "адрес", "хост", "шлюз", "прокси", "подключ", "доступ", "днс", "пинг", "пропинг",
+    "сервер", "адрес", "хост", "шлюз", "прокси", "днс", "пинг", "пропинг",
     "резолвер",
+])
+# Words that name a connection rather than a machine ("from", "доступ"): an address unless
+# the quad reads as a version by its own words or by a version beside it on its line
+# ("the outline jumps from 4.2.1.9 to 4.2.1.11 — clause 4.2.1.10 is missing").
+_WEAK_IP_WORDS = words_pattern([
+    "from", "client", "peer", "remote", "connect", "来自", "访问", "接続", "アクセス",
+    "подключ", "доступ",
 ])
 #: how far after a dotted quad an address word still names it ("8.8.8.8にpingは通る")
 _IP_WORD_AFTER = 12
 # Words that make one a version, section or OID (checked 16 characters back).
 _NUMBERING_WORDS = words_pattern([
     "version", "ver.", "release", "section", "sec.", "chapter", "clause", "oid", "§",
-    "firmware",
-    "版本", "第", "章节", "条款", "固件", "バージョン", "版", "ファームウェア",
-    "верси", "пункт", "раздел", "глава", "п.", "прошивк",
+    "firmware", "kernel", "bios", "uefi", "sdk", "item", "appendix", "annex", "paragraph",
+    "版本", "章节", "条款", "固件", "内核", "バージョン", "版", "ファームウェア", "カーネル",
+    "верси", "пункт", "раздел", "глава", "п.", "прошивк", "ядр", "подпункт",
 ])
+# A number's own ordinal or unit glued to it: 第8.1.4.3条, 第3.2.1.5节, 4.2.1.3項, п. 4.2.1.3.
+_ORDINAL_BEFORE = re.compile(r"(?:第|§|пп?\.)\s*$")
+_ORDINAL_AFTER = re.compile(r"\s*(?:条|款|项|項|節|节|章)")
+# Moving software to a number: "upgraded to", "bumped the plugin to", "pin setuptools to",
+# "更新到了HarmonyOS", "обновили до", "перевели с"; and in Japanese after it: "2.4.10.3へ更新".
+# Words between the verb and the number may name the thing, not a machine: an address word
+# among them ("upgraded the server to 10.0.0.5") makes the quad an address.
+_MOVED_TO = re.compile(
+    r"(?:(?<![A-Za-z])(?:up(?:grad|dat)\w*|bump\w*|pin(?:ned|s)?|downgrad\w*|roll(?:ed)?\s*back)"
+    r"(?:\s+[\w.-]+){0,2}\s+(?:to|from)"
+    r"|(?:升级|更新|降级|回滚|回退|刷)(?:到|至|为|成)了?(?:\s*[A-Za-z][\w -]{0,20})?"
+    r"|(?<![А-Яа-яЁё])(?:обнов\w*|апгрейд\w*|откат\w*|перевел\w*|перешл\w*|перешёл|закрепил\w*)"
+    r"(?:\s+[\w.-]+){0,2}\s+(?:до|на|с))\s*$", re.I)
+_MOVED_AFTER = re.compile(r"\s*(?:に|へ)(?:更新|アップデート|アップグレード|上げ|バージョンアップ|"
+                          r"ダウングレード|下げ)")
+# The rest of a number's word and what may stand between it and the number ("версии 4.8").
+_WORD_TAIL = re.compile(r"\w*[\s:：-]*")
+# Private ranges a version never starts with: an address whatever words stand near.
+_PRIVATE = re.compile(r"(?:192\.168|172\.(?:1[6-9]|2\d|3[01])|169\.254)\.")
+# Where an address word after the quad stops naming it: the end of its clause.
+_CLAUSE_END = re.compile(r"[,，、;；。!?！？]")
+# Dotted numbers beside a quad on its line: a version among them makes a sibling a version.
+_DOTTED = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,4}){2,3}(?![\d]|\.\d)")
 # Public resolvers people name without a word for them ("пропингуй 8.8.8.8", "从9.9.9.9过来的
 #流量"): a quad of single digits that is one of these is an address, not a version.
 _WELL_KNOWN = frozenset({"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9"})
@@ -101,29 +130,92 @@ def _fold_digits(text: str) -> str:
     return _IME_DOT.sub(".", text.translate(_FOLD))
 
 
-def _ipv4_span(text: str, m: re.Match[str]) -> Span | None:
-    """A dotted quad that ``ipaddress`` accepts, judged by its shape and the words before.
+def _ipv4_span(text: str, m: re.Match[str], siblings: bool = True) -> Span | None:
+    """A dotted quad that ``ipaddress`` accepts, judged by its shape and the words near it.
 
-    An address word before it (IP, server, 地址, サーバ, адрес...), or right after it, makes
-    it an address. Without one, a quad of single digits (1.2.3.4, 3.2.1.5) is more often a
-    version or a section number than an address, unless it is a public resolver's (8.8.8.8),
-    and so is one right after a version, section or firmware word or a build number's, or
-    with letters glued after it (4.3.2.1-rc); any other quad is an address. 0.0.0.0 ("every
-    interface") is refused by ``_ip``: it names no one.
+    An address word before it (IP, server, 地址, サーバ, адрес...), or right after it in the
+    same clause, makes it an address, unless a verb moving software to a number stands
+    nearer ("прошивку роутера обновили до 3.10.2.18"). A private range (192.168/16,
+    172.16/12, 169.254/16) is an address whatever words stand near. A version, section or
+    firmware word before it, an ordinal glued to it (第8.1.4.3条), a build number's word,
+    letters glued after it (4.3.2.1-rc) or a move of software to it make it a version. A
+    public resolver's quad (8.8.8.8) is an address; a connection word ("from", "доступ")
+    makes one too, unless a version beside it on its line shares its first two numbers
+    (4.2.1.9 beside clause 4.2.1.10); so does any other quad but one of single digits
+    (1.2.3.4, more often a version or a section number). 0.0.0.0 ("every interface") is
+    refused by ``_ip``: it names no one. ``siblings=False`` judges the quad by itself alone
+    (as a range's near end is judged).
     """
     start, end = m.span()
-    if before(text, start, _IP_WORDS, 32) or _IP_WORDS.search(text, end, end + _IP_WORD_AFTER):
-        return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+    address = Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+    moved = _MOVED_TO.search(text, max(0, start - 48), start)
+    word = _IP_WORDS.search(text, moved.start() if moved else max(0, start - 32), start)
+    if not _numbered_here(text, m) and (word is not None or _address_word_after(text, end)):
+        return address
+    if _PRIVATE.match(m.group()):
+        return address
+    if moved is not None or _reads_as_version(text, m):
+        return None
     numbered = before(text, start, _NUMBERING_WORDS, 16)
     if m.group() in _WELL_KNOWN and not numbered and not _LINE_START.search(text, 0, start):
-        return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
-    if all(len(part) == 1 for part in m.group().split(".")):
+        return address
+    beside_a_version = siblings and _beside_a_version(text, m)
+    if before(text, start, _WEAK_IP_WORDS, 32):
+        return None if beside_a_version else address
+    if all(len(part) == 1 for part in m.group().split(".")) or beside_a_version:
         return None
-    if numbered or _SUFFIX.match(text, end) \
-            or _BUILD_NUMBER.search(text, max(0, start - 20), start) \
-            or _after_a_version(text, start):
-        return None
-    return Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
+    return address
+
+
+def _numbered_here(text: str, m: re.Match[str]) -> bool:
+    """A number's own word or ordinal glued to it, nearer than any address word can be:
+    "В версии 4.8.0.2 адрес...", "版本3.10.2.18", "第3.1.2.1項に記載の固定アドレス"."""
+    start, end = m.span()
+    words = list(_NUMBERING_WORDS.finditer(text, max(0, start - 12), start))
+    return bool((words and _WORD_TAIL.fullmatch(text, words[-1].end(), start))
+                or _ORDINAL_BEFORE.search(text, max(0, start - 4), start)
+                or _ORDINAL_AFTER.match(text, end))
+
+
+def _address_word_after(text: str, end: int) -> bool:
+    """An address word within ``_IP_WORD_AFTER`` characters after, in the same clause
+    ("8.8.8.8にpingは通る"; not "固件版本3.10.2.18，管理IP：...")."""
+    after = text[end:end + _IP_WORD_AFTER]
+    stop = _CLAUSE_END.search(after)
+    return _IP_WORDS.search(after[: stop.start()] if stop else after) is not None
+
+
+def _reads_as_version(text: str, m: re.Match[str]) -> bool:
+    """Words that number software or text stand by the quad (not counting an address word
+    or a public resolver's quad, which ``_ipv4_span`` weighs first)."""
+    start, end = m.span()
+    return bool(before(text, start, _NUMBERING_WORDS, 16)
+                or _ORDINAL_BEFORE.search(text, max(0, start - 4), start)
+                or _ORDINAL_AFTER.match(text, end) or _MOVED_AFTER.match(text, end)
+                or _MOVED_TO.search(text, max(0, start - 48), start)
+                or _SUFFIX.match(text, end)
+                or _BUILD_NUMBER.search(text, max(0, start - 20), start)
+                or _after_a_version(text, start))
+
+
+def _beside_a_version(text: str, m: re.Match[str]) -> bool:
+    """Another dotted number on the quad's line with the same first two numbers that reads
+    as a version: by its words, by a part no address has (8.3.23.1865), or by being a quad
+    of single digits with no address word before it."""
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    line_end = text.find("\n", m.end())
+    line_end = len(text) if line_end < 0 else line_end
+    head = m.group().split(".")[:2]
+    for other in _DOTTED.finditer(text, line_start, line_end):
+        parts = other.group().split(".")
+        if other.start() == m.start() or parts[:2] != head:
+            continue
+        if (any(int(p) > 255 for p in parts) or len(parts) == 3
+                or _reads_as_version(text, other)):
+            return True
+        if all(len(p) == 1 for p in parts) and not before(text, other.start(), _IP_WORDS, 32):
+            return True
+    return False
 
 
 def _after_a_version(text: str, start: int) -> bool:
@@ -139,7 +231,7 @@ def _after_a_version(text: str, start: int) -> bool:
         return version[:2] == far[:2]
     quad = _IPV4.match(text, near.start(1))
     return (version[0] == far[0] and quad is not None and quad.end() == near.end(1)
-            and _ipv4_span(text, quad) is None)
+            and _ipv4_span(text, quad, siblings=False) is None)
 
 
 # Every RFC 5952 / RFC 4291 form: full, "::"-compressed, IPv4-embedded (::ffff:192.0.2.1)
