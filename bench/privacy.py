@@ -137,7 +137,9 @@ def agents_table() -> None:
           "wrote | level | a cloud target refuses |")
     print("|---|---:|---:|---|---|---|")
     for path in sorted(AGENTS.glob("*.json")):
-        for i, call in enumerate(json.loads(path.read_text())):
+        # the MCP recordings beside them are JSON-RPC calls to /mcp, not model requests
+        calls = [c for c in json.loads(path.read_text()) if c.get("path") != "/mcp"]
+        for i, call in enumerate(calls):
             body = call["body"]
             request = (responses.parse_call(body).request if "input" in body
                        else anthropic.parse_request(Operation.CHAT, body))
