@@ -120,7 +120,8 @@ def examples(shared: Path, own: Path) -> Examples:
 # writers' test half better (docs/performance.md, "the second look reads every writer").
 WRITERS = ("injection_multilingual_dev", "injection_genres_dev", "injection_indirect_varied_dev",
            "injection_addressee_dev", "injection_writers_dev", "injection_writers_genres_dev",
-           "injection_writers_presenter_dev", "injection_writers_mail2_dev")
+           "injection_writers_presenter_dev", "injection_writers_mail2_dev",
+           "injection_writers_mail3_dev", "injection_writers_presenter3_dev")
 
 
 def second_look_examples(shared: Path, own: Path, untrusted: GuardModel | None = None,
