@@ -119,6 +119,11 @@ def test_negatives(detector, text):
         ("traceroute在第7跳（202.97.12.41）之后就全是星号了。", "202.97.12.41"),
         ("ファームウェアを3.10.2.18に上げたら、ゲートウェイが10.0.0.1に変わった。", "10.0.0.1"),
         ("Connections from 4.2.1.9 were dropped by the firewall.", "4.2.1.9"),
+        # a second thing moved in one breath is an address when an address word names it;
+        # hosts moved, not software (``ip_running_text_writers4_dev``, after its first fixes)
+        ("Bumped openssl to 3.0.13 and the proxy to 10.0.0.5 before the cutover.", "10.0.0.5"),
+        ("服务从10.0.0.1迁移到10.0.0.2，今晚切换。", "10.0.0.1"),
+        ("Kernel logs were shipped to 10.20.30.40 all week.", "10.20.30.40"),
     ],
 )
 def test_ip_in_running_text(detector, text, value):
@@ -163,6 +168,12 @@ def test_ip_in_running_text(detector, text, value):
         "契約書別紙の第3.1.2.1項に記載の固定アドレスをご利用ください。",
         "The outline in the contract jumps from 4.2.1.9 to 4.2.1.11 — clause 4.2.1.10 is missing.",
         "Appendix B, item 2.10.3.1, requires the vendor to retain audit logs for 180 days.",
+        # the near end of a move, a resolver's quad included; a 1C configuration's release;
+        # a version word further back in its clause; the second of two things bumped
+        "客户端从1.0.0.1更新到1.0.0.2以后不再闪退。",
+        "Платформа 8.3.24.1467, конфигурация ЗУП 3.1.28.55 — обновление по плану.",
+        "Kernel panicked on 5.15.0.105 but booted fine after going to 5.15.0.107.",
+        "Bumped openssl to 3.0.13 and the plugin to 2.4.10.3, tests still red.",
     ],
 )
 def test_ip_look_alikes(detector, text):

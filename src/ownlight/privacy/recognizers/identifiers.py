@@ -82,18 +82,22 @@ _NUMBERING_WORDS = words_pattern([
     "version", "ver.", "release", "section", "sec.", "chapter", "clause", "oid", "§",
     "firmware", "kernel", "bios", "uefi", "sdk", "item", "appendix", "annex", "paragraph",
     "版本", "章节", "条款", "固件", "内核", "バージョン", "版", "ファームウェア", "カーネル",
-    "верси", "пункт", "раздел", "глава", "п.", "прошивк", "ядр", "подпункт",
+    "верси", "пункт", "раздел", "глава", "п.", "прошивк", "ядр", "подпункт", "релиз",
+    "редакци", "конфигурац",
 ])
+#: how far back a number's word still names it, within its clause ("Kernel panicked on 5.15...")
+_NUMBERING_WORD_BEFORE = 24
 # A number's own ordinal or unit glued to it: 第8.1.4.3条, 第3.2.1.5节, 4.2.1.3項, п. 4.2.1.3.
 _ORDINAL_BEFORE = re.compile(r"(?:第|§|пп?\.)\s*$")
 _ORDINAL_AFTER = re.compile(r"\s*(?:条|款|项|項|節|节|章)")
 # Moving software to a number: "upgraded to", "bumped the plugin to", "pin setuptools to",
-# "更新到了HarmonyOS", "обновили до", "перевели с"; and in Japanese after it: "2.4.10.3へ更新".
+# "更新到了HarmonyOS", "обновили до", "перевели с", a second thing moved in the same breath
+# ("bumped openssl to 3.0.13 and the plugin to"); and in Japanese after it: "2.4.10.3へ更新".
 # Words between the verb and the number may name the thing, not a machine: an address word
 # among them ("upgraded the server to 10.0.0.5") makes the quad an address.
 _MOVED_TO = re.compile(
     r"(?:(?<![A-Za-z])(?:up(?:grad|dat)\w*|bump\w*|pin(?:ned|s)?|downgrad\w*|roll(?:ed)?\s*back)"
-    r"(?:\s+[\w.-]+){0,2}\s+(?:to|from)"
+    r"(?:\s+[\w.-]+){0,2}\s+(?:to|from)(?:\s+[\w.-]+,?\s+and(?:\s+[\w.-]+){0,2}\s+to)?"
     r"|(?:升级|更新|降级|回滚|回退|刷)(?:到|至|为|成)了?(?:\s*[A-Za-z][\w -]{0,20})?"
     r"|(?<![А-Яа-яЁё])(?:обнов\w*|апгрейд\w*|откат\w*|перевел\w*|перешл\w*|перешёл|закрепил\w*)"
     r"(?:\s+[\w.-]+){0,2}\s+(?:до|на|с))\s*$", re.I)
@@ -148,7 +152,7 @@ def _ipv4_span(text: str, m: re.Match[str], siblings: bool = True) -> Span | Non
     """
     start, end = m.span()
     address = Span(start, end, "IP_ADDRESS", 0.9, "identifiers")
-    moved = _MOVED_TO.search(text, max(0, start - 48), start)
+    moved = _MOVED_TO.search(text, max(0, start - 64), start)
     word = _IP_WORDS.search(text, moved.start() if moved else max(0, start - 32), start)
     if not _numbered_here(text, m) and (word is not None or _address_word_after(text, end)):
         return address
@@ -156,7 +160,7 @@ def _ipv4_span(text: str, m: re.Match[str], siblings: bool = True) -> Span | Non
         return address
     if moved is not None or _reads_as_version(text, m):
         return None
-    numbered = before(text, start, _NUMBERING_WORDS, 16)
+    numbered = _numbering_word_before(text, start)
     if m.group() in _WELL_KNOWN and not numbered and not _LINE_START.search(text, 0, start):
         return address
     beside_a_version = siblings and _beside_a_version(text, m)
@@ -189,13 +193,29 @@ def _reads_as_version(text: str, m: re.Match[str]) -> bool:
     """Words that number software or text stand by the quad (not counting an address word
     or a public resolver's quad, which ``_ipv4_span`` weighs first)."""
     start, end = m.span()
-    return bool(before(text, start, _NUMBERING_WORDS, 16)
+    return bool(_numbering_word_before(text, start)
                 or _ORDINAL_BEFORE.search(text, max(0, start - 4), start)
                 or _ORDINAL_AFTER.match(text, end) or _MOVED_AFTER.match(text, end)
-                or _MOVED_TO.search(text, max(0, start - 48), start)
+                or _MOVED_TO.search(text, max(0, start - 64), start)
                 or _SUFFIX.match(text, end)
                 or _BUILD_NUMBER.search(text, max(0, start - 20), start)
-                or _after_a_version(text, start))
+                or _after_a_version(text, start) or _before_a_move(text, m))
+
+
+def _numbering_word_before(text: str, start: int) -> bool:
+    """A version, section or firmware word in the quad's clause, ``_NUMBERING_WORD_BEFORE``
+    characters back at most ("Kernel panicked on 5.15.0.105")."""
+    behind = text[max(0, start - _NUMBERING_WORD_BEFORE):start]
+    stops = list(_CLAUSE_END.finditer(behind))
+    return _NUMBERING_WORDS.search(behind[stops[-1].end() if stops else 0:]) is not None
+
+
+def _before_a_move(text: str, m: re.Match[str]) -> bool:
+    """The near end of a move of software: "从1.0.0.1更新到1.0.0.2", "с 3.0.1.4 обновили до
+    3.0.2.0" (the far end, after its verb, shares the quad's first two numbers)."""
+    far = _DOTTED.search(text, m.end(), min(len(text), m.end() + 24))
+    return bool(far is not None and far.group().split(".")[:2] == m.group().split(".")[:2]
+                and _MOVED_TO.search(text, m.end(), far.start()))
 
 
 def _beside_a_version(text: str, m: re.Match[str]) -> bool:
