@@ -108,16 +108,20 @@ class Instance:
     arguments: list[str]
     process: subprocess.Popen[str] | None = None
     first_line: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start (or, after ``kill``, start again) with the environment it first had, so
+        a restarted instance is the same instance: its data dir is its config file's."""
+        self.env = env if env is not None else self.env
         command = [sys.executable, "-m", "ownlight.cli", "--config", str(self.config), "serve",
                    "--port", str(self.port), *self.arguments]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True, env=env)
+                                        stderr=subprocess.DEVNULL, text=True, env=self.env)
         wait_http(self.url + "/readyz", self.process, START_TIMEOUT)
 
     def kill(self) -> None:
@@ -166,7 +170,10 @@ class Cluster:
         self.postgres.start()
         self.redis.start()
         self.store_url = self.postgres.database()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
+        # Each instance's data dir is the one its config file names, whatever the caller's
+        # $OWNLIGHT_DATA_DIR says (a test's own, say, removed when the test ends).
+        env = {**{k: v for k, v in os.environ.items() if k != "OWNLIGHT_DATA_DIR"},
+               "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
         for number in range(self.instances):
             config = self.root / f"ownlight-{number}.toml"
             config.write_text(self.toml(number, self.store_url))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -100,7 +98,11 @@ def test_kill_9_under_load_behind_nginx_loses_no_answered_request(cluster: Clust
         victim.kill()  # kill -9: no shutdown of any kind
         time.sleep(1.5)
         during = len(answered)
-        victim.start({**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        victim.start()  # the environment it first had: the same data dir, not this test's
+        assert victim.process is not None
+        journals = (cluster.root / f"data-{victim.number}").glob(
+            f"audit.journal.{victim.process.pid}.*")
+        assert any(journals), "the restarted instance journals elsewhere than its data dir"
         time.sleep(1.0)
     finally:
         stop.set()
