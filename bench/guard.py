@@ -6,6 +6,8 @@
     python bench/guard.py --chunks-only --documents 300 --tool-outputs 120
         # only the knowledge chunks table (n-gram beside the e5 line score stored at
         # ingest) and direct attacks per language; a first run embeds some thousand lines
+    python bench/guard.py --direct-only [--plain]   # user input alone (a minute); --plain
+        # reads the texts as written, without undoing disguises (``guard.unmasking``)
 
 Rows come from ``../shared/eval/injection/test.jsonl`` (BIPIA indirect attacks in
 e-mails, Giskard and PIGuard direct attacks, NotInject benign look-alikes) and
@@ -75,7 +77,7 @@ from ownlight.config.settings import GuardSettings  # noqa: E402
 from ownlight.guard.chunk_head import ChunkHead  # noqa: E402
 from ownlight.guard.e5_layers import layer_reader  # noqa: E402
 from ownlight.guard.model import GuardModel  # noqa: E402
-from ownlight.guard.stage import InjectionGuard  # noqa: E402
+from ownlight.guard.stage import InjectionGuard, also_unmasked  # noqa: E402
 from ownlight.protocol.model import Operation, TextPart, ToolResult, Turn  # noqa: E402
 
 SETS = {
@@ -219,15 +221,17 @@ def previous_weights(rev: str | None, into: Path) -> tuple[Path, Path, str]:
     return paths[0], paths[1], label
 
 
-def measure(model: GuardModel, untrusted: GuardModel,
-            rows: list[dict]) -> tuple[dict[str, str], float, float]:
+def measure(model: GuardModel, untrusted: GuardModel, rows: list[dict],
+            plain: bool = False) -> tuple[dict[str, str], float, float]:
     """Per group: AUC, TPR at 1%/5% FPR, TPR/FPR at the shipped threshold; NotInject pass
-    rate; ms per 1,000 characters."""
+    rate; ms per 1,000 characters. Each text is read as the guard reads it, disguises
+    undone (``guard.unmasking``), unless ``plain``."""
     scores, flagged_at, spent, chars = [], [], 0.0, 0
     for row in rows:
         reader = untrusted if row.get("kind") == "indirect" else model
         start = time.perf_counter()
-        scores.append(reader.scan(row["text"]).score)
+        scores.append((reader.scan(row["text"]) if plain
+                       else also_unmasked(row["text"], reader.scan)).score)
         spent += time.perf_counter() - start
         chars += len(row["text"])
         flagged_at.append(reader.threshold)
@@ -471,6 +475,10 @@ def main() -> int:
                         help="only the tool results table (n-gram beside e5's second look)")
     parser.add_argument("--chunks-only", action="store_true",
                         help="only the knowledge chunks table (n-gram beside the e5 head)")
+    parser.add_argument("--direct-only", action="store_true",
+                        help="only the direct attacks and their look-alikes (user input)")
+    parser.add_argument("--plain", action="store_true",
+                        help="read texts as written, without undoing disguises")
     parser.add_argument("--tool-outputs", type=int, default=120,
                         help="benign tool outputs (test half, fixed sample) in that table")
     args = parser.parse_args()
@@ -493,19 +501,29 @@ def main() -> int:
         for line in path.read_text().splitlines():
             if line.strip():
                 rows.append({**json.loads(line), "set": name})
-    if args.documents and DOCUMENTS.exists():
+    if args.direct_only:
+        rows = [r for r in rows if r.get("kind") != "indirect"]
+    elif args.documents and DOCUMENTS.exists():
         passages = [json.loads(line) for line in DOCUMENTS.read_text().splitlines()]
         rows += [{"text": p["text"], "label": 0, "kind": "indirect", "lang": p.get("lang"),
                   "set": "retrieval passages"} for p in passages[: args.documents]]
-    tool_result_rows(untrusted, rows, old_look, old_untrusted)
-    if args.tool_results_only:
+    if not args.direct_only:
+        tool_result_rows(untrusted, rows, old_look, old_untrusted)
+        if args.tool_results_only:
+            return 0
+        chunk_rows(untrusted, rows, args.tool_outputs, old_chunk_head, old_untrusted)
+        direct_e5_rows(model, rows)
+        if args.chunks_only:
+            return 0
+    new_cells, new_pass, new_speed = measure(model, untrusted, rows, args.plain)
+    old_cells, old_pass, old_speed = measure(old, old_untrusted, rows, args.plain)
+    if args.direct_only:
+        print(f"Each cell: this tree's weights, then the previous ones ({old_label}); "
+              f"{'as written' if args.plain else 'disguises undone'}.\n")
+        for name in sorted(new_cells):
+            print(f"| {name} | now | {new_cells[name]} |\n| | previous | {old_cells[name]} |")
+        print(f"\nSpeed: {new_speed:.2f} ms per 1,000 characters now ({len(rows)} texts).")
         return 0
-    chunk_rows(untrusted, rows, args.tool_outputs, old_chunk_head, old_untrusted)
-    direct_e5_rows(model, rows)
-    if args.chunks_only:
-        return 0
-    new_cells, new_pass, new_speed = measure(model, untrusted, rows)
-    old_cells, old_pass, old_speed = measure(old, old_untrusted, rows)
     print(f"Each cell: this tree's weights, then the previous ones ({old_label}).\n")
     print("| rows | model | n (inj/benign) | AUC | TPR @1% FPR | TPR @5% FPR | TPR / FPR at "
           "its threshold |")

@@ -32,6 +32,7 @@ from ownlight.config.settings import GuardSettings
 from ownlight.guard.chunk_head import shared_head
 from ownlight.guard.model import GuardModel, Verdict, ranked
 from ownlight.guard.second_look import SecondLook
+from ownlight.guard.unmasking import unmasked
 from ownlight.principal import Principal
 from ownlight.privacy.client_text import QUOTE_PREAMBLE, tool_output, without_client_blocks
 from ownlight.protocol.model import TextPart, ToolResult, Turn
@@ -65,6 +66,21 @@ class GuardFacts:
                 "documents": self.documents}
 
 
+def also_unmasked(text: str, read: Callable[[str], Verdict]) -> Verdict:
+    """``read`` the text and, when it wears a disguise (``guard.unmasking``), the text
+    spelt normally too: the higher of the two, as a multiple of its threshold, with
+    ``disguised`` among its reasons when only the text spelt normally is flagged."""
+    verdict = read(text)
+    plain = unmasked(text)
+    if plain == text:
+        return verdict
+    other = read(plain)
+    if other.score / other.threshold <= verdict.score / verdict.threshold:
+        return verdict
+    named = ("disguised",) if other.injection and not verdict.injection else ()
+    return Verdict(other.score, (*other.reasons, *named), other.threshold)
+
+
 class InjectionGuard:
     def __init__(self, settings: GuardSettings | None = None):
         s = settings or GuardSettings()
@@ -79,9 +95,10 @@ class InjectionGuard:
         self.untrusted_action: str = s.untrusted_action
         self.tenants: dict[str, str] = dict(s.tenants)
         self.scan: Callable[[str], Verdict] = cache_short_texts(
-            lambda text: self.model.scan(text, self.threshold))
+            lambda text: also_unmasked(text, lambda t: self.model.scan(t, self.threshold)))
         self.second_look = _second_look() if s.second_look else None
-        self.scan_untrusted: Callable[[str], Verdict] = cache_short_texts(self._read_untrusted)
+        self.scan_untrusted: Callable[[str], Verdict] = cache_short_texts(
+            lambda text: also_unmasked(text, self._read_untrusted))
 
     def _read_untrusted(self, text: str) -> Verdict:
         """A tool result (or a chunk without a stored score): the n-gram model on every
@@ -107,7 +124,8 @@ class InjectionGuard:
         chunk without a stored score is read as a tool result is."""
         if stored_score is None:
             return self.scan_untrusted(text)
-        verdict = self.untrusted_model.scan(text, self.untrusted_threshold)
+        verdict = also_unmasked(
+            text, lambda t: self.untrusted_model.scan(t, self.untrusted_threshold))
         from_text = verdict.score / verdict.threshold
         from_vector = stored_score / self.chunk_head.threshold
         reasons = verdict.reasons + (("stored_chunk_score",) if from_vector >= 1.0 else ())
