@@ -63,6 +63,10 @@ class Lexicon:
                     at += 1
         return found
 
+    def knows(self, word: str) -> bool:
+        """Whether ``word`` (lower case, one Latin or Cyrillic run) or its stem is listed."""
+        return self._word(word) is not None
+
     def _word(self, word: str) -> int | None:
         row = self.index.get(word)
         if row is not None or len(word) < 5:
