@@ -172,7 +172,10 @@ def test_a_conversation_stays_on_one_replica_while_many_spread(gateway_factory,
         where[user] = {replica, again}
     assert all(len(homes) == 1 for homes in where.values()), where
     spread = Counter(next(iter(h)) for h in where.values())
-    assert len(spread) == 3 and min(spread.values()) >= 10, spread
+    # Replicas are named by their random ports, so the split is a fresh draw each run: a
+    # fair hash leaves a replica 6 or fewer of 60 once in 12,000 runs (9 or fewer, the old
+    # bound, once in 290 runs: CI saw 26/25/9). A broken spread, all on one or two, fails.
+    assert len(spread) == 3 and min(spread.values()) >= 7, spread
 
     stats = {r["replica"]: r for r in admin_get(
         gateway, "/readyz", gateway.create_key("ops", ("admin",))).json()["replicas"]["pool"]}
