@@ -197,3 +197,46 @@ def test_the_user_input_network_reads_a_whole_window_not_its_first_words() -> No
     assert model.word_cnn.window_logits([short])[0] == pytest.approx(
         model.word_cnn.logits([short])[0], abs=1e-5)
     assert not model.scan(_ERRAND * 3).injection
+
+
+def _reference_logits_of_rows(network: WordCNN, lines: list[list[int]]) -> np.ndarray:
+    """The network's reading as it was first written (a mask multiplied into every offset,
+    ``reduceat`` for one line too), kept as the reference the faster one must equal."""
+    lengths = np.array([len(rows) for rows in lines], dtype=np.int64)
+    pooled = np.zeros((len(lines), network.out_weights.shape[0]), np.float32)
+    if lengths.sum():
+        products = inputs([r for rows in lines for r in rows]) @ network._stacked
+        within = np.arange(len(products)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        read = lengths > 0
+        firsts = (np.cumsum(lengths) - lengths)[read]
+        at = column = 0
+        for kernel, bias in zip(network.kernels, network.biases, strict=True):
+            width, filters = kernel.shape[0], kernel.shape[2]
+            columns = [products[:, at + j * filters : at + (j + 1) * filters]
+                       for j in range(width)]
+            total = columns[width - 1] + bias
+            for j in range(width - 1):
+                back = width - 1 - j
+                total[back:] += columns[j][:-back] * (within[back:, None] >= back)
+            pooled[read, column : column + filters] = np.maximum.reduceat(
+                np.maximum(total, 0.0), firsts, axis=0)
+            at += width * filters
+            column += filters
+    return (pooled @ network.out_weights + network.out_bias).astype(np.float32)
+
+
+@pytest.mark.parametrize("load", [GuardModel.load, GuardModel.load_untrusted],
+                         ids=["user input", "untrusted content"])
+def test_the_faster_reading_gives_the_reference_bits(load) -> None:
+    """One line (a user's message) skips the bookkeeping that keeps lines apart; several
+    lines zero what lies before each line's start instead of multiplying by a mask. Both
+    must give the same floats to the last bit, empty lines and one-word lines included."""
+    network = load().word_cnn
+    assert network is not None
+    texts = [*network.check_texts, *MIDDLE_ATTACKS, _ERRAND * 4, "ok", "12345"]
+    rows = [packaged().words(text) for text in texts]
+    batches = [[r[:MAX_WORDS]] for r in rows]
+    batches += [[r[:MAX_WORDS] for r in rows], [r[:1] for r in rows], [[], *rows[:3], []]]
+    for lines in batches:
+        got, want = network.logits_of_rows(lines), _reference_logits_of_rows(network, lines)
+        assert got.tobytes() == want.tobytes()

@@ -18,13 +18,18 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
+from ownlight.guard.script_gates import GatedPattern, scripts_in
+
 BUCKETS = 1 << 18
 # Structural signals enter the model scaled up, so regularisation (tuned for thousands of
 # n-gram features) does not shrink the few of them away; chosen by dev cross-validation.
 SIGNAL_SCALE = 1.0
 WINDOW = 600  # characters per scored window; a long document is scored window by window
 STEP = 400
-_LOGS = [0.0] + [math.log(c) for c in range(1, 64)]  # a gram seen c times: 1 + log c
+# a gram seen c times weighs 1 + log c
+_ONE_PLUS_LOG = np.array([0.0] + [1.0 + math.log(c) for c in range(1, 4096)])
 
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad"
                         "\U000e0000-\U000e007f]")
@@ -177,6 +182,10 @@ _LATER_CUES = {
         re.IGNORECASE),
 }
 
+# each family searched only in the scripts a window is written in (``script_gates``)
+_GATED_CUES = {name: GatedPattern(pattern) for name, pattern in _CUES.items()}
+_GATED_LATER_CUES = {name: GatedPattern(pattern) for name, pattern in _LATER_CUES.items()}
+
 _LATIN = re.compile(r"[a-zA-Z]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
@@ -207,9 +216,11 @@ def windows(text: str) -> list[Window]:
 
 
 def signals(text: str, invisible: int = 0) -> dict[str, float]:
-    cues = {f"cue_{name}": float(bool(pattern.search(text))) for name, pattern in _CUES.items()}
-    later = {f"cue_{name}": float(bool(pattern.search(text)))
-             for name, pattern in _LATER_CUES.items()}
+    scripts = scripts_in(text)
+    cues = {f"cue_{name}": float(family.search(text, scripts))
+            for name, family in _GATED_CUES.items()}
+    later = {f"cue_{name}": float(family.search(text, scripts))
+             for name, family in _GATED_LATER_CUES.items()}
     return {
         "invisible": min(invisible, 10) / 10,
         "homoglyph": float(any(_LATIN.search(w) and _CYRILLIC.search(w)
@@ -245,10 +256,20 @@ def _hidden_instruction(text: str) -> bool:
 
 
 def hashed(text: str, buckets: int = BUCKETS) -> dict[int, float]:
-    """Sublinear counts of word uni/bigrams and character 2-4-grams, hashed (crc32).
+    """Sublinear counts of word uni/bigrams and character 2-4-grams, hashed (crc32): bucket
+    -> value, L2-normalised, in the order the grams are first met (``hashed_arrays``)."""
+    index, value = hashed_arrays(text, buckets)
+    return dict(zip(index.tolist(), value.tolist(), strict=True))
 
-    The grams are listed in comprehensions and counted by ``Counter`` (in C), in the order
-    a plain loop would meet them, so every sum is the same to the last bit as before."""
+
+def hashed_arrays(text: str, buckets: int = BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """``hashed`` as two arrays (buckets, values), what the models read.
+
+    The grams are listed in comprehensions, counted by ``Counter`` and hashed by ``map``, all
+    in C; the per-gram arithmetic is numpy's. Every value is the same to the last bit as the
+    plain loop the weights were trained with gave (``tests/test_guard_hashing.py``): each is
+    ``1 + log count``, grams that share a bucket are added in the order they were met, and
+    the norm adds the squares one after another in that order."""
     lower = text.lower()
     words = _WORD.findall(lower)
     keys = ["w" + words[0]] if words else []
@@ -260,11 +281,32 @@ def hashed(text: str, buckets: int = BUCKETS) -> dict[int, float]:
     keys += ["c" + squeezed[j : j + 2] for j in range(size - 1)]
     keys += ["c" + squeezed[j : j + 3] for j in range(size - 2)]
     keys += ["c" + squeezed[j : j + 4] for j in range(size - 3)]
-    out: dict[int, float] = {}
-    crc = zlib.crc32
-    for key, count in Counter(keys).items():
-        index = crc(key.encode()) % buckets
-        out[index] = out.get(index, 0.0) + 1.0 + (_LOGS[count] if count < len(_LOGS)
-                                                  else math.log(count))
-    norm = math.sqrt(sum(v * v for v in out.values())) or 1.0
-    return {k: v / norm for k, v in out.items()}
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    counts = Counter(keys)
+    index = np.fromiter(map(zlib.crc32, map(str.encode, counts)), np.int64, len(counts))
+    index %= buckets
+    tally = np.fromiter(counts.values(), np.int64, len(counts))
+    value = (_ONE_PLUS_LOG[tally] if tally.max() < len(_ONE_PLUS_LOG)
+             else np.array([1.0 + math.log(c) for c in tally.tolist()]))
+    index, value = _merge_shared_buckets(index, value, tally)
+    norm = math.sqrt(np.add.accumulate(value * value)[-1]) or 1.0
+    return index, value / norm
+
+
+def _merge_shared_buckets(index: np.ndarray, value: np.ndarray,
+                          tally: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One entry per bucket, where its first gram was met; grams that share it add up in the
+    order they were met, as ``out[i] = out.get(i, 0.0) + 1.0 + log c`` did."""
+    buckets, first, seen = np.unique(index, return_index=True, return_counts=True)
+    if len(buckets) == len(index):
+        return index, value
+    value = value.copy()
+    for bucket in buckets[seen > 1].tolist():
+        at = np.flatnonzero(index == bucket).tolist()
+        total = float(value[at[0]])
+        for later in at[1:]:
+            total = total + 1.0 + math.log(int(tally[later]))
+        value[at[0]] = total
+    keep = np.sort(first)
+    return index[keep], value[keep]

@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from ownlight.guard.features import BUCKETS, SIGNAL_SCALE, SIGNALS, Window, hashed, windows
+from ownlight.guard.features import (
+    BUCKETS,
+    SIGNAL_SCALE,
+    SIGNALS,
+    Window,
+    hashed_arrays,
+    windows,
+)
 from ownlight.guard.lexicon import LEXICON_SCALE, packaged
 from ownlight.guard.segments import segment_windows
 from ownlight.guard.word_cnn import WordCNN, combined
@@ -62,11 +69,11 @@ class GuardModel:
     def units(self, text: str) -> list[Window]:
         return segment_windows(text) if self.unit == "segment" else windows(text)
 
-    def logit(self, grams: dict[int, float], signals: dict[str, float],
+    def logit(self, grams: tuple[np.ndarray, np.ndarray], signals: dict[str, float],
               text: str | None = None) -> tuple[float, float]:
         """The logistic model's (whole logit, logit of the text alone: bias, n-grams and,
         given ``text``, its words' meaning, without the structural signals)."""
-        text_part = self.bias + sum(self.weights[i] * v for i, v in grams.items())
+        text_part = self.bias + _weighted_sum(self.weights, grams)
         if self.lexicon_weights is not None and text is not None:
             text_part += LEXICON_SCALE * float(self.lexicon_weights @ packaged().vector(text))
         signal_part = SIGNAL_SCALE * sum(
@@ -77,7 +84,7 @@ class GuardModel:
         """Each unit of ``text`` with (its whole logit, the logit of its text alone); with a
         word network, both readings ``combined``."""
         units = self.units(text)
-        scored = [(w, *self.logit(hashed(w.text), w.signals, w.text)) for w in units]
+        scored = [(w, *self.logit(hashed_arrays(w.text), w.signals, w.text)) for w in units]
         if self.word_cnn is None:
             return scored
         texts = [w.text for w in units]
@@ -143,6 +150,17 @@ class GuardModel:
     @classmethod
     def load_untrusted(cls, path: Path | None = None) -> GuardModel:
         return cls.load(path) if path is not None else _packaged("untrusted.npz")
+
+
+def _weighted_sum(weights: np.ndarray, grams: tuple[np.ndarray, np.ndarray]) -> Any:
+    """The n-grams' part of a logit, ``sum(weights[i] * v)``, in one gather and one running
+    sum: float32 products added one after another in the grams' order, as the plain loop the
+    thresholds were chosen with adds them (a pairwise ``sum`` would differ in the last bits;
+    ``tests/test_guard_hashing.py`` holds the two to the same bits)."""
+    index, value = grams
+    if not len(index):
+        return 0
+    return np.add.accumulate(weights[index] * value.astype(np.float32))[-1]
 
 
 def ranked(scored: list[tuple[Window, float, float]]) -> list[tuple[str, float]]:
