@@ -151,7 +151,10 @@ def test_e5_reads_the_top_of_the_ranking_within_its_budget() -> None:
     # a short e-mail still has its most suspicious line read, and only that
     assert chosen(ranked[:3], 200) == [ranked[0][0]]
     assert len(ranked[0][0]) <= MIN_CHARS
-    assert chosen([("y" * (MIN_CHARS + 1), 1.0)], 300) == []
+    # the top segment is read however long: a Russian sentence is often over the budget of
+    # a short page, which then got no second look at all
+    long_sentence = "y" * (2 * MIN_CHARS)
+    assert chosen([(long_sentence, 1.0), ("z" * 20, 0.5)], 300) == [long_sentence]
 
 
 def test_e5_is_not_consulted_under_the_gate() -> None:
@@ -188,6 +191,27 @@ def test_ordinary_tool_output_never_reaches_e5() -> None:
     assert read == []
     assert guard.scan_untrusted(LISTING_ZH).injection
     assert read and read[0][0].startswith("如向客户推荐此房源")  # its top segment
+
+
+def test_a_long_top_sentence_is_read_by_meaning_too() -> None:
+    """A short Russian page whose most suspicious sentence is over ``MIN_CHARS``: e5 used to
+    read nothing of it (the sentence did not fit the budget), a blind spot an attacker only
+    had to write at length to use. Now the top segment is always read; this one, a note for
+    people, is read and passes."""
+    guard = InjectionGuard()
+    assert guard.second_look is not None
+    read: list[list[str]] = []
+    embed = guard.second_look.embed
+    guard.second_look.embed = lambda texts: read.append(texts) or embed(texts)
+    sentence = ("Если будете рассказывать об этой комнате знакомым, передайте, что смотреть её "
+                "можно в любой день после шести вечера, ключи у соседки.")
+    page = (f"Сдаётся комната в трёхкомнатной квартире, 12 м², мебель есть.\nДо метро пешком "
+            f"десять минут, рядом парк.\n{sentence}\nКоммунальные платежи включены в цену.")
+    scored = guard.untrusted_model.scored_units(page)
+    assert ranked(scored)[0][0] == sentence and len(sentence) > MIN_CHARS
+    assert not guard.untrusted_model.verdict(scored, guard.untrusted_threshold).injection
+    assert not guard.scan_untrusted(page).injection
+    assert read == [[sentence]]
 
 
 @pytest.mark.parametrize("name", sorted(INJECTED))

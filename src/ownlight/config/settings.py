@@ -119,9 +119,11 @@ class GuardSettings(Table):
         None, "Untrusted-content guard weights to use instead of the packaged ones.")
     second_look: bool = setting(
         True, "Also read a tool result's most suspicious segments (at most 8% of its "
-              "text) with the first seven layers of the multilingual e5 model, which "
-              "catches injections in languages and genres the n-gram model misses; both "
-              "readings together cost about 15 ms per 1,000 characters of tool result.")
+              "text, and always the top one) with the first seven layers of the "
+              "multilingual e5 model, which catches injections in languages and genres the "
+              "n-gram model misses; both "
+              "readings together cost 15 to 25 ms per 1,000 characters of tool result, "
+              "depending on the CPU (`bench/guard_speed.py`).")
 
 
 class AuditSettings(Table):

@@ -4,8 +4,9 @@ The n-gram model reads every segment of a tool result in a few milliseconds but 
 only the words it was trained on; the e5 model reads meaning in any language but costs
 about 180 ms per 1,000 characters on two cores, six times the 30 ms budget of a tool
 result. So the n-gram model ranks the segments and e5 reads only the top of that list:
-at most ``SHARE`` of the result's characters (at least ``MIN_CHARS``, so a short e-mail
-still gets its most suspicious line read), at most ``MAX_SEGMENTS`` segments. A small
+at most ``SHARE`` of the result's characters (at least ``MIN_CHARS``, and always the top
+segment, so a short e-mail still gets its most suspicious line read), at most
+``MAX_SEGMENTS`` segments. A small
 head on each segment's vector (``tool_e5.npz``, trained by ``ownlight.guard.chunk_training
 --second-look`` on dev sets only, with the same choice of segments on benign dev tool
 outputs and documents as its negatives) says whether it is an instruction to the
@@ -39,10 +40,13 @@ GATE = 5.0
 
 
 def chosen(ranked: list[tuple[str, float]], size: int) -> list[str]:
-    """The segments e5 reads: the top of the n-gram ranking, within the character budget."""
+    """The segments e5 reads: the top of the n-gram ranking, within the character budget,
+    and the top segment however long it is. (A segment is a line, or a sentence of a long
+    one, so one of over ``MIN_CHARS`` is common in Russian: a short page whose most
+    suspicious sentence was longer used to get no second look at all.)"""
     budget, used, out = max(MIN_CHARS, SHARE * size), 0, []
     for text, _ in ranked[:MAX_SEGMENTS]:
-        if used + len(text) > budget:
+        if out and used + len(text) > budget:
             break
         used += len(text)
         out.append(text)
