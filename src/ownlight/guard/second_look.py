@@ -44,7 +44,8 @@ def chosen(ranked: list[tuple[str, float]], size: int) -> list[str]:
     and the top segment however long it is. (A segment is a line, or a sentence of a long
     one, so one of over ``MIN_CHARS`` is common in Russian: a short page whose most
     suspicious sentence was longer used to get no second look at all.)"""
-    budget, used, out = max(MIN_CHARS, SHARE * size), 0, []
+    budget, used = max(MIN_CHARS, SHARE * size), 0
+    out: list[str] = []
     for text, _ in ranked[:MAX_SEGMENTS]:
         if out and used + len(text) > budget:
             break
