@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ownlight.blas import one_blas_thread
 from ownlight.guard.segments import segments
 
 FILE = "chunk_e5.npz"
@@ -54,10 +55,13 @@ class ChunkHead:
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """Probabilities, one per row of ``vectors`` (the stored chunk vectors)."""
         x = np.asarray(vectors, dtype=np.float32)
-        if self.hidden is not None:
-            x = np.maximum(x.reshape(-1, self.hidden.shape[0]) @ self.hidden + self.hidden_bias,
-                           0.0)
-        logits = x.reshape(-1, self.weights.size) @ self.weights
+        # one BLAS thread: three networks side by side are a product OpenBLAS spreads over
+        # both cores, whose spinning threads then slow the e5 pass beside it (``ownlight.blas``)
+        with one_blas_thread():
+            if self.hidden is not None:
+                x = np.maximum(
+                    x.reshape(-1, self.hidden.shape[0]) @ self.hidden + self.hidden_bias, 0.0)
+            logits = x.reshape(-1, self.weights.size) @ self.weights
         return 1.0 / (1.0 + np.exp(-np.clip(logits + self.bias, -60.0, 60.0)))
 
     def chunk_scores(self, chunks: list[str], embed: Callable[[list[str]], np.ndarray]

@@ -31,9 +31,9 @@ direct attack's top segment, and its threshold keeps at most 3% of benign docume
 0.2% of tool outputs flagged out of fold (the n-gram model flags about 5% and 1.4% of
 them already; together they should stay near 5% and under 2%).
 
-Both heads have one hidden layer of ``HIDDEN`` ReLU units under their logit (the chunk
-head: ``SEEDS`` networks averaged, as one trained network's threshold moves with its
-random start): a logistic
+Both heads have one hidden layer of ``HIDDEN`` ReLU units under their logit, ``SEEDS``
+networks averaged (as one trained network's threshold and catches move with its random
+start; the second look's head since it reads the top segment however long): a logistic
 head could not keep a line to whoever presents a page apart from a line to its human
 readers (docs/performance.md). The chunk head took it once its threshold was chosen on
 every dev tool output (on a sample of 120, it flagged 3.3% of the tool outputs' test half in
@@ -66,8 +66,8 @@ FOLDS = 5
 # Both heads: one ReLU layer of this many units under the logit, L2 penalty ALPHA
 HIDDEN = 256
 ALPHA = 1e-2
-#: The chunk head averages this many networks' logits (``Averaged``); the second look's
-#: head is one network, as it was trained
+#: Both e5 heads average this many networks' logits (``Averaged``); the input head, a
+#: study, is one network
 SEEDS = 3
 CACHE = Path("/tmp/ownlight-chunk-vectors.sqlite")
 
@@ -286,7 +286,7 @@ def main(argv: list[str]) -> None:
         at = argv.index("--hidden")
         hidden = int(argv[at + 1])
         del argv[at : at + 2]
-    seeds = 1 if second_look or user_input else SEEDS
+    seeds = 1 if user_input else SEEDS
     if "--seeds" in argv:
         at = argv.index("--seeds")
         seeds = int(argv[at + 1])
