@@ -102,3 +102,48 @@ def test_model_with_lexicon_weights_saves_and_loads(tmp_path: Path) -> None:
     assert np.allclose(back.lexicon_weights, untrusted.lexicon_weights)
     line = OVERRIDE["zh"]
     assert back.scan(line).score == pytest.approx(untrusted.scan(line).score, abs=1e-5)
+
+
+def test_the_russian_extension_is_read_only_by_models_trained_with_it(
+        lexicon: Lexicon) -> None:
+    """wordfreq's top Russian words lack most imperatives; the extension lists them after
+    the base rows, and a model trained before it reads exactly what it was trained on."""
+    assert lexicon.base < len(lexicon.index)
+    for word in ("выполни", "переведи", "игнорируй", "подтвердите"):
+        assert lexicon.index[word] >= lexicon.base, word
+        assert lexicon.words(word) == []
+        assert lexicon.words(word, extended=True) == [lexicon.index[word]]
+    # a word the base lists is found at the same row either way
+    assert lexicon.words("погода") == lexicon.words("погода", extended=True)
+
+
+def test_an_extended_lookup_reads_yo_as_ye(lexicon: Lexicon) -> None:
+    """The extension writes "ё" as "е", as most people type it; a text with "ё" finds it."""
+    assert lexicon.words("замёрзни", extended=True) == lexicon.words(
+        "замерзни", extended=True) != []
+
+
+def test_base_lookups_do_not_stop_at_an_extension_word() -> None:
+    """A word listed only in the extension is, for a base lookup, an unknown word: its stem
+    is looked for as before the extension existed."""
+    vectors = np.eye(3, dtype=np.float32)
+    small = Lexicon({"поезд": 0, "снег": 1, "поездка": 2}, vectors,
+                    np.ones(3, np.float32), base=2)
+    assert small.words("поездка") == [0]  # "поездка" cut to "поезд", as before
+    assert small.words("поездка", extended=True) == [2]
+    assert small.listed("снег") and not small.listed("поездка")
+    assert small.knows("поездка")  # by its stem, in the base
+
+
+def test_saving_keeps_the_base_rows_whatever_the_extension_holds(tmp_path: Path) -> None:
+    """The int8 scale is the base rows': an extension with larger values is clipped, so the
+    base rows read back as they did before the extension was added."""
+    base = np.array([[0.5, -0.25], [0.1, 0.2]], np.float32)
+    alone = Lexicon({"a": 0, "b": 1}, base, np.ones(2, np.float32))
+    alone.save(tmp_path / "alone.npz")
+    grown = Lexicon({"a": 0, "b": 1, "c": 2}, np.vstack([base, [[9.0, -9.0]]]),
+                    np.ones(3, np.float32), base=2)
+    grown.save(tmp_path / "grown.npz")
+    before, after = Lexicon.load(tmp_path / "alone.npz"), Lexicon.load(tmp_path / "grown.npz")
+    assert after.base == 2 and before.base == 2
+    assert np.array_equal(before.vectors, after.vectors[:2])

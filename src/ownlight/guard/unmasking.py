@@ -122,10 +122,10 @@ def _in_cyrillic(match: re.Match[str]) -> str:
     if len(words) < 3:
         return run
     lexicon = packaged()
-    english = sum(w in lexicon.index for w in words)
+    english = sum(map(lexicon.listed, words))
     if english > ENGLISH_SHARE * len(words):
         return run
-    known = lexicon.index.__contains__
+    known = lexicon.listed
     russian = 0
     for word in words:
         spelt = _cyrillic_word(word, known, lexicon.knows)

@@ -51,9 +51,10 @@ def combined(whole: Any, text: Any, network: Any, share: float = SHARE) -> tuple
     return whole - text + text_logit, text_logit
 
 
-def word_rows(text: str) -> list[int]:
-    """The lexicon rows of the words the network reads in ``text``, in order."""
-    return packaged().words(normalise(text[:_MAX_CHARS])[0])[:MAX_WORDS]
+def word_rows(text: str, extended: bool = False) -> list[int]:
+    """The lexicon rows of the words the network reads in ``text``, in order (``extended``:
+    the lexicon's Russian extension too, for a network trained with it)."""
+    return packaged().words(normalise(text[:_MAX_CHARS])[0], extended)[:MAX_WORDS]
 
 
 def inputs(rows: Sequence[int]) -> np.ndarray:
@@ -73,6 +74,8 @@ class WordCNN:
     check_texts: tuple[str, ...] = ()
     check_logits: np.ndarray | None = None
     share: float = SHARE  # of a line's text logit (``combined``)
+    # reads the lexicon's Russian extension (trained since it was added; ``lexicon``)
+    extended: bool = False
 
     def __post_init__(self) -> None:
         # every width's every offset in one matrix, so a line costs one product
@@ -82,7 +85,7 @@ class WordCNN:
         # one BLAS thread: two spinning threads per small product would starve the e5
         # second look that reads the same tool result next (``ownlight.blas``)
         with one_blas_thread():
-            return self.logits_of_rows([word_rows(t) for t in texts])
+            return self.logits_of_rows([word_rows(t, self.extended) for t in texts])
 
     def window_logits(self, texts: Sequence[str]) -> np.ndarray:
         """The user-input model's reading of each window: the highest logit over runs of
@@ -91,7 +94,7 @@ class WordCNN:
         runs: list[list[int]] = []
         owner: list[int] = []
         for i, text in enumerate(texts):
-            rows = packaged().words(normalise(text[:_MAX_CHARS])[0])
+            rows = self.window_rows(text)
             step = MAX_WORDS // 2
             for start in range(0, max(1, len(rows) - step), step):
                 runs.append(rows[start:start + MAX_WORDS])
@@ -103,6 +106,10 @@ class WordCNN:
         best = np.full(len(texts), -np.inf, np.float32)
         np.maximum.at(best, np.asarray(owner), read)
         return best
+
+    def window_rows(self, text: str) -> list[int]:
+        """The lexicon rows of all of a window's words, as this network reads them."""
+        return packaged().words(normalise(text[:_MAX_CHARS])[0], self.extended)
 
     def logits_of_rows(self, lines: Sequence[Sequence[int]]) -> np.ndarray:
         """The network's logit for each line's words. All lines' words are read in one
@@ -152,7 +159,8 @@ class WordCNN:
         out |= {f"cnn_bias{i}": b.astype(np.float32) for i, b in enumerate(self.biases)}
         out |= {"cnn_out": self.out_weights.astype(np.float32),
                 "cnn_out_bias": np.array(self.out_bias, np.float32),
-                "cnn_share": np.array(self.share, np.float32)}
+                "cnn_share": np.array(self.share, np.float32),
+                "cnn_extended": np.array(self.extended)}
         if self.check_logits is not None:
             out |= {"cnn_check_texts": np.array(self.check_texts, dtype=str),
                     "cnn_check_logits": self.check_logits.astype(np.float32)}
@@ -170,7 +178,8 @@ class WordCNN:
                    if "cnn_check_texts" in data else (),
                    np.asarray(data["cnn_check_logits"], np.float32)
                    if "cnn_check_logits" in data else None,
-                   float(data["cnn_share"]) if "cnn_share" in data else SHARE)
+                   float(data["cnn_share"]) if "cnn_share" in data else SHARE,
+                   bool(data["cnn_extended"]) if "cnn_extended" in data else False)
 
     def check(self) -> None:
         """Fail closed when the numpy reading does not give torch's logits for the stored

@@ -77,11 +77,13 @@ def _batch(torch: Any, rows: list[list[int]]) -> Any:
 
 
 def fit(texts: Sequence[str], labels: Sequence[int], weights: Sequence[float],
-        epochs: int = EPOCHS, filters: int = FILTERS, seed: int = 0) -> WordCNN:
-    """A network for the lines ``texts`` (1: a prompt), classes balanced, then ``weights``."""
+        epochs: int = EPOCHS, filters: int = FILTERS, seed: int = 0,
+        extended: bool = True) -> WordCNN:
+    """A network for the lines ``texts`` (1: a prompt), classes balanced, then ``weights``;
+    ``extended``: it reads the lexicon's Russian extension too (``lexicon``)."""
     torch = _torch()
     torch.manual_seed(seed)
-    rows = [word_rows(t) for t in texts]
+    rows = [word_rows(t, extended) for t in texts]
     network = _network(torch, filters)
     trained = [p for p in network.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(trained, lr=LEARNING_RATE, weight_decay=1e-5)
@@ -106,7 +108,8 @@ def fit(texts: Sequence[str], labels: Sequence[int], weights: Sequence[float],
     read = WordCNN(
         [c.weight.detach().numpy().transpose(2, 1, 0).copy() for c in network.convs],
         [c.bias.detach().numpy().copy() for c in network.convs],
-        network.out.weight.detach().numpy()[0].copy(), float(network.out.bias.item()))
+        network.out.weight.detach().numpy()[0].copy(), float(network.out.bias.item()),
+        extended=extended)
     # lines of every length with torch's own logits: what the numpy reading must reproduce
     picked = sorted(set(order[:: max(1, len(order) // CHECK_LINES)].tolist()))
     with torch.no_grad():
