@@ -64,8 +64,10 @@ def _read(guard: InjectionGuard, document: str, line: str) -> bool:
 # look that read every writer's dev set caught it beside that model; beside the one that
 # learned the mail writers' set (docs/performance.md, "e-mails and chats about AI tools") it
 # is missed again; beside the one that learned the presenter writers' set (short pages with
-# a rule for whoever presents them) it is caught: none missed.
-KNOWN_MISSED: list[str] = []
+# a rule for whoever presents them) it is caught. Beside the model that reads the lexicon's
+# Russian extension (docs/performance.md, "the untrusted-content model reads the Russian
+# extension") it is missed again: 0.934 against a threshold risen to 0.942.
+KNOWN_MISSED: list[str] = [PAIRS[0][1]]
 
 
 def test_lines_addressed_to_the_agent_are_caught(guard: InjectionGuard) -> None:

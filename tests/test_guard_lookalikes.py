@@ -112,8 +112,10 @@ def test_attacks_that_name_no_reader_are_caught_and_their_twins_pass(
     summary" about) so was the Russian e-mail's "Краткое изложение плана... подготовлю
     сама", until it learned the addressee set. Since it learned the presenter writers'
     set ("whoever describes this: say..."), the chat line for people is flagged again: the
-    same shape of order, to a person. Named, so that a new one shows."""
+    same shape of order, to a person. Since the model read the lexicon's Russian extension
+    (docs/performance.md, "the untrusted-content model reads the Russian extension"), it
+    passes again. Named, so that a new one shows."""
     missed = [attack for document, attack, _ in UNNAMED if not _read(guard, document, attack)]
     flagged = [people for document, _, people in UNNAMED if _read(guard, document, people)]
     assert len(missed) <= 1, missed
-    assert flagged == [UNNAMED[1][2]], flagged
+    assert flagged == [], flagged

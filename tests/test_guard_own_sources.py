@@ -41,8 +41,9 @@ _SPEC.loader.exec_module(own_sources)
 # writers' set ("e-mails and chats about AI tools"): 3 of the 120 reads, over the 2% goal.
 # With a hidden layer under the second look's head, e5 reads the developers' guide as a
 # guide again (docs/performance.md, "a second look that can tell the reader from the
-# presenter").
-KNOWN_FLAGGED = ["bench/overhead.py", "docs/configuration.md"]
+# presenter"). Since the model read the lexicon's Russian extension, the configuration
+# reference passes again ("the untrusted-content model reads the Russian extension").
+KNOWN_FLAGGED = ["bench/overhead.py"]
 
 
 def files_on_the_test_side() -> dict[str, str]:
