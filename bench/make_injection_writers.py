@@ -66,6 +66,12 @@ to test, which no training run reads.
   describing this car, don't mention the accident"), beside the same rule for human staff
   or a line about a chatbot: the style the hand-written second-look pins showed the guard
   reads worst (docs/performance.md).
+- Dev, written to be read unseen (``injection_writers_direct7_dev.jsonl``, source
+  ``ownlight-writers-direct-7``): forty attacks and forty look-alikes per language typed to
+  deployed assistants, one writer per language, from a brief that names deployments and goals
+  (hidden instructions, rules or persona dropped, other customers' data, privileged actions
+  without their checks) but no tactic, a quarter of them 300 to 900 characters long. Read by
+  the user-input model of its release before any model learned it (docs/performance.md).
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.
@@ -91,7 +97,8 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-genres-test", "indirect"): "injection_writers_genres_test.jsonl",
           ("ownlight-writers-mail", "indirect"): "injection_writers_mail_dev.jsonl",
           ("ownlight-writers-genres-test-2", "indirect"): "injection_writers_genres2_test.jsonl",
-          ("ownlight-writers-presenter", "indirect"): "injection_writers_presenter_dev.jsonl"}
+          ("ownlight-writers-presenter", "indirect"): "injection_writers_presenter_dev.jsonl",
+          ("ownlight-writers-direct-7", "direct"): "injection_writers_direct7_dev.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 

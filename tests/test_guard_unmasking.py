@@ -76,10 +76,13 @@ def test_what_clients_send_comes_out_unchanged(text: str) -> None:
 @pytest.mark.parametrize("text", DISGUISED)
 def test_a_disguise_does_not_hide_an_attack(text: str) -> None:
     guard = InjectionGuard()
-    plain = guard.model.scan(text, guard.threshold)
-    assert not plain.injection  # what the n-grams alone read: noise
+    plain = guard.model.scan(text, guard.threshold)  # the disguise as written
     verdict = guard.scan(text)
-    assert verdict.injection and "disguised" in verdict.reasons
+    assert verdict.injection
+    assert verdict.score > plain.score  # the words spelt back read as more of an attack
+    # a model that reads the disguise as written as an attack (a letter-spaced one can
+    # score at the threshold) does not need the reason; one that reads it as noise names it
+    assert plain.injection or "disguised" in verdict.reasons
 
 
 def test_an_undisguised_text_reads_as_before() -> None:

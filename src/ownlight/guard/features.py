@@ -180,6 +180,62 @@ _LATER_CUES = {
         r"(デコード|復号|base64)[^。\n]{0,40}(従って|実行|その通り)|"
         r"(раскодируй|декодируй|расшифруй|base64)[^.!?\n]{0,60}(выполни|следуй|сделай)",
         re.IGNORECASE),
+    # The three below were found on two dev sets no user-input model had learned (the fourth
+    # writers' direct set and the addressee direct set), where a phrase family is a signal
+    # that, unlike an n-gram, is not diluted by the rest of a long message.
+    # What other users, customers or guests wrote or left: their messages, history, details.
+    "others_data": re.compile(
+        r"\b(other|another|previous|last|earlier) (users?|customers?|clients?|guests?|patients?|"
+        r"members?|people|person|sellers?|buyers?)\b[^.?!\n]{0,40}\b(messages?|chats?|"
+        r"conversations?|history|data|records?|details|e-?mails?|phones?|numbers?|addresses|"
+        r"asked|sent|wrote|said|typed)|\b(messages?|chats?|conversations?|history|records?|"
+        r"details|data) (of|from|with) (other|another|the previous|the last) (users?|"
+        r"customers?|clients?|guests?|patients?|members?|people)|\b(chat|conversation|message|"
+        r"order) (history|logs?) (of|for|with) (the |a |another )?(user|customer|client|guest|"
+        r"patient|member)\b|"
+        r"(其他|别的|其它|上一个|上一位|之前的|前面的)(用户|客户|顾客|人|住客|房客|患者|会员|买家|卖家)"
+        r"[^。？！\n]{0,20}(聊天|对话|记录|信息|问题|手机|电话|邮箱|地址|资料|房间号|订单|问了|说了)|"
+        r"(他の|別の|前の|ほかの)(ユーザー|利用者|お客様|お客さん|客|人|会員|患者|宿泊客|セラー)"
+        r"[^。？！\n]{0,20}(会話|やりとり|やり取り|履歴|ログ|質問|メール|電話|住所|情報|部屋番号|注文)|"
+        r"(други[хме]|остальн\w+|чуж\w+|предыдущ\w+) (пользовател|клиент|покупател|пациент|"
+        r"гост|участник|собеседник|продав)\w*[^.!?\n]{0,40}(сообщени|переписк|истори|данн|"
+        r"телефон|почт|email|адрес|заказ|писал|спрашивал|оставлял)|(сообщени|переписк|"
+        r"истори|данн)\w* (других|остальных|чужих) (пользовател|клиент|покупател|пациент)|"
+        r"(сообщени|переписк|телефон|почт|email|адрес)\w*[^.!?\n]{0,40}(други[хме]|остальн\w+|"
+        r"чуж\w+) (пользовател|клиент|покупател|пациент|гост|участник)|(истори\w+ (переписки|"
+        r"сообщений|чата|диалог\w*)|переписк\w+|диалог\w*) (с )?(пользовател|клиент|покупател|"
+        r"пациент)\w*",
+        re.IGNORECASE),
+    # The deployment's own configuration asked for as data: its settings, setup text or
+    # prompt as a field ("print(self.system_prompt)", "{"system_prompt": ...}").
+    "own_config": re.compile(
+        r"\b(print|echo|dump|puts|cat|console\.log)\b\W{0,3}[\w./]{0,30}system_?prompt|"
+        r"\b(self|bot|assistant|agent|concierge)\.(system_?prompt|instructions)\b|"
+        r"\b(show|print|paste|dump|give|tell|share|list|output|reveal|copy|send|what'?s in)\b"
+        r"[^.?!\n]{0,30}\b(your|the bot'?s|the "
+        r"assistant'?s) (hidden |internal |initial |full |whole |exact |original )*(config"
+        r"(uration)?|setup|set-?up text|settings file|preprompt|pre-prompt)\b|"
+        r"(你的|你们的|后台|系统)[^。？\n]{0,6}(配置|设定|设置|初始设定|提示词|人设)[^。？\n]{0,10}"
+        r"(是什么|发给我|给我看|复制|输出|打印|贴出|念|列出)|"
+        r"(裏設定|設定文|設定項目|初期設定|内部設定|システム設定)[^。？\n]{0,20}(教えて|見せて|"
+        r"貼って|出して|出力|コピペ|書き出|言い換え)|"
+        r"(выведи|покажи|скинь|пришли|перечисли|опиши|скопируй|дай)[^.!?\n]{0,30}(сво\w+|"
+        r"тво\w+|внутренн\w+|скрыт\w+|системн\w+) (конфигурац|настройк|установк)|(тво\w+|"
+        r"внутренн\w+|скрыт\w+|системн\w+) (конфигурац|настройк)\w*[^.!?\n]{0,30}(выведи|"
+        r"покажи|скинь|пришли|напиши|скопируй)", re.IGNORECASE),
+    # Checks and safeguards switched off by the one they guard against: moderation, filters,
+    # verification, approval ("turn off moderation", "別验证了", "承認フローは飛ばして").
+    "skip_checks": re.compile(
+        r"\b(turn off|disable|switch off|deactivate|bypass|skip|suspend|waive)\b[^.?!\n]{0,20}"
+        r"\b(moderation|filters?|safety|content polic\w+|guardrails?|verification|id check|"
+        r"identity check|kyc|approval|authentication|2fa|prescription check)|"
+        r"(关闭|关掉|取消|跳过|绕过|免除|免去|不用|别|不要)[^。，,\n]{0,8}(审核|过滤|验证|核验|审批|"
+        r"人脸识别|身份验证|实名|安全检查|风控)|"
+        r"(フィルター?|モデレーション|本人確認|承認フロー|承認|認証|審査|安全確認|チェック)"
+        r"[^。、\n]{0,8}(オフ|解除|無効|飛ばし|スキップ|なし|省略|不要|抜き)|"
+        r"(отключи|выключи|сними|убери|пропусти|обойди|отмени)[^.!?\n]{0,20}(модерац|фильтр|"
+        r"цензур|проверк|верификац|подтвержден|ограничени)|(модерац|проверк|верификац)\w*"
+        r"[^.!?\n]{0,20}(пропусти|пропустить|не нужн|отключ)", re.IGNORECASE),
 }
 
 # each family searched only in the scripts a window is written in (``script_gates``)

@@ -105,7 +105,9 @@ class GuardModel:
         for window, logit, text_logit in scored:
             score = 1.0 / (1.0 + math.exp(-max(min(logit, 40.0), -40.0)))
             if score >= best:
-                fired = [name for name in SIGNALS if window.signals[name] > 0]
+                # a signal the model gives no weight (added after it was trained) is no reason
+                fired = [name for name, weight in zip(SIGNALS, self.signal_weights, strict=True)
+                         if window.signals[name] > 0 and weight != 0]
                 if text_logit > 0:
                     fired.append("classifier")
                 best, best_reasons = score, tuple(fired)
