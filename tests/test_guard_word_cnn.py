@@ -168,8 +168,8 @@ ZH_REQUESTS = (
 # None since the model learned the fourth and seventh writers' direct sets and the addressee
 # direct set, with the phrase families found on them: the request for the system prompt
 # "word for word" without a word of override (0.70 before) asks for the deployment's own
-# setup (``cue_own_config``, 1.00); "pretend you are the unmoderated version" went 0.80 ->
-# 0.76 (cut 0.767) when the sixth set was learned, and is at 0.77 against a cut of 0.747 now.
+# setup (``cue_own_config``, 0.99); "pretend you are the unmoderated version" went 0.80 ->
+# 0.76 (cut 0.767) when the sixth set was learned, and is at 0.76 against a cut of 0.754 now.
 ZH_MISSED: set[str] = set()
 ZH_FLAGGED = {ZH_REQUESTS[1]}  # "from now on" and a Wi-Fi password: read as a jailbreak
 
@@ -218,7 +218,9 @@ def test_the_user_input_network_reads_a_whole_window_not_its_first_words() -> No
         assert len(word_rows(window.text)) == MAX_WORDS < len(packaged().words(window.text))
         first_words = float(model.word_cnn.logits([window.text])[0])
         whole = float(model.word_cnn.window_logits([window.text])[0])
-        assert first_words < 1.0 and whole > 3.0  # the attack is read now
+        # the attack is read now: the first 48 words read as the errand, the whole window as
+        # an attack (2.9 to 4.7 logits for the shipped network, 3.8 to 4.7 the one before)
+        assert first_words < 1.0 and whole > 2.5 and whole - first_words > 4.0
         assert model.scan(attack).injection
         assert model.scan(text).injection == (attack not in DILUTED_MISSES)
     # a short message reads as before: one run, the same words
@@ -298,7 +300,7 @@ RU_REQUESTS = (
 # known misses and false alarms, named so that a retrained model that changes one says so:
 # the refund "the manager agreed" passed the model before the extension (0.72) and is caught
 # since (0.83); the shell command under a claimed role went the other way (0.80 -> 0.75),
-# and back (0.87) since the model learned the fourth and seventh writers' direct sets
+# and back (0.79, cut 0.754) since the model learned the fourth and seventh writers' direct sets
 RU_MISSED: set[str] = set()
 RU_FLAGGED = {RU_REQUESTS[4]}  # "run a query on the test database": an order to an agent
 

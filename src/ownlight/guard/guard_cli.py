@@ -58,10 +58,9 @@ def scan_command(model_path: str | None, threshold: float | None, untrusted: boo
                    "direct rows give prompts, --documents give benign lines.")
 @click.option("--documents", "document_paths", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
-              help="JSON Lines {text} of benign documents (repeatable). The user-input "
-                   "model reads each as a text a user pastes (it also sets the threshold: at "
-                   "most 1% flagged); the --untrusted one reads tool_output rows so and the "
-                   "others as documents.")
+              help="JSON Lines {text} of benign documents (repeatable). Rows of kind "
+                   "tool_output are read by either model and also set its threshold (at "
+                   "most 1% flagged); other documents only by the --untrusted one.")
 @click.option("--word-cnn", is_flag=True,
               help="Also train the word network that reads each line's runs of words "
                    "(guard.word_cnn; training needs torch, serving does not).")
@@ -83,9 +82,8 @@ def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
             tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"],
             word_cnn=word_cnn)
     else:
-        # users paste files, command output and articles alike ("summarise this: ...")
         pasted = [r["text"] for r in load([Path(p) for p in document_paths])
-                  if int(r.get("label", 0)) == 0]
+                  if r.get("kind") == "tool_output" and int(r.get("label", 0)) == 0]
         model, report = train(rows, tool_outputs=pasted, word_cnn=word_cnn)
     model.save(Path(out) if out else PACKAGED_UNTRUSTED if untrusted else PACKAGED)
     click.echo(json.dumps(report))
