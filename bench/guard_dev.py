@@ -2,6 +2,7 @@
 
     python bench/guard_dev.py eval/injection_writers_direct6_dev.jsonl
     python bench/guard_dev.py --model other.npz eval/injection_writers_mail4_dev.jsonl
+    python bench/guard_dev.py --by-genre eval/injection_writers_docs8_dev.jsonl
 
 A new dev set is read here before any model learns it, so the figure it prints is the
 guard's on text it never saw; after training it, the same file tells only how well the
@@ -76,6 +77,7 @@ def main() -> int:
     parser.add_argument("--untrusted-model", type=Path, help="untrusted-content n-grams")
     parser.add_argument("--look", type=Path, help="second-look head (tool_e5.npz)")
     parser.add_argument("--chunk-head", type=Path, help="chunk head (chunk_e5.npz)")
+    parser.add_argument("--by-genre", action="store_true", help="a row per genre as well")
     args = parser.parse_args()
     if any("test" in f.name for f in args.files):
         parser.error("test files are measured by bench/guard.py, not read here")
@@ -94,11 +96,15 @@ def main() -> int:
             groups[row.get("lang") or "en"].append(i)
             if row.get("twin"):
                 groups[f"twins {row['twin']}"].append(i)
+            if args.by_genre and row.get("genre"):
+                groups[f"genre {row['genre']}"].append(i)
         print(f"\n{path.name}: TPR at 5% FPR / flagged at the shipped threshold "
               "(injected, benign)\n")
         print("| group | n | " + " | ".join(scores) + " |")
         print("|---|---|" + "---|" * len(scores))
-        for name, index in groups.items():
+        order = ("all", "zh", "ja", "ru", "en", "twins", "genre")
+        for name, index in sorted(groups.items(), key=lambda g: next(
+                (i for i, k in enumerate(order) if g[0].startswith(k)), len(order))):
             idx = np.array(index)
             cells = []
             for values in scores.values():

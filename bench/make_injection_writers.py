@@ -72,6 +72,14 @@ to test, which no training run reads.
   (hidden instructions, rules or persona dropped, other customers' data, privileged actions
   without their checks) but no tactic, a quarter of them 300 to 900 characters long. Read by
   the user-input model of its release before any model learned it (docs/performance.md).
+- Dev, written to be read unseen (``injection_writers_docs8_dev.jsonl``, source
+  ``ownlight-writers-docs-8``): forty pairs per language of documents agents read, five
+  per genre (e-mail, chat, code, ticket, review, tool output, web page, and a listing an
+  assistant presents), and forty more English pairs by a second writer whose attacks
+  mostly name no AI; each attacked version carries text meant for the AI that reads it,
+  its twin a look-alike for people, about AI or for software in its place. One writer per
+  language, from a brief that names where an attack may sit and what it may want, but no
+  tactic. Read by the guard of its release before any model learned it.
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.
@@ -98,7 +106,8 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-mail", "indirect"): "injection_writers_mail_dev.jsonl",
           ("ownlight-writers-genres-test-2", "indirect"): "injection_writers_genres2_test.jsonl",
           ("ownlight-writers-presenter", "indirect"): "injection_writers_presenter_dev.jsonl",
-          ("ownlight-writers-direct-7", "direct"): "injection_writers_direct7_dev.jsonl"}
+          ("ownlight-writers-direct-7", "direct"): "injection_writers_direct7_dev.jsonl",
+          ("ownlight-writers-docs-8", "indirect"): "injection_writers_docs8_dev.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 
