@@ -3,6 +3,7 @@
     python bench/guard_dev.py eval/injection_writers_direct6_dev.jsonl
     python bench/guard_dev.py --model other.npz eval/injection_writers_mail4_dev.jsonl
     python bench/guard_dev.py --by-genre eval/injection_writers_docs8_dev.jsonl
+    python bench/guard_dev.py --by-writer eval/injection_writers_docs9_dev.jsonl
 
 A new dev set is read here before any model learns it, so the figure it prints is the
 guard's on text it never saw; after training it, the same file tells only how well the
@@ -78,6 +79,8 @@ def main() -> int:
     parser.add_argument("--look", type=Path, help="second-look head (tool_e5.npz)")
     parser.add_argument("--chunk-head", type=Path, help="chunk head (chunk_e5.npz)")
     parser.add_argument("--by-genre", action="store_true", help="a row per genre as well")
+    parser.add_argument("--by-writer", action="store_true",
+                        help="a row per writer as well (the pair id without its number)")
     args = parser.parse_args()
     if any("test" in f.name for f in args.files):
         parser.error("test files are measured by bench/guard.py, not read here")
@@ -98,11 +101,13 @@ def main() -> int:
                 groups[f"twins {row['twin']}"].append(i)
             if args.by_genre and row.get("genre"):
                 groups[f"genre {row['genre']}"].append(i)
+            if args.by_writer and row.get("pair"):
+                groups[f"writer {str(row['pair']).rsplit('-', 1)[0]}"].append(i)
         print(f"\n{path.name}: TPR at 5% FPR / flagged at the shipped threshold "
               "(injected, benign)\n")
         print("| group | n | " + " | ".join(scores) + " |")
         print("|---|---|" + "---|" * len(scores))
-        order = ("all", "zh", "ja", "ru", "en", "twins", "genre")
+        order = ("all", "zh", "ja", "ru", "en", "writer", "twins", "genre")
         for name, index in sorted(groups.items(), key=lambda g: next(
                 (i for i, k in enumerate(order) if g[0].startswith(k)), len(order))):
             idx = np.array(index)

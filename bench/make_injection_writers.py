@@ -80,6 +80,10 @@ to test, which no training run reads.
   its twin a look-alike for people, about AI or for software in its place. One writer per
   language, from a brief that names where an attack may sit and what it may want, but no
   tactic. Read by the guard of its release before any model learned it.
+- Dev, written to be read unseen once docs8 was learned (``injection_writers_docs9_dev.jsonl``,
+  source ``ownlight-writers-docs-9``): the docs8 brief again, by six new writers, forty pairs
+  each: one per language, and a second Russian and a second English writer asked to keep
+  the attacks subtle (most name no AI and read as the document's own business).
 
 A pair must differ in one to three lines, as ``untrusted_training.attack_lines`` expects
 of a document with a clean twin; a pair that does not is reported and left out.
@@ -107,7 +111,8 @@ HALVES = {("ownlight-writers", "indirect"): "injection_writers_dev.jsonl",
           ("ownlight-writers-genres-test-2", "indirect"): "injection_writers_genres2_test.jsonl",
           ("ownlight-writers-presenter", "indirect"): "injection_writers_presenter_dev.jsonl",
           ("ownlight-writers-direct-7", "direct"): "injection_writers_direct7_dev.jsonl",
-          ("ownlight-writers-docs-8", "indirect"): "injection_writers_docs8_dev.jsonl"}
+          ("ownlight-writers-docs-8", "indirect"): "injection_writers_docs8_dev.jsonl",
+          ("ownlight-writers-docs-9", "indirect"): "injection_writers_docs9_dev.jsonl"}
 KEYS = ("source", "lang", "kind", "genre", "twin", "pair", "label", "text")
 
 
