@@ -64,13 +64,21 @@ def scan_command(model_path: str | None, threshold: float | None, untrusted: boo
 @click.option("--word-cnn", is_flag=True,
               help="Also train the word network that reads each line's runs of words "
                    "(guard.word_cnn; training needs torch, serving does not).")
+@click.option("--cv-out", type=click.Path(dir_okay=False),
+              help="With --untrusted: keep the out-of-fold document scores the threshold "
+                   "is chosen on (.npz), to study another threshold rule without training "
+                   "again.")
 def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
-                  document_paths: tuple[str, ...], word_cnn: bool) -> None:
+                  document_paths: tuple[str, ...], word_cnn: bool,
+                  cv_out: str | None) -> None:
     """Train the guard's weights (logistic regression, C and threshold by dev CV)."""
     from ownlight.guard.training import load, train
 
     if any("test" in Path(p).name for p in (*paths, *document_paths)):
         raise click.BadParameter("never train on a test split", param_hint="--data")
+    if cv_out and not untrusted:
+        raise click.BadParameter("only the --untrusted training keeps its CV scores",
+                                 param_hint="--cv-out")
     rows = load([Path(p) for p in paths])
     if untrusted:
         from ownlight.guard.untrusted_training import train_untrusted
@@ -80,7 +88,7 @@ def train_command(paths: tuple[str, ...], out: str | None, untrusted: bool,
         model, report = train_untrusted(
             rows, [r["text"] for r in benign if r.get("kind") != "tool_output"],
             tool_outputs=[r["text"] for r in benign if r.get("kind") == "tool_output"],
-            word_cnn=word_cnn)
+            word_cnn=word_cnn, cv_out=Path(cv_out) if cv_out else None)
     else:
         pasted = [r["text"] for r in load([Path(p) for p in document_paths])
                   if r.get("kind") == "tool_output" and int(r.get("label", 0)) == 0]

@@ -21,6 +21,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -212,17 +213,32 @@ def chosen_threshold(benign: np.ndarray, tool: np.ndarray, hard_twin: np.ndarray
     return threshold
 
 
+def save_cv(path: Path, pos: np.ndarray, sources: Sequence[str], languages: Sequence[str],
+            neg: np.ndarray, tool: np.ndarray, about_ai: np.ndarray,
+            clean_twin: np.ndarray) -> None:
+    """The out-of-fold scores the threshold is chosen on: attacked documents with their
+    source and language, benign documents with what kind they are (a tool output, a twin
+    about AI, a clean twin or dev e-mail; none of these: another benign document)."""
+    np.savez_compressed(path, pos=pos, pos_source=np.array(sources, dtype=str),
+                        pos_language=np.array(languages, dtype=str), neg=neg, neg_tool=tool,
+                        neg_about_ai=about_ai, neg_clean_twin=clean_twin)
+
+
 def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
                     target_fpr: float = 0.05, tool_outputs: Sequence[str] = (),
                     tool_output_fpr: float = 0.01, lookalike_weight: float = LOOKALIKE_WEIGHT,
                     about_ai_weight: float = ABOUT_AI_WEIGHT,
-                    word_cnn: bool = False) -> tuple[GuardModel, dict[str, Any]]:
+                    word_cnn: bool = False,
+                    cv_out: Path | None = None) -> tuple[GuardModel, dict[str, Any]]:
     """``rows``: the guard's dev rows (direct ones are prompts, indirect ones documents).
 
     ``tool_outputs`` are benign documents too, with their own target: an agent reads dozens
     of them per task, so the threshold also keeps at most ``tool_output_fpr`` of them
     flagged (cross-validated like the rest). ``word_cnn``: average each line's logit with a
     word network's (``word_cnn``; needs torch), in every fold as in the final model.
+    ``cv_out``: where to keep the out-of-fold document scores (``save_cv``), so that
+    another rule for the threshold can be studied on them without training again (an hour
+    on the full recipe).
     """
     attacked = attack_lines(rows)
     line_weights = {**{line: about_ai_weight for line in lookalike_lines(rows, hard=True)},
@@ -266,6 +282,9 @@ def train_untrusted(rows: Sequence[dict[str, Any]], documents: Sequence[str],
     about_ai = np.array([d < len(clean_rows) and clean_rows[d].get("twin") == HARD_TWIN
                          for d in neg_docs], dtype=bool)
     threshold = chosen_threshold(neg, tool, about_ai, target_fpr, tool_output_fpr)
+    if cv_out is not None:
+        save_cv(cv_out, pos, pos_sources, pos_languages, neg, tool, about_ai,
+                np.array(neg_docs) < len(emails))
     lines = [s for _, new, _ in attacked for s in new]
     final, network = _fit_on(lines + prompt_texts,
                              [ATTACK_WEIGHT] * len(lines) + prompt_weights,
